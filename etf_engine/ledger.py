@@ -1,0 +1,90 @@
+"""The contract both ledgers implement: the Cython core (``etf_engine._core.Ledger``) and the
+Fraction reference (``etf_engine.reference.ReferenceLedger``). Tests drive both with the same calls
+and compare every figure; the engine and the API speak only this surface.
+
+Decisions SPEC.md leaves open, fixed here so that both ledgers agree:
+
+* Time: every call takes ``now_ms`` (unix ms). An unbonding lot is available from the first call
+  with ``now_ms >= release_at``. Licensed at t: status ACTIVE and ``t < licence_expires_at*1000``.
+  A price is fresh when ``now_ms - as_of <= max_price_age_seconds*1000``. A day is
+  ``now_ms // DAY_MS`` (UTC); the daily limit counts ACCEPTED and SETTLED orders created that day.
+* SubmitOrder refusals, in this order: side unknown, units <= 0, client_order_id malformed
+  (INVALID_ARGUMENT); participant unknown (PERMISSION_DENIED); the key (participant,
+  client_order_id) exists: same fund, side and units -> the original order, no events, otherwise
+  ALREADY_EXISTS; fund unknown (NOT_FOUND); participant not eligible (PERMISSION_DENIED);
+  units * creation_unit > 10^15 (OUT_OF_RANGE). Then the order is recorded with the checks of
+  SPEC §5. Order ids are ``ORD-%08d`` from a sequence starting at 1; rejected orders take one too.
+* A recorded order (accepted or rejected) carries the basket at decision time, deliverables
+  (units x quantity_per_unit), cash_amount (units x cash_component, None when a price is missing),
+  fee (creation_fee / redemption_fee when ACCEPTED, 0 when REJECTED) and legs (ACCEPTED REDEEM only).
+* Redemption legs: licensed custodians in ``custodian_priority`` order, then licensed custodians
+  not listed there in custodian_id order; zero legs are omitted.
+* Basket with S = 0: lines are the seed quantities, cash_component the seed cash; nav_per_unit is
+  the seed basket's value (sum of seed quantity x price + seed cash, 2 dp half-even) and
+  nav_per_share that exact value / creation_unit (4 dp). With a price missing, every money field
+  of a basket or NAV that needs it is None (quantities are still given); ``stale`` is then true.
+  ``as_of`` is the newest as_of of the fund's prices present (0 if none).
+* Capacity: per side, ``units`` = the largest n >= 0 with check_order(n) ACCEPTED (n never above
+  max_units_per_order); ``binding_reason`` = reject_reason of check_order(units + 1), ignoring
+  idempotency. CheckOrder returns exactly what SubmitOrder would (an existing key: that order),
+  with ``order_id`` "".
+* Instructions refuse zero or negative quantities and zero deltas (INVALID_ARGUMENT); an asset
+  the fund does not hold in its terms is INVALID_ARGUMENT naming ``asset``; unknown fund or
+  custodian NOT_FOUND. AdjustHolding below zero: FAILED_PRECONDITION INSUFFICIENT_LIQUID_BALANCE.
+  RecordSlashing above staked: FAILED_PRECONDITION INSUFFICIENT_STAKED_BALANCE. Any bucket that
+  would exceed 10^30 smallest units, or shares above 10^15: OUT_OF_RANGE.
+* PublishPrices: a tick with an unknown asset, malformed currency (``[A-Z]{3,10}``), bad price, or
+  as_of > now + 5 s refuses the whole batch (INVALID_ARGUMENT naming ``ticks[i].field``; a price
+  above 10^12 is OUT_OF_RANGE). Ticks apply in order; one not newer than the current price of its
+  (asset, currency) is ignored and counted.
+* Errors are ``EngineError``; the ledger is unchanged after one. Messages name the field; for
+  FAILED_PRECONDITION they start with the reason code.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from etf_engine.model import Basket, Capacity, Event, Holdings, Nav, Order, OrderRequest
+
+
+class Ledger(Protocol):
+    def execute(self, command: Any, now_ms: int) -> tuple[Any, list[Event]]:
+        """Run a state-changing command: validate, apply, return (result, events).
+
+        Results: SubmitOrder/SettleOrder/CancelOrder -> Order; SubmitOrders -> list[Order];
+        PublishPrices -> PublishResult; every other command -> None. A refused command raises
+        EngineError and changes nothing (SubmitOrders: no item of the call is recorded).
+        """
+
+    def apply(self, event: Event) -> None:
+        """Apply one journaled event (replay). Applying the events ``execute`` returned, in order,
+        to an empty ledger rebuilds the same state."""
+
+    def get_nav(self, fund_id: str, now_ms: int) -> Nav: ...
+
+    def get_basket(self, fund_id: str, now_ms: int) -> Basket: ...
+
+    def get_holdings(self, fund_id: str, now_ms: int) -> Holdings: ...
+
+    def check_order(self, participant_id: str, request: OrderRequest, now_ms: int) -> Order: ...
+
+    def get_capacity(self, participant_id: str, fund_id: str, now_ms: int) -> Capacity: ...
+
+    def get_order(self, order_id: str, participant_id: str | None = None) -> Order:
+        """NOT_FOUND for an unknown order or, when participant_id is given, another's order."""
+
+    def list_orders(self, fund_id: str = "", status: str = "", participant_id: str | None = None) -> list[Order]:
+        """Orders in id order; empty fund_id/status match all."""
+
+    def participant_funds(self, participant_id: str) -> tuple[str, ...]:
+        """Eligible fund ids of a participant (NOT_FOUND if unknown); the API uses it for access."""
+
+    def state(self, now_ms: int) -> dict:
+        """The whole state as plain data, canonical, for comparison and digests:
+        {"assets": [[symbol, decimals]...], "custodians": [[id, name, licence_number, status, expires]],
+         "participants": [[id, name, [funds], max_order, max_day]], "prices": [[asset, currency, price, as_of]],
+         "funds": [[terms as builtins, cash, shares, [[custodian, asset, available, reserved, staked,
+         [[release_at, qty], ...]] ...]]], "orders": [order as builtins ...], "next_order_seq": n}
+        each list sorted by its ids; holdings rows that are all zero are omitted, lots released by
+        now_ms are counted as available."""

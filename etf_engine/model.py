@@ -1,0 +1,424 @@
+"""The typed messages of the engine: commands in, results out, events in the journal.
+
+Commands carry wire values (decimal strings for quantities, prices, money and fractions) so that
+the ledgers parse them with the asset's own ``decimals``. Results and events carry exact integers
+in the engine's units (see ``etf_engine.numbers``): smallest asset units, prices in 1e-8, money in
+cents, fractions and nav_per_share in 1e-4, times in unix milliseconds (licence expiry: seconds).
+Both ledgers (the Cython core and the Fraction reference) speak exactly these types.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+# -- enumerations (string values are the wire names) ------------------------------------------
+CREATE, REDEEM = "CREATE", "REDEEM"
+SIDES = (CREATE, REDEEM)
+ACCEPTED, REJECTED, SETTLED, CANCELLED = "ACCEPTED", "REJECTED", "SETTLED", "CANCELLED"
+ORDER_STATUSES = (ACCEPTED, REJECTED, SETTLED, CANCELLED)
+ACTIVE, SUSPENDED, REVOKED = "ACTIVE", "SUSPENDED", "REVOKED"
+LICENCE_STATUSES = (ACTIVE, SUSPENDED, REVOKED)
+OPEN = "OPEN"
+DEALING_STATUSES = (OPEN, SUSPENDED)
+
+# -- reason codes (SPEC §5, §6) -----------------------------------------------------------------
+FUND_SUSPENDED = "FUND_SUSPENDED"
+ORDER_LIMIT_EXCEEDED = "ORDER_LIMIT_EXCEEDED"
+DAILY_LIMIT_EXCEEDED = "DAILY_LIMIT_EXCEEDED"
+STALE_PRICE = "STALE_PRICE"
+CUSTODIAN_NOT_LICENSED = "CUSTODIAN_NOT_LICENSED"
+INSUFFICIENT_SHARES = "INSUFFICIENT_SHARES"
+INSUFFICIENT_LIQUID_BALANCE = "INSUFFICIENT_LIQUID_BALANCE"
+STAKING_CAP_BREACH = "STAKING_CAP_BREACH"
+LIQUIDITY_BUFFER_BREACH = "LIQUIDITY_BUFFER_BREACH"
+INSUFFICIENT_STAKED_BALANCE = "INSUFFICIENT_STAKED_BALANCE"
+
+DAY_MS = 86_400_000
+FUTURE_TOLERANCE_MS = 5_000
+
+
+class Struct(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class Fact(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+# == commands ===================================================================================
+class RegisterAsset(Struct):
+    symbol: str
+    decimals: int
+
+
+class RegisterCustodian(Struct):
+    custodian_id: str
+    name: str
+    licence_number: str
+    licence_status: str
+    licence_expires_at: int  # unix seconds
+
+
+class SetCustodianLicence(Struct):
+    custodian_id: str
+    licence_status: str
+    licence_expires_at: int
+
+
+class RegisterParticipant(Struct):
+    participant_id: str
+    name: str
+    eligible_fund_ids: list[str]
+    max_units_per_order: int
+    max_units_per_day: int
+
+
+class FundAssetSpec(Struct):
+    asset: str
+    staking_cap: str = "0"
+    liquidity_buffer: str = "0"
+    unbonding_seconds: int = 0
+    seed_quantity_per_unit: str = "0"
+
+
+class CreateFund(Struct):
+    fund_id: str
+    name: str
+    base_currency: str
+    creation_unit: int
+    creation_custodian_id: str
+    custodian_priority: list[str]
+    assets: list[FundAssetSpec]
+    dealing_status: str = OPEN
+    max_price_age_seconds: int = 60
+    creation_fee: str = "0"
+    redemption_fee: str = "0"
+    min_liquid_units: int = 0
+    seed_cash_per_unit: str = "0"
+    initial_shares_outstanding: int = 0
+
+
+class UpdateFund(Struct):
+    """Fields left as None are unchanged; ``assets`` updates the named existing assets only."""
+
+    fund_id: str
+    name: str | None = None
+    dealing_status: str | None = None
+    max_price_age_seconds: int | None = None
+    creation_fee: str | None = None
+    redemption_fee: str | None = None
+    min_liquid_units: int | None = None
+    creation_custodian_id: str | None = None
+    custodian_priority: list[str] | None = None
+    seed_cash_per_unit: str | None = None
+    assets: list[FundAssetSpec] | None = None
+
+
+class AdjustHolding(Struct):
+    fund_id: str
+    custodian_id: str
+    asset: str
+    delta: str
+    reason: str = ""
+
+
+class AdjustCash(Struct):
+    fund_id: str
+    delta: str
+    reason: str = ""
+
+
+class Stake(Struct):
+    fund_id: str
+    custodian_id: str
+    asset: str
+    quantity: str
+
+
+class Unstake(Stake):
+    pass
+
+
+class RecordStakingReward(Stake):
+    pass
+
+
+class RecordSlashing(Stake):
+    pass
+
+
+class PriceTick(Struct):
+    asset: str
+    currency: str
+    price: str
+    as_of_unix_ms: int
+
+
+class PublishPrices(Struct):
+    ticks: list[PriceTick]
+
+
+class SettleOrder(Struct):
+    order_id: str
+
+
+class OrderRequest(Struct):
+    fund_id: str
+    side: str
+    units: int
+    client_order_id: str
+
+
+class SubmitOrder(Struct):
+    participant_id: str
+    request: OrderRequest
+
+
+class SubmitOrders(Struct):
+    participant_id: str
+    requests: list[OrderRequest]
+
+
+class CancelOrder(Struct):
+    order_id: str
+    participant_id: str | None = None  # None: the issuer
+
+
+# == results ====================================================================================
+class BasketLine(Struct):
+    asset: str
+    quantity_per_unit: int
+
+
+class Basket(Struct):
+    fund_id: str
+    creation_unit: int
+    lines: list[BasketLine]
+    cash_component: int | None  # cents; None when a price is missing
+    nav_per_share: int | None  # 1e-4
+    nav_per_unit: int | None  # cents
+    shares_outstanding: int
+    as_of: int  # newest as_of (ms) of the prices used; 0 when none
+    stale: bool
+
+
+class NavLine(Struct):
+    asset: str
+    quantity: int
+    price: int | None
+    value: int | None  # cents
+
+
+class Nav(Struct):
+    fund_id: str
+    nav: int | None  # cents; None when a price is missing
+    nav_per_share: int | None  # 1e-4; None when no shares or a price is missing
+    shares_outstanding: int
+    cash: int
+    as_of: int
+    stale: bool
+    lines: list[NavLine]
+
+
+class HoldingRow(Struct):
+    custodian_id: str
+    asset: str
+    available: int
+    reserved: int
+    staked: int
+    unbonding: int
+    licensed: bool
+
+
+class AssetSummary(Struct):
+    asset: str
+    total: int
+    committed: int
+    liquid: int
+    illiquid: int
+    staking_cap: int  # 1e-4
+    liquidity_buffer: int  # 1e-4
+
+
+class Holdings(Struct):
+    fund_id: str
+    holdings: list[HoldingRow]  # sorted by (custodian_id, asset)
+    assets: list[AssetSummary]  # sorted by asset
+
+
+class Line(Struct):
+    asset: str
+    quantity: int
+
+
+class Leg(Struct):
+    custodian_id: str
+    asset: str
+    quantity: int
+
+
+class Order(Struct):
+    order_id: str
+    client_order_id: str
+    participant_id: str
+    fund_id: str
+    side: str
+    units: int
+    status: str
+    reject_reason: str
+    basket: Basket
+    deliverables: list[Line]
+    cash_amount: int | None
+    fee: int
+    legs: list[Leg]
+    created_at: int
+    updated_at: int
+
+
+class CapacitySide(Struct):
+    units: int
+    binding_reason: str
+
+
+class Capacity(Struct):
+    fund_id: str
+    create: CapacitySide
+    redeem: CapacitySide
+
+
+class PublishResult(Struct):
+    applied: int
+    ignored: int
+
+
+# == events: every state change, in the journal; applying them from empty rebuilds the state ====
+class Event(Fact, tag=True):
+    at: int  # unix ms of the command that produced it
+
+
+class AssetRegistered(Event):
+    symbol: str
+    decimals: int
+
+
+class CustodianRegistered(Event):
+    custodian_id: str
+    name: str
+    licence_number: str
+    licence_status: str
+    licence_expires_at: int
+
+
+class LicenceSet(Event):
+    custodian_id: str
+    licence_status: str
+    licence_expires_at: int
+
+
+class ParticipantRegistered(Event):
+    participant_id: str
+    name: str
+    eligible_fund_ids: tuple[str, ...]
+    max_units_per_order: int
+    max_units_per_day: int
+
+
+class FundAssetTerms(Fact):
+    asset: str
+    staking_cap: int
+    liquidity_buffer: int
+    unbonding_seconds: int
+    seed_quantity_per_unit: int
+
+
+class FundTerms(Fact):
+    """A fund's whole configuration after a create or an update."""
+
+    fund_id: str
+    name: str
+    base_currency: str
+    creation_unit: int
+    dealing_status: str
+    max_price_age_seconds: int
+    creation_fee: int
+    redemption_fee: int
+    min_liquid_units: int
+    creation_custodian_id: str
+    custodian_priority: tuple[str, ...]
+    seed_cash_per_unit: int
+    assets: tuple[FundAssetTerms, ...]  # sorted by asset
+
+
+class FundCreated(Event):
+    terms: FundTerms
+    shares_outstanding: int
+
+
+class FundUpdated(Event):
+    terms: FundTerms
+
+
+class HoldingAdjusted(Event):
+    fund_id: str
+    custodian_id: str
+    asset: str
+    delta: int
+
+
+class CashAdjusted(Event):
+    fund_id: str
+    delta: int
+
+
+class Staked(Event):
+    fund_id: str
+    custodian_id: str
+    asset: str
+    quantity: int
+
+
+class Unstaked(Event):
+    fund_id: str
+    custodian_id: str
+    asset: str
+    quantity: int
+    release_at: int  # ms
+
+
+class RewardRecorded(Staked):
+    pass
+
+
+class Slashed(Staked):
+    pass
+
+
+class PriceSet(Event):
+    asset: str
+    currency: str
+    price: int
+    as_of: int
+
+
+class OrderRecorded(Event):
+    order: Order  # as decided; ACCEPTED redemptions carry their legs
+
+
+class OrderSettled(Event):
+    order_id: str
+
+
+class OrderCancelled(Event):
+    order_id: str
+
+
+EVENT_TYPES = (
+    AssetRegistered, CustodianRegistered, LicenceSet, ParticipantRegistered, FundCreated, FundUpdated,
+    HoldingAdjusted, CashAdjusted, Staked, Unstaked, RewardRecorded, Slashed, PriceSet, OrderRecorded,
+    OrderSettled, OrderCancelled,
+)
+AnyEvent = (
+    AssetRegistered | CustodianRegistered | LicenceSet | ParticipantRegistered | FundCreated | FundUpdated
+    | HoldingAdjusted | CashAdjusted | Staked | Unstaked | RewardRecorded | Slashed | PriceSet | OrderRecorded
+    | OrderSettled | OrderCancelled
+)

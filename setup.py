@@ -1,0 +1,56 @@
+"""Build: the Cython core from ext/ and the gRPC code generated from proto/.
+
+Generated protobuf/gRPC modules land in etf_engine/v1/ (not committed); they are regenerated on
+every build so that they can never drift from the .proto files.
+"""
+
+from pathlib import Path
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).parent.resolve()
+
+
+def generate_protos() -> None:
+    from grpc_tools import protoc  # build requirement, see pyproject.toml
+
+    import grpc_tools
+
+    out = ROOT / "etf_engine" / "v1"
+    out.mkdir(exist_ok=True)
+    (out / "__init__.py").write_text('"""Generated from proto/etf_engine/v1; do not edit."""\n')
+    protos = sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
+    include = str(Path(grpc_tools.__file__).parent / "_proto")
+    args = ["protoc", f"-I{ROOT / 'proto'}", f"-I{include}", f"--python_out={ROOT}",
+            f"--pyi_out={ROOT}", f"--grpc_python_out={ROOT}", *protos]
+    if protoc.main(args) != 0:
+        raise RuntimeError("protoc failed on " + " ".join(protos))
+
+
+class BuildPy(build_py):
+    def run(self) -> None:
+        generate_protos()
+        super().run()
+
+
+class BuildExt(build_ext):
+    def run(self) -> None:
+        generate_protos()
+        super().run()
+
+
+extensions = [
+    Extension("etf_engine._core", ["ext/_core.pyx"], extra_compile_args=["-O2"]),
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        language_level=3,
+        compiler_directives={"boundscheck": False, "wraparound": False, "initializedcheck": False},
+    ),
+    cmdclass={"build_py": BuildPy, "build_ext": BuildExt},
+)
