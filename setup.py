@@ -43,13 +43,14 @@ class BuildExt(build_ext):
 
 
 extensions = [
-    Extension("etf_engine._core", ["ext/_core.pyx"], extra_compile_args=["-O2"]),
+    Extension("etf_engine._core", ["ext/etf_engine/_core.pyx"], extra_compile_args=["-O2"]),
 ]
 
 setup(
     ext_modules=cythonize(
         extensions,
         language_level=3,
+        include_path=["ext"],
         compiler_directives={"boundscheck": False, "wraparound": False, "initializedcheck": False},
     ),
     cmdclass={"build_py": BuildPy, "build_ext": BuildExt},

@@ -86,3 +86,6 @@ def round_half_even(num: int, den: int) -> int:
     if twice > den or (twice == den and q % 2 == 1):
         q += 1
     return q
+
+# Powers of ten as Python ints, for compiled code (where a literal 10**n may be folded as a C double).
+POW10 = tuple(10**i for i in range(64))

@@ -1,0 +1,93 @@
+# The compiled core's typed surface: fund state records and the Ledger that owns them.
+# Quantities and money are Python ints (exact at any size, never wrapped); times and flags are C
+# integers, so the checks that run on every order compare machine words where they can.
+
+cdef class Asset:
+    cdef readonly str symbol
+    cdef readonly int decimals
+    cdef object factor  # 10**(18 - decimals): one smallest unit in 1e-18 of a whole asset
+
+
+cdef class Custodian:
+    cdef readonly str custodian_id
+    cdef str name, licence_number, status
+    cdef object expires_at  # unix seconds, as registered
+    cdef long long expires_ms
+    cdef bint active
+    cdef bint licensed(self, long long now_ms) noexcept
+    cdef set_licence(self, str status, object expires_at)
+
+
+cdef class Participant:
+    cdef readonly str participant_id
+    cdef str name
+    cdef tuple eligible
+    cdef set eligible_set
+    cdef object max_order, max_day
+    cdef dict by_client_id  # client_order_id -> order_id
+    cdef dict daily  # fund_id -> {day: units accepted or settled that day}
+
+
+cdef class Holding:
+    cdef Custodian custodian
+    cdef str asset
+    cdef object available, reserved, staked, unbonding
+    cdef list lots  # [release_at_ms, quantity]
+
+
+cdef class Price:
+    cdef object value  # 1e-8 base currency per whole asset; None before the first tick
+    cdef long long as_of
+
+
+cdef class FundAsset:
+    cdef Fund fund
+    cdef Asset info
+    cdef Price price
+    cdef object cap, buffer, seed_qpu, unbonding_seconds
+    cdef list holdings  # Holding in payout order: custodian_priority, then the rest by id
+    cdef dict by_custodian
+    cdef object total, reserved, illiquid
+    cdef object qpu  # quantity_per_unit of the cached basket
+
+
+cdef class Fund:
+    cdef object terms  # FundTerms
+    cdef str fund_id
+    cdef bint open
+    cdef object unit, cash, shares, pending_redeem, min_liquid, creation_fee, redemption_fee, seed_cash
+    cdef long long max_age_ms
+    cdef list assets  # FundAsset by symbol
+    cdef dict asset_map
+    cdef Custodian creation_custodian
+    cdef dict rank  # custodian_id -> payout rank
+    cdef object nav_num  # sum of priced total*price*factor + cash*10**24, in 1e-26 base currency
+    cdef int missing_prices
+    cdef object basket  # cached Basket, None when something it depends on changed
+    cdef bint basket_stale
+    cdef long long next_release  # earliest unbonding release, LLONG_MAX when none
+
+
+cdef class Ledger:
+    cdef dict assets, custodians, participants, funds, prices, watchers, orders, _apply, _execute
+    cdef long long next_seq
+    cdef _emit(self, list events, event)
+    cdef Fund _fund(self, str fund_id)
+    cdef Custodian _custodian(self, object custodian_id)
+    cdef FundAsset _fund_asset(self, Fund f, object asset)
+    cdef Holding _holding(self, FundAsset fa, Custodian c)
+    cdef _order_holdings(self, FundAsset fa)
+    cdef tuple _target(self, cmd)
+    cdef object _quantity(self, FundAsset fa, object text, str field)
+    cdef void _advance(self, Fund f, long long now_ms) except *
+    cdef bint _stale(self, Fund f, long long now_ms)
+    cdef object _basket(self, Fund f, long long now_ms)
+    cdef _total_changed(self, FundAsset fa, object delta)
+    cdef _cash_changed(self, Fund f, object delta)
+    cdef object _liquid(self, FundAsset fa, long long now_ms)
+    cdef str _reason(self, Participant p, Fund f, bint redeem, object units, long long now_ms)
+    cdef list _legs(self, Fund f, object units, long long now_ms)
+    cdef object _decide(self, Participant p, Fund f, object req, str order_id, long long now_ms)
+    cdef tuple _admit(self, str participant_id, object req, str field, dict pending)
+    cdef object _own_order(self, object order_id, object participant_id)
+    cdef _set_terms(self, Fund f, object terms)

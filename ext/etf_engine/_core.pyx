@@ -1,0 +1,1070 @@
+# cython: language_level=3
+"""The compiled ledger: every fund's exact state, NAV, basket and order decisions (SPEC §2-7).
+
+Pure: no clock, no I/O; time comes in with each call. State changes only through ``apply``, so the
+events ``execute`` returns rebuild the same state on replay. Quantities and money are Python ints:
+exact at any size, so an 18-decimal asset above 10**24 units is as exact as a satoshi, and range
+limits are checked explicitly (OUT_OF_RANGE) rather than by overflow.
+
+Speed comes from keeping what an order needs at hand: per fund and asset the running total,
+reserved and illiquid sums; per fund the exact NAV numerator, updated incrementally by every tick
+and every change of holdings or cash; and the basket, cached until something it depends on changes
+(a reservation does not: totals stay the same).
+"""
+
+from libc.limits cimport LLONG_MAX
+
+import msgspec
+
+from etf_engine import model as M
+from etf_engine.errors import (
+    ALREADY_EXISTS, EngineError, PERMISSION_DENIED, invalid, not_found, out_of_range, precondition,
+)
+from etf_engine.numbers import (
+    FRACTION_DP, FRACTION_SCALE, MAX_CREATION_UNIT, MAX_QUANTITY, MAX_SHARES, MONEY_DP, PRICE_DP,
+    MAX_PRICE, POW10, parse_scaled,
+)
+
+# nav_num counts 1e-26 of base currency (a 1e-8 price unit times 1e-18 of an asset)
+cdef object CENT = POW10[24]  # one cent in nav_num units
+cdef object NPS = POW10[22]  # 1e-4 (nav_per_share unit) in nav_num units
+cdef object FSCALE = FRACTION_SCALE
+cdef object MAXQ = MAX_QUANTITY
+cdef long long DAY = M.DAY_MS
+cdef str _ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-"
+
+_replace = msgspec.structs.replace
+_builtins = msgspec.to_builtins
+
+
+cdef inline object rhe(object num, object den):
+    """num/den rounded half-even (den > 0)."""
+    q, r = divmod(num, den)
+    r2 = 2 * r
+    if r2 > den or (r2 == den and (q & 1)):
+        q += 1
+    return q
+
+
+cdef bint valid_id(object s) noexcept:
+    cdef Py_UCS4 ch
+    if not isinstance(s, str) or not 1 <= len(<str>s) <= 64:
+        return False
+    for ch in <str>s:
+        if not ('a' <= ch <= 'z' or 'A' <= ch <= 'Z' or '0' <= ch <= '9' or ch in "._:-"):
+            return False
+    return True
+
+
+cdef bint valid_code(object s, int lo, int hi, bint digits) noexcept:
+    """Upper-case symbol of lo..hi characters (digits allowed when ``digits``)."""
+    cdef Py_UCS4 ch
+    if not isinstance(s, str) or not lo <= len(<str>s) <= hi:
+        return False
+    for ch in <str>s:
+        if not ('A' <= ch <= 'Z' or (digits and '0' <= ch <= '9')):
+            return False
+    return True
+
+
+def _need_id(value, str field):
+    if not valid_id(value):
+        raise invalid(field, f"{value!r} is not 1-64 of [A-Za-z0-9._:-]")
+
+
+def _need_int(value, str field, lo, hi=None):
+    if type(value) is not int:
+        raise invalid(field, f"expected an integer, got {value!r}")
+    if value < lo:
+        raise invalid(field, f"{value} is below {lo}")
+    if hi is not None and value > hi:
+        raise out_of_range(field, f"{value} exceeds {hi}")
+
+
+def _fraction(str text, str field):
+    value = parse_scaled(text, field, FRACTION_DP)
+    if value > FSCALE:
+        raise invalid(field, f"{text!r} is above 1")
+    return value
+
+
+cdef long long _clamp_ms(object seconds):
+    ms = seconds * 1000
+    return LLONG_MAX if ms > LLONG_MAX else ms
+
+
+cdef class Asset:
+    def __cinit__(self, str symbol, int decimals):
+        self.symbol = symbol
+        self.decimals = decimals
+        self.factor = POW10[18 - decimals]
+
+
+cdef class Custodian:
+    cdef bint licensed(self, long long now_ms) noexcept:
+        return self.active and now_ms < self.expires_ms
+
+    cdef set_licence(self, str status, object expires_at):
+        self.status = status
+        self.active = status == M.ACTIVE
+        self.expires_at = expires_at
+        self.expires_ms = _clamp_ms(expires_at)
+
+
+cdef class Participant:
+    pass
+
+
+cdef class Holding:
+    def __cinit__(self, Custodian custodian, str asset):
+        self.custodian = custodian
+        self.asset = asset
+        self.available = self.reserved = self.staked = self.unbonding = 0
+        self.lots = []
+
+
+cdef class Price:
+    def __cinit__(self):
+        self.value = None
+        self.as_of = -1
+
+
+cdef class FundAsset:
+    pass
+
+
+cdef class Fund:
+    pass
+
+
+cdef object _add(object value, object delta, str field):
+    out = value + delta
+    if out > MAXQ:
+        raise out_of_range(field, "a holding would exceed 10^30 smallest units")
+    return out
+
+
+cdef class Ledger:
+    """The exact ledger of every fund (see etf_engine/ledger.py for the contract)."""
+
+    def __init__(self):
+        self.assets = {}
+        self.custodians = {}
+        self.participants = {}
+        self.funds = {}
+        self.prices = {}  # (asset, currency) -> Price
+        self.watchers = {}  # (asset, currency) -> [FundAsset]
+        self.orders = {}  # order_id -> Order (replaced, never mutated)
+        self.next_seq = 1
+        self._apply = {
+            M.AssetRegistered: self._on_asset, M.CustodianRegistered: self._on_custodian,
+            M.LicenceSet: self._on_licence, M.ParticipantRegistered: self._on_participant,
+            M.FundCreated: self._on_fund_created, M.FundUpdated: self._on_fund_updated,
+            M.HoldingAdjusted: self._on_holding_adjusted, M.CashAdjusted: self._on_cash,
+            M.Staked: self._on_staked, M.Unstaked: self._on_unstaked, M.RewardRecorded: self._on_reward,
+            M.Slashed: self._on_slashed, M.PriceSet: self._on_price, M.OrderRecorded: self._on_order,
+            M.OrderSettled: self._on_settled, M.OrderCancelled: self._on_cancelled,
+        }
+        self._execute = {
+            M.RegisterAsset: self._register_asset, M.RegisterCustodian: self._register_custodian,
+            M.SetCustodianLicence: self._set_licence, M.RegisterParticipant: self._register_participant,
+            M.CreateFund: self._create_fund, M.UpdateFund: self._update_fund,
+            M.AdjustHolding: self._adjust_holding, M.AdjustCash: self._adjust_cash, M.Stake: self._stake,
+            M.Unstake: self._unstake, M.RecordStakingReward: self._reward, M.RecordSlashing: self._slash,
+            M.PublishPrices: self._publish, M.SettleOrder: self._settle, M.SubmitOrder: self._submit,
+            M.SubmitOrders: self._submit_many, M.CancelOrder: self._cancel,
+        }
+
+    # ---------------------------------------------------------------- entry points
+    def execute(self, command, long long now_ms):
+        handler = self._execute.get(type(command))
+        if handler is None:
+            raise invalid("command", f"unknown command {type(command).__name__}")
+        events = []
+        result = handler(command, now_ms, events)
+        return result, events
+
+    def apply(self, event):
+        cdef Fund f
+        handler = self._apply.get(type(event))
+        if handler is None:
+            raise invalid("event", f"unknown event {type(event).__name__}")
+        fund_id = getattr(event, "fund_id", None)
+        if fund_id is not None:
+            f = self.funds.get(fund_id)
+            if f is not None:
+                self._advance(f, event.at)
+        handler(event)
+
+    cdef _emit(self, list events, event):
+        self.apply(event)
+        events.append(event)
+
+    # ---------------------------------------------------------------- lookups
+    cdef Fund _fund(self, str fund_id):
+        f = self.funds.get(fund_id)
+        if f is None:
+            raise not_found("fund", fund_id)
+        return <Fund>f
+
+    cdef Custodian _custodian(self, object custodian_id):
+        c = self.custodians.get(custodian_id)
+        if c is None:
+            raise not_found("custodian", custodian_id)
+        return <Custodian>c
+
+    cdef FundAsset _fund_asset(self, Fund f, object asset):
+        fa = f.asset_map.get(asset)
+        if fa is None:
+            raise invalid("asset", f"{asset!r} is not an asset of fund {f.fund_id!r}")
+        return <FundAsset>fa
+
+    cdef Holding _holding(self, FundAsset fa, Custodian c):
+        """The holding of (fund, custodian, asset), created empty on first use."""
+        h = fa.by_custodian.get(c.custodian_id)
+        if h is None:
+            h = Holding(c, fa.info.symbol)
+            fa.by_custodian[c.custodian_id] = h
+            fa.holdings.append(h)
+            self._order_holdings(fa)
+        return <Holding>h
+
+    cdef _order_holdings(self, FundAsset fa):
+        rank = fa.fund.rank
+        n = len(rank)
+        fa.holdings.sort(key=lambda h: (rank.get((<Holding>h).custodian.custodian_id, n),
+                                        (<Holding>h).custodian.custodian_id))
+
+    cdef void _advance(self, Fund f, long long now_ms) except *:
+        """Release the unbonding lots of fund f that matured by now_ms into available."""
+        cdef FundAsset fa
+        cdef Holding h
+        cdef long long nxt = LLONG_MAX
+        cdef long long at
+        if now_ms < f.next_release:
+            return
+        for fa in f.assets:
+            for h in fa.holdings:
+                if not h.lots:
+                    continue
+                keep = []
+                for lot in h.lots:
+                    at = lot[0]
+                    if at <= now_ms:
+                        h.unbonding -= lot[1]
+                        h.available += lot[1]
+                        fa.illiquid -= lot[1]
+                    else:
+                        keep.append(lot)
+                        if at < nxt:
+                            nxt = at
+                h.lots = keep
+        f.next_release = nxt
+
+    # ---------------------------------------------------------------- valuation
+    cdef bint _stale(self, Fund f, long long now_ms):
+        cdef FundAsset fa
+        if f.missing_prices:
+            return True
+        for fa in f.assets:
+            if now_ms - fa.price.as_of > f.max_age_ms:
+                return True
+        return False
+
+    cdef object _basket(self, Fund f, long long now_ms):
+        cdef FundAsset fa
+        cdef bint stale = self._stale(f, now_ms)
+        cdef long long as_of = 0
+        if f.basket is not None and f.basket_stale == stale:
+            return f.basket
+        U, S = f.unit, f.shares
+        lines = []
+        priced = f.missing_prices == 0
+        held = 0  # value of the basket's quantities, nav_num units
+        for fa in f.assets:
+            fa.qpu = fa.total * U // S if S else fa.seed_qpu
+            lines.append(M.BasketLine(asset=fa.info.symbol, quantity_per_unit=fa.qpu))
+            if fa.price.value is not None:
+                if fa.price.as_of > as_of:
+                    as_of = fa.price.as_of
+                if priced:
+                    held += fa.qpu * fa.price.value * fa.info.factor
+        cash = nps = npu = None
+        if priced:
+            if S:
+                cash = rhe(f.nav_num * U - S * held, S * CENT)
+                nps = rhe(f.nav_num, S * NPS)
+                npu = rhe(f.nav_num * U, S * CENT)
+            else:
+                value = held + f.seed_cash * CENT
+                cash = f.seed_cash
+                nps = rhe(value, U * NPS)
+                npu = rhe(value, CENT)
+        f.basket = M.Basket(
+            fund_id=f.fund_id, creation_unit=U, lines=lines, cash_component=cash, nav_per_share=nps,
+            nav_per_unit=npu, shares_outstanding=S, as_of=as_of, stale=stale,
+        )
+        f.basket_stale = stale
+        return f.basket
+
+    cdef _total_changed(self, FundAsset fa, object delta):
+        cdef Fund f = fa.fund
+        fa.total += delta
+        if fa.price.value is not None:
+            f.nav_num += delta * fa.price.value * fa.info.factor
+        f.basket = None
+
+    cdef _cash_changed(self, Fund f, object delta):
+        f.cash += delta
+        f.nav_num += delta * CENT
+        f.basket = None
+
+    def get_nav(self, str fund_id, long long now_ms):
+        cdef Fund f = self._fund(fund_id)
+        cdef FundAsset fa
+        self._advance(f, now_ms)
+        cdef long long as_of = 0
+        lines = []
+        for fa in f.assets:
+            p = fa.price.value
+            value = None
+            if p is not None:
+                value = rhe(fa.total * p * fa.info.factor, CENT)
+                if fa.price.as_of > as_of:
+                    as_of = fa.price.as_of
+            lines.append(M.NavLine(asset=fa.info.symbol, quantity=fa.total, price=p, value=value))
+        priced = f.missing_prices == 0
+        return M.Nav(
+            fund_id=f.fund_id, nav=rhe(f.nav_num, CENT) if priced else None,
+            nav_per_share=rhe(f.nav_num, f.shares * NPS) if priced and f.shares else None,
+            shares_outstanding=f.shares, cash=f.cash, as_of=as_of, stale=self._stale(f, now_ms), lines=lines,
+        )
+
+    def get_basket(self, str fund_id, long long now_ms):
+        cdef Fund f = self._fund(fund_id)
+        self._advance(f, now_ms)
+        return self._basket(f, now_ms)
+
+    cdef object _liquid(self, FundAsset fa, long long now_ms):
+        cdef Holding h
+        liquid = 0
+        for h in fa.holdings:
+            if h.custodian.licensed(now_ms):
+                liquid += h.available
+        return liquid
+
+    def get_holdings(self, str fund_id, long long now_ms):
+        cdef Fund f = self._fund(fund_id)
+        cdef FundAsset fa
+        cdef Holding h
+        self._advance(f, now_ms)
+        rows, summaries = [], []
+        for fa in f.assets:
+            for h in fa.holdings:
+                rows.append(M.HoldingRow(
+                    custodian_id=h.custodian.custodian_id, asset=h.asset, available=h.available,
+                    reserved=h.reserved, staked=h.staked, unbonding=h.unbonding,
+                    licensed=h.custodian.licensed(now_ms),
+                ))
+            summaries.append(M.AssetSummary(
+                asset=fa.info.symbol, total=fa.total, committed=fa.total - fa.reserved,
+                liquid=self._liquid(fa, now_ms), illiquid=fa.illiquid, staking_cap=fa.cap,
+                liquidity_buffer=fa.buffer,
+            ))
+        rows.sort(key=lambda r: (r.custodian_id, r.asset))
+        return M.Holdings(fund_id=f.fund_id, holdings=rows, assets=summaries)
+
+    # ---------------------------------------------------------------- order decisions
+    cdef str _reason(self, Participant p, Fund f, bint redeem, object units, long long now_ms):
+        """The first failing check of SPEC §5 for a fresh order, or "" to accept it.
+        The basket must be current (``_basket`` called at this now_ms)."""
+        cdef FundAsset fa
+        cdef Holding h
+        if not f.open:
+            return M.FUND_SUSPENDED
+        if units > p.max_order:
+            return M.ORDER_LIMIT_EXCEEDED
+        days = p.daily.get(f.fund_id)
+        if units + (days.get(now_ms // DAY, 0) if days else 0) > p.max_day:
+            return M.DAILY_LIMIT_EXCEEDED
+        if f.basket_stale:
+            return M.STALE_PRICE
+        if not redeem:
+            return "" if f.creation_custodian.licensed(now_ms) else M.CUSTODIAN_NOT_LICENSED
+        if units * f.unit > f.shares - f.pending_redeem:
+            return M.INSUFFICIENT_SHARES
+        for fa in f.assets:
+            q = units * fa.qpu
+            liquid = 0
+            for h in fa.holdings:
+                if h.custodian.licensed(now_ms):
+                    liquid += h.available
+            if q > liquid:
+                return M.INSUFFICIENT_LIQUID_BALANCE
+            rest = fa.total - fa.reserved - q
+            if fa.illiquid * FSCALE > fa.cap * rest:
+                return M.STAKING_CAP_BREACH
+            if (liquid - q) * FSCALE < fa.buffer * rest or liquid - q < f.min_liquid * fa.qpu:
+                return M.LIQUIDITY_BUFFER_BREACH
+        return ""
+
+    cdef list _legs(self, Fund f, object units, long long now_ms):
+        cdef FundAsset fa
+        cdef Holding h
+        legs = []
+        for fa in f.assets:
+            left = units * fa.qpu
+            for h in fa.holdings:
+                if not left:
+                    break
+                if h.available and h.custodian.licensed(now_ms):
+                    take = h.available if h.available < left else left
+                    left -= take
+                    legs.append(M.Leg(custodian_id=h.custodian.custodian_id, asset=fa.info.symbol, quantity=take))
+        return legs
+
+    cdef object _decide(self, Participant p, Fund f, object req, str order_id, long long now_ms):
+        """The order SubmitOrder would record now (not recorded here)."""
+        cdef FundAsset fa
+        cdef bint redeem = req.side == M.REDEEM
+        self._advance(f, now_ms)
+        basket = self._basket(f, now_ms)
+        units = req.units
+        reason = self._reason(p, f, redeem, units, now_ms)
+        accepted = not reason
+        cc = basket.cash_component
+        return M.Order(
+            order_id=order_id, client_order_id=req.client_order_id, participant_id=p.participant_id,
+            fund_id=f.fund_id, side=req.side, units=units, status=M.REJECTED if reason else M.ACCEPTED,
+            reject_reason=reason, basket=basket,
+            deliverables=[M.Line(asset=fa.info.symbol, quantity=units * fa.qpu) for fa in f.assets],
+            cash_amount=None if cc is None else units * cc,
+            fee=(f.redemption_fee if redeem else f.creation_fee) if accepted else 0,
+            legs=self._legs(f, units, now_ms) if accepted and redeem else [],
+            created_at=now_ms, updated_at=now_ms,
+        )
+
+    cdef tuple _admit(self, str participant_id, object req, str field, dict pending):
+        """SubmitOrder's refusals (ledger.py order). Returns (participant, fund, existing order or None).
+        ``pending`` maps client_order_id -> request for earlier items of the same batch."""
+        if req.side not in M.SIDES:
+            raise invalid(f"{field}side", f"{req.side!r} is not CREATE or REDEEM")
+        if type(req.units) is not int or req.units <= 0:
+            raise invalid(f"{field}units", f"{req.units!r} must be a positive integer")
+        if not valid_id(req.client_order_id):
+            raise invalid(f"{field}client_order_id", f"{req.client_order_id!r} is not 1-64 of [A-Za-z0-9._:-]")
+        p = self.participants.get(participant_id)
+        if p is None:
+            raise EngineError(PERMISSION_DENIED, f"participant {participant_id!r} is not registered")
+        prior = None
+        order_id = (<Participant>p).by_client_id.get(req.client_order_id)
+        if order_id is not None:
+            prior = self.orders[order_id]
+        elif pending is not None:
+            prior = pending.get(req.client_order_id)
+        if prior is not None:
+            if (prior.fund_id, prior.side, prior.units) != (req.fund_id, req.side, req.units):
+                raise EngineError(ALREADY_EXISTS, f"{field}client_order_id {req.client_order_id!r} "
+                                  f"names another order ({prior.fund_id} {prior.side} {prior.units})")
+            return p, None, prior
+        f = self.funds.get(req.fund_id)
+        if f is None:
+            raise not_found(f"{field}fund", req.fund_id)
+        if req.fund_id not in (<Participant>p).eligible_set:
+            raise EngineError(PERMISSION_DENIED, f"{field}participant {participant_id!r} may not deal in {req.fund_id!r}")
+        if req.units * (<Fund>f).unit > MAX_SHARES:
+            raise out_of_range(f"{field}units", f"{req.units} units exceed 10^15 shares")
+        return p, f, None
+
+    def check_order(self, str participant_id, req, long long now_ms):
+        p, f, prior = self._admit(participant_id, req, "", None)
+        if prior is not None:
+            return _replace(prior, order_id="")
+        return self._decide(p, f, req, "", now_ms)
+
+    def get_capacity(self, str participant_id, str fund_id, long long now_ms):
+        cdef Fund f = self._fund(fund_id)
+        p = self.participants.get(participant_id)
+        if p is None or fund_id not in (<Participant>p).eligible_set:
+            raise EngineError(PERMISSION_DENIED, f"participant {participant_id!r} may not deal in {fund_id!r}")
+        self._advance(f, now_ms)
+        self._basket(f, now_ms)
+        sides = []
+        for redeem in (False, True):
+            lo, hi = 0, (<Participant>p).max_order  # accepted at lo (or lo == 0); rejected above hi
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if self._reason(p, f, redeem, mid, now_ms):
+                    hi = mid - 1
+                else:
+                    lo = mid
+            sides.append(M.CapacitySide(units=lo, binding_reason=self._reason(p, f, redeem, lo + 1, now_ms)))
+        return M.Capacity(fund_id=fund_id, create=sides[0], redeem=sides[1])
+
+    def _submit(self, cmd, long long now_ms, list events):
+        p, f, prior = self._admit(cmd.participant_id, cmd.request, "", None)
+        if prior is not None:
+            return prior
+        order = self._decide(p, f, cmd.request, "ORD-%08d" % self.next_seq, now_ms)
+        self._emit(events, M.OrderRecorded(at=now_ms, order=order))
+        return order
+
+    def _submit_many(self, cmd, long long now_ms, list events):
+        # Every refusal first, so that a refused item records nothing of the call; then each item
+        # exactly as if submitted alone (a repeated key returns the order its first item recorded).
+        pending = {}
+        for i, req in enumerate(cmd.requests):
+            self._admit(cmd.participant_id, req, f"requests[{i}].", pending)
+            pending.setdefault(req.client_order_id, req)
+        return [self._submit(M.SubmitOrder(participant_id=cmd.participant_id, request=req), now_ms, events)
+                for req in cmd.requests]
+
+    # ---------------------------------------------------------------- order lifecycle
+    cdef object _own_order(self, object order_id, object participant_id):
+        order = self.orders.get(order_id)
+        if order is None or (participant_id is not None and order.participant_id != participant_id):
+            raise not_found("order", order_id)
+        return order
+
+    def get_order(self, order_id, participant_id=None):
+        return self._own_order(order_id, participant_id)
+
+    def list_orders(self, str fund_id="", str status="", participant_id=None):
+        return [o for o in self.orders.values()
+                if (not fund_id or o.fund_id == fund_id) and (not status or o.status == status)
+                and (participant_id is None or o.participant_id == participant_id)]
+
+    def _settle(self, cmd, long long now_ms, list events):
+        cdef Fund f
+        cdef FundAsset fa
+        cdef Holding h
+        order = self._own_order(cmd.order_id, None)
+        if order.status != M.ACCEPTED:
+            raise precondition("ORDER_NOT_ACCEPTED", f"order {order.order_id} is {order.status}")
+        f = self.funds[order.fund_id]
+        self._advance(f, now_ms)
+        shares = order.units * order.basket.creation_unit
+        if order.side == M.CREATE:
+            c = f.creation_custodian
+            if not c.licensed(now_ms):
+                raise precondition(M.CUSTODIAN_NOT_LICENSED, f"creation custodian {c.custodian_id} is not licensed")
+            for line in order.deliverables:
+                fa = f.asset_map[line.asset]
+                h = fa.by_custodian.get(c.custodian_id)
+                _add(0 if h is None else h.available, line.quantity, "quantity")
+            if f.shares + shares > MAX_SHARES:
+                raise out_of_range("shares_outstanding", "would exceed 10^15")
+        self._emit(events, M.OrderSettled(at=now_ms, order_id=order.order_id))
+        return self.orders[order.order_id]
+
+    def _cancel(self, cmd, long long now_ms, list events):
+        order = self._own_order(cmd.order_id, cmd.participant_id)
+        if order.status != M.ACCEPTED:
+            raise precondition("ORDER_NOT_ACCEPTED", f"order {order.order_id} is {order.status}")
+        self._emit(events, M.OrderCancelled(at=now_ms, order_id=order.order_id))
+        return self.orders[order.order_id]
+
+    def _on_order(self, event):
+        cdef Fund f
+        cdef FundAsset fa
+        cdef Holding h
+        cdef Participant p
+        order = event.order
+        f = self.funds[order.fund_id]
+        self._advance(f, event.at)
+        p = self.participants[order.participant_id]
+        self.orders[order.order_id] = order
+        p.by_client_id[order.client_order_id] = order.order_id
+        self.next_seq = int(order.order_id[4:]) + 1
+        if order.status != M.ACCEPTED:
+            return
+        days = p.daily.setdefault(f.fund_id, {})
+        day = order.created_at // DAY
+        days[day] = days.get(day, 0) + order.units
+        if order.side == M.REDEEM:
+            f.pending_redeem += order.units * order.basket.creation_unit
+            for leg in order.legs:
+                fa = f.asset_map[leg.asset]
+                h = fa.by_custodian[leg.custodian_id]
+                h.available -= leg.quantity
+                h.reserved += leg.quantity
+                fa.reserved += leg.quantity
+
+    def _on_settled(self, event):
+        cdef Fund f
+        cdef FundAsset fa
+        cdef Holding h
+        order = self.orders[event.order_id]
+        f = self.funds[order.fund_id]
+        self._advance(f, event.at)
+        shares = order.units * order.basket.creation_unit
+        if order.side == M.CREATE:
+            for line in order.deliverables:
+                fa = f.asset_map[line.asset]
+                h = self._holding(fa, f.creation_custodian)
+                h.available += line.quantity
+                self._total_changed(fa, line.quantity)
+            self._cash_changed(f, order.cash_amount)
+            f.shares += shares
+        else:
+            for leg in order.legs:
+                fa = f.asset_map[leg.asset]
+                h = fa.by_custodian[leg.custodian_id]
+                h.reserved -= leg.quantity
+                fa.reserved -= leg.quantity
+                self._total_changed(fa, -leg.quantity)
+            self._cash_changed(f, -order.cash_amount)
+            f.shares -= shares
+            f.pending_redeem -= shares
+        f.basket = None
+        self.orders[order.order_id] = _replace(order, status=M.SETTLED, updated_at=event.at)
+
+    def _on_cancelled(self, event):
+        cdef Fund f
+        cdef FundAsset fa
+        cdef Holding h
+        cdef Participant p
+        order = self.orders[event.order_id]
+        f = self.funds[order.fund_id]
+        self._advance(f, event.at)
+        p = self.participants[order.participant_id]
+        days = p.daily[f.fund_id]
+        days[order.created_at // DAY] -= order.units
+        if order.side == M.REDEEM:
+            f.pending_redeem -= order.units * order.basket.creation_unit
+            for leg in order.legs:
+                fa = f.asset_map[leg.asset]
+                h = fa.by_custodian[leg.custodian_id]
+                h.reserved -= leg.quantity
+                h.available += leg.quantity
+                fa.reserved -= leg.quantity
+        self.orders[order.order_id] = _replace(order, status=M.CANCELLED, updated_at=event.at)
+
+    # ---------------------------------------------------------------- registrations
+    def _register_asset(self, cmd, long long now_ms, list events):
+        if not valid_code(cmd.symbol, 2, 10, True):
+            raise invalid("symbol", f"{cmd.symbol!r} is not 2-10 of [A-Z0-9]")
+        _need_int(cmd.decimals, "decimals", 0, 18)
+        if cmd.symbol in self.assets:
+            raise EngineError(ALREADY_EXISTS, f"asset {cmd.symbol!r} exists")
+        self._emit(events, M.AssetRegistered(at=now_ms, symbol=cmd.symbol, decimals=cmd.decimals))
+
+    def _on_asset(self, event):
+        self.assets[event.symbol] = Asset(event.symbol, event.decimals)
+
+    def _check_licence(self, cmd):
+        _need_id(cmd.custodian_id, "custodian_id")
+        if cmd.licence_status not in M.LICENCE_STATUSES:
+            raise invalid("licence_status", f"{cmd.licence_status!r} is not ACTIVE, SUSPENDED or REVOKED")
+        _need_int(cmd.licence_expires_at, "licence_expires_at", 0)
+
+    def _register_custodian(self, cmd, long long now_ms, list events):
+        self._check_licence(cmd)
+        if cmd.custodian_id in self.custodians:
+            raise EngineError(ALREADY_EXISTS, f"custodian {cmd.custodian_id!r} exists")
+        self._emit(events, M.CustodianRegistered(
+            at=now_ms, custodian_id=cmd.custodian_id, name=cmd.name, licence_number=cmd.licence_number,
+            licence_status=cmd.licence_status, licence_expires_at=cmd.licence_expires_at))
+
+    def _on_custodian(self, event):
+        c = Custodian()
+        c.custodian_id, c.name, c.licence_number = event.custodian_id, event.name, event.licence_number
+        c.set_licence(event.licence_status, event.licence_expires_at)
+        self.custodians[c.custodian_id] = c
+
+    def _set_licence(self, cmd, long long now_ms, list events):
+        self._check_licence(cmd)
+        self._custodian(cmd.custodian_id)
+        self._emit(events, M.LicenceSet(at=now_ms, custodian_id=cmd.custodian_id,
+                                        licence_status=cmd.licence_status,
+                                        licence_expires_at=cmd.licence_expires_at))
+
+    def _on_licence(self, event):
+        (<Custodian>self.custodians[event.custodian_id]).set_licence(event.licence_status, event.licence_expires_at)
+
+    def _register_participant(self, cmd, long long now_ms, list events):
+        _need_id(cmd.participant_id, "participant_id")
+        for i, fund_id in enumerate(cmd.eligible_fund_ids):
+            _need_id(fund_id, f"eligible_fund_ids[{i}]")
+        _need_int(cmd.max_units_per_order, "max_units_per_order", 1, MAX_SHARES)
+        _need_int(cmd.max_units_per_day, "max_units_per_day", 1, MAX_SHARES)
+        if cmd.participant_id in self.participants:
+            raise EngineError(ALREADY_EXISTS, f"participant {cmd.participant_id!r} exists")
+        self._emit(events, M.ParticipantRegistered(
+            at=now_ms, participant_id=cmd.participant_id, name=cmd.name,
+            eligible_fund_ids=tuple(sorted(set(cmd.eligible_fund_ids))),
+            max_units_per_order=cmd.max_units_per_order, max_units_per_day=cmd.max_units_per_day))
+
+    def _on_participant(self, event):
+        p = Participant()
+        p.participant_id, p.name = event.participant_id, event.name
+        p.eligible = tuple(event.eligible_fund_ids)
+        p.eligible_set = set(p.eligible)
+        p.max_order, p.max_day = event.max_units_per_order, event.max_units_per_day
+        p.by_client_id, p.daily = {}, {}
+        self.participants[p.participant_id] = p
+
+    def participant_funds(self, str participant_id):
+        p = self.participants.get(participant_id)
+        if p is None:
+            raise not_found("participant", participant_id)
+        return (<Participant>p).eligible
+
+    # ---------------------------------------------------------------- funds
+    def _asset_terms(self, spec, str field, current=None):
+        asset = self.assets.get(spec.asset)
+        if asset is None:
+            raise not_found(f"{field}asset", spec.asset)
+        _need_int(spec.unbonding_seconds, f"{field}unbonding_seconds", 0, POW10[9])
+        return M.FundAssetTerms(
+            asset=spec.asset, staking_cap=_fraction(spec.staking_cap, f"{field}staking_cap"),
+            liquidity_buffer=_fraction(spec.liquidity_buffer, f"{field}liquidity_buffer"),
+            unbonding_seconds=spec.unbonding_seconds,
+            seed_quantity_per_unit=parse_scaled(spec.seed_quantity_per_unit, f"{field}seed_quantity_per_unit",
+                                                (<Asset>asset).decimals, limit=MAX_QUANTITY),
+        )
+
+    def _check_custodians(self, creation_custodian_id, priority):
+        self._custodian(creation_custodian_id)
+        for i, cid in enumerate(priority):
+            self._custodian(cid)
+        if len(set(priority)) != len(priority):
+            raise invalid("custodian_priority", "lists a custodian twice")
+
+    def _check_fund_scalars(self, terms):
+        """Range checks shared by create and update, on the merged terms."""
+        if terms.dealing_status not in M.DEALING_STATUSES:
+            raise invalid("dealing_status", f"{terms.dealing_status!r} is not OPEN or SUSPENDED")
+        _need_int(terms.max_price_age_seconds, "max_price_age_seconds", 1, POW10[9])
+        _need_int(terms.min_liquid_units, "min_liquid_units", 0, MAX_SHARES)
+
+    def _create_fund(self, cmd, long long now_ms, list events):
+        _need_id(cmd.fund_id, "fund_id")
+        if not valid_code(cmd.base_currency, 3, 10, False):
+            raise invalid("base_currency", f"{cmd.base_currency!r} is not 3-10 of [A-Z]")
+        _need_int(cmd.creation_unit, "creation_unit", 1, MAX_CREATION_UNIT)
+        _need_int(cmd.initial_shares_outstanding, "initial_shares_outstanding", 0, MAX_SHARES)
+        if cmd.fund_id in self.funds:
+            raise EngineError(ALREADY_EXISTS, f"fund {cmd.fund_id!r} exists")
+        self._check_custodians(cmd.creation_custodian_id, cmd.custodian_priority)
+        if not cmd.assets:
+            raise invalid("assets", "a fund holds at least one asset")
+        terms = [self._asset_terms(spec, f"assets[{i}].") for i, spec in enumerate(cmd.assets)]
+        if len({t.asset for t in terms}) != len(terms):
+            raise invalid("assets", "lists an asset twice")
+        fund_terms = M.FundTerms(
+            fund_id=cmd.fund_id, name=cmd.name, base_currency=cmd.base_currency, creation_unit=cmd.creation_unit,
+            dealing_status=cmd.dealing_status, max_price_age_seconds=cmd.max_price_age_seconds,
+            creation_fee=parse_scaled(cmd.creation_fee, "creation_fee", MONEY_DP),
+            redemption_fee=parse_scaled(cmd.redemption_fee, "redemption_fee", MONEY_DP),
+            min_liquid_units=cmd.min_liquid_units, creation_custodian_id=cmd.creation_custodian_id,
+            custodian_priority=tuple(cmd.custodian_priority),
+            seed_cash_per_unit=parse_scaled(cmd.seed_cash_per_unit, "seed_cash_per_unit", MONEY_DP, signed=True),
+            assets=tuple(sorted(terms, key=lambda t: t.asset)),
+        )
+        self._check_fund_scalars(fund_terms)
+        self._emit(events, M.FundCreated(at=now_ms, terms=fund_terms,
+                                         shares_outstanding=cmd.initial_shares_outstanding))
+
+    def _update_fund(self, cmd, long long now_ms, list events):
+        cdef Fund f = self._fund(cmd.fund_id)
+        old = f.terms
+        changes = {}
+        for name in ("name", "dealing_status", "max_price_age_seconds", "min_liquid_units",
+                     "creation_custodian_id"):
+            value = getattr(cmd, name)
+            if value is not None:
+                changes[name] = value
+        for name in ("creation_fee", "redemption_fee"):
+            if getattr(cmd, name) is not None:
+                changes[name] = parse_scaled(getattr(cmd, name), name, MONEY_DP)
+        if cmd.seed_cash_per_unit is not None:
+            changes["seed_cash_per_unit"] = parse_scaled(cmd.seed_cash_per_unit, "seed_cash_per_unit",
+                                                         MONEY_DP, signed=True)
+        if cmd.custodian_priority is not None:
+            changes["custodian_priority"] = tuple(cmd.custodian_priority)
+        if cmd.assets is not None:
+            by_asset = {t.asset: t for t in old.assets}
+            for i, spec in enumerate(cmd.assets):
+                if spec.asset not in by_asset:
+                    raise invalid(f"assets[{i}].asset", f"{spec.asset!r} is not an asset of fund {f.fund_id!r}")
+                by_asset[spec.asset] = self._asset_terms(spec, f"assets[{i}].")
+            changes["assets"] = tuple(sorted(by_asset.values(), key=lambda t: t.asset))
+        terms = _replace(old, **changes)
+        self._check_fund_scalars(terms)
+        self._check_custodians(terms.creation_custodian_id, terms.custodian_priority)
+        self._emit(events, M.FundUpdated(at=now_ms, terms=terms))
+
+    def _on_fund_created(self, event):
+        cdef Fund f = Fund()
+        cdef FundAsset fa
+        f.fund_id = event.terms.fund_id
+        f.cash = f.pending_redeem = 0
+        f.shares = event.shares_outstanding
+        f.nav_num = 0
+        f.next_release = LLONG_MAX
+        f.assets, f.asset_map = [], {}
+        for t in event.terms.assets:
+            fa = FundAsset()
+            fa.fund, fa.info = f, self.assets[t.asset]
+            fa.holdings, fa.by_custodian = [], {}
+            fa.total = fa.reserved = fa.illiquid = 0
+            fa.qpu = 0
+            f.assets.append(fa)
+            f.asset_map[t.asset] = fa
+        self._set_terms(f, event.terms)
+        self.funds[f.fund_id] = f
+
+    def _on_fund_updated(self, event):
+        self._set_terms(self.funds[event.terms.fund_id], event.terms)
+
+    cdef _set_terms(self, Fund f, object terms):
+        cdef FundAsset fa
+        old_currency = None if f.terms is None else f.terms.base_currency
+        f.terms = terms
+        f.unit = terms.creation_unit
+        f.open = terms.dealing_status == M.OPEN
+        f.max_age_ms = terms.max_price_age_seconds * 1000
+        f.creation_fee, f.redemption_fee = terms.creation_fee, terms.redemption_fee
+        f.min_liquid, f.seed_cash = terms.min_liquid_units, terms.seed_cash_per_unit
+        f.creation_custodian = self.custodians[terms.creation_custodian_id]
+        f.rank = {cid: i for i, cid in enumerate(terms.custodian_priority)}
+        for t in terms.assets:
+            fa = f.asset_map[t.asset]
+            fa.cap, fa.buffer, fa.seed_qpu = t.staking_cap, t.liquidity_buffer, t.seed_quantity_per_unit
+            fa.unbonding_seconds = t.unbonding_seconds
+            self._order_holdings(fa)
+            if old_currency is None:
+                key = (t.asset, terms.base_currency)
+                fa.price = self.prices.get(key)
+                if fa.price is None:
+                    fa.price = self.prices[key] = Price()
+                self.watchers.setdefault(key, []).append(fa)
+                if fa.price.value is None:
+                    f.missing_prices += 1
+        f.basket = None
+
+    # ---------------------------------------------------------------- holdings and cash
+    cdef tuple _target(self, cmd):
+        """(fund, fund asset, custodian) named by an instruction, validated."""
+        cdef Fund f = self._fund(cmd.fund_id)
+        c = self._custodian(cmd.custodian_id)
+        return f, self._fund_asset(f, cmd.asset), c
+
+    cdef object _quantity(self, FundAsset fa, object text, str field):
+        q = parse_scaled(text, field, fa.info.decimals, limit=MAX_QUANTITY)
+        if q == 0:
+            raise invalid(field, "must be greater than zero")
+        return q
+
+    def _adjust_holding(self, cmd, long long now_ms, list events):
+        cdef Fund f
+        cdef FundAsset fa
+        f, fa, c = self._target(cmd)
+        delta = parse_scaled(cmd.delta, "delta", fa.info.decimals, signed=True, limit=MAX_QUANTITY)
+        if delta == 0:
+            raise invalid("delta", "must not be zero")
+        self._advance(f, now_ms)
+        h = fa.by_custodian.get(c.custodian_id)
+        available = 0 if h is None else (<Holding>h).available
+        if available + delta < 0:
+            raise precondition(M.INSUFFICIENT_LIQUID_BALANCE,
+                               f"available {available} at {c.custodian_id} is less than {-delta}")
+        _add(available, delta, "delta")
+        self._emit(events, M.HoldingAdjusted(at=now_ms, fund_id=f.fund_id, custodian_id=c.custodian_id,
+                                             asset=fa.info.symbol, delta=delta))
+
+    def _on_holding_adjusted(self, event):
+        cdef Fund f = self.funds[event.fund_id]
+        cdef FundAsset fa = f.asset_map[event.asset]
+        cdef Holding h = self._holding(fa, self.custodians[event.custodian_id])
+        h.available += event.delta
+        self._total_changed(fa, event.delta)
+
+    def _adjust_cash(self, cmd, long long now_ms, list events):
+        cdef Fund f = self._fund(cmd.fund_id)
+        delta = parse_scaled(cmd.delta, "delta", MONEY_DP, signed=True)
+        if delta == 0:
+            raise invalid("delta", "must not be zero")
+        if abs(f.cash + delta) > MAX_QUANTITY:
+            raise out_of_range("delta", "cash would exceed 10^28")
+        self._emit(events, M.CashAdjusted(at=now_ms, fund_id=f.fund_id, delta=delta))
+
+    def _on_cash(self, event):
+        self._cash_changed(self.funds[event.fund_id], event.delta)
+
+    def _stake(self, cmd, long long now_ms, list events):
+        cdef Fund f
+        cdef FundAsset fa
+        cdef Custodian c
+        f, fa, c = self._target(cmd)
+        q = self._quantity(fa, cmd.quantity, "quantity")
+        self._advance(f, now_ms)
+        self._basket(f, now_ms)
+        if not c.licensed(now_ms):
+            raise precondition(M.CUSTODIAN_NOT_LICENSED, f"custodian {c.custodian_id} is not licensed")
+        h = fa.by_custodian.get(c.custodian_id)
+        available = 0 if h is None else (<Holding>h).available
+        if available < q:
+            raise precondition(M.INSUFFICIENT_LIQUID_BALANCE, f"available {available} at {c.custodian_id} < {q}")
+        committed = fa.total - fa.reserved
+        if (fa.illiquid + q) * FSCALE > fa.cap * committed:
+            raise precondition(M.STAKING_CAP_BREACH, f"staked would exceed the cap on {fa.info.symbol}")
+        liquid = self._liquid(fa, now_ms)
+        if (liquid - q) * FSCALE < fa.buffer * committed or liquid - q < f.min_liquid * fa.qpu:
+            raise precondition(M.LIQUIDITY_BUFFER_BREACH, f"liquid {fa.info.symbol} would fall below the buffer")
+        self._emit(events, M.Staked(at=now_ms, fund_id=f.fund_id, custodian_id=c.custodian_id,
+                                    asset=fa.info.symbol, quantity=q))
+
+    def _on_staked(self, event):
+        cdef Fund f = self.funds[event.fund_id]
+        cdef FundAsset fa = f.asset_map[event.asset]
+        cdef Holding h = fa.by_custodian[event.custodian_id]
+        h.available -= event.quantity
+        h.staked += event.quantity
+        fa.illiquid += event.quantity
+
+    def _unstake(self, cmd, long long now_ms, list events):
+        cdef Fund f
+        cdef FundAsset fa
+        f, fa, c = self._target(cmd)
+        q = self._quantity(fa, cmd.quantity, "quantity")
+        h = fa.by_custodian.get(c.custodian_id)
+        staked = 0 if h is None else (<Holding>h).staked
+        if staked < q:
+            raise precondition(M.INSUFFICIENT_STAKED_BALANCE, f"staked {staked} at {c.custodian_id} < {q}")
+        self._emit(events, M.Unstaked(at=now_ms, fund_id=f.fund_id, custodian_id=c.custodian_id,
+                                      asset=fa.info.symbol, quantity=q,
+                                      release_at=now_ms + fa.unbonding_seconds * 1000))
+
+    def _on_unstaked(self, event):
+        cdef Fund f = self.funds[event.fund_id]
+        cdef FundAsset fa = f.asset_map[event.asset]
+        cdef Holding h = fa.by_custodian[event.custodian_id]
+        h.staked -= event.quantity
+        h.unbonding += event.quantity
+        h.lots.append([event.release_at, event.quantity])
+        if event.release_at < f.next_release:
+            f.next_release = event.release_at
+        self._advance(f, event.at)  # a zero unbonding period releases at once
+
+    def _reward(self, cmd, long long now_ms, list events):
+        cdef Fund f
+        cdef FundAsset fa
+        f, fa, c = self._target(cmd)
+        q = self._quantity(fa, cmd.quantity, "quantity")
+        h = fa.by_custodian.get(c.custodian_id)
+        _add(0 if h is None else (<Holding>h).available, q, "quantity")
+        self._emit(events, M.RewardRecorded(at=now_ms, fund_id=f.fund_id, custodian_id=c.custodian_id,
+                                            asset=fa.info.symbol, quantity=q))
+
+    def _on_reward(self, event):
+        cdef Fund f = self.funds[event.fund_id]
+        cdef FundAsset fa = f.asset_map[event.asset]
+        cdef Holding h = self._holding(fa, self.custodians[event.custodian_id])
+        h.available += event.quantity
+        self._total_changed(fa, event.quantity)
+
+    def _slash(self, cmd, long long now_ms, list events):
+        cdef Fund f
+        cdef FundAsset fa
+        f, fa, c = self._target(cmd)
+        q = self._quantity(fa, cmd.quantity, "quantity")
+        h = fa.by_custodian.get(c.custodian_id)
+        staked = 0 if h is None else (<Holding>h).staked
+        if staked < q:
+            raise precondition(M.INSUFFICIENT_STAKED_BALANCE, f"staked {staked} at {c.custodian_id} < {q}")
+        self._emit(events, M.Slashed(at=now_ms, fund_id=f.fund_id, custodian_id=c.custodian_id,
+                                     asset=fa.info.symbol, quantity=q))
+
+    def _on_slashed(self, event):
+        cdef Fund f = self.funds[event.fund_id]
+        cdef FundAsset fa = f.asset_map[event.asset]
+        cdef Holding h = fa.by_custodian[event.custodian_id]
+        h.staked -= event.quantity
+        fa.illiquid -= event.quantity
+        self._total_changed(fa, -event.quantity)
+
+    # ---------------------------------------------------------------- prices
+    def _publish(self, cmd, long long now_ms, list events):
+        cdef Price current
+        parsed = []
+        for i, tick in enumerate(cmd.ticks):
+            field = f"ticks[{i}]."
+            if tick.asset not in self.assets:
+                raise invalid(f"{field}asset", f"unknown asset {tick.asset!r}")
+            if not valid_code(tick.currency, 3, 10, False):
+                raise invalid(f"{field}currency", f"{tick.currency!r} is not 3-10 of [A-Z]")
+            price = parse_scaled(tick.price, f"{field}price", PRICE_DP, limit=MAX_PRICE)
+            if price == 0:
+                raise invalid(f"{field}price", "must be greater than zero")
+            if type(tick.as_of_unix_ms) is not int or tick.as_of_unix_ms < 0:
+                raise invalid(f"{field}as_of_unix_ms", f"{tick.as_of_unix_ms!r} is not a time")
+            if tick.as_of_unix_ms > now_ms + M.FUTURE_TOLERANCE_MS:
+                raise invalid(f"{field}as_of_unix_ms", "more than 5 s in the future")
+            parsed.append((tick.asset, tick.currency, price, tick.as_of_unix_ms))
+        latest = {}
+        applied = 0
+        for asset, currency, price, as_of in parsed:
+            key = (asset, currency)
+            current = self.prices.get(key)
+            newest = latest.get(key, -1 if current is None else current.as_of)
+            if as_of <= newest:
+                continue
+            latest[key] = as_of
+            applied += 1
+            self._emit(events, M.PriceSet(at=now_ms, asset=asset, currency=currency, price=price, as_of=as_of))
+        return M.PublishResult(applied=applied, ignored=len(parsed) - applied)
+
+    def _on_price(self, event):
+        cdef Price p
+        cdef FundAsset fa
+        cdef Fund f
+        key = (event.asset, event.currency)
+        p = self.prices.get(key)
+        if p is None:
+            p = self.prices[key] = Price()
+        old = p.value
+        for fa in self.watchers.get(key, ()):
+            f = fa.fund
+            if old is None:
+                f.missing_prices -= 1
+                f.nav_num += fa.total * event.price * fa.info.factor
+            else:
+                f.nav_num += fa.total * (event.price - old) * fa.info.factor
+            f.basket = None
+        p.value = event.price
+        p.as_of = event.as_of
+
+    # ---------------------------------------------------------------- canonical state
+    def state(self, long long now_ms):
+        cdef Fund f
+        cdef FundAsset fa
+        cdef Holding h
+        cdef Custodian c
+        cdef Participant p
+        cdef Price pr
+        funds = []
+        for fund_id in sorted(self.funds):
+            f = self.funds[fund_id]
+            self._advance(f, now_ms)
+            rows = []
+            for fa in f.assets:
+                for h in fa.holdings:
+                    if h.available or h.reserved or h.staked or h.lots:
+                        rows.append([h.custodian.custodian_id, h.asset, h.available, h.reserved, h.staked,
+                                     sorted([list(lot) for lot in h.lots])])
+            rows.sort()
+            funds.append([_builtins(f.terms), f.cash, f.shares, rows])
+        return {
+            "assets": [[s, (<Asset>self.assets[s]).decimals] for s in sorted(self.assets)],
+            "custodians": [[c.custodian_id, c.name, c.licence_number, c.status, c.expires_at]
+                           for c in [self.custodians[k] for k in sorted(self.custodians)]],
+            "participants": [[p.participant_id, p.name, list(p.eligible), p.max_order, p.max_day]
+                             for p in [self.participants[k] for k in sorted(self.participants)]],
+            "prices": [[k[0], k[1], (<Price>v).value, (<Price>v).as_of] for k, v in sorted(self.prices.items())
+                       if (<Price>v).value is not None],
+            "funds": funds,
+            "orders": [_builtins(self.orders[k]) for k in sorted(self.orders)],
+            "next_order_seq": self.next_seq,
+        }
