@@ -33,6 +33,36 @@ cdef object MAXQ = MAX_QUANTITY
 cdef long long DAY = M.DAY_MS
 cdef str _ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-"
 
+
+# Module constants bound once: a lookup on the model module costs more than the check it serves.
+cdef object REDEEM = M.REDEEM
+cdef object CREATE = M.CREATE
+cdef object ACCEPTED = M.ACCEPTED
+cdef object REJECTED = M.REJECTED
+cdef object SETTLED = M.SETTLED
+cdef object CANCELLED = M.CANCELLED
+cdef object SIDES = M.SIDES
+cdef object FUND_SUSPENDED = M.FUND_SUSPENDED
+cdef object ORDER_LIMIT_EXCEEDED = M.ORDER_LIMIT_EXCEEDED
+cdef object DAILY_LIMIT_EXCEEDED = M.DAILY_LIMIT_EXCEEDED
+cdef object STALE_PRICE = M.STALE_PRICE
+cdef object CUSTODIAN_NOT_LICENSED = M.CUSTODIAN_NOT_LICENSED
+cdef object INSUFFICIENT_SHARES = M.INSUFFICIENT_SHARES
+cdef object INSUFFICIENT_LIQUID_BALANCE = M.INSUFFICIENT_LIQUID_BALANCE
+cdef object STAKING_CAP_BREACH = M.STAKING_CAP_BREACH
+cdef object LIQUIDITY_BUFFER_BREACH = M.LIQUIDITY_BUFFER_BREACH
+cdef object INSUFFICIENT_STAKED_BALANCE = M.INSUFFICIENT_STAKED_BALANCE
+cdef object Order = M.Order
+cdef object Line = M.Line
+cdef object Leg = M.Leg
+cdef object BasketLine = M.BasketLine
+cdef object Basket = M.Basket
+cdef object NavLine = M.NavLine
+cdef object Nav = M.Nav
+cdef object HoldingRow = M.HoldingRow
+cdef object AssetSummary = M.AssetSummary
+cdef object CapacitySide = M.CapacitySide
+cdef object Capacity = M.Capacity
 _replace = msgspec.structs.replace
 _builtins = msgspec.to_builtins
 
@@ -283,7 +313,7 @@ cdef class Ledger:
         held = 0  # value of the basket's quantities, nav_num units
         for fa in f.assets:
             fa.qpu = fa.total * U // S if S else fa.seed_qpu
-            lines.append(M.BasketLine(asset=fa.info.symbol, quantity_per_unit=fa.qpu))
+            lines.append(BasketLine(asset=fa.info.symbol, quantity_per_unit=fa.qpu))
             if fa.price.value is not None:
                 if fa.price.as_of > as_of:
                     as_of = fa.price.as_of
@@ -300,7 +330,7 @@ cdef class Ledger:
                 cash = f.seed_cash
                 nps = rhe(value, U * NPS)
                 npu = rhe(value, CENT)
-        f.basket = M.Basket(
+        f.basket = Basket(
             fund_id=f.fund_id, creation_unit=U, lines=lines, cash_component=cash, nav_per_share=nps,
             nav_per_unit=npu, shares_outstanding=S, as_of=as_of, stale=stale,
         )
@@ -332,9 +362,9 @@ cdef class Ledger:
                 value = rhe(fa.total * p * fa.info.factor, CENT)
                 if fa.price.as_of > as_of:
                     as_of = fa.price.as_of
-            lines.append(M.NavLine(asset=fa.info.symbol, quantity=fa.total, price=p, value=value))
+            lines.append(NavLine(asset=fa.info.symbol, quantity=fa.total, price=p, value=value))
         priced = f.missing_prices == 0
-        return M.Nav(
+        return Nav(
             fund_id=f.fund_id, nav=rhe(f.nav_num, CENT) if priced else None,
             nav_per_share=rhe(f.nav_num, f.shares * NPS) if priced and f.shares else None,
             shares_outstanding=f.shares, cash=f.cash, as_of=as_of, stale=self._stale(f, now_ms), lines=lines,
@@ -361,12 +391,12 @@ cdef class Ledger:
         rows, summaries = [], []
         for fa in f.assets:
             for h in fa.holdings:
-                rows.append(M.HoldingRow(
+                rows.append(HoldingRow(
                     custodian_id=h.custodian.custodian_id, asset=h.asset, available=h.available,
                     reserved=h.reserved, staked=h.staked, unbonding=h.unbonding,
                     licensed=h.custodian.licensed(now_ms),
                 ))
-            summaries.append(M.AssetSummary(
+            summaries.append(AssetSummary(
                 asset=fa.info.symbol, total=fa.total, committed=fa.total - fa.reserved,
                 liquid=self._liquid(fa, now_ms), illiquid=fa.illiquid, staking_cap=fa.cap,
                 liquidity_buffer=fa.buffer,
@@ -381,18 +411,18 @@ cdef class Ledger:
         cdef FundAsset fa
         cdef Holding h
         if not f.open:
-            return M.FUND_SUSPENDED
+            return FUND_SUSPENDED
         if units > p.max_order:
-            return M.ORDER_LIMIT_EXCEEDED
+            return ORDER_LIMIT_EXCEEDED
         days = p.daily.get(f.fund_id)
         if units + (days.get(now_ms // DAY, 0) if days else 0) > p.max_day:
-            return M.DAILY_LIMIT_EXCEEDED
+            return DAILY_LIMIT_EXCEEDED
         if f.basket_stale:
-            return M.STALE_PRICE
+            return STALE_PRICE
         if not redeem:
-            return "" if f.creation_custodian.licensed(now_ms) else M.CUSTODIAN_NOT_LICENSED
+            return "" if f.creation_custodian.licensed(now_ms) else CUSTODIAN_NOT_LICENSED
         if units * f.unit > f.shares - f.pending_redeem:
-            return M.INSUFFICIENT_SHARES
+            return INSUFFICIENT_SHARES
         for fa in f.assets:
             q = units * fa.qpu
             liquid = 0
@@ -400,12 +430,12 @@ cdef class Ledger:
                 if h.custodian.licensed(now_ms):
                     liquid += h.available
             if q > liquid:
-                return M.INSUFFICIENT_LIQUID_BALANCE
+                return INSUFFICIENT_LIQUID_BALANCE
             rest = fa.total - fa.reserved - q
             if fa.illiquid * FSCALE > fa.cap * rest:
-                return M.STAKING_CAP_BREACH
+                return STAKING_CAP_BREACH
             if (liquid - q) * FSCALE < fa.buffer * rest or liquid - q < f.min_liquid * fa.qpu:
-                return M.LIQUIDITY_BUFFER_BREACH
+                return LIQUIDITY_BUFFER_BREACH
         return ""
 
     cdef list _legs(self, Fund f, object units, long long now_ms):
@@ -420,24 +450,24 @@ cdef class Ledger:
                 if h.available and h.custodian.licensed(now_ms):
                     take = h.available if h.available < left else left
                     left -= take
-                    legs.append(M.Leg(custodian_id=h.custodian.custodian_id, asset=fa.info.symbol, quantity=take))
+                    legs.append(Leg(custodian_id=h.custodian.custodian_id, asset=fa.info.symbol, quantity=take))
         return legs
 
     cdef object _decide(self, Participant p, Fund f, object req, str order_id, long long now_ms):
         """The order SubmitOrder would record now (not recorded here)."""
         cdef FundAsset fa
-        cdef bint redeem = req.side == M.REDEEM
+        cdef bint redeem = req.side == REDEEM
         self._advance(f, now_ms)
         basket = self._basket(f, now_ms)
         units = req.units
         reason = self._reason(p, f, redeem, units, now_ms)
         accepted = not reason
         cc = basket.cash_component
-        return M.Order(
+        return Order(
             order_id=order_id, client_order_id=req.client_order_id, participant_id=p.participant_id,
-            fund_id=f.fund_id, side=req.side, units=units, status=M.REJECTED if reason else M.ACCEPTED,
+            fund_id=f.fund_id, side=req.side, units=units, status=REJECTED if reason else ACCEPTED,
             reject_reason=reason, basket=basket,
-            deliverables=[M.Line(asset=fa.info.symbol, quantity=units * fa.qpu) for fa in f.assets],
+            deliverables=[Line(asset=fa.info.symbol, quantity=units * fa.qpu) for fa in f.assets],
             cash_amount=None if cc is None else units * cc,
             fee=(f.redemption_fee if redeem else f.creation_fee) if accepted else 0,
             legs=self._legs(f, units, now_ms) if accepted and redeem else [],
@@ -447,7 +477,7 @@ cdef class Ledger:
     cdef tuple _admit(self, str participant_id, object req, str field, dict pending):
         """SubmitOrder's refusals (ledger.py order). Returns (participant, fund, existing order or None).
         ``pending`` maps client_order_id -> request for earlier items of the same batch."""
-        if req.side not in M.SIDES:
+        if req.side not in SIDES:
             raise invalid(f"{field}side", f"{req.side!r} is not CREATE or REDEEM")
         if type(req.units) is not int or req.units <= 0:
             raise invalid(f"{field}units", f"{req.units!r} must be a positive integer")
@@ -498,8 +528,8 @@ cdef class Ledger:
                     hi = mid - 1
                 else:
                     lo = mid
-            sides.append(M.CapacitySide(units=lo, binding_reason=self._reason(p, f, redeem, lo + 1, now_ms)))
-        return M.Capacity(fund_id=fund_id, create=sides[0], redeem=sides[1])
+            sides.append(CapacitySide(units=lo, binding_reason=self._reason(p, f, redeem, lo + 1, now_ms)))
+        return Capacity(fund_id=fund_id, create=sides[0], redeem=sides[1])
 
     def _submit(self, cmd, long long now_ms, list events):
         p, f, prior = self._admit(cmd.participant_id, cmd.request, "", None)
@@ -539,15 +569,15 @@ cdef class Ledger:
         cdef FundAsset fa
         cdef Holding h
         order = self._own_order(cmd.order_id, None)
-        if order.status != M.ACCEPTED:
+        if order.status != ACCEPTED:
             raise precondition("ORDER_NOT_ACCEPTED", f"order {order.order_id} is {order.status}")
         f = self.funds[order.fund_id]
         self._advance(f, now_ms)
         shares = order.units * order.basket.creation_unit
-        if order.side == M.CREATE:
+        if order.side == CREATE:
             c = f.creation_custodian
             if not c.licensed(now_ms):
-                raise precondition(M.CUSTODIAN_NOT_LICENSED, f"creation custodian {c.custodian_id} is not licensed")
+                raise precondition(CUSTODIAN_NOT_LICENSED, f"creation custodian {c.custodian_id} is not licensed")
             for line in order.deliverables:
                 fa = f.asset_map[line.asset]
                 h = fa.by_custodian.get(c.custodian_id)
@@ -559,7 +589,7 @@ cdef class Ledger:
 
     def _cancel(self, cmd, long long now_ms, list events):
         order = self._own_order(cmd.order_id, cmd.participant_id)
-        if order.status != M.ACCEPTED:
+        if order.status != ACCEPTED:
             raise precondition("ORDER_NOT_ACCEPTED", f"order {order.order_id} is {order.status}")
         self._emit(events, M.OrderCancelled(at=now_ms, order_id=order.order_id))
         return self.orders[order.order_id]
@@ -576,12 +606,12 @@ cdef class Ledger:
         self.orders[order.order_id] = order
         p.by_client_id[order.client_order_id] = order.order_id
         self.next_seq = int(order.order_id[4:]) + 1
-        if order.status != M.ACCEPTED:
+        if order.status != ACCEPTED:
             return
         days = p.daily.setdefault(f.fund_id, {})
         day = order.created_at // DAY
         days[day] = days.get(day, 0) + order.units
-        if order.side == M.REDEEM:
+        if order.side == REDEEM:
             f.pending_redeem += order.units * order.basket.creation_unit
             for leg in order.legs:
                 fa = f.asset_map[leg.asset]
@@ -598,7 +628,7 @@ cdef class Ledger:
         f = self.funds[order.fund_id]
         self._advance(f, event.at)
         shares = order.units * order.basket.creation_unit
-        if order.side == M.CREATE:
+        if order.side == CREATE:
             for line in order.deliverables:
                 fa = f.asset_map[line.asset]
                 h = self._holding(fa, f.creation_custodian)
@@ -617,7 +647,7 @@ cdef class Ledger:
             f.shares -= shares
             f.pending_redeem -= shares
         f.basket = None
-        self.orders[order.order_id] = _replace(order, status=M.SETTLED, updated_at=event.at)
+        self.orders[order.order_id] = _replace(order, status=SETTLED, updated_at=event.at)
 
     def _on_cancelled(self, event):
         cdef Fund f
@@ -630,7 +660,7 @@ cdef class Ledger:
         p = self.participants[order.participant_id]
         days = p.daily[f.fund_id]
         days[order.created_at // DAY] -= order.units
-        if order.side == M.REDEEM:
+        if order.side == REDEEM:
             f.pending_redeem -= order.units * order.basket.creation_unit
             for leg in order.legs:
                 fa = f.asset_map[leg.asset]
@@ -638,7 +668,7 @@ cdef class Ledger:
                 h.reserved -= leg.quantity
                 h.available += leg.quantity
                 fa.reserved -= leg.quantity
-        self.orders[order.order_id] = _replace(order, status=M.CANCELLED, updated_at=event.at)
+        self.orders[order.order_id] = _replace(order, status=CANCELLED, updated_at=event.at)
 
     # ---------------------------------------------------------------- registrations
     def _register_asset(self, cmd, long long now_ms, list events):
@@ -868,7 +898,7 @@ cdef class Ledger:
         h = fa.by_custodian.get(c.custodian_id)
         available = 0 if h is None else (<Holding>h).available
         if available + delta < 0:
-            raise precondition(M.INSUFFICIENT_LIQUID_BALANCE,
+            raise precondition(INSUFFICIENT_LIQUID_BALANCE,
                                f"available {available} at {c.custodian_id} is less than {-delta}")
         _add(available, delta, "delta")
         self._emit(events, M.HoldingAdjusted(at=now_ms, fund_id=f.fund_id, custodian_id=c.custodian_id,
@@ -902,17 +932,17 @@ cdef class Ledger:
         self._advance(f, now_ms)
         self._basket(f, now_ms)
         if not c.licensed(now_ms):
-            raise precondition(M.CUSTODIAN_NOT_LICENSED, f"custodian {c.custodian_id} is not licensed")
+            raise precondition(CUSTODIAN_NOT_LICENSED, f"custodian {c.custodian_id} is not licensed")
         h = fa.by_custodian.get(c.custodian_id)
         available = 0 if h is None else (<Holding>h).available
         if available < q:
-            raise precondition(M.INSUFFICIENT_LIQUID_BALANCE, f"available {available} at {c.custodian_id} < {q}")
+            raise precondition(INSUFFICIENT_LIQUID_BALANCE, f"available {available} at {c.custodian_id} < {q}")
         committed = fa.total - fa.reserved
         if (fa.illiquid + q) * FSCALE > fa.cap * committed:
-            raise precondition(M.STAKING_CAP_BREACH, f"staked would exceed the cap on {fa.info.symbol}")
+            raise precondition(STAKING_CAP_BREACH, f"staked would exceed the cap on {fa.info.symbol}")
         liquid = self._liquid(fa, now_ms)
         if (liquid - q) * FSCALE < fa.buffer * committed or liquid - q < f.min_liquid * fa.qpu:
-            raise precondition(M.LIQUIDITY_BUFFER_BREACH, f"liquid {fa.info.symbol} would fall below the buffer")
+            raise precondition(LIQUIDITY_BUFFER_BREACH, f"liquid {fa.info.symbol} would fall below the buffer")
         self._emit(events, M.Staked(at=now_ms, fund_id=f.fund_id, custodian_id=c.custodian_id,
                                     asset=fa.info.symbol, quantity=q))
 
@@ -932,7 +962,7 @@ cdef class Ledger:
         h = fa.by_custodian.get(c.custodian_id)
         staked = 0 if h is None else (<Holding>h).staked
         if staked < q:
-            raise precondition(M.INSUFFICIENT_STAKED_BALANCE, f"staked {staked} at {c.custodian_id} < {q}")
+            raise precondition(INSUFFICIENT_STAKED_BALANCE, f"staked {staked} at {c.custodian_id} < {q}")
         self._emit(events, M.Unstaked(at=now_ms, fund_id=f.fund_id, custodian_id=c.custodian_id,
                                       asset=fa.info.symbol, quantity=q,
                                       release_at=now_ms + fa.unbonding_seconds * 1000))
@@ -973,7 +1003,7 @@ cdef class Ledger:
         h = fa.by_custodian.get(c.custodian_id)
         staked = 0 if h is None else (<Holding>h).staked
         if staked < q:
-            raise precondition(M.INSUFFICIENT_STAKED_BALANCE, f"staked {staked} at {c.custodian_id} < {q}")
+            raise precondition(INSUFFICIENT_STAKED_BALANCE, f"staked {staked} at {c.custodian_id} < {q}")
         self._emit(events, M.Slashed(at=now_ms, fund_id=f.fund_id, custodian_id=c.custodian_id,
                                      asset=fa.info.symbol, quantity=q))
 
