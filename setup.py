@@ -19,10 +19,12 @@ def generate_protos() -> None:
 
     import grpc_tools
 
+    protos = sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
+    if not protos:
+        return
     out = ROOT / "etf_engine" / "v1"
     out.mkdir(exist_ok=True)
     (out / "__init__.py").write_text('"""Generated from proto/etf_engine/v1; do not edit."""\n')
-    protos = sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
     include = str(Path(grpc_tools.__file__).parent / "_proto")
     args = ["protoc", f"-I{ROOT / 'proto'}", f"-I{include}", f"--python_out={ROOT}",
             f"--pyi_out={ROOT}", f"--grpc_python_out={ROOT}", *protos]
