@@ -1,0 +1,57 @@
+"""Core against reference, side by side in one run: a REDEEM decision, a tick over 1,000 funds, a basket.
+
+Run: .venv/bin/python -m pytest benchmarks/test_core.py --benchmark-group-by=func
+Figures and their reading go to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from benchmarks.conftest import LEDGERS, NOW, load_fund
+from etf_engine import model as M
+
+REDEEM = M.OrderRequest(fund_id="F-1", side="REDEEM", units=3, client_order_id="bench-redeem")
+
+
+@pytest.mark.parametrize("impl", ["core", "reference"])
+def test_redeem_decision(benchmark, impl: str) -> None:
+    """CheckOrder for a 3-unit REDEEM: every check of SPEC §5, basket, legs over 5 custodians."""
+    ledger = LEDGERS[impl]()
+    load_fund(ledger)
+    order = benchmark(ledger.check_order, "AP-1", REDEEM, NOW)
+    assert order.status == M.ACCEPTED and len(order.legs) == 3
+
+
+@pytest.mark.parametrize("impl", ["core", "reference"])
+def test_tick_1000_funds(benchmark, impl: str) -> None:
+    """One BTC price tick revaluing 1,000 funds that hold BTC (each fund's exact NAV is brought up to date)."""
+    ledger = LEDGERS[impl]()
+    for i in range(1_000):
+        load_fund(ledger, f"F-{i + 1}")
+    as_of = itertools.count(NOW + 1)
+    prices = itertools.cycle(["712345.68", "712400.01", "711999.99"])
+
+    def tick() -> None:
+        ledger.execute(M.PublishPrices(ticks=[M.PriceTick(asset="BTC", currency="HKD", price=next(prices),
+                                                          as_of_unix_ms=next(as_of))]), NOW + 1)
+
+    benchmark.pedantic(tick, rounds=200 if impl == "core" else 20, iterations=1, warmup_rounds=2)
+    assert ledger.get_nav("F-1000", NOW + 1).nav is not None
+
+
+@pytest.mark.parametrize("impl", ["core", "reference"])
+def test_basket(benchmark, impl: str) -> None:
+    """GetBasket right after a price tick, so the basket is computed afresh (the tick itself is not timed)."""
+    ledger = LEDGERS[impl]()
+    load_fund(ledger)
+    as_of = itertools.count(NOW + 1)
+
+    def fresh_tick() -> None:
+        ledger.execute(M.PublishPrices(ticks=[M.PriceTick(asset="ETH", currency="HKD", price="24567.2",
+                                                          as_of_unix_ms=next(as_of))]), NOW + 1)
+
+    basket = benchmark.pedantic(ledger.get_basket, args=("F-1", NOW + 1), setup=fresh_tick, rounds=2_000)
+    assert basket.cash_component is not None

@@ -1,0 +1,273 @@
+"""The compiled core against the Fraction reference on random command sequences.
+
+Hypothesis drives both ledgers with the same commands; after every step every figure they publish
+must be equal (results, refusal codes, NAV, basket, holdings, whole state), and the invariants of
+DESIGN.md must hold: no bucket below zero, assets conserved, NAV per share kept by a settled order
+up to the cash component's rounding, and the events replayed into empty ledgers rebuild the state.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from fractions import Fraction
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from etf_engine import model as M
+from etf_engine.errors import EngineError
+
+core = pytest.importorskip("etf_engine._core")
+reference = pytest.importorskip("etf_engine.reference")
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+DECIMALS = {"BTC": 8, "ETH": 18, "SOL": 9}
+CUSTODIANS = ("CUS-A", "CUS-B", "CUS-C")
+PARTICIPANTS = ("AP-1", "AP-2")
+FUNDS = ("F-1", "F-2")
+
+quantities = st.integers(min_value=1, max_value=10**6)
+REFUSED = object()
+
+
+def text(q: int, decimals: int) -> str:
+    """Smallest units -> decimal text with the asset's decimals."""
+    sign = "-" if q < 0 else ""
+    whole, frac = divmod(abs(q), 10**decimals)
+    return f"{sign}{whole}.{str(frac).rjust(decimals, '0')}" if decimals else f"{sign}{whole}"
+
+
+class CoreAgainstReference(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.core = core.Ledger()
+        self.ref = reference.ReferenceLedger()
+        self.now = T0
+        self.events: list[M.Event] = []
+        self.flow: dict[tuple[str, str], int] = defaultdict(int)  # (fund, asset) -> in - out
+        self.nps_at_acceptance: dict[str, Fraction] = {}
+
+    # -- driving both ------------------------------------------------------------------------
+    def both(self, command):
+        """Execute on both ledgers; both refuse with the same code or both return the same.
+        Returns REFUSED or the result."""
+        outcomes = []
+        for ledger in (self.core, self.ref):
+            try:
+                outcomes.append(ledger.execute(command, self.now))
+            except EngineError as error:
+                outcomes.append(error.code)
+        (core_out, ref_out) = outcomes
+        if isinstance(core_out, str) or isinstance(ref_out, str):
+            assert core_out == ref_out, (command, core_out, ref_out)
+            return REFUSED
+        assert core_out[0] == ref_out[0], command
+        assert core_out[1] == ref_out[1], command
+        self.events.extend(core_out[1])
+        return core_out[0]
+
+    def read(self, method: str, *args):
+        outcomes = []
+        for ledger in (self.core, self.ref):
+            try:
+                outcomes.append(getattr(ledger, method)(*args))
+            except EngineError as error:
+                outcomes.append(error.code)
+        assert outcomes[0] == outcomes[1], (method, args, outcomes)
+        return outcomes[0]
+
+    def orders(self, status: str) -> list[M.Order]:
+        return self.core.list_orders("", status, None)
+
+    # -- set-up ------------------------------------------------------------------------------
+    @initialize(
+        caps=st.lists(st.integers(0, 10_000), min_size=3, max_size=3),
+        buffers=st.lists(st.integers(0, 5_000), min_size=3, max_size=3),
+        unit=st.sampled_from([1, 10, 50_000]),
+        min_liquid=st.integers(0, 2),
+        shares=st.sampled_from([0, 1_000_000]),
+        holdings=st.lists(st.integers(0, 10**12), min_size=9, max_size=9),
+    )
+    def setup(self, caps, buffers, unit, min_liquid, shares, holdings):
+        for symbol, decimals in DECIMALS.items():
+            self.both(M.RegisterAsset(symbol=symbol, decimals=decimals))
+        for cid in CUSTODIANS:
+            self.both(M.RegisterCustodian(custodian_id=cid, name=cid, licence_number="L-" + cid,
+                                          licence_status="ACTIVE", licence_expires_at=T0 // 1000 + 10 * 86_400))
+        for pid in PARTICIPANTS:
+            self.both(M.RegisterParticipant(participant_id=pid, name=pid, eligible_fund_ids=list(FUNDS),
+                                            max_units_per_order=20, max_units_per_day=60))
+        for fund_id in FUNDS:
+            self.both(M.CreateFund(
+                fund_id=fund_id, name=fund_id, base_currency="HKD", creation_unit=unit,
+                creation_custodian_id="CUS-A", custodian_priority=["CUS-B", "CUS-A"],
+                min_liquid_units=min_liquid, initial_shares_outstanding=shares, seed_cash_per_unit="12.34",
+                redemption_fee="100", creation_fee="50.5",
+                assets=[M.FundAssetSpec(asset=a, staking_cap=text(c, 4), liquidity_buffer=text(b, 4),
+                                        unbonding_seconds=3600, seed_quantity_per_unit=text(7 * 10**d, d))
+                        for (a, d), c, b in zip(DECIMALS.items(), caps, buffers, strict=True)],
+            ))
+            for i, q in enumerate(holdings):
+                asset = list(DECIMALS)[i % 3]
+                if q:
+                    self.adjust(fund_id, CUSTODIANS[i // 3], asset, q)
+        self.both(M.PublishPrices(ticks=[
+            M.PriceTick(asset="BTC", currency="HKD", price="712345.67891234", as_of_unix_ms=self.now),
+            M.PriceTick(asset="ETH", currency="HKD", price="24567.1", as_of_unix_ms=self.now),
+            M.PriceTick(asset="SOL", currency="HKD", price="1234.00000001", as_of_unix_ms=self.now),
+        ]))
+
+    def adjust(self, fund_id: str, custodian_id: str, asset: str, q: int) -> None:
+        command = M.AdjustHolding(fund_id=fund_id, custodian_id=custodian_id, asset=asset,
+                                  delta=text(q, DECIMALS[asset]))
+        if self.both(command) is not REFUSED:
+            self.flow[(fund_id, asset)] += q
+
+    # -- rules -------------------------------------------------------------------------------
+    @rule(fund=st.sampled_from(FUNDS), participant=st.sampled_from(PARTICIPANTS),
+          side=st.sampled_from(M.SIDES), units=st.integers(1, 25), key=st.integers(0, 30))
+    def submit(self, fund, participant, side, units, key):
+        request = M.OrderRequest(fund_id=fund, side=side, units=units, client_order_id=f"c-{key}")
+        checked = self.read("check_order", participant, request, self.now)
+        known = self.core.list_orders("", "", participant)
+        order = self.both(M.SubmitOrder(participant_id=participant, request=request))
+        if order is REFUSED:
+            return
+        assert checked == msgspec.structs.replace(order, order_id="")
+        if order.status == M.ACCEPTED and order not in known:
+            self.nps_at_acceptance[order.order_id] = nav_per_share(self.core, fund, self.now)
+
+    @rule(participant=st.sampled_from(PARTICIPANTS), data=st.data())
+    def submit_batch(self, participant, data):
+        requests = data.draw(st.lists(st.builds(
+            M.OrderRequest, fund_id=st.sampled_from(FUNDS), side=st.sampled_from(M.SIDES),
+            units=st.integers(0, 6), client_order_id=st.integers(0, 40).map(lambda k: f"c-{k}")),
+            min_size=1, max_size=5))
+        self.both(M.SubmitOrders(participant_id=participant, requests=requests))
+
+    @precondition(lambda self: self.orders(M.ACCEPTED))
+    @rule(data=st.data(), cancel=st.booleans())
+    def settle_or_cancel(self, data, cancel):
+        order = data.draw(st.sampled_from(self.orders(M.ACCEPTED)))
+        if cancel:
+            self.both(M.CancelOrder(order_id=order.order_id, participant_id=order.participant_id))
+            return
+        before = nav_per_share(self.core, order.fund_id, self.now)
+        if self.both(M.SettleOrder(order_id=order.order_id)) is REFUSED:
+            return
+        sign = 1 if order.side == M.CREATE else -1
+        for line in order.deliverables:
+            self.flow[(order.fund_id, line.asset)] += sign * line.quantity
+        after = nav_per_share(self.core, order.fund_id, self.now)
+        # Only when nothing moved the valuation since acceptance is the basket the fair one.
+        if before is not None and after is not None and before == self.nps_at_acceptance.get(order.order_id):
+            shares_after = self.core.get_nav(order.fund_id, self.now).shares_outstanding
+            assert abs(after - before) <= Fraction(5, 1000) * order.units / shares_after, order
+
+    @rule(fund=st.sampled_from(FUNDS), custodian=st.sampled_from(CUSTODIANS), asset=st.sampled_from(list(DECIMALS)),
+          q=quantities, kind=st.sampled_from(["stake", "unstake", "reward", "slash", "add", "remove"]))
+    def instruction(self, fund, custodian, asset, q, kind):
+        if kind in ("add", "remove"):
+            self.adjust(fund, custodian, asset, q if kind == "add" else -q)
+            return
+        command = {"stake": M.Stake, "unstake": M.Unstake, "reward": M.RecordStakingReward,
+                   "slash": M.RecordSlashing}[kind]
+        done = self.both(command(fund_id=fund, custodian_id=custodian, asset=asset,
+                                 quantity=text(q, DECIMALS[asset]))) is not REFUSED
+        if done:
+            if kind == "reward":
+                self.flow[(fund, asset)] += q
+            elif kind == "slash":
+                self.flow[(fund, asset)] -= q
+
+    @rule(fund=st.sampled_from(FUNDS), cents=st.integers(-10**6, 10**6).filter(bool))
+    def cash(self, fund, cents):
+        self.both(M.AdjustCash(fund_id=fund, delta=text(cents, 2)))
+
+    @rule(ms=st.sampled_from([1, 999, 30_000, 60_000, 3_600_000, 86_400_000]))
+    def time_passes(self, ms):
+        self.now += ms
+
+    @rule(asset=st.sampled_from(list(DECIMALS)), cents=st.integers(1, 10**14), back=st.integers(0, 120_000))
+    def tick(self, asset, cents, back):
+        self.both(M.PublishPrices(ticks=[M.PriceTick(asset=asset, currency="HKD", price=text(cents, 8),
+                                                     as_of_unix_ms=self.now - back)]))
+
+    @rule(custodian=st.sampled_from(CUSTODIANS), status=st.sampled_from(M.LICENCE_STATUSES),
+          days=st.integers(-1, 30))
+    def licence(self, custodian, status, days):
+        self.both(M.SetCustodianLicence(custodian_id=custodian, licence_status=status,
+                                        licence_expires_at=self.now // 1000 + days * 86_400))
+
+    @rule(fund=st.sampled_from(FUNDS), asset=st.sampled_from(list(DECIMALS)), cap=st.integers(0, 10_000),
+          buffer=st.integers(0, 10_000), status=st.sampled_from(M.DEALING_STATUSES))
+    def update_fund(self, fund, asset, cap, buffer, status):
+        self.both(M.UpdateFund(fund_id=fund, dealing_status=status, assets=[
+            M.FundAssetSpec(asset=asset, staking_cap=text(cap, 4), liquidity_buffer=text(buffer, 4),
+                            unbonding_seconds=3600, seed_quantity_per_unit="7")]))
+
+    @rule(fund=st.sampled_from(FUNDS), participant=st.sampled_from(PARTICIPANTS))
+    def capacity(self, fund, participant):
+        cap = self.read("get_capacity", participant, fund, self.now)
+        for side, got in ((M.CREATE, cap.create), (M.REDEEM, cap.redeem)):
+            request = M.OrderRequest(fund_id=fund, side=side, units=got.units + 1, client_order_id="probe")
+            beyond = self.core.check_order(participant, request, self.now)
+            assert beyond.reject_reason == got.binding_reason
+
+    # -- invariants --------------------------------------------------------------------------
+    @invariant()
+    def same_figures(self):
+        if not self.events:
+            return
+        assert self.core.state(self.now) == self.ref.state(self.now)
+        for fund in FUNDS:
+            for method in ("get_nav", "get_basket", "get_holdings"):
+                self.read(method, fund, self.now)
+
+    @invariant()
+    def no_negative_bucket_and_conserved(self):
+        state = self.core.state(self.now)
+        held: dict[tuple[str, str], int] = defaultdict(int)
+        for terms, _cash, _shares, rows in state["funds"]:
+            for _custodian, asset, available, reserved, staked, lots in rows:
+                assert min(available, reserved, staked) >= 0 and all(q > 0 for _, q in lots)
+                held[(terms["fund_id"], asset)] += available + reserved + staked + sum(q for _, q in lots)
+        for key in set(held) | set(self.flow):
+            assert held[key] == self.flow[key], key
+
+    def teardown(self):
+        if not self.events:
+            return
+        for ledger_class in (core.Ledger, reference.ReferenceLedger):
+            replayed = ledger_class()
+            for event in self.events:
+                replayed.apply(event)
+            assert replayed.state(self.now) == self.core.state(self.now)
+
+
+def nav_per_share(ledger, fund_id: str, now: int) -> Fraction | None:
+    shares = ledger.get_nav(fund_id, now).shares_outstanding
+    return exact_nav(ledger, fund_id, now) / shares if shares else None
+
+
+def exact_nav(ledger, fund_id: str, now: int) -> Fraction:
+    state = ledger.state(now)
+    prices = {(a, c): Fraction(p, 10**8) for a, c, p, _ in state["prices"]}
+    for terms, cash, _shares, rows in state["funds"]:
+        if terms["fund_id"] == fund_id:
+            total = Fraction(cash, 100)
+            for _c, asset, available, reserved, staked, lots in rows:
+                q = available + reserved + staked + sum(q for _, q in lots)
+                total += Fraction(q, 10 ** DECIMALS[asset]) * prices[(asset, terms["base_currency"])]
+            return total
+    raise KeyError(fund_id)
+
+
+CoreAgainstReference.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestCoreAgainstReference = CoreAgainstReference.TestCase
