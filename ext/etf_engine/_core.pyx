@@ -1098,3 +1098,52 @@ cdef class Ledger:
             "orders": [_builtins(self.orders[k]) for k in sorted(self.orders)],
             "next_order_seq": self.next_seq,
         }
+
+    @classmethod
+    def restore(cls, dict state):
+        """A ledger holding exactly ``state`` (as ``state()`` returned it): the snapshot's way back."""
+        cdef Ledger ledger = cls()
+        cdef Fund f
+        cdef FundAsset fa
+        cdef Holding h
+        cdef Participant p
+        for symbol, decimals in state["assets"]:
+            ledger._on_asset(M.AssetRegistered(at=0, symbol=symbol, decimals=decimals))
+        for cid, name, number, status, expires in state["custodians"]:
+            ledger._on_custodian(M.CustodianRegistered(at=0, custodian_id=cid, name=name, licence_number=number,
+                                                       licence_status=status, licence_expires_at=expires))
+        for pid, name, funds, max_order, max_day in state["participants"]:
+            ledger._on_participant(M.ParticipantRegistered(at=0, participant_id=pid, name=name,
+                                                           eligible_fund_ids=tuple(funds),
+                                                           max_units_per_order=max_order, max_units_per_day=max_day))
+        for terms, cash, shares, rows in state["funds"]:
+            ledger._on_fund_created(M.FundCreated(at=0, terms=msgspec.convert(terms, M.FundTerms),
+                                                  shares_outstanding=shares))
+            f = ledger.funds[terms["fund_id"]]
+            ledger._cash_changed(f, cash)
+            for cid, asset, available, reserved, staked, lots in rows:
+                fa = f.asset_map[asset]
+                h = ledger._holding(fa, ledger.custodians[cid])
+                h.available, h.reserved, h.staked = available, reserved, staked
+                h.lots = [list(lot) for lot in lots]
+                h.unbonding = sum(lot[1] for lot in lots)
+                fa.reserved += reserved
+                fa.illiquid += staked + h.unbonding
+                ledger._total_changed(fa, available + reserved + staked + h.unbonding)
+                for lot in lots:
+                    f.next_release = min(f.next_release, lot[0])
+        for asset, currency, price, as_of in state["prices"]:
+            ledger._on_price(M.PriceSet(at=0, asset=asset, currency=currency, price=price, as_of=as_of))
+        for raw in state["orders"]:
+            order = msgspec.convert(raw, Order)
+            ledger.orders[order.order_id] = order
+            p = ledger.participants[order.participant_id]
+            p.by_client_id[order.client_order_id] = order.order_id
+            if order.status in (ACCEPTED, SETTLED):
+                days = p.daily.setdefault(order.fund_id, {})
+                days[order.created_at // DAY] = days.get(order.created_at // DAY, 0) + order.units
+            if order.status == ACCEPTED and order.side == REDEEM:
+                f = ledger.funds[order.fund_id]
+                f.pending_redeem += order.units * order.basket.creation_unit
+        ledger.next_seq = state["next_order_seq"]
+        return ledger
