@@ -1,0 +1,212 @@
+"""The grpc.aio server: servicers + health + reflection + auth, TLS from the config, graceful stop.
+
+Stopping (SIGTERM, SIGINT or ``EngineServer.stop``): health turns NOT_SERVING, NAV streams end,
+the server stops accepting calls and gives those in flight ``grace_seconds`` to finish, and only
+then does the writer stop, after draining what was queued; nothing is half-applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from etf_engine.api.auth import Authenticator, AuthInterceptor
+from etf_engine.api.servicers import AdminServicer, DealingServicer, DiagnosticsServicer, ValuationServicer
+from etf_engine.config import Config
+from etf_engine.engine import Engine, Journal, NullJournal, wall_clock_ms
+from etf_engine.ledger import Ledger
+from etf_engine.v1 import engine_pb2 as pb
+from etf_engine.v1 import engine_pb2_grpc as rpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = tuple(s.full_name for s in pb.DESCRIPTOR.services_by_name.values())
+
+
+def default_ledger() -> Ledger:
+    from etf_engine._core import Ledger as CoreLedger  # built from ext/ by setup.py
+
+    return CoreLedger()
+
+
+def open_journal(config: Config) -> Journal:
+    """The journal for ``config``. The durable SQLite journal in ``config.data_dir`` (a later issue)
+    plugs in here; until then state lives in memory only."""
+    return NullJournal()
+
+
+def server_credentials(config: Config) -> grpc.ServerCredentials | None:
+    if config.tls is None:
+        return None
+    tls = config.tls
+    return grpc.ssl_server_credentials(
+        [(tls.key.read_bytes(), tls.cert.read_bytes())],
+        root_certificates=tls.client_ca.read_bytes() if tls.client_ca else None,
+        require_client_auth=tls.mutual,
+    )
+
+
+class EngineServer:
+    """One engine behind one gRPC server. ``await start()`` returns the bound port."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        ledger: Ledger | None = None,
+        journal: Journal | None = None,
+        clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self.config = config
+        self.engine = Engine(ledger if ledger is not None else default_ledger(),
+                             journal if journal is not None else open_journal(config), clock=clock)
+        self.port: int | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+        self._stopping = False
+
+    async def start(self) -> int:
+        await self.engine.start()
+        size = self.config.max_message_bytes
+        server = grpc.aio.server(
+            interceptors=[AuthInterceptor(Authenticator(self.config.principals))],
+            options=[
+                ("grpc.max_receive_message_length", size),
+                ("grpc.max_send_message_length", size),
+                # Refuse to share a port with another server instead of splitting calls between them.
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        rpc.add_AdminServicer_to_server(AdminServicer(self.engine), server)
+        rpc.add_DealingServicer_to_server(DealingServicer(self.engine), server)
+        rpc.add_ValuationServicer_to_server(ValuationServicer(self.engine, self.config.heartbeat_seconds), server)
+        rpc.add_DiagnosticsServicer_to_server(DiagnosticsServicer(), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.config.reflection:
+            reflection.enable_server_reflection(
+                (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        try:
+            credentials = server_credentials(self.config)
+            try:
+                if credentials is None:
+                    port = server.add_insecure_port(self.config.listen)
+                else:
+                    port = server.add_secure_port(self.config.listen, credentials)
+            except RuntimeError as e:  # grpc reports a failed bind this way
+                raise OSError(f"cannot listen on {self.config.listen}: {e}") from None
+            if port == 0:
+                raise OSError(f"cannot listen on {self.config.listen}")
+            await server.start()
+        except BaseException:
+            await self.engine.stop()
+            raise
+        self._server = server
+        self.port = port
+        return port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful stop; a second call while stopping waits for nothing more."""
+        if self._stopping or self._server is None:
+            return
+        self._stopping = True
+        await self._health.enter_graceful_shutdown()
+        self.engine.feed.close()  # NAV streams end cleanly instead of being cut at the deadline
+        await self._server.stop(self.config.grace_seconds if grace is None else grace)
+        await self.engine.stop()
+
+    async def wait_for_termination(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+
+async def serve(
+    config: Config,
+    *,
+    ledger: Ledger | None = None,
+    journal: Journal | None = None,
+    on_ready: Callable[[EngineServer], None] | None = None,
+) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    server = EngineServer(config, ledger=ledger, journal=journal)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if on_ready is not None:
+        on_ready(server)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await server.stop()
+
+
+class BackgroundServer:
+    """An EngineServer on its own event loop in a daemon thread: for the demo and for tests that
+    call it with blocking clients from the main thread."""
+
+    def __init__(self, config: Config, **kwargs: Any) -> None:
+        self._config = config
+        self._kwargs = kwargs
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="etf-engine-server", daemon=True)
+        self.server: EngineServer | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None and self.server.port is not None
+        return self.server.port
+
+    @property
+    def target(self) -> str:
+        host = self._config.listen.rpartition(":")[0]
+        return f"{host}:{self.port}"
+
+    def run(self, coro: Any, timeout: float | None = 30.0) -> Any:
+        """Run a coroutine on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def start(self) -> BackgroundServer:
+        self._thread.start()
+
+        async def make() -> EngineServer:
+            server = EngineServer(self._config, **self._kwargs)
+            await server.start()
+            return server
+
+        try:
+            self.server = self.run(make())
+        except BaseException:
+            self._close_loop()
+            raise
+        return self
+
+    def _close_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def stop(self, grace: float | None = None) -> None:
+        if self.server is not None:
+            self.run(self.server.stop(grace), timeout=None)
+        self._close_loop()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+

@@ -1,0 +1,283 @@
+"""The servicers of etf_engine.v1: parse a request, hand it to the engine, format the reply.
+
+Authentication, the role table and error mapping live in the interceptor (``auth``); what needs
+ledger data (a participant's eligible funds, whose order it is) is checked here, inside the
+operation the writer runs, so that the check and the read see the same state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc.aio
+
+from etf_engine import model as M
+from etf_engine.api import convert
+from etf_engine.api.auth import PARTICIPANT, Principal, current_principal
+from etf_engine.engine import Engine
+from etf_engine.errors import PERMISSION_DENIED, EngineError, invalid
+from etf_engine.ledger import Ledger
+from etf_engine.v1 import engine_pb2 as pb
+from etf_engine.v1 import engine_pb2_grpc as rpc
+
+Context = grpc.aio.ServicerContext
+MAX_BATCH = 1000  # SubmitOrders items per call: keeps a reply of full orders well under the message cap
+DEFAULT_PAGE = 1000
+MAX_PAGE = 5000
+
+
+def _participant_id(principal: Principal) -> str:
+    # The role table lets only participants reach the callers of this; a participant always has an id.
+    assert principal.participant_id is not None
+    return principal.participant_id
+
+
+def _check_fund(ledger: Ledger, principal: Principal, fund_id: str) -> None:
+    """A participant sees only the funds it is eligible for."""
+    if principal.role != PARTICIPANT:
+        return
+    pid = _participant_id(principal)
+    try:
+        funds = ledger.participant_funds(pid)
+    except EngineError:  # not registered (yet): eligible for nothing
+        funds = ()
+    if fund_id not in funds:
+        raise EngineError(PERMISSION_DENIED, f"fund_id: participant {pid} is not eligible for fund {fund_id!r}")
+
+
+def _check_order(principal: Principal, order: M.Order) -> None:
+    """A participant sees only its own orders (the issuer and observers see all)."""
+    if principal.role == PARTICIPANT and order.participant_id != principal.participant_id:
+        raise EngineError(PERMISSION_DENIED, f"order_id: order {order.order_id} belongs to another participant")
+
+
+def _order_seq(order_id: str) -> int:
+    """Order ids are ORD-%08d (ledger.py); the number orders pages, also beyond 8 digits."""
+    return int(order_id[4:])
+
+
+class _Servicer:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def order(self, o: M.Order) -> pb.Order:
+        return convert.order(o, self.engine.decimals)
+
+
+class AdminServicer(_Servicer, rpc.AdminServicer):
+    async def RegisterAsset(self, request: pb.RegisterAssetRequest, context: Context) -> pb.RegisterAssetReply:
+        await self.engine.execute(convert.register_asset(request))
+        return pb.RegisterAssetReply()
+
+    async def RegisterCustodian(
+        self, request: pb.RegisterCustodianRequest, context: Context
+    ) -> pb.RegisterCustodianReply:
+        await self.engine.execute(convert.register_custodian(request))
+        return pb.RegisterCustodianReply()
+
+    async def SetCustodianLicence(
+        self, request: pb.SetCustodianLicenceRequest, context: Context
+    ) -> pb.SetCustodianLicenceReply:
+        await self.engine.execute(convert.set_custodian_licence(request))
+        return pb.SetCustodianLicenceReply()
+
+    async def RegisterParticipant(
+        self, request: pb.RegisterParticipantRequest, context: Context
+    ) -> pb.RegisterParticipantReply:
+        await self.engine.execute(convert.register_participant(request))
+        return pb.RegisterParticipantReply()
+
+    async def CreateFund(self, request: pb.CreateFundRequest, context: Context) -> pb.CreateFundReply:
+        await self.engine.execute(convert.create_fund(request))
+        return pb.CreateFundReply()
+
+    async def UpdateFund(self, request: pb.UpdateFundRequest, context: Context) -> pb.UpdateFundReply:
+        await self.engine.execute(convert.update_fund(request))
+        return pb.UpdateFundReply()
+
+    async def AdjustHolding(self, request: pb.AdjustHoldingRequest, context: Context) -> pb.AdjustHoldingReply:
+        await self.engine.execute(convert.adjust_holding(request))
+        return pb.AdjustHoldingReply()
+
+    async def AdjustCash(self, request: pb.AdjustCashRequest, context: Context) -> pb.AdjustCashReply:
+        await self.engine.execute(convert.adjust_cash(request))
+        return pb.AdjustCashReply()
+
+    async def Stake(self, request: pb.StakeRequest, context: Context) -> pb.StakeReply:
+        await self.engine.execute(convert.stake(request))
+        return pb.StakeReply()
+
+    async def Unstake(self, request: pb.UnstakeRequest, context: Context) -> pb.UnstakeReply:
+        await self.engine.execute(convert.unstake(request))
+        return pb.UnstakeReply()
+
+    async def RecordStakingReward(
+        self, request: pb.RecordStakingRewardRequest, context: Context
+    ) -> pb.RecordStakingRewardReply:
+        await self.engine.execute(convert.record_staking_reward(request))
+        return pb.RecordStakingRewardReply()
+
+    async def RecordSlashing(self, request: pb.RecordSlashingRequest, context: Context) -> pb.RecordSlashingReply:
+        await self.engine.execute(convert.record_slashing(request))
+        return pb.RecordSlashingReply()
+
+    async def PublishPrices(self, request: pb.PublishPricesRequest, context: Context) -> pb.PublishPricesReply:
+        return convert.publish_result(await self.engine.execute(convert.publish_prices(request)))
+
+    async def SettleOrder(self, request: pb.SettleOrderRequest, context: Context) -> pb.SettleOrderReply:
+        order = await self.engine.execute(M.SettleOrder(order_id=request.order_id))
+        return pb.SettleOrderReply(order=self.order(order))
+
+    async def GetHoldings(self, request: pb.GetHoldingsRequest, context: Context) -> pb.Holdings:
+        fund_id = request.fund_id
+        result = await self.engine.read(lambda ledger, now_ms: ledger.get_holdings(fund_id, now_ms))
+        return convert.holdings(result, self.engine.decimals)
+
+
+class DealingServicer(_Servicer, rpc.DealingServicer):
+    async def SubmitOrder(self, request: pb.SubmitOrderRequest, context: Context) -> pb.SubmitOrderReply:
+        command = M.SubmitOrder(participant_id=_participant_id(current_principal()),
+                                request=convert.order_request(request))
+        return pb.SubmitOrderReply(order=self.order(await self.engine.execute(command)))
+
+    async def SubmitOrders(self, request: pb.SubmitOrdersRequest, context: Context) -> pb.SubmitOrdersReply:
+        if len(request.requests) > MAX_BATCH:
+            raise invalid("requests", f"{len(request.requests)} items; at most {MAX_BATCH} per call")
+        command = M.SubmitOrders(participant_id=_participant_id(current_principal()),
+                                 requests=[convert.order_request(r) for r in request.requests])
+        orders = await self.engine.execute(command)
+        return pb.SubmitOrdersReply(orders=[self.order(o) for o in orders])
+
+    async def CheckOrder(self, request: pb.CheckOrderRequest, context: Context) -> pb.CheckOrderReply:
+        pid = _participant_id(current_principal())
+        req = convert.order_request(request)
+        result = await self.engine.read(lambda ledger, now_ms: ledger.check_order(pid, req, now_ms))
+        return pb.CheckOrderReply(order=self.order(result))
+
+    async def GetCapacity(self, request: pb.GetCapacityRequest, context: Context) -> pb.Capacity:
+        pid = _participant_id(current_principal())
+        fund_id = request.fund_id
+        result = await self.engine.read(lambda ledger, now_ms: ledger.get_capacity(pid, fund_id, now_ms))
+        return convert.capacity(result)
+
+    async def GetOrder(self, request: pb.GetOrderRequest, context: Context) -> pb.GetOrderReply:
+        principal = current_principal()
+        order_id = request.order_id
+
+        def read(ledger: Ledger, now_ms: int) -> M.Order:
+            order = ledger.get_order(order_id)
+            _check_order(principal, order)
+            return order
+
+        return pb.GetOrderReply(order=self.order(await self.engine.read(read)))
+
+    async def ListOrders(self, request: pb.ListOrdersRequest, context: Context) -> pb.ListOrdersReply:
+        principal = current_principal()
+        if request.page_size < 0:
+            raise invalid("page_size", "must not be negative")
+        size = min(request.page_size or DEFAULT_PAGE, MAX_PAGE)
+        after = 0
+        if request.page_token:
+            try:
+                after = _order_seq(request.page_token)
+            except ValueError:
+                raise invalid("page_token", f"{request.page_token!r} is not a token this server gave") from None
+        if request.status and request.status not in convert.STATUS_NAME:
+            raise invalid("status", f"{request.status} is not an order status")
+        status = convert.enum_name(convert.STATUS_NAME, request.status)
+        owner = principal.participant_id if principal.role == PARTICIPANT else None
+        fund_id = request.fund_id
+
+        def read(ledger: Ledger, now_ms: int) -> tuple[list[M.Order], bool]:
+            orders = ledger.list_orders(fund_id, status, owner)
+            if after:
+                orders = [o for o in orders if _order_seq(o.order_id) > after]
+            return orders[:size], len(orders) > size
+
+        page, more = await self.engine.read(read)
+        return pb.ListOrdersReply(orders=[self.order(o) for o in page],
+                                  next_page_token=page[-1].order_id if more else "")
+
+    async def CancelOrder(self, request: pb.CancelOrderRequest, context: Context) -> pb.CancelOrderReply:
+        principal = current_principal()
+        order_id = request.order_id
+        participant_id = principal.participant_id if principal.role == PARTICIPANT else None
+
+        def cancel(ledger: Ledger, now_ms: int) -> tuple[Any, list[M.Event]]:
+            _check_order(principal, ledger.get_order(order_id))
+            return ledger.execute(M.CancelOrder(order_id=order_id, participant_id=participant_id), now_ms)
+
+        return pb.CancelOrderReply(order=self.order(await self.engine.submit(cancel)))
+
+
+class ValuationServicer(_Servicer, rpc.ValuationServicer):
+    def __init__(self, engine: Engine, heartbeat_seconds: float = 15.0) -> None:
+        super().__init__(engine)
+        self.heartbeat_seconds = heartbeat_seconds
+
+    async def _nav(self, principal: Principal, fund_id: str) -> pb.Nav:
+        def read(ledger: Ledger, now_ms: int) -> M.Nav:
+            nav = ledger.get_nav(fund_id, now_ms)  # NOT_FOUND before PERMISSION_DENIED, as SubmitOrder does
+            _check_fund(ledger, principal, fund_id)
+            return nav
+
+        return convert.nav(await self.engine.read(read), self.engine.decimals)
+
+    async def GetNav(self, request: pb.GetNavRequest, context: Context) -> pb.Nav:
+        return await self._nav(current_principal(), request.fund_id)
+
+    async def GetBasket(self, request: pb.GetBasketRequest, context: Context) -> pb.Basket:
+        principal = current_principal()
+        fund_id = request.fund_id
+
+        def read(ledger: Ledger, now_ms: int) -> M.Basket:
+            result = ledger.get_basket(fund_id, now_ms)
+            _check_fund(ledger, principal, fund_id)
+            return result
+
+        return convert.basket(await self.engine.read(read), self.engine.decimals)
+
+    async def StreamNav(self, request: pb.StreamNavRequest, context: Context) -> AsyncIterator[pb.NavUpdate]:
+        """Snapshot, then coalesced changes and heartbeats. The writer only bumps a version: this
+        stream fetches the latest NAV itself when it is ready to send, so a slow consumer delays
+        nobody but itself and never sees more than one update per interval."""
+        if request.min_interval_ms < 0:
+            raise invalid("min_interval_ms", "must not be negative")
+        principal = current_principal()
+        fund_id = request.fund_id
+        feed = self.engine.feed
+        loop = asyncio.get_running_loop()
+        interval = request.min_interval_ms / 1000
+        heartbeat = self.heartbeat_seconds
+
+        # Read the version before fetching: a change racing the fetch triggers one more update
+        # (at worst a repeat), never a missed one.
+        seen = feed.version(fund_id)
+        yield pb.NavUpdate(nav=await self._nav(principal, fund_id))
+        last_sent = loop.time()
+        while not feed.closed:
+            due = last_sent + heartbeat
+            version = await feed.wait(fund_id, seen, due - loop.time())
+            if feed.closed:
+                return
+            if version == seen:
+                if loop.time() < due:
+                    continue
+                is_heartbeat = True
+            else:
+                ready = last_sent + interval
+                if loop.time() < ready:
+                    await feed.sleep(ready - loop.time())
+                    if feed.closed:
+                        return
+                is_heartbeat = False
+            seen = feed.version(fund_id)
+            yield pb.NavUpdate(nav=await self._nav(principal, fund_id), heartbeat=is_heartbeat)
+            last_sent = loop.time()
+
+
+class DiagnosticsServicer(rpc.DiagnosticsServicer):
+    async def Ping(self, request: pb.PingRequest, context: Context) -> pb.PingReply:
+        return pb.PingReply()

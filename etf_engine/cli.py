@@ -1,0 +1,276 @@
+"""The etf-engine command: serve, hash-token, demo.
+
+    etf-engine serve --config engine.toml
+    etf-engine hash-token TOKEN
+    etf-engine demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import TextIO
+
+from etf_engine.api.auth import ISSUER, OBSERVER, PARTICIPANT, Principal, hash_token
+from etf_engine.client import EtfClient, FundAssetTerms, Tick, side_name, status_name
+from etf_engine.config import Config, ConfigError, load_config
+from etf_engine.ledger import Ledger
+from etf_engine.numbers import format_scaled
+
+LEDGERS = ("core", "reference", "auto")
+LEDGER_HELP = "ledger: core (compiled), reference (pure Python) or auto (core when built, else reference)"
+
+
+def make_ledger(kind: str) -> Ledger:
+    if kind != "reference":
+        try:
+            from etf_engine._core import Ledger as CoreLedger
+        except ImportError:
+            if kind == "core":
+                raise SystemExit("etf-engine: the compiled core is not built; run `pip install -e .` (or "
+                                 "`python setup.py build_ext --inplace`), or pass --ledger reference") from None
+        else:
+            return CoreLedger()
+    from etf_engine.reference import ReferenceLedger
+
+    return ReferenceLedger()
+
+
+# == serve ==========================================================================================
+def cmd_serve(args: argparse.Namespace) -> int:
+    from etf_engine.api.server import EngineServer, serve
+
+    try:
+        config = load_config(args.config) if args.config else Config()
+    except ConfigError as e:
+        print(f"etf-engine: {e}", file=sys.stderr)
+        return 2
+    if not config.principals:
+        print("etf-engine: WARNING: no [[principals]] configured: every call will be refused "
+              "(UNAUTHENTICATED). Add principals to a config file and pass --config.", file=sys.stderr)
+    ledger = make_ledger(args.ledger)
+
+    def ready(server: EngineServer) -> None:
+        host = config.listen.rpartition(":")[0]
+        security = "mutual TLS" if config.tls and config.tls.mutual else "TLS" if config.tls else "plaintext"
+        print(f"etf-engine: listening on {host}:{server.port} ({security}, reflection "
+              f"{'on' if config.reflection else 'off'}, {len(config.principals)} principals); "
+              "the journal is in memory only until the durable journal is wired in", flush=True)
+
+    try:
+        asyncio.run(serve(config, ledger=ledger, on_ready=ready))
+    except OSError as e:
+        print(f"etf-engine: {e}", file=sys.stderr)
+        return 1
+    print("etf-engine: stopped", flush=True)
+    return 0
+
+
+# == hash-token =====================================================================================
+def cmd_hash_token(args: argparse.Namespace) -> int:
+    # "-" reads the token from stdin, keeping it out of shell history and process listings.
+    token = sys.stdin.readline().rstrip("\r\n") if args.token == "-" else args.token
+    if not token:
+        print("etf-engine: empty token", file=sys.stderr)
+        return 2
+    print(hash_token(token))
+    return 0
+
+
+# == demo ===========================================================================================
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], out: TextIO, indent: str = "  ") -> None:
+    """Columns sized to their content; figures (anything that parses as a number) right-aligned."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+
+    def numeric(i: int) -> bool:
+        return bool(cells) and all(_is_number(r[i]) for r in cells)
+
+    right = [numeric(i) for i in range(len(headers))]
+
+    def line(values: Sequence[str]) -> str:
+        return indent + "  ".join(v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right,
+                                                                                    strict=True)).rstrip()
+
+    print(line(headers), file=out)
+    print(indent + "  ".join("-" * w for w in widths), file=out)
+    for row in cells:
+        print(line(row), file=out)
+
+
+def _is_number(text: str) -> bool:
+    body = text.replace(",", "").removeprefix("-")
+    whole, _, frac = body.partition(".")
+    return whole.isdigit() and (frac == "" or frac.isdigit())
+
+
+def _money(text: str) -> str:
+    """'1234567.8900' -> '1,234,567.8900' for reading; wire strings stay exact."""
+    if not text:
+        return "-"
+    sign = "-" if text.startswith("-") else ""
+    whole, dot, frac = text.removeprefix("-").partition(".")
+    return f"{sign}{int(whole):,}{dot}{frac}"
+
+
+def run_demo(out: TextIO, ledger_kind: str = "auto") -> int:
+    from etf_engine.api.server import BackgroundServer
+
+    tokens = {role: secrets.token_urlsafe(24) for role in (ISSUER, PARTICIPANT, OBSERVER)}
+    principals = (
+        Principal("demo-issuer", ISSUER, hash_token(tokens[ISSUER])),
+        Principal("victory-pd", PARTICIPANT, hash_token(tokens[PARTICIPANT]), "AP-VICTORY"),
+        Principal("auditor", OBSERVER, hash_token(tokens[OBSERVER])),
+    )
+    fund = "HK-BTCETH"
+    with tempfile.TemporaryDirectory(prefix="etf-demo-") as data_dir:
+        config = Config(listen="127.0.0.1:0", data_dir=Path(data_dir), principals=principals, grace_seconds=2.0)
+        with BackgroundServer(config, ledger=make_ledger(ledger_kind)) as server:
+            print(f"etf-engine demo: server on {server.target}, data in {data_dir}\n", file=out)
+            issuer = EtfClient(server.target, tokens[ISSUER])
+            dealer = EtfClient(server.target, tokens[PARTICIPANT])
+            auditor = EtfClient(server.target, tokens[OBSERVER])
+            try:
+                now = int(time.time())
+                # -- the fund, as an issuer would load it ------------------------------------------
+                issuer.register_asset("BTC", 8)
+                issuer.register_asset("ETH", 18)
+                for cid, name, licence in (("HK-VATP-A", "Harbour Digital Custody Ltd", "BVX101"),
+                                           ("HK-VATP-B", "Kowloon Virtual Asset Trust Ltd", "BVX202")):
+                    issuer.register_custodian(cid, name, licence, "ACTIVE", now + 365 * 86_400)
+                issuer.register_participant("AP-VICTORY", "Victory Securities (PD)", [fund], 20, 100)
+                issuer.create_fund(
+                    fund, "Harbour Bitcoin & Ether ETF", "USD", 50_000, "HK-VATP-A", ["HK-VATP-A", "HK-VATP-B"],
+                    [FundAssetTerms("BTC", "0", "0", 0, "5"),
+                     FundAssetTerms("ETH", "0.30", "0.10", 7 * 86_400, "75")],
+                    creation_fee="1500.00", redemption_fee="1500.00", min_liquid_units=1,
+                    initial_shares_outstanding=2_000_000)
+                for cid, btc, eth in (("HK-VATP-A", "150", "2000"), ("HK-VATP-B", "50", "1000")):
+                    issuer.adjust_holding(fund, cid, "BTC", btc, "opening balance")
+                    issuer.adjust_holding(fund, cid, "ETH", eth, "opening balance")
+                issuer.adjust_cash(fund, "125000.00", "opening cash")
+                issuer.stake(fund, "HK-VATP-A", "ETH", "895")
+                now_ms = int(time.time() * 1000)
+                issuer.publish_prices([Tick("BTC", "USD", "97250.00", now_ms), Tick("ETH", "USD", "3412.55", now_ms)])
+                print(f"Loaded {fund}: BTC (8 dp) and ETH (18 dp) at two SFC-licensed custodians, "
+                      "50,000-share creation units,\nETH staking capped at 30% with a 10% liquidity buffer, "
+                      "2,000,000 shares outstanding.\n", file=out)
+
+                _print_nav(dealer, fund, out, "NAV (as the participant sees it)")
+                basket = dealer.get_basket(fund)
+                print(f"Basket per creation unit of {basket.creation_unit:,} shares", file=out)
+                table(["asset", "quantity per unit"],
+                      [(line.asset, line.quantity_per_unit) for line in basket.lines], out)
+                print(f"  cash component {_money(basket.cash_component)}, NAV per unit "
+                      f"{_money(basket.nav_per_unit)}\n", file=out)
+                _print_holdings(auditor, fund, out, "Holdings (as the auditor sees them)")
+
+                # -- a creation, accepted and settled ----------------------------------------------
+                order = dealer.submit_order(fund, "CREATE", 2, "victory-create-0001")
+                print(f"Creation of 2 units by AP-VICTORY: {order.order_id} {status_name(order.status)}, "
+                      f"cash {_money(order.cash_amount)}, fee {_money(order.fee)}", file=out)
+                table(["asset", "deliver"], [(d.asset, d.quantity) for d in order.deliverables], out)
+                settled = issuer.settle_order(order.order_id)
+                nav = auditor.get_nav(fund)
+                print(f"  settled by the issuer: {status_name(settled.status)}; shares outstanding now "
+                      f"{nav.shares_outstanding:,}, NAV per share {nav.nav_per_share}\n", file=out)
+
+                # -- a redemption refused by the staking cap, and what would pass ------------------
+                refused = dealer.submit_order(fund, "REDEEM", 3, "victory-redeem-0001")
+                print(f"Redemption of 3 units: {refused.order_id} {status_name(refused.status)} "
+                      f"({refused.reject_reason})", file=out)
+                holdings = issuer.get_holdings(fund)
+                eth = next(a for a in holdings.assets if a.asset == "ETH")
+                paid = next(d.quantity for d in refused.deliverables if d.asset == "ETH")
+                # Exact: a 4 dp cap times an 18 dp quantity has at most 22 fraction digits.
+                limit = Fraction(eth.staking_cap) * (Fraction(eth.committed) - Fraction(paid))
+                print(f"  ETH staked {eth.illiquid} > cap {eth.staking_cap} x (committed {eth.committed} - "
+                      f"paid out {paid}) = {format_scaled(int(limit * 10**22), 22, min_dp=0)}", file=out)
+                _print_holdings(issuer, fund, out, "", only="ETH")
+                capacity = dealer.get_capacity(fund)
+                print("Capacity for AP-VICTORY now (GetCapacity)", file=out)
+                table(["side", "units", "binding reason (units + 1)"],
+                      [("CREATE", capacity.create.units, capacity.create.binding_reason or "-"),
+                       ("REDEEM", capacity.redeem.units, capacity.redeem.binding_reason or "-")], out)
+                check = dealer.check_order(fund, "REDEEM", capacity.redeem.units)
+                print(f"  CheckOrder REDEEM {capacity.redeem.units} units: {status_name(check.status)} "
+                      "(nothing recorded)\n", file=out)
+
+                orders = auditor.list_orders(fund)
+                print("Orders (as the auditor sees them)", file=out)
+                table(["order", "side", "units", "status", "reason", "cash amount"],
+                      [(o.order_id, side_name(o.side), o.units, status_name(o.status),
+                        o.reject_reason or "-", _money(o.cash_amount)) for o in orders], out)
+            finally:
+                for client in (issuer, dealer, auditor):
+                    client.close()
+    print("\ndemo complete.", file=out)
+    return 0
+
+
+def _print_nav(client: EtfClient, fund: str, out: TextIO, title: str) -> None:
+    nav = client.get_nav(fund)
+    print(title, file=out)
+    table(["asset", "quantity", "price", "value"],
+          [(line.asset, line.quantity, _money(line.price), _money(line.value)) for line in nav.lines], out)
+    print(f"  cash {_money(nav.cash)}   NAV {_money(nav.nav)}   shares {nav.shares_outstanding:,}   "
+          f"NAV per share {nav.nav_per_share}   stale {str(nav.stale).lower()}\n", file=out)
+
+
+def _print_holdings(client: EtfClient, fund: str, out: TextIO, title: str, only: str = "") -> None:
+    h = client.get_holdings(fund)
+    if title:
+        print(title, file=out)
+    if not only:
+        table(["custodian", "asset", "available", "reserved", "staked", "unbonding", "licensed"],
+              [(r.custodian_id, r.asset, r.available, r.reserved, r.staked, r.unbonding,
+                "yes" if r.licensed else "no") for r in h.holdings], out)
+    table(["asset", "committed", "liquid", "illiquid", "illiquid/committed", "cap", "liquid/committed",
+           "buffer"],
+          [(a.asset, a.committed, a.liquid, a.illiquid, a.illiquid_ratio or "-", a.staking_cap,
+            a.liquid_ratio or "-", a.liquidity_buffer) for a in h.assets if not only or a.asset == only], out)
+    print(file=out)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return run_demo(sys.stdout, args.ledger)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="etf-engine", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gRPC server")
+    serve.add_argument("--config", metavar="FILE", help="TOML config (default: 127.0.0.1:50051, ./etf-data)")
+    serve.add_argument("--ledger", choices=LEDGERS, default="core", help=LEDGER_HELP)
+    serve.set_defaults(func=cmd_serve)
+
+    hash_cmd = sub.add_parser("hash-token", help="print the SHA-256 digest of a token for the config")
+    hash_cmd.add_argument("token", help='the token, or "-" to read it from stdin')
+    hash_cmd.set_defaults(func=cmd_hash_token)
+
+    demo = sub.add_parser("demo", help="start a throwaway server with a sample Hong Kong fund and walk through it")
+    demo.add_argument("--ledger", choices=LEDGERS, default="auto", help=LEDGER_HELP)
+    demo.set_defaults(func=cmd_demo)
+
+    # == LATER ISSUES: `verify` (check a data directory's journal offline) and `bench` (load generator
+    # against a running server) register their subparsers here, each with a cmd_* function above.
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""A blocking Python client for etf_engine.v1: one typed method per RPC.
+
+Decimal figures go in and come out as strings ("22.72"), never floats. Replies are the generated
+protobuf messages (typed by engine_pb2.pyi); enum fields read back with ``side_name`` and
+``status_name``. Errors are ``grpc.RpcError`` with the server's status code and details.
+
+    with EtfClient("127.0.0.1:50051", token) as c:
+        nav = c.get_nav("HK-BTCETH")
+        order = c.submit_order("HK-BTCETH", "CREATE", 2, "desk-2025-06-30-001")
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol
+
+import grpc
+
+from etf_engine.v1 import engine_pb2 as pb
+from etf_engine.v1 import engine_pb2_grpc as rpc
+
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+@dataclass(frozen=True)
+class FundAssetTerms:
+    """One asset of CreateFund / UpdateFund; empty strings take defaults in CreateFund only."""
+
+    asset: str
+    staking_cap: str = ""
+    liquidity_buffer: str = ""
+    unbonding_seconds: int = 0
+    seed_quantity_per_unit: str = ""
+
+    def message(self) -> pb.FundAsset:
+        return pb.FundAsset(asset=self.asset, staking_cap=self.staking_cap, liquidity_buffer=self.liquidity_buffer,
+                            unbonding_seconds=self.unbonding_seconds,
+                            seed_quantity_per_unit=self.seed_quantity_per_unit)
+
+
+@dataclass(frozen=True)
+class Tick:
+    asset: str
+    currency: str
+    price: str
+    as_of_unix_ms: int
+
+
+@dataclass(frozen=True)
+class OrderItem:
+    """One item of submit_orders."""
+
+    fund_id: str
+    side: str  # "CREATE" or "REDEEM"
+    units: int
+    client_order_id: str
+
+
+class NavStream(Protocol):
+    """The iterator StreamNav returns; ``cancel()`` ends it."""
+
+    def __iter__(self) -> Iterator[pb.NavUpdate]: ...
+
+    def __next__(self) -> pb.NavUpdate: ...
+
+    def cancel(self) -> bool: ...
+
+
+def side_value(side: str) -> int:
+    """"CREATE"/"REDEEM" -> the wire value (ValueError for anything else)."""
+    return pb.Side.Value.Value(side)
+
+
+def side_name(value: int) -> str:
+    return pb.Side.Value.Name(value)
+
+
+def status_name(value: int) -> str:
+    return pb.OrderStatus.Value.Name(value)
+
+
+def new_client_order_id() -> str:
+    return uuid.uuid4().hex
+
+
+class EtfClient:
+    """Blocking client. ``tls`` is implied by any of the certificate arguments (PEM bytes):
+    ``root_certificates`` to trust the server, ``private_key`` + ``certificate_chain`` for mutual TLS."""
+
+    def __init__(
+        self,
+        target: str,
+        token: str,
+        *,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        private_key: bytes | None = None,
+        certificate_chain: bytes | None = None,
+        timeout: float = 10.0,
+        max_attempts: int = 5,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        options = [("grpc.max_receive_message_length", max_message_bytes),
+                   ("grpc.max_send_message_length", max_message_bytes)]
+        if tls or root_certificates or private_key or certificate_chain:
+            credentials = grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
+        self._metadata = (("authorization", f"Bearer {token}"),)
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self._admin = rpc.AdminStub(self._channel)
+        self._dealing = rpc.DealingStub(self._channel)
+        self._valuation = rpc.ValuationStub(self._channel)
+        self._diagnostics = rpc.DiagnosticsStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> EtfClient:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _call(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> Any:
+        return method(request, metadata=self._metadata, timeout=self.timeout)
+
+    # ------------------------------------------------------------------ Admin
+    def register_asset(self, symbol: str, decimals: int) -> pb.RegisterAssetReply:
+        return self._call(self._admin.RegisterAsset, pb.RegisterAssetRequest(symbol=symbol, decimals=decimals))
+
+    def register_custodian(self, custodian_id: str, name: str, licence_number: str, licence_status: str,
+                           licence_expires_at: int) -> pb.RegisterCustodianReply:
+        return self._call(self._admin.RegisterCustodian, pb.RegisterCustodianRequest(
+            custodian_id=custodian_id, name=name, licence_number=licence_number,
+            licence_status=pb.LicenceStatus.Value.Value(licence_status), licence_expires_at=licence_expires_at))
+
+    def set_custodian_licence(self, custodian_id: str, licence_status: str,
+                              licence_expires_at: int) -> pb.SetCustodianLicenceReply:
+        return self._call(self._admin.SetCustodianLicence, pb.SetCustodianLicenceRequest(
+            custodian_id=custodian_id, licence_status=pb.LicenceStatus.Value.Value(licence_status),
+            licence_expires_at=licence_expires_at))
+
+    def register_participant(self, participant_id: str, name: str, eligible_fund_ids: Sequence[str],
+                             max_units_per_order: int, max_units_per_day: int) -> pb.RegisterParticipantReply:
+        return self._call(self._admin.RegisterParticipant, pb.RegisterParticipantRequest(
+            participant_id=participant_id, name=name, eligible_fund_ids=list(eligible_fund_ids),
+            max_units_per_order=max_units_per_order, max_units_per_day=max_units_per_day))
+
+    def create_fund(
+        self,
+        fund_id: str,
+        name: str,
+        base_currency: str,
+        creation_unit: int,
+        creation_custodian_id: str,
+        custodian_priority: Sequence[str],
+        assets: Sequence[FundAssetTerms],
+        *,
+        dealing_status: str = "OPEN",
+        max_price_age_seconds: int | None = None,
+        creation_fee: str = "",
+        redemption_fee: str = "",
+        min_liquid_units: int = 0,
+        seed_cash_per_unit: str = "",
+        initial_shares_outstanding: int = 0,
+    ) -> pb.CreateFundReply:
+        request = pb.CreateFundRequest(
+            fund_id=fund_id, name=name, base_currency=base_currency, creation_unit=creation_unit,
+            dealing_status=pb.DealingStatus.Value.Value(dealing_status), creation_fee=creation_fee,
+            redemption_fee=redemption_fee, min_liquid_units=min_liquid_units,
+            creation_custodian_id=creation_custodian_id, custodian_priority=list(custodian_priority),
+            assets=[a.message() for a in assets], seed_cash_per_unit=seed_cash_per_unit,
+            initial_shares_outstanding=initial_shares_outstanding)
+        if max_price_age_seconds is not None:
+            request.max_price_age_seconds = max_price_age_seconds
+        return self._call(self._admin.CreateFund, request)
+
+    def update_fund(
+        self,
+        fund_id: str,
+        *,
+        name: str | None = None,
+        dealing_status: str | None = None,
+        max_price_age_seconds: int | None = None,
+        creation_fee: str | None = None,
+        redemption_fee: str | None = None,
+        min_liquid_units: int | None = None,
+        creation_custodian_id: str | None = None,
+        custodian_priority: Sequence[str] | None = None,
+        seed_cash_per_unit: str | None = None,
+        assets: Sequence[FundAssetTerms] = (),
+    ) -> pb.UpdateFundReply:
+        """Only the arguments given change."""
+        request = pb.UpdateFundRequest(fund_id=fund_id, assets=[a.message() for a in assets])
+        for field, value in (("name", name), ("max_price_age_seconds", max_price_age_seconds),
+                             ("creation_fee", creation_fee), ("redemption_fee", redemption_fee),
+                             ("min_liquid_units", min_liquid_units), ("creation_custodian_id", creation_custodian_id),
+                             ("seed_cash_per_unit", seed_cash_per_unit)):
+            if value is not None:
+                setattr(request, field, value)
+        if dealing_status is not None:
+            request.dealing_status = pb.DealingStatus.Value.Value(dealing_status)
+        if custodian_priority is not None:
+            request.custodian_priority.SetInParent()  # present even when empty: clears the priority
+            request.custodian_priority.custodian_ids.extend(custodian_priority)
+        return self._call(self._admin.UpdateFund, request)
+
+    def adjust_holding(self, fund_id: str, custodian_id: str, asset: str, delta: str,
+                       reason: str = "") -> pb.AdjustHoldingReply:
+        return self._call(self._admin.AdjustHolding, pb.AdjustHoldingRequest(
+            fund_id=fund_id, custodian_id=custodian_id, asset=asset, delta=delta, reason=reason))
+
+    def adjust_cash(self, fund_id: str, delta: str, reason: str = "") -> pb.AdjustCashReply:
+        return self._call(self._admin.AdjustCash, pb.AdjustCashRequest(fund_id=fund_id, delta=delta, reason=reason))
+
+    def stake(self, fund_id: str, custodian_id: str, asset: str, quantity: str) -> pb.StakeReply:
+        return self._call(self._admin.Stake, pb.StakeRequest(
+            fund_id=fund_id, custodian_id=custodian_id, asset=asset, quantity=quantity))
+
+    def unstake(self, fund_id: str, custodian_id: str, asset: str, quantity: str) -> pb.UnstakeReply:
+        return self._call(self._admin.Unstake, pb.UnstakeRequest(
+            fund_id=fund_id, custodian_id=custodian_id, asset=asset, quantity=quantity))
+
+    def record_staking_reward(self, fund_id: str, custodian_id: str, asset: str,
+                              quantity: str) -> pb.RecordStakingRewardReply:
+        return self._call(self._admin.RecordStakingReward, pb.RecordStakingRewardRequest(
+            fund_id=fund_id, custodian_id=custodian_id, asset=asset, quantity=quantity))
+
+    def record_slashing(self, fund_id: str, custodian_id: str, asset: str,
+                        quantity: str) -> pb.RecordSlashingReply:
+        return self._call(self._admin.RecordSlashing, pb.RecordSlashingRequest(
+            fund_id=fund_id, custodian_id=custodian_id, asset=asset, quantity=quantity))
+
+    def publish_prices(self, ticks: Sequence[Tick]) -> pb.PublishPricesReply:
+        return self._call(self._admin.PublishPrices, pb.PublishPricesRequest(ticks=[
+            pb.PriceTick(asset=t.asset, currency=t.currency, price=t.price, as_of_unix_ms=t.as_of_unix_ms)
+            for t in ticks]))
+
+    def settle_order(self, order_id: str) -> pb.Order:
+        return self._call(self._admin.SettleOrder, pb.SettleOrderRequest(order_id=order_id)).order
+
+    def get_holdings(self, fund_id: str) -> pb.Holdings:
+        return self._call(self._admin.GetHoldings, pb.GetHoldingsRequest(fund_id=fund_id))
+
+    # ------------------------------------------------------------------ Dealing
+    def _retrying(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> Any:
+        """Retry transient failures with the same request: the client_order_ids make a repeat return
+        the order already recorded instead of recording a second one."""
+        delay = 0.1
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return self._call(method, request)
+            except grpc.RpcError as e:
+                if e.code() not in RETRIED or attempt == self.max_attempts:  # type: ignore[attr-defined]
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
+
+    def submit_order(self, fund_id: str, side: str, units: int, client_order_id: str | None = None) -> pb.Order:
+        """Submit one order; without a client_order_id a fresh one is made (and kept across retries)."""
+        request = pb.SubmitOrderRequest(fund_id=fund_id, side=side_value(side), units=units,
+                                        client_order_id=client_order_id or new_client_order_id())
+        return self._retrying(self._dealing.SubmitOrder, request).order
+
+    def submit_orders(self, items: Sequence[OrderItem]) -> list[pb.Order]:
+        request = pb.SubmitOrdersRequest(requests=[
+            pb.OrderRequest(fund_id=i.fund_id, side=side_value(i.side), units=i.units,
+                            client_order_id=i.client_order_id) for i in items])
+        return list(self._retrying(self._dealing.SubmitOrders, request).orders)
+
+    def check_order(self, fund_id: str, side: str, units: int, client_order_id: str | None = None) -> pb.Order:
+        return self._call(self._dealing.CheckOrder, pb.CheckOrderRequest(
+            fund_id=fund_id, side=side_value(side), units=units,
+            client_order_id=client_order_id or new_client_order_id())).order
+
+    def get_capacity(self, fund_id: str) -> pb.Capacity:
+        return self._call(self._dealing.GetCapacity, pb.GetCapacityRequest(fund_id=fund_id))
+
+    def get_order(self, order_id: str) -> pb.Order:
+        return self._call(self._dealing.GetOrder, pb.GetOrderRequest(order_id=order_id)).order
+
+    def list_orders(self, fund_id: str = "", status: str = "", page_size: int = 0) -> list[pb.Order]:
+        """Every matching order, fetching page after page."""
+        status_value = pb.OrderStatus.Value.Value(status) if status else 0
+        orders: list[pb.Order] = []
+        token = ""
+        while True:
+            reply = self._call(self._dealing.ListOrders, pb.ListOrdersRequest(
+                fund_id=fund_id, status=status_value, page_size=page_size, page_token=token))
+            orders.extend(reply.orders)
+            token = reply.next_page_token
+            if not token:
+                return orders
+
+    def cancel_order(self, order_id: str) -> pb.Order:
+        return self._call(self._dealing.CancelOrder, pb.CancelOrderRequest(order_id=order_id)).order
+
+    # ------------------------------------------------------------------ Valuation
+    def get_nav(self, fund_id: str) -> pb.Nav:
+        return self._call(self._valuation.GetNav, pb.GetNavRequest(fund_id=fund_id))
+
+    def get_basket(self, fund_id: str) -> pb.Basket:
+        return self._call(self._valuation.GetBasket, pb.GetBasketRequest(fund_id=fund_id))
+
+    def stream_nav(self, fund_id: str, min_interval_ms: int = 0, timeout: float | None = None) -> NavStream:
+        """Updates until cancelled (``cancel()``), the server stops or ``timeout`` passes."""
+        return self._valuation.StreamNav(pb.StreamNavRequest(fund_id=fund_id, min_interval_ms=min_interval_ms),
+                                         metadata=self._metadata, timeout=timeout)
+
+    # ------------------------------------------------------------------ Diagnostics
+    def ping(self) -> pb.PingReply:
+        return self._call(self._diagnostics.Ping, pb.PingRequest())

@@ -1,0 +1,184 @@
+"""The server's TOML config (SPEC §10): listen address, data directory, principals, TLS, reflection.
+
+Unknown keys are errors, not ignored: a misspelt ``client_ca`` must not silently turn mutual TLS
+off. Relative paths are taken relative to the config file, so the server finds its files whatever
+directory it is started from. Every error names the offending key.
+
+    listen = "127.0.0.1:50051"
+    data_dir = "etf-data"
+    reflection = true            # grpc.reflection, on by default
+    heartbeat_seconds = 15       # StreamNav heartbeat, at most 15 (SPEC §7)
+    grace_seconds = 10           # how long calls in flight may finish on SIGTERM
+    max_message_bytes = 4194304  # request and reply size bound
+
+    [tls]                        # optional; with client_ca: mutual TLS
+    cert = "server.pem"
+    key = "server.key"
+    client_ca = "ca.pem"
+
+    [[principals]]
+    name = "issuer-ops"
+    role = "issuer"
+    token_sha256 = "…64 hex digits…"   # etf-engine hash-token TOKEN
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from etf_engine.api.auth import PARTICIPANT, ROLES, Principal
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_DATA_DIR = "etf-data"
+MAX_HEARTBEAT_SECONDS = 15.0
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert: Path
+    key: Path
+    client_ca: Path | None = None  # given: clients must present a certificate signed by it
+
+    @property
+    def mutual(self) -> bool:
+        return self.client_ca is not None
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: str = DEFAULT_LISTEN
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    reflection: bool = True
+    heartbeat_seconds: float = MAX_HEARTBEAT_SECONDS
+    grace_seconds: float = 10.0
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    tls: TlsConfig | None = None
+    principals: tuple[Principal, ...] = field(default_factory=tuple)
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return parse_config(data, base_dir=path.resolve().parent, source=str(path))
+
+
+def parse_config(data: dict[str, Any], *, base_dir: Path, source: str = "config") -> Config:
+    def fail(key: str, why: str) -> ConfigError:
+        return ConfigError(f"{source}: {key}: {why}")
+
+    allowed = {"listen", "data_dir", "reflection", "heartbeat_seconds", "grace_seconds", "max_message_bytes",
+               "tls", "principals"}
+    for key in data:
+        if key not in allowed:
+            raise fail(key, f"unknown key (expected one of {', '.join(sorted(allowed))})")
+
+    def typed(key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        value = data.get(key, default)
+        # bool is an int in Python; a number key must not accept true/false.
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise fail(key, f"expected {getattr(kind, '__name__', 'a number')}, got {value!r}")
+        return value
+
+    listen = typed("listen", str, DEFAULT_LISTEN)
+    _check_listen(listen, fail)
+    data_dir = base_dir / typed("data_dir", str, DEFAULT_DATA_DIR)
+    reflection = typed("reflection", bool, True)
+    heartbeat = float(typed("heartbeat_seconds", (int, float), MAX_HEARTBEAT_SECONDS))
+    if not 0 < heartbeat <= MAX_HEARTBEAT_SECONDS:
+        raise fail("heartbeat_seconds", f"must be above 0 and at most {MAX_HEARTBEAT_SECONDS:g} (SPEC §7)")
+    grace = float(typed("grace_seconds", (int, float), 10.0))
+    if grace < 0:
+        raise fail("grace_seconds", "must not be negative")
+    max_bytes = typed("max_message_bytes", int, DEFAULT_MAX_MESSAGE_BYTES)
+    if not 64 * 1024 <= max_bytes <= 64 * 1024 * 1024:
+        raise fail("max_message_bytes", "must be between 65536 and 67108864")
+
+    tls = None
+    if "tls" in data:
+        tls = _parse_tls(data["tls"], base_dir, fail)
+
+    raw = data.get("principals", [])
+    if not isinstance(raw, list):
+        raise fail("principals", "expected an array of tables ([[principals]])")
+    principals = tuple(_parse_principal(i, entry, fail) for i, entry in enumerate(raw))
+    seen_names: set[str] = set()
+    seen_digests: set[str] = set()
+    for i, p in enumerate(principals):
+        if p.name in seen_names:
+            raise fail(f"principals[{i}].name", f"{p.name!r} is used twice")
+        if p.token_sha256 in seen_digests:
+            raise fail(f"principals[{i}].token_sha256", "the same token is given to two principals")
+        seen_names.add(p.name)
+        seen_digests.add(p.token_sha256)
+    return Config(listen=listen, data_dir=data_dir, reflection=reflection, heartbeat_seconds=heartbeat,
+                  grace_seconds=grace, max_message_bytes=max_bytes, tls=tls, principals=principals)
+
+
+def _check_listen(listen: str, fail: Any) -> None:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise fail("listen", f"{listen!r} is not host:port (e.g. \"127.0.0.1:50051\" or \"[::1]:50051\")")
+
+
+def _parse_tls(raw: Any, base_dir: Path, fail: Any) -> TlsConfig:
+    if not isinstance(raw, dict):
+        raise fail("tls", "expected a table ([tls])")
+    for key in raw:
+        if key not in ("cert", "key", "client_ca"):
+            raise fail(f"tls.{key}", "unknown key (expected cert, key, client_ca)")
+    paths: dict[str, Path] = {}
+    for key in ("cert", "key", "client_ca"):
+        if key not in raw:
+            if key == "client_ca":
+                continue
+            raise fail(f"tls.{key}", "missing")
+        if not isinstance(raw[key], str) or not raw[key]:
+            raise fail(f"tls.{key}", f"expected a file path, got {raw[key]!r}")
+        path = base_dir / raw[key]
+        if not path.is_file():
+            raise fail(f"tls.{key}", f"no such file: {path}")
+        paths[key] = path
+    return TlsConfig(cert=paths["cert"], key=paths["key"], client_ca=paths.get("client_ca"))
+
+
+def _parse_principal(i: int, raw: Any, fail: Any) -> Principal:
+    where = f"principals[{i}]"
+    if not isinstance(raw, dict):
+        raise fail(where, "expected a table")
+    for key in raw:
+        if key not in ("name", "role", "token_sha256", "participant_id"):
+            raise fail(f"{where}.{key}", "unknown key (expected name, role, token_sha256, participant_id)")
+    for key in ("name", "role", "token_sha256"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise fail(f"{where}.{key}", "missing or not a string")
+    role = raw["role"]
+    if role not in ROLES:
+        raise fail(f"{where}.role", f"{role!r} is not one of {', '.join(ROLES)}")
+    digest = raw["token_sha256"]
+    if not _HEX64.fullmatch(digest):
+        raise fail(f"{where}.token_sha256", "expected 64 hex digits (etf-engine hash-token TOKEN prints them)")
+    participant_id = raw.get("participant_id")
+    if role == PARTICIPANT:
+        if not isinstance(participant_id, str) or not _ID.fullmatch(participant_id):
+            raise fail(f"{where}.participant_id", "a participant needs its participant_id (1-64 of [A-Za-z0-9._:-])")
+    elif participant_id is not None:
+        raise fail(f"{where}.participant_id", f"only a participant has one, not a {role}")
+    return Principal(name=raw["name"], role=role, token_sha256=digest.lower(), participant_id=participant_id)

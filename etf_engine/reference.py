@@ -1,0 +1,814 @@
+"""The test oracle: SPEC.md and the decisions of ``etf_engine.ledger``, literally, in plain Python.
+
+Every valuation is a ``fractions.Fraction``; rounding happens only where SPEC says, half-even. Speed
+is not a goal: the Cython core must agree with this ledger figure for figure.
+
+A command with several faults reports the first in this order (ledger.py leaves it open outside
+SubmitOrder): a registration checks its fields in declaration order, then ALREADY_EXISTS for its id;
+a command on an existing record looks that record up first (NOT_FOUND), then checks its fields in
+declaration order, because a field may need the record (an asset's decimals, a fund's assets).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, NamedTuple
+
+import msgspec
+
+from etf_engine import model as m
+from etf_engine.errors import (
+    ALREADY_EXISTS,
+    PERMISSION_DENIED,
+    EngineError,
+    invalid,
+    not_found,
+    out_of_range,
+    precondition,
+)
+from etf_engine.numbers import (
+    FRACTION_DP,
+    FRACTION_SCALE,
+    MAX_CREATION_UNIT,
+    MAX_DECIMALS,
+    MAX_MONEY,
+    MAX_PRICE,
+    MAX_QUANTITY,
+    MAX_SHARES,
+    MONEY_DP,
+    NAV_PER_SHARE_DP,
+    PRICE_DP,
+    PRICE_SCALE,
+    parse_scaled,
+    round_half_even,
+)
+
+_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_SYMBOL = re.compile(r"[A-Z0-9]{2,10}")
+_CURRENCY = re.compile(r"[A-Z]{3,10}")
+
+
+# -- small checks and arithmetic ----------------------------------------------------------------
+def _match(pattern: re.Pattern[str], value: str, name: str) -> str:
+    if not isinstance(value, str) or pattern.fullmatch(value) is None:
+        raise invalid(name, f"{value!r} does not match {pattern.pattern}")
+    return value
+
+
+def _at_least(value: int, low: int, name: str, high: int | None = None) -> int:
+    if value < low:
+        raise invalid(name, f"must be at least {low}")
+    if high is not None and value > high:
+        raise out_of_range(name, f"must be at most {high}")
+    return value
+
+
+def _one_of(value: str, allowed: tuple[str, ...], name: str) -> str:
+    if value not in allowed:
+        raise invalid(name, f"{value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _money(text: str, name: str, *, signed: bool = False) -> int:
+    return parse_scaled(text, name, MONEY_DP, signed=signed, limit=MAX_MONEY)
+
+
+def _fraction(text: str, name: str) -> int:
+    value = parse_scaled(text, name, FRACTION_DP)
+    if value > FRACTION_SCALE:
+        raise invalid(name, f"{text!r} is above 1")
+    return value
+
+
+def _bucket(value: int, name: str) -> None:
+    if value > MAX_QUANTITY:
+        raise out_of_range(name, "a holding would exceed 10^30 smallest units")
+
+
+def _exists(what: str, ident: str) -> EngineError:
+    return EngineError(ALREADY_EXISTS, f"{what} {ident!r} already exists")
+
+
+def _round(value: Fraction, dp: int) -> int:
+    """An exact value in units 10^-dp, half-even."""
+    return round_half_even(value.numerator * 10**dp, value.denominator)
+
+
+def _worth(quantity: int, decimals: int, price: int) -> Fraction:
+    """quantity smallest units of an asset at price (1e-8 base currency per whole unit)."""
+    return Fraction(quantity, 10**decimals) * Fraction(price, PRICE_SCALE)
+
+
+def _ratio(value: int) -> Fraction:
+    return Fraction(value, FRACTION_SCALE)
+
+
+# -- state --------------------------------------------------------------------------------------
+@dataclass
+class Holding:
+    """One (fund, custodian, asset). A lot whose release time has passed counts as available."""
+
+    available: int = 0
+    reserved: int = 0
+    staked: int = 0
+    lots: list[tuple[int, int]] = field(default_factory=list)  # (release_at ms, quantity), one per Unstake
+
+    def free(self, now: int) -> int:
+        return self.available + sum(q for t, q in self.lots if t <= now)
+
+    def unbonding(self, now: int) -> int:
+        return sum(q for t, q in self.lots if t > now)
+
+    def release(self, now: int) -> None:
+        self.available += sum(q for t, q in self.lots if t <= now)
+        self.lots = [(t, q) for t, q in self.lots if t > now]
+
+    def is_empty(self, now: int) -> bool:
+        return self.free(now) == self.reserved == self.staked == self.unbonding(now) == 0
+
+
+@dataclass
+class Fund:
+    terms: m.FundTerms
+    cash: int  # cents
+    shares: int
+    holdings: dict[tuple[str, str], Holding] = field(default_factory=dict)  # (custodian, asset)
+    order_ids: list[str] = field(default_factory=list)
+
+    def asset(self, symbol: str) -> m.FundAssetTerms | None:
+        return next((a for a in self.terms.assets if a.asset == symbol), None)
+
+
+class Sums(NamedTuple):
+    total: int
+    committed: int
+    liquid: int
+    illiquid: int
+
+
+class Prices(NamedTuple):
+    by_asset: dict[str, int | None]  # None: missing
+    stale: bool
+    as_of: int
+
+
+class ReferenceLedger:
+    def __init__(self) -> None:
+        self.assets: dict[str, int] = {}  # symbol -> decimals
+        self.custodians: dict[str, m.CustodianRegistered] = {}
+        self.participants: dict[str, m.ParticipantRegistered] = {}
+        self.prices: dict[tuple[str, str], tuple[int, int]] = {}  # (asset, currency) -> (price, as_of)
+        self.funds: dict[str, Fund] = {}
+        self.orders: dict[str, m.Order] = {}
+        self.order_keys: dict[tuple[str, str], str] = {}  # (participant, client_order_id) -> order_id
+        self.next_order_seq = 1
+
+    # == commands ===============================================================================
+    def execute(self, command: Any, now_ms: int) -> tuple[Any, list[m.Event]]:
+        handler = self._HANDLERS.get(type(command))
+        if handler is None:
+            raise invalid("command", f"unknown command {type(command).__name__}")
+        return handler(self, command, now_ms)
+
+    def _commit(self, *events: m.Event) -> list[m.Event]:
+        for event in events:
+            self.apply(event)
+        return list(events)
+
+    def _register_asset(self, c: m.RegisterAsset, now: int) -> tuple[None, list[m.Event]]:
+        _match(_SYMBOL, c.symbol, "symbol")
+        _at_least(c.decimals, 0, "decimals", MAX_DECIMALS)
+        if c.symbol in self.assets:
+            raise _exists("asset", c.symbol)
+        return None, self._commit(m.AssetRegistered(at=now, symbol=c.symbol, decimals=c.decimals))
+
+    def _register_custodian(self, c: m.RegisterCustodian, now: int) -> tuple[None, list[m.Event]]:
+        _match(_ID, c.custodian_id, "custodian_id")
+        _one_of(c.licence_status, m.LICENCE_STATUSES, "licence_status")
+        _at_least(c.licence_expires_at, 0, "licence_expires_at")
+        if c.custodian_id in self.custodians:
+            raise _exists("custodian", c.custodian_id)
+        return None, self._commit(m.CustodianRegistered(at=now, **msgspec.structs.asdict(c)))
+
+    def _set_licence(self, c: m.SetCustodianLicence, now: int) -> tuple[None, list[m.Event]]:
+        self._custodian(c.custodian_id)
+        _one_of(c.licence_status, m.LICENCE_STATUSES, "licence_status")
+        _at_least(c.licence_expires_at, 0, "licence_expires_at")
+        return None, self._commit(m.LicenceSet(at=now, **msgspec.structs.asdict(c)))
+
+    def _register_participant(self, c: m.RegisterParticipant, now: int) -> tuple[None, list[m.Event]]:
+        _match(_ID, c.participant_id, "participant_id")
+        for i, fund_id in enumerate(c.eligible_fund_ids):
+            _match(_ID, fund_id, f"eligible_fund_ids[{i}]")
+        _at_least(c.max_units_per_order, 1, "max_units_per_order")
+        _at_least(c.max_units_per_day, 1, "max_units_per_day")
+        if c.participant_id in self.participants:
+            raise _exists("participant", c.participant_id)
+        funds = tuple(sorted(set(c.eligible_fund_ids)))  # a set: order and repeats carry no meaning
+        event = m.ParticipantRegistered(
+            at=now, participant_id=c.participant_id, name=c.name, eligible_fund_ids=funds,
+            max_units_per_order=c.max_units_per_order, max_units_per_day=c.max_units_per_day)
+        return None, self._commit(event)
+
+    def _create_fund(self, c: m.CreateFund, now: int) -> tuple[None, list[m.Event]]:
+        _match(_ID, c.fund_id, "fund_id")
+        terms = {name: self._fund_field(name, getattr(c, name), None) for name in c.__struct_fields__
+                 if name not in ("fund_id", "initial_shares_outstanding")}
+        shares = _at_least(c.initial_shares_outstanding, 0, "initial_shares_outstanding", MAX_SHARES)
+        if c.fund_id in self.funds:
+            raise _exists("fund", c.fund_id)
+        event = m.FundCreated(at=now, terms=m.FundTerms(fund_id=c.fund_id, **terms), shares_outstanding=shares)
+        return None, self._commit(event)
+
+    def _update_fund(self, c: m.UpdateFund, now: int) -> tuple[None, list[m.Event]]:
+        fund = self._fund(c.fund_id)
+        changes = {name: self._fund_field(name, getattr(c, name), fund) for name in c.__struct_fields__
+                   if name != "fund_id" and getattr(c, name) is not None}
+        if "assets" in changes:
+            merged = {a.asset: a for a in fund.terms.assets} | {a.asset: a for a in changes["assets"]}
+            changes["assets"] = tuple(merged[a] for a in sorted(merged))
+        terms = msgspec.structs.replace(fund.terms, **changes)
+        return None, self._commit(m.FundUpdated(at=now, terms=terms))
+
+    def _fund_field(self, name: str, value: Any, fund: Fund | None) -> Any:
+        """One validated fund field as FundTerms holds it; ``fund`` is None for CreateFund."""
+        match name:
+            case "base_currency":
+                return _match(_CURRENCY, value, name)
+            case "creation_unit":
+                return _at_least(value, 1, name, MAX_CREATION_UNIT)
+            case "creation_custodian_id":
+                return self._custodian(value).custodian_id
+            case "custodian_priority":
+                for i, custodian_id in enumerate(value):
+                    self._custodian(custodian_id)
+                    if custodian_id in value[:i]:
+                        raise invalid(f"{name}[{i}]", f"{custodian_id!r} is repeated")
+                return tuple(value)
+            case "assets":
+                return self._asset_terms(value, fund)
+            case "dealing_status":
+                return _one_of(value, m.DEALING_STATUSES, name)
+            case "max_price_age_seconds":
+                return _at_least(value, 1, name)
+            case "creation_fee" | "redemption_fee":
+                return _money(value, name)
+            case "min_liquid_units":
+                return _at_least(value, 0, name)
+            case "seed_cash_per_unit":
+                return _money(value, name, signed=True)
+        return value  # name: free text
+
+    def _asset_terms(self, specs: list[m.FundAssetSpec], fund: Fund | None) -> tuple[m.FundAssetTerms, ...]:
+        if fund is None and not specs:
+            raise invalid("assets", "a fund needs at least one asset")
+        terms: dict[str, m.FundAssetTerms] = {}
+        for i, spec in enumerate(specs):
+            at = f"assets[{i}]"
+            if fund is None and spec.asset not in self.assets:
+                raise not_found("asset", spec.asset)
+            if fund is not None and fund.asset(spec.asset) is None:
+                raise invalid(f"{at}.asset", f"{spec.asset!r} is not an asset of the fund")
+            if spec.asset in terms:
+                raise invalid(f"{at}.asset", f"{spec.asset!r} is repeated")
+            terms[spec.asset] = m.FundAssetTerms(
+                asset=spec.asset,
+                staking_cap=_fraction(spec.staking_cap, f"{at}.staking_cap"),
+                liquidity_buffer=_fraction(spec.liquidity_buffer, f"{at}.liquidity_buffer"),
+                unbonding_seconds=_at_least(spec.unbonding_seconds, 0, f"{at}.unbonding_seconds"),
+                seed_quantity_per_unit=parse_scaled(spec.seed_quantity_per_unit, f"{at}.seed_quantity_per_unit",
+                                                    self.assets[spec.asset], limit=MAX_QUANTITY),
+            )
+        return tuple(terms[a] for a in sorted(terms))
+
+    # -- instructions (SPEC §6) -----------------------------------------------------------------
+    def _instruction(self, c: Any, text: str, name: str, *, signed: bool = False) -> tuple[Fund, Holding, int]:
+        """The target of an instruction and its parsed non-zero quantity (or delta)."""
+        fund = self._fund(c.fund_id)
+        self._custodian(c.custodian_id)
+        if fund.asset(c.asset) is None:
+            raise invalid("asset", f"{c.asset!r} is not an asset of fund {c.fund_id!r}")
+        quantity = parse_scaled(text, name, self.assets[c.asset], signed=signed, limit=MAX_QUANTITY)
+        if quantity == 0:
+            raise invalid(name, "must not be zero")
+        return fund, self._holding(fund, c.custodian_id, c.asset), quantity
+
+    def _adjust_holding(self, c: m.AdjustHolding, now: int) -> tuple[None, list[m.Event]]:
+        _, holding, delta = self._instruction(c, c.delta, "delta", signed=True)
+        if holding.free(now) + delta < 0:
+            raise precondition(m.INSUFFICIENT_LIQUID_BALANCE, f"available {holding.free(now)}, delta {delta}")
+        _bucket(holding.free(now) + delta, "delta")
+        event = m.HoldingAdjusted(at=now, fund_id=c.fund_id, custodian_id=c.custodian_id, asset=c.asset, delta=delta)
+        return None, self._commit(event)
+
+    def _adjust_cash(self, c: m.AdjustCash, now: int) -> tuple[None, list[m.Event]]:
+        self._fund(c.fund_id)
+        delta = _money(c.delta, "delta", signed=True)
+        if delta == 0:
+            raise invalid("delta", "must not be zero")
+        return None, self._commit(m.CashAdjusted(at=now, fund_id=c.fund_id, delta=delta))
+
+    def _stake(self, c: m.Stake, now: int) -> tuple[None, list[m.Event]]:
+        fund, holding, q = self._instruction(c, c.quantity, "quantity")
+        if not self._licensed(c.custodian_id, now):
+            raise precondition(m.CUSTODIAN_NOT_LICENSED, f"custodian {c.custodian_id!r}")
+        if holding.free(now) < q:
+            raise precondition(m.INSUFFICIENT_LIQUID_BALANCE, f"available {holding.free(now)} < {q}")
+        s = self._sums(fund, c.asset, now)
+        qpu = self._quantities_per_unit(fund, now)[c.asset]
+        reason = self._ratio_breach(fund, c.asset, qpu, s.illiquid + q, s.liquid - q, s.committed)
+        if reason:
+            raise precondition(reason, f"staking {q} of {c.asset}")
+        _bucket(holding.staked + q, "quantity")
+        return None, self._commit(m.Staked(at=now, **self._target(c), quantity=q))
+
+    def _unstake(self, c: m.Unstake, now: int) -> tuple[None, list[m.Event]]:
+        fund, holding, q = self._instruction(c, c.quantity, "quantity")
+        if holding.staked < q:
+            raise precondition(m.INSUFFICIENT_STAKED_BALANCE, f"staked {holding.staked} < {q}")
+        _bucket(holding.unbonding(now) + q, "quantity")
+        release_at = now + fund.asset(c.asset).unbonding_seconds * 1000
+        return None, self._commit(m.Unstaked(at=now, **self._target(c), quantity=q, release_at=release_at))
+
+    def _record_reward(self, c: m.RecordStakingReward, now: int) -> tuple[None, list[m.Event]]:
+        _, holding, q = self._instruction(c, c.quantity, "quantity")
+        _bucket(holding.free(now) + q, "quantity")
+        return None, self._commit(m.RewardRecorded(at=now, **self._target(c), quantity=q))
+
+    def _record_slashing(self, c: m.RecordSlashing, now: int) -> tuple[None, list[m.Event]]:
+        _, holding, q = self._instruction(c, c.quantity, "quantity")
+        if holding.staked < q:
+            raise precondition(m.INSUFFICIENT_STAKED_BALANCE, f"staked {holding.staked} < {q}")
+        return None, self._commit(m.Slashed(at=now, **self._target(c), quantity=q))
+
+    @staticmethod
+    def _target(c: m.Stake) -> dict[str, str]:
+        return {"fund_id": c.fund_id, "custodian_id": c.custodian_id, "asset": c.asset}
+
+    # -- prices (SPEC §7) -----------------------------------------------------------------------
+    def _publish_prices(self, c: m.PublishPrices, now: int) -> tuple[m.PublishResult, list[m.Event]]:
+        ticks = []
+        for i, tick in enumerate(c.ticks):
+            at = f"ticks[{i}]"
+            if tick.asset not in self.assets:
+                raise invalid(f"{at}.asset", f"unknown asset {tick.asset!r}")
+            _match(_CURRENCY, tick.currency, f"{at}.currency")
+            price = parse_scaled(tick.price, f"{at}.price", PRICE_DP, limit=MAX_PRICE)
+            if price == 0:
+                raise invalid(f"{at}.price", "must be positive")
+            _at_least(tick.as_of_unix_ms, 0, f"{at}.as_of_unix_ms")
+            if tick.as_of_unix_ms > now + m.FUTURE_TOLERANCE_MS:
+                raise invalid(f"{at}.as_of_unix_ms", "more than 5 s in the future")
+            ticks.append(m.PriceSet(at=now, asset=tick.asset, currency=tick.currency, price=price,
+                                    as_of=tick.as_of_unix_ms))
+        events: list[m.Event] = []
+        for tick in ticks:  # in order: a later tick compares against an earlier one of the batch
+            current = self.prices.get((tick.asset, tick.currency))
+            if current is None or tick.as_of > current[1]:
+                events += self._commit(tick)
+        return m.PublishResult(applied=len(events), ignored=len(ticks) - len(events)), events
+
+    # -- orders (SPEC §5) -----------------------------------------------------------------------
+    def _submit_order(self, c: m.SubmitOrder, now: int) -> tuple[m.Order, list[m.Event]]:
+        return self._record(c.participant_id, c.request, now)
+
+    def _submit_orders(self, c: m.SubmitOrders, now: int) -> tuple[list[m.Order], list[m.Event]]:
+        earlier: dict[tuple[str, str], m.OrderRequest] = {}
+        for i, request in enumerate(c.requests):
+            try:
+                self._refusal(c.participant_id, request, earlier)
+            except EngineError as e:
+                raise EngineError(e.code, f"requests[{i}]: {e.message}") from None
+            earlier.setdefault((c.participant_id, request.client_order_id), request)
+        orders, events = [], []
+        for request in c.requests:
+            order, new = self._record(c.participant_id, request, now)
+            orders.append(order)
+            events += new
+        return orders, events
+
+    def _record(self, participant_id: str, request: m.OrderRequest, now: int) -> tuple[m.Order, list[m.Event]]:
+        original = self._refusal(participant_id, request, {})
+        if original is not None:
+            return original, []
+        order = self._decide(participant_id, request, now, f"ORD-{self.next_order_seq:08d}")
+        events = self._commit(m.OrderRecorded(at=now, order=order))
+        return self.orders[order.order_id], events
+
+    def _refusal(self, participant_id: str, r: m.OrderRequest,
+                 earlier: dict[tuple[str, str], m.OrderRequest]) -> m.Order | None:
+        """Raise what SubmitOrder refuses (ledger.py order); return the original order of a repeat."""
+        if r.side not in m.SIDES:
+            raise invalid("side", f"{r.side!r} is not one of {', '.join(m.SIDES)}")
+        if r.units <= 0:
+            raise invalid("units", "must be positive")
+        _match(_ID, r.client_order_id, "client_order_id")
+        participant = self.participants.get(participant_id)
+        if participant is None:
+            raise EngineError(PERMISSION_DENIED, f"participant {participant_id!r} is not registered")
+        key = (participant_id, r.client_order_id)
+        original = self.orders[self.order_keys[key]] if key in self.order_keys else None
+        for same in (original, earlier.get(key)):
+            if same is not None and (same.fund_id, same.side, same.units) != (r.fund_id, r.side, r.units):
+                raise _exists("order with client_order_id", r.client_order_id)
+        if original is not None:
+            return original
+        fund = self._fund(r.fund_id)
+        if r.fund_id not in participant.eligible_fund_ids:
+            raise EngineError(PERMISSION_DENIED, f"participant {participant_id!r} may not deal in {r.fund_id!r}")
+        if r.units * fund.terms.creation_unit > MAX_SHARES:
+            raise out_of_range("units", "units x creation_unit exceeds 10^15 shares")
+        return None
+
+    def _decide(self, participant_id: str, r: m.OrderRequest, now: int, order_id: str) -> m.Order:
+        fund = self.funds[r.fund_id]
+        basket = self._basket(fund, now)
+        reason = self._reason(participant_id, fund, r.side, r.units, now, basket)
+        accepted = reason == ""
+        fee = fund.terms.creation_fee if r.side == m.CREATE else fund.terms.redemption_fee
+        return m.Order(
+            order_id=order_id, client_order_id=r.client_order_id, participant_id=participant_id,
+            fund_id=r.fund_id, side=r.side, units=r.units,
+            status=m.ACCEPTED if accepted else m.REJECTED, reject_reason=reason, basket=basket,
+            deliverables=[m.Line(asset=ln.asset, quantity=r.units * ln.quantity_per_unit) for ln in basket.lines],
+            cash_amount=None if basket.cash_component is None else r.units * basket.cash_component,
+            fee=fee if accepted else 0,
+            legs=self._legs(fund, basket, r.units, now) if accepted and r.side == m.REDEEM else [],
+            created_at=now, updated_at=now,
+        )
+
+    def _reason(self, participant_id: str, fund: Fund, side: str, units: int, now: int, basket: m.Basket) -> str:
+        """The reject reason of SPEC §5 (checks in its order), "" when the order is accepted."""
+        terms, participant = fund.terms, self.participants[participant_id]
+        if terms.dealing_status != m.OPEN:
+            return m.FUND_SUSPENDED
+        if units > participant.max_units_per_order:
+            return m.ORDER_LIMIT_EXCEEDED
+        if units + self._dealt_today(participant_id, fund, now) > participant.max_units_per_day:
+            return m.DAILY_LIMIT_EXCEEDED
+        if basket.stale:
+            return m.STALE_PRICE
+        if side == m.CREATE:
+            return "" if self._licensed(terms.creation_custodian_id, now) else m.CUSTODIAN_NOT_LICENSED
+        if units * terms.creation_unit > fund.shares - self._pending_redemption_shares(fund):
+            return m.INSUFFICIENT_SHARES
+        for line in basket.lines:  # symbol order
+            s = self._sums(fund, line.asset, now)
+            q = units * line.quantity_per_unit
+            if q > s.liquid:
+                return m.INSUFFICIENT_LIQUID_BALANCE
+            reason = self._ratio_breach(fund, line.asset, line.quantity_per_unit, s.illiquid, s.liquid - q,
+                                        s.committed - q)
+            if reason:
+                return reason
+        return ""
+
+    def _ratio_breach(self, fund: Fund, asset: str, qpu: int, illiquid: int, liquid: int, committed: int) -> str:
+        """Cap and buffer checks on the figures as they would be after a redemption or a stake."""
+        terms = fund.asset(asset)
+        if illiquid > _ratio(terms.staking_cap) * committed:
+            return m.STAKING_CAP_BREACH
+        if liquid < _ratio(terms.liquidity_buffer) * committed or liquid < fund.terms.min_liquid_units * qpu:
+            return m.LIQUIDITY_BUFFER_BREACH
+        return ""
+
+    def _legs(self, fund: Fund, basket: m.Basket, units: int, now: int) -> list[m.Leg]:
+        priority = fund.terms.custodian_priority
+        ranked = list(priority) + sorted(set(self.custodians) - set(priority))
+        ranked = [custodian_id for custodian_id in ranked if self._licensed(custodian_id, now)]
+        legs = []
+        for line in basket.lines:
+            left = units * line.quantity_per_unit
+            for custodian_id in ranked:
+                take = min(self._holding(fund, custodian_id, line.asset).free(now), left)
+                if take > 0:
+                    legs.append(m.Leg(custodian_id=custodian_id, asset=line.asset, quantity=take))
+                    left -= take
+        return legs
+
+    def _dealt_today(self, participant_id: str, fund: Fund, now: int) -> int:
+        return sum(o.units for o in self._fund_orders(fund)
+                   if o.participant_id == participant_id and o.status in (m.ACCEPTED, m.SETTLED)
+                   and o.created_at // m.DAY_MS == now // m.DAY_MS)
+
+    def _pending_redemption_shares(self, fund: Fund) -> int:
+        return sum(o.units * o.basket.creation_unit for o in self._fund_orders(fund)
+                   if o.side == m.REDEEM and o.status == m.ACCEPTED)
+
+    def _settle_order(self, c: m.SettleOrder, now: int) -> tuple[m.Order, list[m.Event]]:
+        order = self._accepted(c.order_id, None)
+        fund = self.funds[order.fund_id]
+        if order.side == m.CREATE:
+            custodian_id = fund.terms.creation_custodian_id
+            if not self._licensed(custodian_id, now):
+                raise precondition(m.CUSTODIAN_NOT_LICENSED, f"creation custodian {custodian_id!r}")
+            for line in order.deliverables:
+                _bucket(self._holding(fund, custodian_id, line.asset).free(now) + line.quantity, "order_id")
+            if fund.shares + order.units * order.basket.creation_unit > MAX_SHARES:
+                raise out_of_range("order_id", "shares outstanding would exceed 10^15")
+        events = self._commit(m.OrderSettled(at=now, order_id=c.order_id))
+        return self.orders[c.order_id], events
+
+    def _cancel_order(self, c: m.CancelOrder, now: int) -> tuple[m.Order, list[m.Event]]:
+        self._accepted(c.order_id, c.participant_id)
+        events = self._commit(m.OrderCancelled(at=now, order_id=c.order_id))
+        return self.orders[c.order_id], events
+
+    def _accepted(self, order_id: str, participant_id: str | None) -> m.Order:
+        order = self.get_order(order_id, participant_id)
+        if order.status != m.ACCEPTED:
+            raise precondition("ORDER_NOT_ACCEPTED", f"order {order_id!r} is {order.status}")
+        return order
+
+    # == events =================================================================================
+    def apply(self, event: m.Event) -> None:
+        self._APPLIERS[type(event)](self, event)
+
+    def _live(self, fund_id: str, custodian_id: str, asset: str, at: int) -> Holding:
+        """The holding an event changes, created if new, with the lots matured by ``at`` released."""
+        holding = self.funds[fund_id].holdings.setdefault((custodian_id, asset), Holding())
+        holding.release(at)
+        return holding
+
+    def _on_asset(self, e: m.AssetRegistered) -> None:
+        self.assets[e.symbol] = e.decimals
+
+    def _on_custodian(self, e: m.CustodianRegistered) -> None:
+        self.custodians[e.custodian_id] = e
+
+    def _on_licence(self, e: m.LicenceSet) -> None:
+        self.custodians[e.custodian_id] = msgspec.structs.replace(
+            self.custodians[e.custodian_id], licence_status=e.licence_status,
+            licence_expires_at=e.licence_expires_at)
+
+    def _on_participant(self, e: m.ParticipantRegistered) -> None:
+        self.participants[e.participant_id] = e
+
+    def _on_fund_created(self, e: m.FundCreated) -> None:
+        self.funds[e.terms.fund_id] = Fund(terms=e.terms, cash=0, shares=e.shares_outstanding)
+
+    def _on_fund_updated(self, e: m.FundUpdated) -> None:
+        self.funds[e.terms.fund_id].terms = e.terms
+
+    def _on_holding(self, e: m.HoldingAdjusted) -> None:
+        self._live(e.fund_id, e.custodian_id, e.asset, e.at).available += e.delta
+
+    def _on_cash(self, e: m.CashAdjusted) -> None:
+        self.funds[e.fund_id].cash += e.delta
+
+    def _on_staked(self, e: m.Staked) -> None:
+        holding = self._live(e.fund_id, e.custodian_id, e.asset, e.at)
+        holding.available -= e.quantity
+        holding.staked += e.quantity
+
+    def _on_unstaked(self, e: m.Unstaked) -> None:
+        holding = self._live(e.fund_id, e.custodian_id, e.asset, e.at)
+        holding.staked -= e.quantity
+        holding.lots.append((e.release_at, e.quantity))
+
+    def _on_reward(self, e: m.RewardRecorded) -> None:
+        self._live(e.fund_id, e.custodian_id, e.asset, e.at).available += e.quantity
+
+    def _on_slashed(self, e: m.Slashed) -> None:
+        self._live(e.fund_id, e.custodian_id, e.asset, e.at).staked -= e.quantity
+
+    def _on_price(self, e: m.PriceSet) -> None:
+        self.prices[(e.asset, e.currency)] = (e.price, e.as_of)
+
+    def _on_order(self, e: m.OrderRecorded) -> None:
+        order = e.order
+        self.orders[order.order_id] = order
+        self.order_keys[(order.participant_id, order.client_order_id)] = order.order_id
+        self.funds[order.fund_id].order_ids.append(order.order_id)
+        self.next_order_seq += 1
+        for leg in order.legs:  # only accepted redemptions have legs
+            holding = self._live(order.fund_id, leg.custodian_id, leg.asset, e.at)
+            holding.available -= leg.quantity
+            holding.reserved += leg.quantity
+
+    def _on_settled(self, e: m.OrderSettled) -> None:
+        order = self.orders[e.order_id]
+        fund = self.funds[order.fund_id]
+        shares = order.units * order.basket.creation_unit
+        if order.side == m.CREATE:
+            for line in order.deliverables:
+                holding = self._live(order.fund_id, fund.terms.creation_custodian_id, line.asset, e.at)
+                holding.available += line.quantity
+            fund.cash += order.cash_amount
+            fund.shares += shares
+        else:
+            for leg in order.legs:
+                self._live(order.fund_id, leg.custodian_id, leg.asset, e.at).reserved -= leg.quantity
+            fund.cash -= order.cash_amount
+            fund.shares -= shares
+        self.orders[e.order_id] = msgspec.structs.replace(order, status=m.SETTLED, updated_at=e.at)
+
+    def _on_cancelled(self, e: m.OrderCancelled) -> None:
+        order = self.orders[e.order_id]
+        for leg in order.legs:
+            holding = self._live(order.fund_id, leg.custodian_id, leg.asset, e.at)
+            holding.reserved -= leg.quantity
+            holding.available += leg.quantity
+        self.orders[e.order_id] = msgspec.structs.replace(order, status=m.CANCELLED, updated_at=e.at)
+
+    # == reads ==================================================================================
+    def _fund(self, fund_id: str) -> Fund:
+        if fund_id not in self.funds:
+            raise not_found("fund", fund_id)
+        return self.funds[fund_id]
+
+    def _custodian(self, custodian_id: str) -> m.CustodianRegistered:
+        if custodian_id not in self.custodians:
+            raise not_found("custodian", custodian_id)
+        return self.custodians[custodian_id]
+
+    def _licensed(self, custodian_id: str, now: int) -> bool:
+        c = self.custodians[custodian_id]
+        return c.licence_status == m.ACTIVE and now < c.licence_expires_at * 1000
+
+    @staticmethod
+    def _holding(fund: Fund, custodian_id: str, asset: str) -> Holding:
+        """A holding to read (an empty one if the fund never held the asset there)."""
+        return fund.holdings.get((custodian_id, asset), Holding())
+
+    def _fund_orders(self, fund: Fund) -> list[m.Order]:
+        return [self.orders[order_id] for order_id in fund.order_ids]
+
+    def _sums(self, fund: Fund, asset: str, now: int) -> Sums:
+        total = committed = liquid = illiquid = 0
+        for (custodian_id, symbol), h in fund.holdings.items():
+            if symbol != asset:
+                continue
+            free, unbonding = h.free(now), h.unbonding(now)
+            total += free + h.reserved + h.staked + unbonding
+            committed += free + h.staked + unbonding
+            liquid += free if self._licensed(custodian_id, now) else 0
+            illiquid += h.staked + unbonding
+        return Sums(total, committed, liquid, illiquid)
+
+    def _prices(self, fund: Fund, now: int) -> Prices:
+        by_asset: dict[str, int | None] = {}
+        stale, as_of = False, 0
+        for a in fund.terms.assets:
+            tick = self.prices.get((a.asset, fund.terms.base_currency))
+            by_asset[a.asset] = None if tick is None else tick[0]
+            if tick is None or now - tick[1] > fund.terms.max_price_age_seconds * 1000:
+                stale = True
+            if tick is not None:
+                as_of = max(as_of, tick[1])
+        return Prices(by_asset, stale, as_of)
+
+    def _nav(self, fund: Fund, now: int, prices: Prices) -> Fraction | None:
+        """NAV = sum of total(a) / 10^decimals x price(a) + cash, exact; None when a price is missing."""
+        if None in prices.by_asset.values():
+            return None
+        return sum((_worth(self._sums(fund, a, now).total, self.assets[a], p) for a, p in prices.by_asset.items()),
+                   Fraction(fund.cash, 100))
+
+    def _quantities_per_unit(self, fund: Fund, now: int) -> dict[str, int]:
+        t, s = fund.terms, fund.shares
+        if s == 0:
+            return {a.asset: a.seed_quantity_per_unit for a in t.assets}
+        return {a.asset: self._sums(fund, a.asset, now).total * t.creation_unit // s for a in t.assets}
+
+    def _basket(self, fund: Fund, now: int) -> m.Basket:
+        t, s = fund.terms, fund.shares
+        prices = self._prices(fund, now)
+        qpu = self._quantities_per_unit(fund, now)
+        cash_component = nav_per_share = nav_per_unit = None  # while a price is missing
+        if None not in prices.by_asset.values():
+            lines_worth = sum((_worth(q, self.assets[a], prices.by_asset[a]) for a, q in qpu.items()), Fraction(0))
+            if s > 0:
+                nav = self._nav(fund, now, prices)
+                per_unit = nav * t.creation_unit / s
+                cash_component = _round(per_unit - lines_worth, MONEY_DP)
+                nav_per_share = _round(nav / s, NAV_PER_SHARE_DP)
+            else:  # the seed basket
+                per_unit = lines_worth + Fraction(t.seed_cash_per_unit, 100)
+                cash_component = t.seed_cash_per_unit
+                nav_per_share = _round(per_unit / t.creation_unit, NAV_PER_SHARE_DP)
+            nav_per_unit = _round(per_unit, MONEY_DP)
+        return m.Basket(
+            fund_id=t.fund_id, creation_unit=t.creation_unit,
+            lines=[m.BasketLine(asset=a, quantity_per_unit=q) for a, q in qpu.items()],
+            cash_component=cash_component, nav_per_share=nav_per_share, nav_per_unit=nav_per_unit,
+            shares_outstanding=s, as_of=prices.as_of, stale=prices.stale,
+        )
+
+    def get_nav(self, fund_id: str, now_ms: int) -> m.Nav:
+        fund = self._fund(fund_id)
+        prices = self._prices(fund, now_ms)
+        nav = self._nav(fund, now_ms, prices)
+        lines = []
+        for a, price in prices.by_asset.items():
+            total = self._sums(fund, a, now_ms).total
+            value = None if price is None else _round(_worth(total, self.assets[a], price), MONEY_DP)
+            lines.append(m.NavLine(asset=a, quantity=total, price=price, value=value))
+        return m.Nav(
+            fund_id=fund_id, nav=None if nav is None else _round(nav, MONEY_DP),
+            nav_per_share=None if nav is None or fund.shares == 0 else _round(nav / fund.shares, NAV_PER_SHARE_DP),
+            shares_outstanding=fund.shares, cash=fund.cash, as_of=prices.as_of, stale=prices.stale, lines=lines,
+        )
+
+    def get_basket(self, fund_id: str, now_ms: int) -> m.Basket:
+        return self._basket(self._fund(fund_id), now_ms)
+
+    def get_holdings(self, fund_id: str, now_ms: int) -> m.Holdings:
+        fund = self._fund(fund_id)
+        rows = [
+            m.HoldingRow(custodian_id=c, asset=a, available=h.free(now_ms), reserved=h.reserved, staked=h.staked,
+                         unbonding=h.unbonding(now_ms), licensed=self._licensed(c, now_ms))
+            for (c, a), h in sorted(fund.holdings.items()) if not h.is_empty(now_ms)
+        ]
+        assets = [
+            m.AssetSummary(asset=a.asset, **self._sums(fund, a.asset, now_ms)._asdict(),
+                           staking_cap=a.staking_cap, liquidity_buffer=a.liquidity_buffer)
+            for a in fund.terms.assets
+        ]
+        return m.Holdings(fund_id=fund_id, holdings=rows, assets=assets)
+
+    def check_order(self, participant_id: str, request: m.OrderRequest, now_ms: int) -> m.Order:
+        original = self._refusal(participant_id, request, {})
+        if original is not None:
+            return msgspec.structs.replace(original, order_id="")
+        return self._decide(participant_id, request, now_ms, "")
+
+    def get_capacity(self, participant_id: str, fund_id: str, now_ms: int) -> m.Capacity:
+        participant = self.participants.get(participant_id)
+        if participant is None:
+            raise EngineError(PERMISSION_DENIED, f"participant {participant_id!r} is not registered")
+        fund = self._fund(fund_id)
+        if fund_id not in participant.eligible_fund_ids:
+            raise EngineError(PERMISSION_DENIED, f"participant {participant_id!r} may not deal in {fund_id!r}")
+        basket = self._basket(fund, now_ms)
+        create, redeem = (self._capacity(participant, fund, side, now_ms, basket) for side in m.SIDES)
+        return m.Capacity(fund_id=fund_id, create=create, redeem=redeem)
+
+    def _capacity(self, participant: m.ParticipantRegistered, fund: Fund, side: str, now: int,
+                  basket: m.Basket) -> m.CapacitySide:
+        def reason(units: int) -> str:
+            return self._reason(participant.participant_id, fund, side, units, now, basket)
+
+        # Every check compares a figure that grows with units against a bound, so acceptance is
+        # monotone in units and bisection finds the largest accepted n. SubmitOrder refuses
+        # n x creation_unit > 10^15, so n stops there too.
+        low, high = 0, min(participant.max_units_per_order, MAX_SHARES // fund.terms.creation_unit)
+        while low < high:
+            mid = (low + high + 1) // 2
+            low, high = (mid, high) if reason(mid) == "" else (low, mid - 1)
+        return m.CapacitySide(units=low, binding_reason=reason(low + 1))
+
+    def get_order(self, order_id: str, participant_id: str | None = None) -> m.Order:
+        order = self.orders.get(order_id)
+        if order is None or (participant_id is not None and order.participant_id != participant_id):
+            raise not_found("order", order_id)
+        return order
+
+    def list_orders(self, fund_id: str = "", status: str = "", participant_id: str | None = None) -> list[m.Order]:
+        return [o for _, o in sorted(self.orders.items())
+                if fund_id in ("", o.fund_id) and status in ("", o.status)
+                and participant_id in (None, o.participant_id)]
+
+    def participant_funds(self, participant_id: str) -> tuple[str, ...]:
+        if participant_id not in self.participants:
+            raise not_found("participant", participant_id)
+        return self.participants[participant_id].eligible_fund_ids
+
+    def state(self, now_ms: int) -> dict:
+        def rows(fund: Fund) -> list:
+            return [[c, a, h.free(now_ms), h.reserved, h.staked,
+                     sorted([t, q] for t, q in h.lots if t > now_ms)]
+                    for (c, a), h in sorted(fund.holdings.items()) if not h.is_empty(now_ms)]
+
+        return {
+            "assets": [[s, d] for s, d in sorted(self.assets.items())],
+            "custodians": [[c.custodian_id, c.name, c.licence_number, c.licence_status, c.licence_expires_at]
+                           for _, c in sorted(self.custodians.items())],
+            "participants": [[p.participant_id, p.name, list(p.eligible_fund_ids), p.max_units_per_order,
+                              p.max_units_per_day] for _, p in sorted(self.participants.items())],
+            "prices": [[a, cur, p, as_of] for (a, cur), (p, as_of) in sorted(self.prices.items())],
+            "funds": [[msgspec.to_builtins(f.terms), f.cash, f.shares, rows(f)] for _, f in sorted(self.funds.items())],
+            "orders": [msgspec.to_builtins(o) for _, o in sorted(self.orders.items())],
+            "next_order_seq": self.next_order_seq,
+        }
+
+    # Exact types: Unstake, RecordStakingReward and RecordSlashing subclass Stake (events likewise).
+    _HANDLERS = {
+        m.RegisterAsset: _register_asset, m.RegisterCustodian: _register_custodian,
+        m.SetCustodianLicence: _set_licence, m.RegisterParticipant: _register_participant,
+        m.CreateFund: _create_fund, m.UpdateFund: _update_fund, m.AdjustHolding: _adjust_holding,
+        m.AdjustCash: _adjust_cash, m.Stake: _stake, m.Unstake: _unstake,
+        m.RecordStakingReward: _record_reward, m.RecordSlashing: _record_slashing,
+        m.PublishPrices: _publish_prices, m.SettleOrder: _settle_order, m.SubmitOrder: _submit_order,
+        m.SubmitOrders: _submit_orders, m.CancelOrder: _cancel_order,
+    }
+    _APPLIERS = {
+        m.AssetRegistered: _on_asset, m.CustodianRegistered: _on_custodian, m.LicenceSet: _on_licence,
+        m.ParticipantRegistered: _on_participant, m.FundCreated: _on_fund_created,
+        m.FundUpdated: _on_fund_updated, m.HoldingAdjusted: _on_holding, m.CashAdjusted: _on_cash,
+        m.Staked: _on_staked, m.Unstaked: _on_unstaked, m.RewardRecorded: _on_reward, m.Slashed: _on_slashed,
+        m.PriceSet: _on_price, m.OrderRecorded: _on_order, m.OrderSettled: _on_settled,
+        m.OrderCancelled: _on_cancelled,
+    }

@@ -1,0 +1,173 @@
+"""The single writer: group commit, replies released only after the journal, fail-stop on a journal
+error, replay, and callers that gave up before their turn."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable
+
+import grpc
+import pytest
+
+from etf_engine import model as M
+from etf_engine.api.server import BackgroundServer
+from etf_engine.cli import make_ledger
+from etf_engine.client import EtfClient
+from etf_engine.config import Config
+from etf_engine.engine import Engine
+from etf_engine.errors import EngineError
+from etf_engine.ledger import Ledger
+
+T0 = 1_750_000_000_000
+
+
+def ledger() -> Ledger:
+    return make_ledger(os.environ.get("ETF_LEDGER", "auto"))
+
+
+class GatedJournal:
+    """Keeps events in memory; each append waits until the test opens the gate."""
+
+    def __init__(self, events: Iterable[M.Event] = ()) -> None:
+        self.events: list[M.Event] = list(events)
+        self.appends: list[list[M.Event]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.waiting = asyncio.Event()
+
+    async def append(self, events: list[M.Event]) -> None:
+        self.waiting.set()
+        await self.gate.wait()
+        self.waiting.clear()
+        self.appends.append(list(events))
+        self.events.extend(events)
+
+    def replay(self) -> Iterable[M.Event]:
+        return list(self.events)
+
+    def close(self) -> None:
+        pass
+
+
+class FailingJournal(GatedJournal):
+    async def append(self, events: list[M.Event]) -> None:
+        raise OSError("disk full")
+
+
+async def _settle_loop(rounds: int = 20) -> None:
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+def test_group_commit_and_replies_wait_for_the_journal() -> None:
+    async def scenario() -> None:
+        journal = GatedJournal()
+        engine = Engine(ledger(), journal, clock=lambda: T0)
+        await engine.start()
+        journal.gate.clear()
+        first = asyncio.ensure_future(engine.execute(M.RegisterAsset(symbol="BTC", decimals=8)))
+        await journal.waiting.wait()  # the writer is inside the first batch's append
+        rest = [asyncio.ensure_future(engine.execute(M.RegisterAsset(symbol=f"A{i}", decimals=i)))
+                for i in range(9)]
+        read = asyncio.ensure_future(engine.read(lambda ledger, now_ms: ledger.state(now_ms)["assets"]))
+        await _settle_loop()
+        assert not first.done() and not read.done()  # nothing is released before it is durable
+        journal.gate.set()
+        await asyncio.gather(first, *rest)
+        assets = await read
+        # One append for the first command, one for the nine (and the read) queued behind it.
+        assert [len(batch) for batch in journal.appends] == [1, 9]
+        assert len(assets) == 10
+        assert engine.decimals["A7"] == 7
+        await engine.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_caller_that_gave_up_before_its_turn_changes_nothing() -> None:
+    async def scenario() -> None:
+        journal = GatedJournal()
+        engine = Engine(ledger(), journal, clock=lambda: T0)
+        await engine.start()
+        future = engine.submit(lambda ledger, now_ms: ledger.execute(M.RegisterAsset(symbol="BTC", decimals=8),
+                                                                     now_ms))
+        future.cancel()  # e.g. its deadline passed while it was queued
+        assets = await engine.read(lambda ledger, now_ms: ledger.state(now_ms)["assets"])
+        assert assets == [] and journal.appends == []
+        await engine.stop()
+
+    asyncio.run(scenario())
+
+
+def test_replay_rebuilds_state_and_decimals() -> None:
+    async def scenario() -> None:
+        journal = GatedJournal()
+        engine = Engine(ledger(), journal, clock=lambda: T0)
+        await engine.start()
+        await engine.execute(M.RegisterAsset(symbol="ETH", decimals=18))
+        before = await engine.read(lambda ledger, now_ms: ledger.state(now_ms))
+        await engine.stop()
+
+        again = Engine(ledger(), GatedJournal(journal.events), clock=lambda: T0)
+        await again.start()
+        assert await again.read(lambda ledger, now_ms: ledger.state(now_ms)) == before
+        assert again.decimals == {"ETH": 18}
+        await again.stop()
+
+    asyncio.run(scenario())
+
+
+def test_journal_failure_stops_the_engine() -> None:
+    async def scenario() -> None:
+        engine = Engine(ledger(), FailingJournal(), clock=lambda: T0)
+        await engine.start()
+        with pytest.raises(EngineError) as info:
+            await engine.execute(M.RegisterAsset(symbol="BTC", decimals=8))
+        assert info.value.code == "UNAVAILABLE"
+        with pytest.raises(EngineError) as info:
+            await engine.read(lambda ledger, now_ms: None)
+        assert info.value.code == "UNAVAILABLE" and "journal" in info.value.message
+        await engine.stop()
+
+    asyncio.run(scenario())
+
+
+def test_journal_failure_over_grpc_is_unavailable() -> None:
+    from etf_engine.api.auth import ISSUER, Principal, hash_token
+
+    config = Config(listen="127.0.0.1:0", principals=(Principal("ops", ISSUER, hash_token("t")),))
+    with BackgroundServer(config, ledger=ledger(), journal=FailingJournal()) as server:
+        with EtfClient(server.target, "t", max_attempts=1) as client:
+            for call in (lambda: client.register_asset("BTC", 8), lambda: client.get_holdings("F")):
+                with pytest.raises(grpc.RpcError) as info:
+                    call()
+                assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+
+
+def test_a_failing_read_is_internal_but_a_failing_command_stops_the_engine() -> None:
+    def broken(ledger: Ledger, now_ms: int) -> None:
+        raise KeyError("bug")
+
+    async def scenario() -> None:
+        journal = GatedJournal()
+        engine = Engine(ledger(), journal, clock=lambda: T0)
+        await engine.start()
+        with pytest.raises(EngineError) as info:
+            await engine.read(broken)
+        assert info.value.code == "INTERNAL"
+        await engine.execute(M.RegisterAsset(symbol="BTC", decimals=8))  # still serving
+
+        def half_done(ledger: Ledger, now_ms: int) -> tuple[None, list[M.Event]]:
+            raise RuntimeError("crashed part-way")
+
+        ok = engine.execute(M.RegisterAsset(symbol="ETH", decimals=18))
+        with pytest.raises(EngineError) as info:
+            await asyncio.gather(ok, engine.submit(half_done))
+        assert info.value.code == "UNAVAILABLE"
+        # Nothing of the failed batch was journaled, so a restart rebuilds exactly what was acknowledged.
+        assert [len(batch) for batch in journal.appends] == [1]
+        assert engine.failure is not None
+        await engine.stop()
+
+    asyncio.run(scenario())
