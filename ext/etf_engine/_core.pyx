@@ -391,6 +391,8 @@ cdef class Ledger:
         rows, summaries = [], []
         for fa in f.assets:
             for h in fa.holdings:
+                if not (h.available or h.reserved or h.staked or h.lots):
+                    continue  # as in state(): what a row once held is history, not a holding
                 rows.append(HoldingRow(
                     custodian_id=h.custodian.custodian_id, asset=h.asset, available=h.available,
                     reserved=h.reserved, staked=h.staked, unbonding=h.unbonding,
@@ -513,22 +515,28 @@ cdef class Ledger:
         return self._decide(p, f, req, "", now_ms)
 
     def get_capacity(self, str participant_id, str fund_id, long long now_ms):
-        cdef Fund f = self._fund(fund_id)
         p = self.participants.get(participant_id)
-        if p is None or fund_id not in (<Participant>p).eligible_set:
+        if p is None:
+            raise EngineError(PERMISSION_DENIED, f"participant {participant_id!r} is not registered")
+        cdef Fund f = self._fund(fund_id)
+        if fund_id not in (<Participant>p).eligible_set:
             raise EngineError(PERMISSION_DENIED, f"participant {participant_id!r} may not deal in {fund_id!r}")
         self._advance(f, now_ms)
         self._basket(f, now_ms)
+        # SubmitOrder refuses (OUT_OF_RANGE) more than 10^15 shares: no capacity beyond that.
+        limit = min((<Participant>p).max_order, MAX_SHARES // f.unit)
         sides = []
         for redeem in (False, True):
-            lo, hi = 0, (<Participant>p).max_order  # accepted at lo (or lo == 0); rejected above hi
+            lo, hi = 0, limit  # accepted at lo (or lo == 0); rejected or refused above hi
             while lo < hi:
                 mid = (lo + hi + 1) // 2
                 if self._reason(p, f, redeem, mid, now_ms):
                     hi = mid - 1
                 else:
                     lo = mid
-            sides.append(CapacitySide(units=lo, binding_reason=self._reason(p, f, redeem, lo + 1, now_ms)))
+            # At the share limit one more unit is refused outright: no reject reason binds.
+            reason = self._reason(p, f, redeem, lo + 1, now_ms) if lo < MAX_SHARES // f.unit else ""
+            sides.append(CapacitySide(units=lo, binding_reason=reason))
         return Capacity(fund_id=fund_id, create=sides[0], redeem=sides[1])
 
     def _submit(self, cmd, long long now_ms, list events):
@@ -938,6 +946,7 @@ cdef class Ledger:
         if available < q:
             raise precondition(INSUFFICIENT_LIQUID_BALANCE, f"available {available} at {c.custodian_id} < {q}")
         committed = fa.total - fa.reserved
+        _add((<Holding>h).staked, q, "quantity")
         if (fa.illiquid + q) * FSCALE > fa.cap * committed:
             raise precondition(STAKING_CAP_BREACH, f"staked would exceed the cap on {fa.info.symbol}")
         liquid = self._liquid(fa, now_ms)
@@ -963,6 +972,7 @@ cdef class Ledger:
         staked = 0 if h is None else (<Holding>h).staked
         if staked < q:
             raise precondition(INSUFFICIENT_STAKED_BALANCE, f"staked {staked} at {c.custodian_id} < {q}")
+        _add((<Holding>h).unbonding, q, "quantity")
         self._emit(events, M.Unstaked(at=now_ms, fund_id=f.fund_id, custodian_id=c.custodian_id,
                                       asset=fa.info.symbol, quantity=q,
                                       release_at=now_ms + fa.unbonding_seconds * 1000))
