@@ -8,8 +8,6 @@ from pathlib import Path
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
-from setuptools.command.build_ext import build_ext
-from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).parent.resolve()
 
@@ -32,17 +30,8 @@ def generate_protos() -> None:
         raise RuntimeError("protoc failed on " + " ".join(protos))
 
 
-class BuildPy(build_py):
-    def run(self) -> None:
-        generate_protos()
-        super().run()
-
-
-class BuildExt(build_ext):
-    def run(self) -> None:
-        generate_protos()
-        super().run()
-
+# Generated before setup() runs: every setuptools step (egg_info included) needs etf_engine/v1 to exist.
+generate_protos()
 
 extensions = [
     Extension("etf_engine._core", ["ext/etf_engine/_core.pyx"], extra_compile_args=["-O2"]),
@@ -55,5 +44,4 @@ setup(
         include_path=["ext"],
         compiler_directives={"boundscheck": False, "wraparound": False, "initializedcheck": False},
     ),
-    cmdclass={"build_py": BuildPy, "build_ext": BuildExt},
 )

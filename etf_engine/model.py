@@ -41,6 +41,11 @@ class Struct(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     pass
 
 
+class Result(msgspec.Struct, gc=False, forbid_unknown_fields=True):
+    """A reply value. Positional construction is allowed (the core's hot path uses it); results hold
+    no reference cycles, so they stay out of the garbage collector."""
+
+
 class Fact(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     pass
 
@@ -185,7 +190,7 @@ class CancelOrder(Struct):
 
 
 # == results ====================================================================================
-class BasketLine(Struct):
+class BasketLine(Result):
     asset: str
     quantity_per_unit: int
 
@@ -246,18 +251,18 @@ class Holdings(Struct):
     assets: list[AssetSummary]  # sorted by asset
 
 
-class Line(Struct):
+class Line(Result):
     asset: str
     quantity: int
 
 
-class Leg(Struct):
+class Leg(Result):
     custodian_id: str
     asset: str
     quantity: int
 
 
-class Order(Struct):
+class Order(Result):
     order_id: str
     client_order_id: str
     participant_id: str

@@ -433,10 +433,11 @@ cdef class Ledger:
                     liquid += h.available
             if q > liquid:
                 return INSUFFICIENT_LIQUID_BALANCE
-            rest = fa.total - fa.reserved - q
+            rest = fa.total - fa.reserved - q  # committed after this redemption
             if fa.illiquid * FSCALE > fa.cap * rest:
                 return STAKING_CAP_BREACH
-            if (liquid - q) * FSCALE < fa.buffer * rest or liquid - q < f.min_liquid * fa.qpu:
+            left = liquid - q
+            if left * FSCALE < fa.buffer * rest or left < f.min_liquid * fa.qpu:
                 return LIQUIDITY_BUFFER_BREACH
         return ""
 
@@ -452,7 +453,7 @@ cdef class Ledger:
                 if h.available and h.custodian.licensed(now_ms):
                     take = h.available if h.available < left else left
                     left -= take
-                    legs.append(Leg(custodian_id=h.custodian.custodian_id, asset=fa.info.symbol, quantity=take))
+                    legs.append(Leg(h.custodian.custodian_id, fa.info.symbol, take))
         return legs
 
     cdef object _decide(self, Participant p, Fund f, object req, str order_id, long long now_ms):
@@ -465,15 +466,15 @@ cdef class Ledger:
         reason = self._reason(p, f, redeem, units, now_ms)
         accepted = not reason
         cc = basket.cash_component
+        # Positional, in Order's field order: the hot path of every decision.
         return Order(
-            order_id=order_id, client_order_id=req.client_order_id, participant_id=p.participant_id,
-            fund_id=f.fund_id, side=req.side, units=units, status=REJECTED if reason else ACCEPTED,
-            reject_reason=reason, basket=basket,
-            deliverables=[Line(asset=fa.info.symbol, quantity=units * fa.qpu) for fa in f.assets],
-            cash_amount=None if cc is None else units * cc,
-            fee=(f.redemption_fee if redeem else f.creation_fee) if accepted else 0,
-            legs=self._legs(f, units, now_ms) if accepted and redeem else [],
-            created_at=now_ms, updated_at=now_ms,
+            order_id, req.client_order_id, p.participant_id, f.fund_id, req.side, units,
+            REJECTED if reason else ACCEPTED, reason, basket,
+            [Line(fa.info.symbol, units * fa.qpu) for fa in f.assets],
+            None if cc is None else units * cc,
+            (f.redemption_fee if redeem else f.creation_fee) if accepted else 0,
+            self._legs(f, units, now_ms) if accepted and redeem else [],
+            now_ms, now_ms,
         )
 
     cdef tuple _admit(self, str participant_id, object req, str field, dict pending):
