@@ -13,9 +13,8 @@ ROOT = Path(__file__).parent.resolve()
 
 
 def generate_protos() -> None:
-    from grpc_tools import protoc  # build requirement, see pyproject.toml
-
     import grpc_tools
+    from grpc_tools import protoc  # build requirement, see pyproject.toml
 
     protos = sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
     if not protos:
