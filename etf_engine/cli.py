@@ -62,8 +62,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host = config.listen.rpartition(":")[0]
         security = "mutual TLS" if config.tls and config.tls.mutual else "TLS" if config.tls else "plaintext"
         print(f"etf-engine: listening on {host}:{server.port} ({security}, reflection "
-              f"{'on' if config.reflection else 'off'}, {len(config.principals)} principals); "
-              "the journal is in memory only until the durable journal is wired in", flush=True)
+              f"{'on' if config.reflection else 'off'}, {len(config.principals)} principals, "
+              f"journal in {config.data_dir})", flush=True)
 
     try:
         asyncio.run(serve(config, ledger=ledger, on_ready=ready))
@@ -244,6 +244,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(sys.stdout, args.ledger)
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Replay without serving (and without taking the directory's lock: a running server may own it)."""
+    from etf_engine._core import Ledger as CoreLedger
+    from etf_engine.journal import JournalError, SqliteJournal, recover, state_digest
+
+    if not Path(args.data_dir, "journal.sqlite3").exists():
+        print(f"etf-engine verify: no journal in {args.data_dir}", file=sys.stderr)
+        return 1
+    try:
+        journal = SqliteJournal(args.data_dir, lock=False)
+        try:
+            ledger = recover(journal, CoreLedger)
+            state = ledger.state(journal.last_at)
+        finally:
+            journal.close()
+    except JournalError as e:
+        print(f"etf-engine verify: {e}", file=sys.stderr)
+        return 1
+    print(f"records {journal.last_seq}, funds {len(state['funds'])}, orders {len(state['orders'])}, "
+          f"participants {len(state['participants'])}, prices {len(state['prices'])}")
+    print(f"digest {state_digest(state)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etf-engine", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -261,8 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--ledger", choices=LEDGERS, default="auto", help=LEDGER_HELP)
     demo.set_defaults(func=cmd_demo)
 
-    # == LATER ISSUES: `verify` (check a data directory's journal offline) and `bench` (load generator
-    # against a running server) register their subparsers here, each with a cmd_* function above.
+    verify = sub.add_parser("verify", help="replay a data directory offline; print counts and the state digest")
+    verify.add_argument("--data-dir", required=True, metavar="DIR")
+    verify.set_defaults(func=cmd_verify)
+
+    # == LATER ISSUE: `bench` (load generator against a server) registers its subparser here.
     return parser
 
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 from etf_engine import model as M
 from etf_engine.errors import EngineError
+from etf_engine.journal import state_digest
 from etf_engine.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,10 @@ class Journal(Protocol):
 
     async def append(self, events: list[M.Event]) -> None: ...
 
-    def replay(self) -> Iterable[M.Event]: ...
+    def load_snapshot(self) -> Any:
+        """The latest snapshot (``.seq``, ``.state``) or None."""
+
+    def replay(self, after: int = 0) -> Iterable[M.Event]: ...
 
     def close(self) -> None: ...
 
@@ -55,7 +59,10 @@ class NullJournal:
     async def append(self, events: list[M.Event]) -> None:
         return None
 
-    def replay(self) -> Iterable[M.Event]:
+    def load_snapshot(self) -> None:
+        return None
+
+    def replay(self, after: int = 0) -> Iterable[M.Event]:
         return ()
 
     def close(self) -> None:
@@ -126,6 +133,14 @@ class _Index:
         self._funds_by_price: dict[tuple[str, str], set[str]] = {}  # (asset, currency) -> funds
         self._open_orders: dict[str, str] = {}  # accepted order_id -> fund_id, until settled/cancelled
 
+    def load(self, state: dict[str, Any]) -> None:
+        """Start from a snapshot's state instead of the events before it."""
+        self.decimals.update(dict(state["assets"]))
+        for terms, _cash, _shares, _rows in state["funds"]:
+            for a in terms["assets"]:
+                self._funds_by_price.setdefault((a["asset"], terms["base_currency"]), set()).add(terms["fund_id"])
+        self._open_orders.update({o["order_id"]: o["fund_id"] for o in state["orders"] if o["status"] == M.ACCEPTED})
+
     def observe(self, event: M.Event, changed: set[str]) -> None:
         """Record ``event``; add the funds whose NAV it may change to ``changed``."""
         if isinstance(event, M.AssetRegistered):
@@ -172,11 +187,14 @@ class Engine:
         *,
         clock: Callable[[], int] = wall_clock_ms,
         batch_max: int = 4096,
+        snapshot_every: int = 100_000,
     ) -> None:
         self.ledger = ledger
         self.journal: Journal = journal if journal is not None else NullJournal()
         self.clock = clock
         self.batch_max = batch_max
+        self.snapshot_every = snapshot_every  # journal records between snapshots
+        self._last_now = 0
         self.feed = ChangeFeed()
         self._index = _Index()
         self._pending: deque[_Call] = deque()
@@ -196,11 +214,18 @@ class Engine:
         return self._failure
 
     async def start(self) -> None:
-        """Rebuild the ledger from the journal, then start the writer."""
+        """Rebuild the ledger from the journal (latest snapshot, then the records after it), then start
+        the writer."""
         ignored: set[str] = set()
-        for event in self.journal.replay():
+        snapshot = self.journal.load_snapshot()
+        if snapshot is not None:
+            self.ledger = type(self.ledger).restore(snapshot.state)
+            self._index.load(snapshot.state)
+        for event in self.journal.replay(snapshot.seq if snapshot is not None else 0):
             self.ledger.apply(event)
             self._index.observe(event, ignored)
+        self._last_now = getattr(self.journal, "last_at", 0)
+        log.info("state digest at start: %s", self.digest())
         self._accepting = True
         self._task = asyncio.create_task(self._run(), name="etf-engine-writer")
 
@@ -212,7 +237,14 @@ class Engine:
             await self._task
             self._task = None
         self.feed.close()
+        if self._failure is None and getattr(self.journal, "since_snapshot", 0):
+            self.journal.write_snapshot(self.ledger.state(self._last_now))  # a clean stop restarts fast
+        log.info("state digest at stop: %s", self.digest())
         self.journal.close()
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical state as of the last journaled time (``etf-engine verify`` prints the same)."""
+        return state_digest(self.ledger.state(getattr(self.journal, "last_at", self._last_now)))
 
     # ------------------------------------------------------------------ submitting work
     def submit(self, operation: Operation, *, writes: bool = True) -> asyncio.Future[Any]:
@@ -255,7 +287,8 @@ class Engine:
                 return
 
     async def _run_batch(self, batch: list[_Call]) -> None:
-        now_ms = self.clock()
+        # Time never runs backwards inside the ledger, whatever the wall clock does.
+        now_ms = self._last_now = max(self.clock(), self._last_now)
         events: list[M.Event] = []
         outcomes: list[tuple[_Call, Any, BaseException | None]] = []
         for call in batch:
@@ -286,6 +319,8 @@ class Engine:
             except Exception as e:
                 log.exception("journal append failed; the engine stops")
                 raise _Halt(f"the journal failed ({type(e).__name__}: {e}); the engine has stopped") from e
+            if getattr(self.journal, "since_snapshot", 0) >= self.snapshot_every:
+                self.journal.write_snapshot(self.ledger.state(now_ms))
         self.feed.bump(changed)
         for call, result, error in outcomes:
             if call.future.done():

@@ -8,6 +8,7 @@ and after: a refused call changes nothing. Nothing here asserts a duration.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -96,7 +97,8 @@ def load_sample(issuer: EtfClient) -> None:
 
 
 def config(**overrides: Any) -> Config:
-    values: dict[str, Any] = {"listen": "127.0.0.1:0", "data_dir": Path("unused"), "principals": PRINCIPALS,
+    values: dict[str, Any] = {"listen": "127.0.0.1:0", "data_dir": Path(tempfile.mkdtemp(prefix="etf-test-")),
+                              "principals": PRINCIPALS,
                               "heartbeat_seconds": 0.2, "grace_seconds": 2.0}
     values.update(overrides)
     return Config(**values)

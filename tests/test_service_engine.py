@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterable
+from pathlib import Path
 
 import grpc
 import pytest
@@ -43,7 +44,10 @@ class GatedJournal:
         self.appends.append(list(events))
         self.events.extend(events)
 
-    def replay(self) -> Iterable[M.Event]:
+    def load_snapshot(self) -> None:
+        return None
+
+    def replay(self, after: int = 0) -> Iterable[M.Event]:
         return list(self.events)
 
     def close(self) -> None:
@@ -133,10 +137,10 @@ def test_journal_failure_stops_the_engine() -> None:
     asyncio.run(scenario())
 
 
-def test_journal_failure_over_grpc_is_unavailable() -> None:
+def test_journal_failure_over_grpc_is_unavailable(tmp_path: Path) -> None:
     from etf_engine.api.auth import ISSUER, Principal, hash_token
 
-    config = Config(listen="127.0.0.1:0", principals=(Principal("ops", ISSUER, hash_token("t")),))
+    config = Config(listen="127.0.0.1:0", data_dir=tmp_path, principals=(Principal("ops", ISSUER, hash_token("t")),))
     with BackgroundServer(config, ledger=ledger(), journal=FailingJournal()) as server:
         with EtfClient(server.target, "t", max_attempts=1) as client:
             for call in (lambda: client.register_asset("BTC", 8), lambda: client.get_holdings("F")):

@@ -22,7 +22,8 @@ from grpc_reflection.v1alpha import reflection
 from etf_engine.api.auth import Authenticator, AuthInterceptor
 from etf_engine.api.servicers import AdminServicer, DealingServicer, DiagnosticsServicer, ValuationServicer
 from etf_engine.config import Config
-from etf_engine.engine import Engine, Journal, NullJournal, wall_clock_ms
+from etf_engine.engine import Engine, Journal, wall_clock_ms
+from etf_engine.journal import SqliteJournal
 from etf_engine.ledger import Ledger
 from etf_engine.v1 import engine_pb2 as pb
 from etf_engine.v1 import engine_pb2_grpc as rpc
@@ -39,9 +40,8 @@ def default_ledger() -> Ledger:
 
 
 def open_journal(config: Config) -> Journal:
-    """The journal for ``config``. The durable SQLite journal in ``config.data_dir`` (a later issue)
-    plugs in here; until then state lives in memory only."""
-    return NullJournal()
+    """The durable SQLite journal in ``config.data_dir`` (locked: one server per directory)."""
+    return SqliteJournal(config.data_dir)
 
 
 def server_credentials(config: Config) -> grpc.ServerCredentials | None:
