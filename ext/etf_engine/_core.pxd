@@ -49,6 +49,8 @@ cdef class FundAsset:
     cdef dict by_custodian
     cdef object total, reserved, illiquid
     cdef object qpu  # quantity_per_unit of the cached basket
+    cdef object liquid  # cached liquid(a), None when stale; valid in [liquid_from, liquid_until)
+    cdef long long liquid_from, liquid_until, liquid_epoch
 
 
 cdef class Fund:
@@ -70,7 +72,7 @@ cdef class Fund:
 
 cdef class Ledger:
     cdef dict assets, custodians, participants, funds, prices, watchers, orders, _apply, _execute
-    cdef long long next_seq
+    cdef long long next_seq, licence_epoch
     cdef _emit(self, list events, event)
     cdef Fund _fund(self, str fund_id)
     cdef Custodian _custodian(self, object custodian_id)

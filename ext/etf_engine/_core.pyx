@@ -30,6 +30,7 @@ cdef object CENT = POW10[24]  # one cent in nav_num units
 cdef object NPS = POW10[22]  # 1e-4 (nav_per_share unit) in nav_num units
 cdef object FSCALE = FRACTION_SCALE
 cdef object MAXQ = MAX_QUANTITY
+cdef object MAXSH = MAX_SHARES
 cdef long long DAY = M.DAY_MS
 cdef str _ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-"
 
@@ -186,6 +187,7 @@ cdef class Ledger:
         self.watchers = {}  # (asset, currency) -> [FundAsset]
         self.orders = {}  # order_id -> Order (replaced, never mutated)
         self.next_seq = 1
+        self.licence_epoch = 0
         self._apply = {
             M.AssetRegistered: self._on_asset, M.CustodianRegistered: self._on_custodian,
             M.LicenceSet: self._on_licence, M.ParticipantRegistered: self._on_participant,
@@ -283,6 +285,7 @@ cdef class Ledger:
                     if at <= now_ms:
                         h.unbonding -= lot[1]
                         h.available += lot[1]
+                        fa.liquid = None
                         fa.illiquid -= lot[1]
                     else:
                         keep.append(lot)
@@ -376,11 +379,20 @@ cdef class Ledger:
         return self._basket(f, now_ms)
 
     cdef object _liquid(self, FundAsset fa, long long now_ms):
+        """liquid(a): available at licensed custodians. Cached per fund asset until an available
+        balance or a licence changes, or time reaches the first expiry among the licensed."""
         cdef Holding h
+        cdef long long until = LLONG_MAX
+        if fa.liquid is not None and fa.liquid_epoch == self.licence_epoch and \
+                fa.liquid_from <= now_ms < fa.liquid_until:
+            return fa.liquid
         liquid = 0
         for h in fa.holdings:
             if h.custodian.licensed(now_ms):
                 liquid += h.available
+                if h.custodian.expires_ms < until:
+                    until = h.custodian.expires_ms
+        fa.liquid, fa.liquid_from, fa.liquid_until, fa.liquid_epoch = liquid, now_ms, until, self.licence_epoch
         return liquid
 
     def get_holdings(self, str fund_id, long long now_ms):
@@ -427,10 +439,7 @@ cdef class Ledger:
             return INSUFFICIENT_SHARES
         for fa in f.assets:
             q = units * fa.qpu
-            liquid = 0
-            for h in fa.holdings:
-                if h.custodian.licensed(now_ms):
-                    liquid += h.available
+            liquid = self._liquid(fa, now_ms)
             if q > liquid:
                 return INSUFFICIENT_LIQUID_BALANCE
             rest = fa.total - fa.reserved - q  # committed after this redemption
@@ -505,7 +514,7 @@ cdef class Ledger:
             raise not_found(f"{field}fund", req.fund_id)
         if req.fund_id not in (<Participant>p).eligible_set:
             raise EngineError(PERMISSION_DENIED, f"{field}participant {participant_id!r} may not deal in {req.fund_id!r}")
-        if req.units * (<Fund>f).unit > MAX_SHARES:
+        if req.units * (<Fund>f).unit > MAXSH:
             raise out_of_range(f"{field}units", f"{req.units} units exceed 10^15 shares")
         return p, f, None
 
@@ -626,6 +635,7 @@ cdef class Ledger:
                 fa = f.asset_map[leg.asset]
                 h = fa.by_custodian[leg.custodian_id]
                 h.available -= leg.quantity
+                fa.liquid = None
                 h.reserved += leg.quantity
                 fa.reserved += leg.quantity
 
@@ -642,6 +652,7 @@ cdef class Ledger:
                 fa = f.asset_map[line.asset]
                 h = self._holding(fa, f.creation_custodian)
                 h.available += line.quantity
+                fa.liquid = None
                 self._total_changed(fa, line.quantity)
             self._cash_changed(f, order.cash_amount)
             f.shares += shares
@@ -676,6 +687,7 @@ cdef class Ledger:
                 h = fa.by_custodian[leg.custodian_id]
                 h.reserved -= leg.quantity
                 h.available += leg.quantity
+                fa.liquid = None
                 fa.reserved -= leg.quantity
         self.orders[order.order_id] = _replace(order, status=CANCELLED, updated_at=event.at)
 
@@ -719,6 +731,7 @@ cdef class Ledger:
                                         licence_expires_at=cmd.licence_expires_at))
 
     def _on_licence(self, event):
+        self.licence_epoch += 1  # every cached liquid() may have changed
         (<Custodian>self.custodians[event.custodian_id]).set_licence(event.licence_status, event.licence_expires_at)
 
     def _register_participant(self, cmd, long long now_ms, list events):
@@ -918,6 +931,7 @@ cdef class Ledger:
         cdef FundAsset fa = f.asset_map[event.asset]
         cdef Holding h = self._holding(fa, self.custodians[event.custodian_id])
         h.available += event.delta
+        fa.liquid = None
         self._total_changed(fa, event.delta)
 
     def _adjust_cash(self, cmd, long long now_ms, list events):
@@ -961,6 +975,7 @@ cdef class Ledger:
         cdef FundAsset fa = f.asset_map[event.asset]
         cdef Holding h = fa.by_custodian[event.custodian_id]
         h.available -= event.quantity
+        fa.liquid = None
         h.staked += event.quantity
         fa.illiquid += event.quantity
 
@@ -1004,6 +1019,7 @@ cdef class Ledger:
         cdef FundAsset fa = f.asset_map[event.asset]
         cdef Holding h = self._holding(fa, self.custodians[event.custodian_id])
         h.available += event.quantity
+        fa.liquid = None
         self._total_changed(fa, event.quantity)
 
     def _slash(self, cmd, long long now_ms, list events):
@@ -1136,6 +1152,7 @@ cdef class Ledger:
                 fa = f.asset_map[asset]
                 h = ledger._holding(fa, ledger.custodians[cid])
                 h.available, h.reserved, h.staked = available, reserved, staked
+                fa.liquid = None
                 h.lots = [list(lot) for lot in lots]
                 h.unbonding = sum(lot[1] for lot in lots)
                 fa.reserved += reserved
