@@ -927,12 +927,16 @@ cdef class Ledger:
                                              asset=fa.info.symbol, delta=delta))
 
     def _on_holding_adjusted(self, event):
+        self._credit(event, event.delta)
+
+    cdef _credit(self, event, object delta):
+        """available += delta at the event's (fund, custodian, asset); the fund's total moves with it."""
         cdef Fund f = self.funds[event.fund_id]
         cdef FundAsset fa = f.asset_map[event.asset]
         cdef Holding h = self._holding(fa, self.custodians[event.custodian_id])
-        h.available += event.delta
+        h.available += delta
         fa.liquid = None
-        self._total_changed(fa, event.delta)
+        self._total_changed(fa, delta)
 
     def _adjust_cash(self, cmd, long long now_ms, list events):
         cdef Fund f = self._fund(cmd.fund_id)
@@ -1015,12 +1019,7 @@ cdef class Ledger:
                                             asset=fa.info.symbol, quantity=q))
 
     def _on_reward(self, event):
-        cdef Fund f = self.funds[event.fund_id]
-        cdef FundAsset fa = f.asset_map[event.asset]
-        cdef Holding h = self._holding(fa, self.custodians[event.custodian_id])
-        h.available += event.quantity
-        fa.liquid = None
-        self._total_changed(fa, event.quantity)
+        self._credit(event, event.quantity)
 
     def _slash(self, cmd, long long now_ms, list events):
         cdef Fund f
