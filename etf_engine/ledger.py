@@ -37,6 +37,9 @@ Decisions SPEC.md leaves open, fixed here so that both ledgers agree:
   as_of > now + 5 s refuses the whole batch (INVALID_ARGUMENT naming ``ticks[i].field``; a price
   above 10^12 is OUT_OF_RANGE). Ticks apply in order; one not newer than the current price of its
   (asset, currency) is ignored and counted.
+* SettleOrder / CancelOrder of an order that is not ACCEPTED: FAILED_PRECONDITION with the reason
+  ``ORDER_NOT_ACCEPTED`` (SPEC names no code for it).
+* GetHoldings lists only rows holding something (as ``state()``), so its answer is a function of state.
 * Errors are ``EngineError``; the ledger is unchanged after one. Messages name the field; for
   FAILED_PRECONDITION they start with the reason code.
 """

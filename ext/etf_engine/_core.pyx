@@ -763,7 +763,7 @@ cdef class Ledger:
         return (<Participant>p).eligible
 
     # ---------------------------------------------------------------- funds
-    def _asset_terms(self, spec, str field, current=None):
+    def _asset_terms(self, spec, str field):
         asset = self.assets.get(spec.asset)
         if asset is None:
             raise not_found(f"{field}asset", spec.asset)
@@ -778,7 +778,7 @@ cdef class Ledger:
 
     def _check_custodians(self, creation_custodian_id, priority):
         self._custodian(creation_custodian_id)
-        for i, cid in enumerate(priority):
+        for cid in priority:
             self._custodian(cid)
         if len(set(priority)) != len(priority):
             raise invalid("custodian_priority", "lists a custodian twice")
