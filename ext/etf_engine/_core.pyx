@@ -974,6 +974,14 @@ cdef class Ledger:
         self._emit(events, M.Staked(at=now_ms, fund_id=f.fund_id, custodian_id=c.custodian_id,
                                     asset=fa.info.symbol, quantity=q))
 
+    cdef Holding _need_staked(self, FundAsset fa, Custodian c, object q):
+        """The holding at c, refused unless at least q of it is staked."""
+        h = fa.by_custodian.get(c.custodian_id)
+        staked = 0 if h is None else (<Holding>h).staked
+        if staked < q:
+            raise precondition(INSUFFICIENT_STAKED_BALANCE, f"staked {staked} at {c.custodian_id} < {q}")
+        return h
+
     def _on_staked(self, event):
         cdef Fund f = self.funds[event.fund_id]
         cdef FundAsset fa = f.asset_map[event.asset]
@@ -988,10 +996,7 @@ cdef class Ledger:
         cdef FundAsset fa
         f, fa, c = self._target(cmd)
         q = self._quantity(fa, cmd.quantity, "quantity")
-        h = fa.by_custodian.get(c.custodian_id)
-        staked = 0 if h is None else (<Holding>h).staked
-        if staked < q:
-            raise precondition(INSUFFICIENT_STAKED_BALANCE, f"staked {staked} at {c.custodian_id} < {q}")
+        h = self._need_staked(fa, c, q)
         _add((<Holding>h).unbonding, q, "quantity")
         self._emit(events, M.Unstaked(at=now_ms, fund_id=f.fund_id, custodian_id=c.custodian_id,
                                       asset=fa.info.symbol, quantity=q,
@@ -1026,10 +1031,7 @@ cdef class Ledger:
         cdef FundAsset fa
         f, fa, c = self._target(cmd)
         q = self._quantity(fa, cmd.quantity, "quantity")
-        h = fa.by_custodian.get(c.custodian_id)
-        staked = 0 if h is None else (<Holding>h).staked
-        if staked < q:
-            raise precondition(INSUFFICIENT_STAKED_BALANCE, f"staked {staked} at {c.custodian_id} < {q}")
+        h = self._need_staked(fa, c, q)
         self._emit(events, M.Slashed(at=now_ms, fund_id=f.fund_id, custodian_id=c.custodian_id,
                                      asset=fa.info.symbol, quantity=q))
 
