@@ -48,6 +48,7 @@ def make_ledger(kind: str) -> Ledger:
 def cmd_serve(args: argparse.Namespace) -> int:
     from etf_engine.api.server import EngineServer, serve
 
+    logging.getLogger("etf_engine.engine").setLevel(logging.INFO)  # state digests at start and stop
     try:
         config = load_config(args.config) if args.config else Config()
     except ConfigError as e:
