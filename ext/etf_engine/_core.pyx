@@ -534,7 +534,8 @@ cdef class Ledger:
         self._advance(f, now_ms)
         self._basket(f, now_ms)
         # SubmitOrder refuses (OUT_OF_RANGE) more than 10^15 shares: no capacity beyond that.
-        limit = min((<Participant>p).max_order, MAX_SHARES // f.unit)
+        share_cap = MAXSH // f.unit
+        limit = min((<Participant>p).max_order, share_cap)
         sides = []
         for redeem in (False, True):
             lo, hi = 0, limit  # accepted at lo (or lo == 0); rejected or refused above hi
@@ -545,7 +546,7 @@ cdef class Ledger:
                 else:
                     lo = mid
             # At the share limit one more unit is refused outright: no reject reason binds.
-            reason = self._reason(p, f, redeem, lo + 1, now_ms) if lo < MAX_SHARES // f.unit else ""
+            reason = self._reason(p, f, redeem, lo + 1, now_ms) if lo < share_cap else ""
             sides.append(CapacitySide(units=lo, binding_reason=reason))
         return Capacity(fund_id=fund_id, create=sides[0], redeem=sides[1])
 
@@ -614,8 +615,6 @@ cdef class Ledger:
 
     def _on_order(self, event):
         cdef Fund f
-        cdef FundAsset fa
-        cdef Holding h
         cdef Participant p
         order = event.order
         f = self.funds[order.fund_id]
@@ -630,14 +629,21 @@ cdef class Ledger:
         day = order.created_at // DAY
         days[day] = days.get(day, 0) + order.units
         if order.side == REDEEM:
-            f.pending_redeem += order.units * order.basket.creation_unit
-            for leg in order.legs:
-                fa = f.asset_map[leg.asset]
-                h = fa.by_custodian[leg.custodian_id]
-                h.available -= leg.quantity
-                fa.liquid = None
-                h.reserved += leg.quantity
-                fa.reserved += leg.quantity
+            self._reserve(f, order, 1)
+
+    cdef _reserve(self, Fund f, object order, int sign):
+        """Move a redemption's legs available -> reserved (sign 1, on acceptance) or back (-1, on cancel)."""
+        cdef FundAsset fa
+        cdef Holding h
+        f.pending_redeem += sign * order.units * order.basket.creation_unit
+        for leg in order.legs:
+            fa = f.asset_map[leg.asset]
+            h = fa.by_custodian[leg.custodian_id]
+            q = sign * leg.quantity
+            h.available -= q
+            h.reserved += q
+            fa.reserved += q
+            fa.liquid = None
 
     def _on_settled(self, event):
         cdef Fund f
@@ -671,8 +677,6 @@ cdef class Ledger:
 
     def _on_cancelled(self, event):
         cdef Fund f
-        cdef FundAsset fa
-        cdef Holding h
         cdef Participant p
         order = self.orders[event.order_id]
         f = self.funds[order.fund_id]
@@ -681,14 +685,7 @@ cdef class Ledger:
         days = p.daily[f.fund_id]
         days[order.created_at // DAY] -= order.units
         if order.side == REDEEM:
-            f.pending_redeem -= order.units * order.basket.creation_unit
-            for leg in order.legs:
-                fa = f.asset_map[leg.asset]
-                h = fa.by_custodian[leg.custodian_id]
-                h.reserved -= leg.quantity
-                h.available += leg.quantity
-                fa.liquid = None
-                fa.reserved -= leg.quantity
+            self._reserve(f, order, -1)
         self.orders[order.order_id] = _replace(order, status=CANCELLED, updated_at=event.at)
 
     # ---------------------------------------------------------------- registrations
