@@ -256,7 +256,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         journal = SqliteJournal(args.data_dir, lock=False)
         try:
-            ledger = recover(journal, CoreLedger)
+            ledger = recover(journal, CoreLedger())
             state = ledger.state(journal.last_at)
         finally:
             journal.close()

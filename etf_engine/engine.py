@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 from etf_engine import model as M
 from etf_engine.errors import EngineError
-from etf_engine.journal import state_digest
+from etf_engine.journal import recover, state_digest
 from etf_engine.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,12 @@ def wall_clock_ms() -> int:
 class Journal(Protocol):
     """Where events become durable. ``append`` returns only once the events are on stable storage."""
 
+    last_at: int  # ``at`` of the last event appended or replayed
+    since_snapshot: int  # events appended since the last snapshot
+
     async def append(self, events: list[M.Event]) -> None: ...
+
+    def write_snapshot(self, state: dict[str, Any]) -> None: ...
 
     def load_snapshot(self) -> Any:
         """The latest snapshot (``.seq``, ``.state``) or None."""
@@ -54,9 +59,16 @@ class Journal(Protocol):
 
 
 class NullJournal:
-    """Keeps nothing: state lives only as long as the process (demo, tests, until a durable journal)."""
+    """Keeps nothing: state lives only as long as the process (tests that need no disk)."""
+
+    last_at = 0
+    since_snapshot = 0  # never due: there is nowhere to write one
 
     async def append(self, events: list[M.Event]) -> None:
+        if events:
+            self.last_at = events[-1].at
+
+    def write_snapshot(self, state: dict[str, Any]) -> None:
         return None
 
     def load_snapshot(self) -> None:
@@ -217,14 +229,9 @@ class Engine:
         """Rebuild the ledger from the journal (latest snapshot, then the records after it), then start
         the writer."""
         ignored: set[str] = set()
-        snapshot = self.journal.load_snapshot()
-        if snapshot is not None:
-            self.ledger = type(self.ledger).restore(snapshot.state)
-            self._index.load(snapshot.state)
-        for event in self.journal.replay(snapshot.seq if snapshot is not None else 0):
-            self.ledger.apply(event)
-            self._index.observe(event, ignored)
-        self._last_now = getattr(self.journal, "last_at", 0)
+        self.ledger = recover(self.journal, self.ledger, on_snapshot=self._index.load,
+                              on_event=lambda event: self._index.observe(event, ignored))
+        self._last_now = self.journal.last_at
         log.info("state digest at start: %s", self.digest())
         self._accepting = True
         self._task = asyncio.create_task(self._run(), name="etf-engine-writer")
@@ -237,14 +244,14 @@ class Engine:
             await self._task
             self._task = None
         self.feed.close()
-        if self._failure is None and getattr(self.journal, "since_snapshot", 0):
+        if self._failure is None and self.journal.since_snapshot:
             self.journal.write_snapshot(self.ledger.state(self._last_now))  # a clean stop restarts fast
         log.info("state digest at stop: %s", self.digest())
         self.journal.close()
 
     def digest(self) -> str:
         """SHA-256 of the canonical state as of the last journaled time (``etf-engine verify`` prints the same)."""
-        return state_digest(self.ledger.state(getattr(self.journal, "last_at", self._last_now)))
+        return state_digest(self.ledger.state(self.journal.last_at))
 
     # ------------------------------------------------------------------ submitting work
     def submit(self, operation: Operation, *, writes: bool = True) -> asyncio.Future[Any]:
@@ -319,7 +326,7 @@ class Engine:
             except Exception as e:
                 log.exception("journal append failed; the engine stops")
                 raise _Halt(f"the journal failed ({type(e).__name__}: {e}); the engine has stopped") from e
-            if getattr(self.journal, "since_snapshot", 0) >= self.snapshot_every:
+            if self.journal.since_snapshot >= self.snapshot_every:
                 self.journal.write_snapshot(self.ledger.state(now_ms))
         self.feed.bump(changed)
         for call, result, error in outcomes:

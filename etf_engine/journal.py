@@ -20,7 +20,7 @@ import hashlib
 import os
 import sqlite3
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -173,10 +173,22 @@ class SqliteJournal:
             self._lock_file = None
 
 
-def recover(journal: SqliteJournal, ledger_class: Any) -> Any:
-    """The ledger as of the journal's last record: the latest snapshot, then every event after it."""
+def recover(
+    journal: Any,
+    ledger: Any,
+    *,
+    on_snapshot: Callable[[dict[str, Any]], None] | None = None,
+    on_event: Callable[[M.Event], None] | None = None,
+) -> Any:
+    """The ledger as of the journal's last record: the latest snapshot (restored by the class of the
+    empty ``ledger`` given), then every event after it applied. The callbacks see what was loaded."""
     snapshot = journal.load_snapshot()
-    ledger = ledger_class.restore(snapshot.state) if snapshot else ledger_class()
-    for event in journal.replay(after=snapshot.seq if snapshot else 0):
+    if snapshot is not None:
+        ledger = type(ledger).restore(snapshot.state)
+        if on_snapshot is not None:
+            on_snapshot(snapshot.state)
+    for event in journal.replay(after=snapshot.seq if snapshot is not None else 0):
         ledger.apply(event)
+        if on_event is not None:
+            on_event(event)
     return ledger

@@ -54,7 +54,7 @@ def test_replay_rebuilds_the_same_state(tmp_path: Path) -> None:
     journal.close()
 
     journal = SqliteJournal(tmp_path)
-    rebuilt = recover(journal, Ledger)
+    rebuilt = recover(journal, Ledger())
     assert state_digest(rebuilt.state(NOW)) == digest
     assert journal.last_at == NOW
     # the order-id sequence continues where it stopped
@@ -75,7 +75,7 @@ def test_snapshot_then_journal_tail(tmp_path: Path) -> None:
     journal.close()
 
     journal = SqliteJournal(tmp_path)
-    assert state_digest(recover(journal, Ledger).state(NOW)) == digest
+    assert state_digest(recover(journal, Ledger()).state(NOW)) == digest
     journal.close()
 
 
@@ -88,7 +88,7 @@ def test_damaged_record_stops_recovery_naming_it(tmp_path: Path) -> None:
         db.execute("UPDATE events SET body = ? WHERE seq = 5", (body[:-1] + bytes([body[-1] ^ 1]),))
     journal = SqliteJournal(tmp_path)
     with pytest.raises(JournalError, match="record 5 is damaged"):
-        recover(journal, Ledger)
+        recover(journal, Ledger())
     journal.close()
 
 
@@ -100,7 +100,7 @@ def test_missing_record_stops_recovery(tmp_path: Path) -> None:
         db.execute("DELETE FROM events WHERE seq = 3")
     journal = SqliteJournal(tmp_path)
     with pytest.raises(JournalError, match="record 3 is missing"):
-        recover(journal, Ledger)
+        recover(journal, Ledger())
     journal.close()
 
 
@@ -116,7 +116,7 @@ def test_damaged_snapshot_stops_recovery(tmp_path: Path) -> None:
     snapshot.write_bytes(bytes(data))
     journal = SqliteJournal(tmp_path)
     with pytest.raises(JournalError, match="snapshot .* is damaged"):
-        recover(journal, Ledger)
+        recover(journal, Ledger())
     journal.close()
 
 
@@ -128,7 +128,7 @@ def test_torn_database_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:1500])
     with pytest.raises(JournalError, match="damaged"):
         journal = SqliteJournal(tmp_path)
-        recover(journal, Ledger)
+        recover(journal, Ledger())
 
 
 def test_second_owner_is_refused(tmp_path: Path) -> None:

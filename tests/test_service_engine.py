@@ -16,7 +16,7 @@ from etf_engine.api.server import BackgroundServer
 from etf_engine.cli import make_ledger
 from etf_engine.client import EtfClient
 from etf_engine.config import Config
-from etf_engine.engine import Engine
+from etf_engine.engine import Engine, NullJournal
 from etf_engine.errors import EngineError
 from etf_engine.ledger import Ledger
 
@@ -27,7 +27,7 @@ def ledger() -> Ledger:
     return make_ledger(os.environ.get("ETF_LEDGER", "auto"))
 
 
-class GatedJournal:
+class GatedJournal(NullJournal):
     """Keeps events in memory; each append waits until the test opens the gate."""
 
     def __init__(self, events: Iterable[M.Event] = ()) -> None:
@@ -44,14 +44,8 @@ class GatedJournal:
         self.appends.append(list(events))
         self.events.extend(events)
 
-    def load_snapshot(self) -> None:
-        return None
-
     def replay(self, after: int = 0) -> Iterable[M.Event]:
         return list(self.events)
-
-    def close(self) -> None:
-        pass
 
 
 class FailingJournal(GatedJournal):
