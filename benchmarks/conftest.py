@@ -13,9 +13,10 @@ LEDGERS = {"core": Ledger, "reference": ReferenceLedger}
 
 
 def load_fund(ledger, fund_id: str = "F-1") -> None:
-    """A fund with 3 assets at 5 licensed custodians, priced, 10M shares outstanding."""
+    """A fund with 3 assets at 5 licensed custodians, priced, 10M shares outstanding; the assets,
+    custodians, participant and prices are registered with the first fund."""
     run = ledger.execute
-    if not ledger.state(NOW)["assets"]:
+    if fund_id == "F-1":
         for symbol, decimals in ASSETS.items():
             run(M.RegisterAsset(symbol=symbol, decimals=decimals), NOW)
         for cid in CUSTODIANS:
