@@ -88,6 +88,7 @@ cdef class Ledger:
     cdef _cash_changed(self, Fund f, object delta)
     cdef _credit(self, event, object delta)
     cdef _reserve(self, Fund f, object order, int sign)
+    cdef object _available(self, FundAsset fa, Custodian c)
     cdef Holding _need_staked(self, FundAsset fa, Custodian c, object q)
     cdef object _liquid(self, FundAsset fa, long long now_ms)
     cdef str _reason(self, Participant p, Fund f, bint redeem, object units, long long now_ms)

@@ -585,8 +585,6 @@ cdef class Ledger:
 
     def _settle(self, cmd, long long now_ms, list events):
         cdef Fund f
-        cdef FundAsset fa
-        cdef Holding h
         order = self._own_order(cmd.order_id, None)
         if order.status != ACCEPTED:
             raise precondition("ORDER_NOT_ACCEPTED", f"order {order.order_id} is {order.status}")
@@ -598,9 +596,7 @@ cdef class Ledger:
             if not c.licensed(now_ms):
                 raise precondition(CUSTODIAN_NOT_LICENSED, f"creation custodian {c.custodian_id} is not licensed")
             for line in order.deliverables:
-                fa = f.asset_map[line.asset]
-                h = fa.by_custodian.get(c.custodian_id)
-                _add(0 if h is None else h.available, line.quantity, "quantity")
+                _add(self._available(f.asset_map[line.asset], c), line.quantity, "quantity")
             if f.shares + shares > MAX_SHARES:
                 raise out_of_range("shares_outstanding", "would exceed 10^15")
         self._emit(events, M.OrderSettled(at=now_ms, order_id=order.order_id))
@@ -914,8 +910,7 @@ cdef class Ledger:
         if delta == 0:
             raise invalid("delta", "must not be zero")
         self._advance(f, now_ms)
-        h = fa.by_custodian.get(c.custodian_id)
-        available = 0 if h is None else (<Holding>h).available
+        available = self._available(fa, c)
         if available + delta < 0:
             raise precondition(INSUFFICIENT_LIQUID_BALANCE,
                                f"available {available} at {c.custodian_id} is less than {-delta}")
@@ -957,12 +952,11 @@ cdef class Ledger:
         self._basket(f, now_ms)
         if not c.licensed(now_ms):
             raise precondition(CUSTODIAN_NOT_LICENSED, f"custodian {c.custodian_id} is not licensed")
-        h = fa.by_custodian.get(c.custodian_id)
-        available = 0 if h is None else (<Holding>h).available
+        available = self._available(fa, c)
         if available < q:
             raise precondition(INSUFFICIENT_LIQUID_BALANCE, f"available {available} at {c.custodian_id} < {q}")
         committed = fa.total - fa.reserved
-        _add((<Holding>h).staked, q, "quantity")
+        _add((<Holding>fa.by_custodian[c.custodian_id]).staked, q, "quantity")
         if (fa.illiquid + q) * FSCALE > fa.cap * committed:
             raise precondition(STAKING_CAP_BREACH, f"staked would exceed the cap on {fa.info.symbol}")
         liquid = self._liquid(fa, now_ms)
@@ -970,6 +964,11 @@ cdef class Ledger:
             raise precondition(LIQUIDITY_BUFFER_BREACH, f"liquid {fa.info.symbol} would fall below the buffer")
         self._emit(events, M.Staked(at=now_ms, fund_id=f.fund_id, custodian_id=c.custodian_id,
                                     asset=fa.info.symbol, quantity=q))
+
+    cdef object _available(self, FundAsset fa, Custodian c):
+        """available at (fund asset, custodian); 0 where the fund never held anything there."""
+        h = fa.by_custodian.get(c.custodian_id)
+        return 0 if h is None else (<Holding>h).available
 
     cdef Holding _need_staked(self, FundAsset fa, Custodian c, object q):
         """The holding at c, refused unless at least q of it is staked."""
@@ -1015,8 +1014,7 @@ cdef class Ledger:
         cdef FundAsset fa
         f, fa, c = self._target(cmd)
         q = self._quantity(fa, cmd.quantity, "quantity")
-        h = fa.by_custodian.get(c.custodian_id)
-        _add(0 if h is None else (<Holding>h).available, q, "quantity")
+        _add(self._available(fa, c), q, "quantity")
         self._emit(events, M.RewardRecorded(at=now_ms, fund_id=f.fund_id, custodian_id=c.custodian_id,
                                             asset=fa.info.symbol, quantity=q))
 
