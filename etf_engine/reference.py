@@ -519,7 +519,7 @@ class ReferenceLedger:
     def _accepted(self, order_id: str, participant_id: str | None) -> m.Order:
         order = self.get_order(order_id, participant_id)
         if order.status != m.ACCEPTED:
-            raise precondition("ORDER_NOT_ACCEPTED", f"order {order_id!r} is {order.status}")
+            raise precondition(m.ORDER_NOT_ACCEPTED, f"order {order_id!r} is {order.status}")
         return order
 
     # == events =================================================================================

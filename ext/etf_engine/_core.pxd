@@ -96,4 +96,5 @@ cdef class Ledger:
     cdef object _decide(self, Participant p, Fund f, object req, str order_id, long long now_ms)
     cdef tuple _admit(self, str participant_id, object req, str field, dict pending)
     cdef object _own_order(self, object order_id, object participant_id)
+    cdef object _accepted_order(self, object order_id, object participant_id)
     cdef _set_terms(self, Fund f, object terms)

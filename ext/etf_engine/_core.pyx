@@ -575,6 +575,13 @@ cdef class Ledger:
             raise not_found("order", order_id)
         return order
 
+    cdef object _accepted_order(self, object order_id, object participant_id):
+        """The order, refused unless it is ACCEPTED (the only status that settles or cancels)."""
+        order = self._own_order(order_id, participant_id)
+        if order.status != ACCEPTED:
+            raise precondition(M.ORDER_NOT_ACCEPTED, f"order {order.order_id} is {order.status}")
+        return order
+
     def get_order(self, order_id, participant_id=None):
         return self._own_order(order_id, participant_id)
 
@@ -585,9 +592,7 @@ cdef class Ledger:
 
     def _settle(self, cmd, long long now_ms, list events):
         cdef Fund f
-        order = self._own_order(cmd.order_id, None)
-        if order.status != ACCEPTED:
-            raise precondition("ORDER_NOT_ACCEPTED", f"order {order.order_id} is {order.status}")
+        order = self._accepted_order(cmd.order_id, None)
         f = self.funds[order.fund_id]
         self._advance(f, now_ms)
         shares = order.units * order.basket.creation_unit
@@ -603,9 +608,7 @@ cdef class Ledger:
         return self.orders[order.order_id]
 
     def _cancel(self, cmd, long long now_ms, list events):
-        order = self._own_order(cmd.order_id, cmd.participant_id)
-        if order.status != ACCEPTED:
-            raise precondition("ORDER_NOT_ACCEPTED", f"order {order.order_id} is {order.status}")
+        order = self._accepted_order(cmd.order_id, cmd.participant_id)
         self._emit(events, M.OrderCancelled(at=now_ms, order_id=order.order_id))
         return self.orders[order.order_id]
 
