@@ -1029,7 +1029,7 @@ cdef class Ledger:
         cdef FundAsset fa
         f, fa, c = self._target(cmd)
         q = self._quantity(fa, cmd.quantity, "quantity")
-        h = self._need_staked(fa, c, q)
+        self._need_staked(fa, c, q)
         self._emit(events, M.Slashed(at=now_ms, fund_id=f.fund_id, custodian_id=c.custodian_id,
                                      asset=fa.info.symbol, quantity=q))
 
