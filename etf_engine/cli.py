@@ -1,8 +1,10 @@
-"""The etf-engine command: serve, hash-token, demo.
+"""The etf-engine command: serve, hash-token, demo, verify, bench.
 
     etf-engine serve --config engine.toml
     etf-engine hash-token TOKEN
     etf-engine demo
+    etf-engine verify --data-dir DIR
+    etf-engine bench --clients 1,64 --json run.json --plot run.png
 """
 
 from __future__ import annotations
@@ -269,6 +271,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from etf_engine.bench.run import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etf-engine", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -290,7 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--data-dir", required=True, metavar="DIR")
     verify.set_defaults(func=cmd_verify)
 
-    # == LATER ISSUE: `bench` (load generator against a server) registers its subparser here.
+    bench = sub.add_parser("bench", help="load a server with concurrent clients; latency and throughput per RPC "
+                                         "against the gRPC floor")
+    from etf_engine.bench.run import add_arguments
+
+    add_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -1,0 +1,116 @@
+"""The server a benchmark drives when it is not given one, and the fund it loads into it.
+
+The server runs as ``etf-engine serve`` in its own process, exactly as in production: the durable
+SQLite journal in a throwaway data directory, the same interceptors, plaintext on loopback. Only
+the bench's own two principals (an issuer to load the fund, a participant to deal) are configured.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from etf_engine.api.auth import hash_token
+from etf_engine.client import EtfClient, FundAssetTerms, Tick
+
+FUND_ID = "BENCH-1"
+PARTICIPANT_ID = "AP-BENCH"
+ASSETS = {"BTC": (8, "712345.67"), "ETH": (18, "24567.1"), "SOL": (9, "1234.5")}
+CUSTODIANS = [f"CUS-{i}" for i in range(5)]
+START_TIMEOUT_SECONDS = 60.0
+
+
+class LocalServer:
+    """``etf-engine serve`` on 127.0.0.1 with a fresh data directory; stopped with SIGTERM."""
+
+    def __init__(self, *, ledger: str = "core", data_dir: str | None = None) -> None:
+        self.issuer_token = secrets.token_urlsafe(24)
+        self.participant_token = secrets.token_urlsafe(24)
+        self._tmp = tempfile.mkdtemp(prefix="etf-bench-")
+        self.data_dir = Path(data_dir) if data_dir else Path(self._tmp, "data")
+        self.log_path = Path(self._tmp, "server.log")
+        config = Path(self._tmp, "engine.toml")
+        config.write_text(
+            f'listen = "127.0.0.1:0"\ndata_dir = "{self.data_dir}"\nreflection = false\n\n'
+            f'[[principals]]\nname = "bench-issuer"\nrole = "issuer"\n'
+            f'token_sha256 = "{hash_token(self.issuer_token)}"\n\n'
+            f'[[principals]]\nname = "bench-dealer"\nrole = "participant"\nparticipant_id = "{PARTICIPANT_ID}"\n'
+            f'token_sha256 = "{hash_token(self.participant_token)}"\n')
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - the server writes to it until stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "etf_engine.cli", "serve", "--config", str(config), "--ledger", ledger],
+            stdout=subprocess.PIPE, stderr=self._log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            self.target = self._wait_listening()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_listening(self) -> str:
+        assert self.process.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            deadline = time.monotonic() + START_TIMEOUT_SECONDS
+            while time.monotonic() < deadline:
+                if not selector.select(timeout=deadline - time.monotonic()):
+                    break
+                line = self.process.stdout.readline().decode()
+                if not line:  # the server exited
+                    break
+                if " listening on " in line:
+                    return line.split(" listening on ", 1)[1].split()[0]
+        raise RuntimeError(f"the bench server did not start; its log:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        self._log.flush()
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self._log.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> LocalServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def load_fund(target: str, issuer_token: str) -> None:
+    """A fund like the core benchmarks' one: 3 assets at 5 licensed custodians, priced, 10M shares,
+    some ETH staked; the bench participant may create or redeem up to 1,000 units per order and
+    without a practical daily limit (every accepted creation counts against it)."""
+    with EtfClient(target, issuer_token) as issuer:
+        for symbol, (decimals, _price) in ASSETS.items():
+            issuer.register_asset(symbol, decimals)
+        expires = int(time.time()) + 365 * 86_400
+        for cid in CUSTODIANS:
+            issuer.register_custodian(cid, cid, "BENCH", "ACTIVE", expires)
+        issuer.register_participant(PARTICIPANT_ID, "bench dealer", [FUND_ID], 1_000, 10**12)
+        issuer.create_fund(FUND_ID, "bench fund", "HKD", 50_000, CUSTODIANS[0], CUSTODIANS,
+                           [FundAssetTerms(a, "0.3", "0.1", 86_400) for a in ASSETS],
+                           initial_shares_outstanding=10_000_000, min_liquid_units=1,
+                           max_price_age_seconds=86_400)  # prices stay fresh for a long run
+        for cid in CUSTODIANS:
+            for symbol in ASSETS:
+                issuer.adjust_holding(FUND_ID, cid, symbol, "123.456789", "bench opening balance")
+        issuer.stake(FUND_ID, CUSTODIANS[4], "ETH", "100")
+        now_ms = int(time.time() * 1000)
+        issuer.publish_prices([Tick(a, "HKD", price, now_ms) for a, (_d, price) in ASSETS.items()])

@@ -1,0 +1,230 @@
+"""``etf-engine bench``: plan the phases, drive them through the worker processes, report.
+
+A run measures, under each load, the floor (Ping) first and then each RPC asked for, one phase
+at a time against the same server, so that every ratio to the floor comes from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import secrets
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
+
+from etf_engine.bench import fixture
+from etf_engine.bench.report import PhaseResult, Report, compare, encode, load_file, machine, plot, print_report
+from etf_engine.bench.stats import summarize
+from etf_engine.bench.workers import FLOOR, RPCS, Phase, WorkerPool
+
+START_DELAY_NS = 300_000_000  # time for every worker to receive its phase before the warm-up starts
+BAR_WIDTH = 30
+
+
+def parse_list(text: str, kind: type, what: str) -> list:
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what}: expected a comma-separated list of numbers, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{what}: every value must be positive, got {text!r}")
+    return values
+
+
+def parse_rpcs(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [n for n in names if n not in RPCS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"--rpcs: unknown {', '.join(unknown) or '(none)'}; "
+                                         f"expected some of {', '.join(RPCS)}")
+    return names
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rpcs", type=parse_rpcs, default=[r for r in RPCS if r != FLOOR],
+                        help=f"RPCs to measure, comma-separated (default: all but the floor, {FLOOR}, "
+                             "which every load measures first)")
+    parser.add_argument("--clients", type=lambda t: parse_list(t, int, "--clients"), default=[1, 64],
+                        help="closed loop: concurrent clients per phase, comma-separated (default 1,64)")
+    parser.add_argument("--rate", type=lambda t: parse_list(t, float, "--rate"), default=[],
+                        help="open loop: offered calls/s, comma-separated (default: no open-loop phases)")
+    parser.add_argument("--open-only", action="store_true", help="skip the closed-loop phases")
+    parser.add_argument("--processes", type=int, default=min(4, 2 * (os.cpu_count() or 1)),
+                        help="client processes, one gRPC connection each (default %(default)s); a closed-loop "
+                             "phase uses min(clients, processes)")
+    parser.add_argument("--batch", type=int, default=100, help="orders per SubmitOrders call (default 100)")
+    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per phase (default 5)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each (default 1)")
+    parser.add_argument("--max-inflight", type=int, default=10_000,
+                        help="open loop: calls in flight per process at most (default 10000)")
+    parser.add_argument("--target", metavar="HOST:PORT",
+                        help="drive this server instead of starting one (needs --fund and ETF_ENGINE_TOKEN, a "
+                             "participant's token; SubmitOrder records real orders there)")
+    parser.add_argument("--fund", help="with --target: a fund the participant is eligible for")
+    parser.add_argument("--ledger", choices=("core", "reference"), default="core",
+                        help="the ledger of the server the bench starts (default core)")
+    parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
+    parser.add_argument("--compare", metavar="OLD.json", help="show the change of every figure against a report")
+    parser.add_argument("--plot", metavar="FILE.png", help="plot the latency percentiles per RPC (matplotlib)")
+
+
+def validate(args: argparse.Namespace) -> str | None:
+    """The first thing wrong with the arguments, or None."""
+    if args.processes < 1:
+        return "--processes must be at least 1"
+    if not 1 <= args.batch <= 1000:
+        return "--batch must be 1 to 1000 (SubmitOrders takes at most 1000 orders per call)"
+    if args.duration <= 0 or args.warmup < 0:
+        return "--duration must be positive and --warmup not negative"
+    if args.max_inflight < 1:
+        return "--max-inflight must be at least 1"
+    if args.open_only and not args.rate:
+        return "--open-only needs --rate"
+    if args.target and not (args.fund and os.environ.get("ETF_ENGINE_TOKEN")):
+        return "--target needs --fund and a participant's token in ETF_ENGINE_TOKEN"
+    if args.fund and not args.target:
+        return "--fund is only for --target (the bench loads its own fund otherwise)"
+    for path in (args.json, args.plot):
+        if path and not Path(path).resolve().parent.is_dir():
+            return f"cannot write {path}: no such directory"
+    if args.compare and not Path(args.compare).is_file():
+        return f"--compare: no such file {args.compare}"
+    return None
+
+
+def plan(args: argparse.Namespace) -> list[tuple[str, int, float]]:
+    """The loads, each run for the floor and then every RPC."""
+    loads = [] if args.open_only else [("closed", c, 0.0) for c in args.clients]
+    return loads + [("open", 0, r) for r in args.rate]
+
+
+def split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+class Progress:
+    """A bar on a terminal, a line per phase otherwise (logs, CI)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = out.isatty()
+
+    def update(self, title: str, elapsed: float, total: float, calls: int, measured: float) -> None:
+        if not self.tty:
+            return
+        done = min(elapsed / total, 1.0) if total > 0 else 1.0
+        bar = "#" * int(done * BAR_WIDTH) + "-" * (BAR_WIDTH - int(done * BAR_WIDTH))
+        rate = f"{calls / measured:,.0f}/s" if measured > 0 else "warm-up"
+        self.out.write(f"\r  {title:<34} [{bar}] {elapsed:5.1f}/{total:.1f} s {calls:>9,} calls {rate:>10}\x1b[K")
+        self.out.flush()
+
+    def finish(self, title: str, result: PhaseResult) -> None:
+        s = result.summary
+        line = (f"  {title:<34} {s.calls_per_second:>10,.0f} calls/s  p50 {s.p50:.3f} ms  p99 {s.p99:.3f} ms"
+                + (f"  {s.errors} errors" if s.errors else ""))
+        self.out.write(("\r" + line + "\x1b[K\n") if self.tty else line + "\n")
+        self.out.flush()
+
+
+def run_phase(pool: WorkerPool, args: argparse.Namespace, rpc: str, load: tuple[str, int, float], fund_id: str,
+              run_tag: str, number: int, progress: Progress) -> PhaseResult:
+    mode, clients, rate = load
+    batch = args.batch if rpc == "SubmitOrders" else 1
+    if mode == "closed":
+        used = min(clients, pool.size)
+        tasks = split(clients, used)
+        rates = [0.0] * used
+    else:
+        used = pool.size
+        tasks = [0] * used
+        rates = [rate / used] * used
+    start = time.monotonic_ns() + START_DELAY_NS
+    measure = start + int(args.warmup * 1e9)
+    end = measure + int(args.duration * 1e9)
+    phases: list[Phase | None] = [
+        Phase(rpc=rpc, mode=mode, tasks=tasks[i], rate=rates[i], batch=batch, fund_id=fund_id,
+              tag=f"{run_tag}p{number}", start_ns=start, measure_ns=measure, end_ns=end,
+              max_inflight=args.max_inflight) if i < used else None
+        for i in range(pool.size)]
+    load_text = f"closed {clients}" if mode == "closed" else f"open {rate:,.0f}/s"
+    title = f"{rpc}{f' x{batch}' if batch > 1 else ''}, {load_text}"
+    pool.send(phases)
+    total = (end - start) / 1e9
+    while (now := time.monotonic_ns()) < end:
+        progress.update(title, (now - start) / 1e9, total, pool.progress(), (now - measure) / 1e9)
+        time.sleep(0.2)
+    outcomes = pool.gather(phases, timeout=120.0)
+    latencies: list[int] = []
+    errors: dict[str, int] = {}
+    first_error = ""
+    for outcome in outcomes:
+        latencies.extend(memoryview(outcome.latencies).cast("q"))
+        for code, n in outcome.errors.items():
+            errors[code] = errors.get(code, 0) + n
+        first_error = first_error or outcome.first_error
+    summary = summarize(latencies, items_per_call=batch, errors=sum(errors.values()), seconds=args.duration)
+    result = PhaseResult(rpc=rpc, mode=mode, clients=clients, rate=rate, batch=batch, connections=used,
+                         summary=summary, errors_by_code=errors, first_error=first_error)
+    progress.finish(title, result)
+    return result
+
+
+@contextmanager
+def server(args: argparse.Namespace, out: TextIO) -> Iterator[tuple[str, str, str]]:
+    """(address, participant token, fund id): the one given, or a local server loaded with a fund."""
+    if args.target:
+        yield args.target, os.environ["ETF_ENGINE_TOKEN"], args.fund
+        return
+    with fixture.LocalServer(ledger=args.ledger) as local:
+        print(f"bench: started etf-engine serve on {local.target} (journal in {local.data_dir}, {args.ledger} "
+              "ledger)", file=out, flush=True)
+        fixture.load_fund(local.target, local.issuer_token)
+        yield local.target, local.participant_token, fixture.FUND_ID
+        if local.process.poll() is not None:
+            raise RuntimeError(f"the bench server exited during the run; its log:\n{local.log_tail()}")
+
+
+def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    problem = validate(args)
+    if problem:
+        print(f"etf-engine bench: {problem}", file=err)
+        return 2
+    old = None
+    if args.compare:
+        try:
+            old = load_file(args.compare)
+        except ValueError as e:
+            print(f"etf-engine bench: {e}", file=err)
+            return 2
+    loads = plan(args)
+    rpcs = [FLOOR] + [r for r in args.rpcs if r != FLOOR]
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    command = shlex.join(["etf-engine", "bench", *sys.argv[2:]]) if sys.argv[1:2] == ["bench"] else "etf-engine bench"
+    run_tag = secrets.token_hex(3)
+    results: list[PhaseResult] = []
+    progress = Progress(err)
+    with server(args, out) as (target, token, fund_id):
+        with WorkerPool(args.processes, target, token) as pool:
+            for load in loads:
+                for rpc in rpcs:
+                    results.append(run_phase(pool, args, rpc, load, fund_id, run_tag, len(results), progress))
+    report = Report(date=date, command=command, target="local" if not args.target else args.target,
+                    machine=machine(), seconds=args.duration, warmup=args.warmup, phases=results)
+    print(file=out)
+    print_report(report, out)
+    if args.json:
+        Path(args.json).write_bytes(encode(report))
+        print(f"\nreport written to {args.json}", file=out)
+    if args.plot:
+        plot(report, args.plot)
+        print(f"plot written to {args.plot}", file=out)
+    if old is not None:
+        print(file=out)
+        compare(old, report, out)
+    return 0
