@@ -199,13 +199,11 @@ class Engine:
         *,
         clock: Callable[[], int] = wall_clock_ms,
         batch_max: int = 4096,
-        snapshot_every: int = 100_000,
     ) -> None:
         self.ledger = ledger
         self.journal: Journal = journal if journal is not None else NullJournal()
         self.clock = clock
         self.batch_max = batch_max
-        self.snapshot_every = snapshot_every  # journal records between snapshots
         self._last_now = 0
         self.feed = ChangeFeed()
         self._index = _Index()
@@ -326,8 +324,6 @@ class Engine:
             except Exception as e:
                 log.exception("journal append failed; the engine stops")
                 raise _Halt(f"the journal failed ({type(e).__name__}: {e}); the engine has stopped") from e
-            if self.journal.since_snapshot >= self.snapshot_every:
-                self.journal.write_snapshot(self.ledger.state(now_ms))
         self.feed.bump(changed)
         for call, result, error in outcomes:
             if call.future.done():

@@ -119,12 +119,16 @@ class SqliteJournal:
                     event = _event_decoder.decode(body)
                 except msgspec.DecodeError as error:
                     raise JournalError(f"journal record {seq} is damaged: {error}") from error
-                self.last_at = event.at
+                self.last_seq, self.last_at = seq, event.at
                 expected += 1
                 yield event
         except sqlite3.DatabaseError as error:
             raise JournalError(f"journal {self.dir / 'journal.sqlite3'} is damaged near record {expected}: "
                                f"{error}") from error
+
+    def committed_seq(self) -> int:
+        """The last record committed, by this or another connection (a checkpointer follows the server)."""
+        return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
 
     # -- snapshots -----------------------------------------------------------------------------
     def load_snapshot(self) -> Snapshot | None:
@@ -148,7 +152,7 @@ class SqliteJournal:
     def write_snapshot(self, state: dict[str, Any]) -> None:
         """Store ``state`` as of the last appended event, atomically (temp file, fsync, rename, fsync dir)."""
         body = _encoder.encode(Snapshot(seq=self.last_seq, at=self.last_at, state=state))
-        tmp = self.dir / "snapshot.bin.tmp"
+        tmp = self.dir / f"snapshot.bin.tmp-{os.getpid()}"  # the server and its checkpointer never share one
         with open(tmp, "wb") as out:
             out.write(SNAPSHOT_MAGIC + zlib.crc32(body).to_bytes(4, "big") + body)
             out.flush()

@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from etf_engine.api.auth import Authenticator, AuthInterceptor
 from etf_engine.api.servicers import AdminServicer, DealingServicer, DiagnosticsServicer, ValuationServicer
+from etf_engine.checkpoint import DEFAULT_EVERY, CheckpointProcess
 from etf_engine.config import Config
 from etf_engine.engine import Engine, Journal, wall_clock_ms
 from etf_engine.journal import SqliteJournal
@@ -65,10 +66,14 @@ class EngineServer:
         ledger: Ledger | None = None,
         journal: Journal | None = None,
         clock: Callable[[], int] = wall_clock_ms,
+        checkpoint_every: int = DEFAULT_EVERY,
     ) -> None:
         self.config = config
         self.engine = Engine(ledger if ledger is not None else default_ledger(),
                              journal if journal is not None else open_journal(config), clock=clock)
+        # Snapshots of the config's data directory are taken by a process beside this one (checkpoint.py).
+        self._checkpoint_every = checkpoint_every if journal is None else None
+        self._checkpointer: CheckpointProcess | None = None
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
@@ -113,6 +118,8 @@ class EngineServer:
             raise
         self._server = server
         self.port = port
+        if self._checkpoint_every is not None:
+            self._checkpointer = CheckpointProcess(self.config.data_dir, every=self._checkpoint_every)
         return port
 
     async def stop(self, grace: float | None = None) -> None:
@@ -123,6 +130,8 @@ class EngineServer:
         await self._health.enter_graceful_shutdown()
         self.engine.feed.close()  # NAV streams end cleanly instead of being cut at the deadline
         await self._server.stop(self.config.grace_seconds if grace is None else grace)
+        if self._checkpointer is not None:  # before the engine's own snapshot at stop, which is newer
+            await asyncio.to_thread(self._checkpointer.stop)
         await self.engine.stop()
 
     async def wait_for_termination(self) -> None:

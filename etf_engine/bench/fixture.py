@@ -69,6 +69,11 @@ class LocalServer:
                     return line.split(" listening on ", 1)[1].split()[0]
         raise RuntimeError(f"the bench server did not start; its log:\n{self.log_tail()}")
 
+    def cpu_ns(self) -> int:
+        """CPU time (user + system) the server process has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
     def log_tail(self, lines: int = 20) -> str:
         self._log.flush()
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

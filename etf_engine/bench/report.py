@@ -30,6 +30,8 @@ class PhaseResult(msgspec.Struct, frozen=True):
     summary: Summary
     errors_by_code: dict[str, int] = {}
     first_error: str = ""
+    server_cpu_us: float = 0.0  # server process CPU per call (0: not known, the server was given)
+    client_cpu_us: float = 0.0  # client processes' CPU per call
 
     @property
     def load(self) -> str:
@@ -87,12 +89,13 @@ def rows(report: Report) -> list[list[str]]:
             delta = f"{s.p50 - floor.summary.p50:.3f}"
         out.append([p.rpc, p.load, str(p.batch), str(p.connections), f"{s.calls_per_second:,.0f}",
                     f"{s.items_per_second:,.0f}", _ms(s.p50), _ms(s.p90), _ms(s.p99), _ms(s.p999), _ms(s.max),
-                    str(s.errors), ratio, delta])
+                    str(s.errors), ratio, delta, f"{p.server_cpu_us:.0f}" if p.server_cpu_us else "-",
+                    f"{p.client_cpu_us:.0f}"])
     return out
 
 
 HEADERS = ["rpc", "load", "batch", "conns", "calls/s", "orders/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms",
-           "max ms", "errors", "x floor", "+p50 ms"]
+           "max ms", "errors", "x floor", "+p50 ms", "srv us/call", "cli us/call"]
 
 
 def print_report(report: Report, out: TextIO) -> None:
@@ -171,7 +174,7 @@ def plot(report: Report, path: str | Path) -> None:
     for p in report.phases:
         if p.load not in loads:
             loads.append(p.load)
-    labels = [name for name, _ in PERCENTILES] + ["max"]
+    labels = ["p50", "p90", "p99", "p99.9", "max"]
     fig, axes = plt.subplots(1, len(loads), figsize=(5.5 * len(loads), 4.5), squeeze=False)
     for ax, load in zip(axes[0], loads, strict=True):
         for p in report.phases:
@@ -183,7 +186,7 @@ def plot(report: Report, path: str | Path) -> None:
             ax.plot(labels, [s.p50, s.p90, s.p99, s.p999, s.max], marker="o",
                     label=f"{name} ({s.calls_per_second:,.0f}/s)", **style)
         ax.set_yscale("log")
-        ax.set_title(load + (" clients" if load.startswith("closed") else ""))
+        ax.set_title(load.replace("closed", "closed loop,") + (" client(s)" if load.startswith("closed") else ""))
         ax.set_xlabel("percentile")
         ax.set_ylabel("latency (ms)")
         ax.grid(True, which="both", alpha=0.3)

@@ -13,7 +13,7 @@ import secrets
 import shlex
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
@@ -133,7 +133,9 @@ class Progress:
 
 
 def run_phase(pool: WorkerPool, args: argparse.Namespace, rpc: str, load: tuple[str, int, float], fund_id: str,
-              run_tag: str, number: int, progress: Progress) -> PhaseResult:
+              run_tag: str, number: int, progress: Progress,
+              server_cpu_ns: Callable[[], int] | None = None) -> PhaseResult:
+    """One phase; ``server_cpu_ns`` reads the server's CPU time when the bench started the server."""
     mode, clients, rate = load
     batch = args.batch if rpc == "SubmitOrders" else 1
     if mode == "closed":
@@ -156,9 +158,13 @@ def run_phase(pool: WorkerPool, args: argparse.Namespace, rpc: str, load: tuple[
     title = f"{rpc}{f' x{batch}' if batch > 1 else ''}, {load_text}"
     pool.send(phases)
     total = (end - start) / 1e9
-    while (now := time.monotonic_ns()) < end:
-        progress.update(title, (now - start) / 1e9, total, pool.progress(), (now - measure) / 1e9)
-        time.sleep(0.2)
+    server_cpu: list[int] = []  # at the window's opening and closing
+    for mark in (measure, end):
+        while (now := time.monotonic_ns()) < mark:
+            progress.update(title, (now - start) / 1e9, total, pool.progress(), (now - measure) / 1e9)
+            time.sleep(min(0.2, (mark - now) / 1e9))
+        if server_cpu_ns is not None:
+            server_cpu.append(server_cpu_ns())
     outcomes = pool.gather(phases, timeout=120.0)
     latencies: list[int] = []
     errors: dict[str, int] = {}
@@ -168,24 +174,29 @@ def run_phase(pool: WorkerPool, args: argparse.Namespace, rpc: str, load: tuple[
         for code, n in outcome.errors.items():
             errors[code] = errors.get(code, 0) + n
         first_error = first_error or outcome.first_error
+    calls = max(len(latencies), 1)
+    server_us = (server_cpu[1] - server_cpu[0]) / calls / 1e3 if server_cpu else 0.0
+    client_us = sum(o.cpu_ns for o in outcomes) / calls / 1e3
     summary = summarize(latencies, items_per_call=batch, errors=sum(errors.values()), seconds=args.duration)
     result = PhaseResult(rpc=rpc, mode=mode, clients=clients, rate=rate, batch=batch, connections=used,
-                         summary=summary, errors_by_code=errors, first_error=first_error)
+                         summary=summary, errors_by_code=errors, first_error=first_error,
+                         server_cpu_us=server_us, client_cpu_us=client_us)
     progress.finish(title, result)
     return result
 
 
 @contextmanager
-def server(args: argparse.Namespace, out: TextIO) -> Iterator[tuple[str, str, str]]:
-    """(address, participant token, fund id): the one given, or a local server loaded with a fund."""
+def server(args: argparse.Namespace, out: TextIO) -> Iterator[tuple[str, str, str, Callable[[], int] | None]]:
+    """(address, participant token, fund id, server CPU reader): the server given (its CPU unknown),
+    or a local server loaded with a fund."""
     if args.target:
-        yield args.target, os.environ["ETF_ENGINE_TOKEN"], args.fund
+        yield args.target, os.environ["ETF_ENGINE_TOKEN"], args.fund, None
         return
     with fixture.LocalServer(ledger=args.ledger) as local:
         print(f"bench: started etf-engine serve on {local.target} (journal in {local.data_dir}, {args.ledger} "
               "ledger)", file=out, flush=True)
         fixture.load_fund(local.target, local.issuer_token)
-        yield local.target, local.participant_token, fixture.FUND_ID
+        yield local.target, local.participant_token, fixture.FUND_ID, local.cpu_ns
         if local.process.poll() is not None:
             raise RuntimeError(f"the bench server exited during the run; its log:\n{local.log_tail()}")
 
@@ -209,11 +220,12 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     run_tag = secrets.token_hex(3)
     results: list[PhaseResult] = []
     progress = Progress(err)
-    with server(args, out) as (target, token, fund_id):
+    with server(args, out) as (target, token, fund_id, server_cpu_ns):
         with WorkerPool(args.processes, target, token) as pool:
             for load in loads:
                 for rpc in rpcs:
-                    results.append(run_phase(pool, args, rpc, load, fund_id, run_tag, len(results), progress))
+                    results.append(run_phase(pool, args, rpc, load, fund_id, run_tag, len(results), progress,
+                                             server_cpu_ns))
     report = Report(date=date, command=command, target="local" if not args.target else args.target,
                     machine=machine(), seconds=args.duration, warmup=args.warmup, phases=results)
     print(file=out)

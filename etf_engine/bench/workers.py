@@ -62,6 +62,7 @@ class Outcome(msgspec.Struct, frozen=True):
     latencies: bytes  # array('q') of nanoseconds, one per successful measured call
     errors: dict[str, int]  # status code name -> measured calls that failed with it
     first_error: str = ""
+    cpu_ns: int = 0  # this process's CPU time from the window's opening to its last reply
 
 
 def request_maker(rpc_name: str, fund_id: str, tag: str, batch: int) -> Callable[[int], Any]:
@@ -106,6 +107,7 @@ class _Recorder:
         self._counter = counter
         self._index = index
         self._measure_ns = measure_ns
+        self._cpu_from = 0
 
     def done(self, counted_from: int, finished: int) -> None:
         if counted_from >= self._measure_ns:
@@ -118,8 +120,12 @@ class _Recorder:
             if not self.first_error:
                 self.first_error = f"{error.code().name}: {error.details()}"
 
+    def open_window(self) -> None:
+        self._cpu_from = time.process_time_ns()
+
     def outcome(self) -> Outcome:
-        return Outcome(self.latencies.tobytes(), dict(self.errors), self.first_error)
+        return Outcome(self.latencies.tobytes(), dict(self.errors), self.first_error,
+                       time.process_time_ns() - self._cpu_from)
 
 
 async def _sleep_until(when_ns: int) -> None:
@@ -132,6 +138,8 @@ async def run_phase(channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], 
                     recorder: _Recorder, worker: int) -> None:
     method = stub_method(channel, phase.rpc)
     clock = time.monotonic_ns
+    loop = asyncio.get_running_loop()
+    loop.call_later((phase.measure_ns - clock()) / 1e9, recorder.open_window)
     await _sleep_until(phase.start_ns)
 
     if phase.mode == "closed":

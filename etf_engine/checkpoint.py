@@ -1,0 +1,124 @@
+"""Snapshots taken beside the server, so that the writer never stops for one.
+
+A snapshot costs time in proportion to the whole state (every order ever recorded), so building it
+inside the single writer stalled every call for that long, and ever longer as orders accumulate
+(measured: a third of the server's time under a SubmitOrders load; see benchmarks/RESULTS.md).
+Instead a separate process follows the journal: it opens the data directory read-only (SQLite's
+WAL lets it read while the server appends), rebuilds the ledger from the latest snapshot and the
+records after it, and whenever ``every`` more records have been committed it applies them and
+writes a new snapshot. It reads only committed, fsynced records, so a snapshot is never ahead of
+what the server acknowledged.
+
+The server starts it (``python -m etf_engine.checkpoint``) and stops it (SIGTERM, then waits)
+before writing its own snapshot at a clean stop; if the server dies, the checkpointer notices its
+parent is gone and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from etf_engine.journal import SqliteJournal, recover
+from etf_engine.ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EVERY = 100_000  # records between snapshots: a restart replays at most this many
+POLL_SECONDS = 1.0
+
+
+def _empty_ledger() -> Ledger:
+    # Both ledgers restore and produce the same canonical state; the core is just faster.
+    try:
+        from etf_engine._core import Ledger as CoreLedger
+    except ImportError:
+        from etf_engine.reference import ReferenceLedger
+
+        return ReferenceLedger()
+    return CoreLedger()
+
+
+class Checkpointer:
+    """Follows a data directory's journal and snapshots it every ``every`` records."""
+
+    def __init__(self, data_dir: str | os.PathLike[str], *, every: int = DEFAULT_EVERY) -> None:
+        self.every = every
+        self.journal = SqliteJournal(data_dir, lock=False)
+        snapshot = self.journal.load_snapshot()
+        self.snapshot_seq = snapshot.seq if snapshot is not None else 0
+        self.ledger = recover(self.journal, _empty_ledger())
+
+    def committed(self) -> int:
+        """The last record the server has committed."""
+        return self.journal.committed_seq()
+
+    def step(self) -> bool:
+        """Snapshot if ``every`` records have been committed since the last one; True if it did."""
+        if self.committed() - self.snapshot_seq < self.every:
+            return False
+        for event in self.journal.replay(after=self.journal.last_seq):
+            self.ledger.apply(event)
+        self.journal.write_snapshot(self.ledger.state(self.journal.last_at))
+        self.snapshot_seq = self.journal.last_seq
+        log.info("snapshot at record %d", self.snapshot_seq)
+        return True
+
+    def close(self) -> None:
+        self.journal.close()
+
+
+def run(data_dir: str, every: int, parent: int, stop: threading.Event) -> None:
+    """Until ``stop`` is set or process ``parent`` (the server) is no longer this one's parent."""
+    checkpointer = Checkpointer(data_dir, every=every)
+    try:
+        while not stop.wait(POLL_SECONDS) and os.getppid() == parent:
+            checkpointer.step()
+    finally:
+        checkpointer.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m etf_engine.checkpoint", description=__doc__.split("\n\n")[0])
+    parser.add_argument("data_dir")
+    parser.add_argument("--every", type=int, default=DEFAULT_EVERY)
+    # The server's pid, given rather than read here: the server may be gone before this runs.
+    parser.add_argument("--parent", type=int, default=os.getppid())
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    run(args.data_dir, args.every, args.parent, stop)
+    return 0
+
+
+class CheckpointProcess:
+    """The checkpointer as a child process of the server."""
+
+    def __init__(self, data_dir: Path, *, every: int = DEFAULT_EVERY) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "etf_engine.checkpoint", str(data_dir), "--every", str(every),
+             "--parent", str(os.getpid())])
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Let a snapshot being written finish, then end (killed after ``timeout`` seconds)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while self.process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
