@@ -201,7 +201,9 @@ def server(args: argparse.Namespace, out: TextIO) -> Iterator[tuple[str, str, st
             raise RuntimeError(f"the bench server exited during the run; its log:\n{local.log_tail()}")
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout  # resolved per call: tests (and callers) may have replaced them
+    err = err or sys.stderr
     problem = validate(args)
     if problem:
         print(f"etf-engine bench: {problem}", file=err)

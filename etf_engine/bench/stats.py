@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 
 import msgspec
 
@@ -44,7 +45,7 @@ def percentile(ordered: Sequence[int], p: float) -> int:
         raise ValueError("percentile of no samples")
     if not 0 < p <= 100:
         raise ValueError(f"percentile must be in (0, 100], got {p}")
-    rank = math.ceil(p / 100 * len(ordered))
+    rank = math.ceil(Fraction(str(p)) * len(ordered) / 100)  # exact: in floats 99.9% of 1000 is 999.0000000000001
     return ordered[max(rank, 1) - 1]
 
 
