@@ -8,6 +8,7 @@ then does the writer stop, after draining what was queued; nothing is half-appli
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import threading
@@ -149,6 +150,10 @@ async def serve(
     """Run until SIGTERM or SIGINT, then stop gracefully."""
     server = EngineServer(config, ledger=ledger, journal=journal)
     await server.start()
+    # What start-up built (modules, the recovered ledger) lives as long as the process: freeze it so
+    # that the collector's full passes under load stop walking it again and again.
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
