@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     # The server's pid, given rather than read here: the server may be gone before this runs.
     parser.add_argument("--parent", type=int, default=os.getppid())
     args = parser.parse_args(argv)
+    # Lowest CPU priority: on a busy machine the server and its callers come first; the snapshot can wait.
+    os.nice(19)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -1,11 +1,19 @@
-"""The single writer: one asyncio task owns the ledger; every call reaches it through one queue.
+"""The single writer: every operation runs on the event loop's one thread, in call order; replies
+wait for the journal.
 
-Handlers hand the engine an operation (a command for ``Ledger.execute`` or a read function) and
-await its future. The writer takes everything queued (up to ``batch_max``), runs each operation
-against the ledger, appends the batch's events to the journal in ONE call (group commit: many
-commands share one fsync), and only then resolves the batch's futures, reads included, so that
-no reply ever shows state a crash could lose. If the journal fails, memory is ahead of disk: the
-engine stops and every pending and later call gets UNAVAILABLE.
+A handler hands the engine an operation (a command for ``Ledger.execute`` or a read function). It
+runs at once, inside the handler's own step: the loop is one thread, so operations never overlap
+and the ledger needs no lock, and no hop to a writer task is paid per call. Its events join the
+unjournaled ones; one committer task appends everything unjournaled to the journal in ONE call
+(group commit: every command that ran while the previous fsync was under way shares the next one)
+and then releases each caller whose reply depends only on durable events. A read or refusal that
+saw nothing unjournaled replies at once; otherwise it waits for the commit that covers what it saw,
+so that no reply ever shows state a crash could lose. If the journal fails, memory is ahead of
+disk: the engine stops and every unreleased and later call gets UNAVAILABLE.
+
+(Before: a writer task took queued calls in batches and awaited each batch's append before the next;
+every call paid two task switches, and commands waited for the previous fsync before running.
+``etf-engine bench`` shows the difference; see benchmarks/RESULTS.md.)
 
 The engine also keeps what the API needs beside the ledger's protocol: each asset's ``decimals``
 (to format quantities) and a per-fund change feed for StreamNav, both derived from events so they
@@ -180,36 +188,23 @@ class _Index:
                 changed.add(fund_id)
 
 
-class _Call:
-    __slots__ = ("operation", "future", "writes")
-
-    def __init__(self, operation: Operation, future: asyncio.Future[Any], writes: bool) -> None:
-        self.operation = operation
-        self.future = future
-        self.writes = writes
-
-
 class Engine:
-    """The one writer over a ledger and a journal. Create, ``await start()``, use, ``await stop()``."""
+    """The ledger, its journal and the order of everything. Create, ``await start()``, use, ``await stop()``."""
 
-    def __init__(
-        self,
-        ledger: Ledger,
-        journal: Journal | None = None,
-        *,
-        clock: Callable[[], int] = wall_clock_ms,
-        batch_max: int = 4096,
-    ) -> None:
+    def __init__(self, ledger: Ledger, journal: Journal | None = None, *,
+                 clock: Callable[[], int] = wall_clock_ms) -> None:
         self.ledger = ledger
         self.journal: Journal = journal if journal is not None else NullJournal()
         self.clock = clock
-        self.batch_max = batch_max
         self._last_now = 0
         self.feed = ChangeFeed()
         self._index = _Index()
-        self._pending: deque[_Call] = deque()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._unjournaled: list[M.Event] = []  # produced, not yet handed to the journal
+        self._changed: set[str] = set()  # funds whose NAV the unjournaled events may change
+        self._executed = 0  # events produced since start
+        self._durable = 0  # of those, events on stable storage
+        self._waiters: deque[tuple[int, asyncio.Future[Any], Any, EngineError | None]] = deque()
+        self._committer: asyncio.Task[None] | None = None
         self._accepting = False
         self._failure: str | None = None
 
@@ -224,23 +219,19 @@ class Engine:
         return self._failure
 
     async def start(self) -> None:
-        """Rebuild the ledger from the journal (latest snapshot, then the records after it), then start
-        the writer."""
+        """Rebuild the ledger from the journal (latest snapshot, then the records after it)."""
         ignored: set[str] = set()
         self.ledger = recover(self.journal, self.ledger, on_snapshot=self._index.load,
                               on_event=lambda event: self._index.observe(event, ignored))
         self._last_now = self.journal.last_at
         log.info("state digest at start: %s", self.digest())
         self._accepting = True
-        self._task = asyncio.create_task(self._run(), name="etf-engine-writer")
 
     async def stop(self) -> None:
-        """Refuse new work, let the writer finish everything already queued, close the journal."""
+        """Refuse new work, let every commit under way finish (its callers get their replies), close."""
         self._accepting = False
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
+        while self._committer is not None:
+            await asyncio.shield(self._committer)
         self.feed.close()
         if self._failure is None and self.journal.since_snapshot:
             self.journal.write_snapshot(self.ledger.state(self._last_now))  # a clean stop restarts fast
@@ -251,14 +242,43 @@ class Engine:
         """SHA-256 of the canonical state as of the last journaled time (``etf-engine verify`` prints the same)."""
         return state_digest(self.ledger.state(self.journal.last_at))
 
-    # ------------------------------------------------------------------ submitting work
+    # ------------------------------------------------------------------ operations
     def submit(self, operation: Operation, *, writes: bool = True) -> asyncio.Future[Any]:
-        """Queue an operation; ``writes=False`` promises it changes nothing (a read)."""
+        """Run ``operation`` now, on the event loop's thread (so operations never overlap and run in
+        the order their handlers call this); the future holds its result or refusal once every event
+        it could have seen is durable. ``writes=False`` promises it changes nothing (a read)."""
         if not self._accepting:
             raise EngineError(UNAVAILABLE, self._failure or "the engine is not accepting work")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Call(operation, future, writes))
-        self._wake.set()
+        now_ms = self._last_now = max(self.clock(), self._last_now)  # time never runs backwards inside
+        result: Any = None
+        error: EngineError | None = None
+        try:
+            result, produced = operation(self.ledger, now_ms)
+        except EngineError as e:  # a refusal: it may reveal unjournaled state, so it waits like a result
+            error, produced = e, ()
+        except Exception as e:  # a bug, not a refusal: ledgers refuse only with EngineError
+            log.exception("operation failed unexpectedly")
+            if writes:
+                # A command may have changed memory part-way without producing its events: memory and
+                # journal may now differ, so stop (nothing unjournaled is acknowledged; a restart replays
+                # the journal) rather than serve unjournaled state.
+                self._halt(f"internal error in a command ({type(e).__name__}); the engine has stopped")
+                future.set_exception(EngineError(UNAVAILABLE, self._failure or ""))
+                return future
+            future.set_exception(EngineError(INTERNAL, f"internal error: {type(e).__name__}"))
+            return future
+        if produced:
+            for event in produced:
+                self._index.observe(event, self._changed)
+            self._unjournaled.extend(produced)
+            self._executed += len(produced)
+            if self._committer is None:
+                self._committer = asyncio.get_running_loop().create_task(self._commit(), name="etf-engine-commit")
+        if self._durable >= self._executed:  # it saw nothing that is not on disk: reply at once
+            _resolve(future, result, error)
+        else:
+            self._waiters.append((self._executed, future, result, error))
         return future
 
     async def execute(self, command: Any) -> Any:
@@ -266,84 +286,51 @@ class Engine:
         return await self.submit(lambda ledger, now_ms: ledger.execute(command, now_ms))
 
     async def read(self, fn: Callable[[Ledger, int], T]) -> T:
-        """Run a read in the writer, in order with the commands, released with its batch."""
+        """Run a read, in order with the commands; released once what it saw is durable."""
         return await self.submit(lambda ledger, now_ms: (fn(ledger, now_ms), []), writes=False)
 
-    # ------------------------------------------------------------------ the writer
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                batch = [self._pending.popleft() for _ in range(min(self.batch_max, len(self._pending)))]
+    # ------------------------------------------------------------------ group commit
+    async def _commit(self) -> None:
+        """Journal everything produced so far in one append (one fsync), release the callers it makes
+        durable, and repeat while operations produced more meanwhile (group commit)."""
+        try:
+            while self._unjournaled and self._failure is None:
+                events, self._unjournaled = self._unjournaled, []
+                changed, self._changed = self._changed, set()
+                upto = self._executed
                 try:
-                    await self._run_batch(batch)
-                except Exception as e:  # _Halt, or a bug in the writer itself: either way, fail-stop
-                    if not isinstance(e, _Halt):
-                        log.exception("the writer failed")
-                    reason = str(e) if isinstance(e, _Halt) else f"the writer failed ({type(e).__name__})"
-                    self._halt(reason)
-                    for call in batch:
-                        _fail(call.future, EngineError(UNAVAILABLE, reason))
+                    await self.journal.append(events)
+                except Exception as e:
+                    log.exception("journal append failed; the engine stops")
+                    self._halt(f"the journal failed ({type(e).__name__}: {e}); the engine has stopped")
                     return
-                # Let handlers enqueue more (and streams run) between batches: bigger batches, fairer loop.
-                await asyncio.sleep(0)
-            if not self._accepting and not self._pending:
-                return
-
-    async def _run_batch(self, batch: list[_Call]) -> None:
-        # Time never runs backwards inside the ledger, whatever the wall clock does.
-        now_ms = self._last_now = max(self.clock(), self._last_now)
-        events: list[M.Event] = []
-        outcomes: list[tuple[_Call, Any, BaseException | None]] = []
-        for call in batch:
-            if call.future.done():  # the caller gave up (deadline, cancellation) before it ran
-                continue
-            try:
-                result, produced = call.operation(self.ledger, now_ms)
-            except EngineError as e:
-                outcomes.append((call, None, e))
-                continue
-            except Exception as e:  # a bug, not a refusal: ledgers refuse only with EngineError
-                log.exception("operation failed unexpectedly")
-                if call.writes:
-                    # A command may have changed memory part-way without producing its events: memory
-                    # and journal may now differ, so stop (nothing of this batch is journaled or
-                    # acknowledged; a restart replays the journal) rather than serve unjournaled state.
-                    raise _Halt(f"internal error in a command ({type(e).__name__}); the engine has stopped") from e
-                outcomes.append((call, None, EngineError(INTERNAL, f"internal error: {type(e).__name__}")))
-                continue
-            events.extend(produced)
-            outcomes.append((call, result, None))
-        changed: set[str] = set()
-        if events:
-            for event in events:
-                self._index.observe(event, changed)
-            try:
-                await self.journal.append(events)
-            except Exception as e:
-                log.exception("journal append failed; the engine stops")
-                raise _Halt(f"the journal failed ({type(e).__name__}: {e}); the engine has stopped") from e
-        self.feed.bump(changed)
-        for call, result, error in outcomes:
-            if call.future.done():
-                continue
-            if error is None:
-                call.future.set_result(result)
-            else:
-                call.future.set_exception(error)
+                self._durable = upto
+                self.feed.bump(changed)
+                waiters = self._waiters
+                while waiters and waiters[0][0] <= upto:
+                    _, future, result, error = waiters.popleft()
+                    _resolve(future, result, error)
+        finally:
+            self._committer = None
 
     def _halt(self, reason: str) -> None:
-        """Memory is ahead of disk: refuse everything from now on, fail what is queued."""
-        self._failure = reason
+        """Memory is ahead of disk: refuse everything from now on, fail every caller not yet released."""
+        if self._failure is None:
+            self._failure = reason
         self._accepting = False
-        while self._pending:
-            _fail(self._pending.popleft().future, EngineError(UNAVAILABLE, reason))
+        self._unjournaled.clear()
+        while self._waiters:
+            _fail(self._waiters.popleft()[1], EngineError(UNAVAILABLE, reason))
         self.feed.close()
 
 
-class _Halt(Exception):
-    """The writer must stop: state can no longer be trusted to match the journal."""
+def _resolve(future: asyncio.Future[Any], result: Any, error: EngineError | None) -> None:
+    if future.done():  # the caller gave up (deadline, cancellation) while its events were being journaled
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
 
 
 def _fail(future: asyncio.Future[Any], error: EngineError) -> None:

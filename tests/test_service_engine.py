@@ -1,5 +1,5 @@
 """The single writer: group commit, replies released only after the journal, fail-stop on a journal
-error, replay, and callers that gave up before their turn."""
+error, replay, and callers that give up while their events are journaled."""
 
 from __future__ import annotations
 
@@ -83,16 +83,49 @@ def test_group_commit_and_replies_wait_for_the_journal() -> None:
     asyncio.run(scenario())
 
 
-def test_a_caller_that_gave_up_before_its_turn_changes_nothing() -> None:
+def test_a_caller_that_gives_up_while_journaling_loses_only_its_reply() -> None:
     async def scenario() -> None:
         journal = GatedJournal()
         engine = Engine(ledger(), journal, clock=lambda: T0)
         await engine.start()
-        future = engine.submit(lambda ledger, now_ms: ledger.execute(M.RegisterAsset(symbol="BTC", decimals=8),
-                                                                     now_ms))
-        future.cancel()  # e.g. its deadline passed while it was queued
-        assets = await engine.read(lambda ledger, now_ms: ledger.state(now_ms)["assets"])
-        assert assets == [] and journal.appends == []
+        journal.gate.clear()
+        gone = engine.submit(lambda ledger, now_ms: ledger.execute(M.RegisterAsset(symbol="BTC", decimals=8), now_ms))
+        stays = engine.submit(lambda ledger, now_ms: ledger.execute(M.RegisterAsset(symbol="ETH", decimals=18),
+                                                                    now_ms))
+        await journal.waiting.wait()
+        gone.cancel()  # e.g. its deadline passed while its events were being journaled
+        journal.gate.set()
+        await stays
+        # The command ran when it was called and is journaled: a retry with the same key finds it.
+        assert [e.symbol for batch in journal.appends for e in batch] == ["BTC", "ETH"]
+        await engine.stop()
+
+    asyncio.run(scenario())
+
+
+def test_reads_and_refusals_wait_only_for_what_they_saw() -> None:
+    async def scenario() -> None:
+        journal = GatedJournal()
+        engine = Engine(ledger(), journal, clock=lambda: T0)
+        await engine.start()
+        await engine.execute(M.RegisterAsset(symbol="BTC", decimals=8))
+        assets = engine.submit(lambda ledger, now_ms: (ledger.state(now_ms)["assets"], []), writes=False)
+        assert assets.done() and len(assets.result()) == 1  # everything it saw is durable: no wait at all
+        journal.gate.clear()
+        first = engine.submit(lambda ledger, now_ms: ledger.execute(M.RegisterAsset(symbol="ETH", decimals=18),
+                                                                    now_ms))
+        again = engine.submit(lambda ledger, now_ms: ledger.execute(M.RegisterAsset(symbol="ETH", decimals=18),
+                                                                    now_ms))
+        seen = engine.submit(lambda ledger, now_ms: (ledger.state(now_ms)["assets"], []), writes=False)
+        await _settle_loop()
+        # The refusal (ETH exists) and the read both saw the unjournaled ETH: neither is released yet.
+        assert not first.done() and not again.done() and not seen.done()
+        journal.gate.set()
+        await first
+        with pytest.raises(EngineError) as info:
+            await again
+        assert info.value.code == "ALREADY_EXISTS"
+        assert len(await seen) == 2
         await engine.stop()
 
     asyncio.run(scenario())
