@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -61,6 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=100, help="orders per SubmitOrders call (default 100)")
     parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per phase (default 5)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each (default 1)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run each load's phases this many times, interleaved, and pool them (default 1)")
     parser.add_argument("--max-inflight", type=int, default=10_000,
                         help="open loop: calls in flight per process at most (default 10000)")
     parser.add_argument("--target", metavar="HOST:PORT",
@@ -80,6 +83,8 @@ def validate(args: argparse.Namespace) -> str | None:
         return "--processes must be at least 1"
     if not 1 <= args.batch <= 1000:
         return "--batch must be 1 to 1000 (SubmitOrders takes at most 1000 orders per call)"
+    if args.repeat < 1:
+        return "--repeat must be at least 1"
     if args.duration <= 0 or args.warmup < 0:
         return "--duration must be positive and --warmup not negative"
     if args.max_inflight < 1:
@@ -132,9 +137,45 @@ class Progress:
         self.out.flush()
 
 
+@dataclass
+class Measured:
+    """One phase's raw figures; repeats of a phase are pooled into one PhaseResult."""
+
+    rpc: str
+    load: tuple[str, int, float]
+    batch: int
+    connections: int
+    latencies: list[int]
+    errors: dict[str, int]
+    first_error: str
+    seconds: float
+    server_cpu_ns: int | None  # None: unknown (a server given by --target)
+    client_cpu_ns: int
+
+
+def pool_results(runs: list[Measured]) -> PhaseResult:
+    """The repeats of one phase as one result: percentiles over every call, throughput over the
+    measured seconds of all of them."""
+    first = runs[0]
+    latencies = [x for run in runs for x in run.latencies]
+    errors: dict[str, int] = {}
+    for run in runs:
+        for code, n in run.errors.items():
+            errors[code] = errors.get(code, 0) + n
+    calls = max(len(latencies), 1)
+    server = [run.server_cpu_ns for run in runs]
+    mode, clients, rate = first.load
+    return PhaseResult(
+        rpc=first.rpc, mode=mode, clients=clients, rate=rate, batch=first.batch, connections=first.connections,
+        summary=summarize(latencies, items_per_call=first.batch, errors=sum(errors.values()),
+                          seconds=sum(run.seconds for run in runs)),
+        errors_by_code=errors, first_error=next((run.first_error for run in runs if run.first_error), ""),
+        server_cpu_us=0.0 if None in server else sum(server) / calls / 1e3,  # type: ignore[arg-type]
+        client_cpu_us=sum(run.client_cpu_ns for run in runs) / calls / 1e3)
+
+
 def run_phase(pool: WorkerPool, args: argparse.Namespace, rpc: str, load: tuple[str, int, float], fund_id: str,
-              run_tag: str, number: int, progress: Progress,
-              server_cpu_ns: Callable[[], int] | None = None) -> PhaseResult:
+              tag: str, progress: Progress, server_cpu_ns: Callable[[], int] | None = None) -> Measured:
     """One phase; ``server_cpu_ns`` reads the server's CPU time when the bench started the server."""
     mode, clients, rate = load
     batch = args.batch if rpc == "SubmitOrders" else 1
@@ -150,9 +191,8 @@ def run_phase(pool: WorkerPool, args: argparse.Namespace, rpc: str, load: tuple[
     measure = start + int(args.warmup * 1e9)
     end = measure + int(args.duration * 1e9)
     phases: list[Phase | None] = [
-        Phase(rpc=rpc, mode=mode, tasks=tasks[i], rate=rates[i], batch=batch, fund_id=fund_id,
-              tag=f"{run_tag}p{number}", start_ns=start, measure_ns=measure, end_ns=end,
-              max_inflight=args.max_inflight) if i < used else None
+        Phase(rpc=rpc, mode=mode, tasks=tasks[i], rate=rates[i], batch=batch, fund_id=fund_id, tag=tag,
+              start_ns=start, measure_ns=measure, end_ns=end, max_inflight=args.max_inflight) if i < used else None
         for i in range(pool.size)]
     load_text = f"closed {clients}" if mode == "closed" else f"open {rate:,.0f}/s"
     title = f"{rpc}{f' x{batch}' if batch > 1 else ''}, {load_text}"
@@ -166,23 +206,18 @@ def run_phase(pool: WorkerPool, args: argparse.Namespace, rpc: str, load: tuple[
         if server_cpu_ns is not None:
             server_cpu.append(server_cpu_ns())
     outcomes = pool.gather(phases, timeout=120.0)
-    latencies: list[int] = []
     errors: dict[str, int] = {}
-    first_error = ""
     for outcome in outcomes:
-        latencies.extend(memoryview(outcome.latencies).cast("q"))
         for code, n in outcome.errors.items():
             errors[code] = errors.get(code, 0) + n
-        first_error = first_error or outcome.first_error
-    calls = max(len(latencies), 1)
-    server_us = (server_cpu[1] - server_cpu[0]) / calls / 1e3 if server_cpu else 0.0
-    client_us = sum(o.cpu_ns for o in outcomes) / calls / 1e3
-    summary = summarize(latencies, items_per_call=batch, errors=sum(errors.values()), seconds=args.duration)
-    result = PhaseResult(rpc=rpc, mode=mode, clients=clients, rate=rate, batch=batch, connections=used,
-                         summary=summary, errors_by_code=errors, first_error=first_error,
-                         server_cpu_us=server_us, client_cpu_us=client_us)
-    progress.finish(title, result)
-    return result
+    measured = Measured(
+        rpc=rpc, load=load, batch=batch, connections=used,
+        latencies=[x for outcome in outcomes for x in memoryview(outcome.latencies).cast("q")],
+        errors=errors, first_error=next((o.first_error for o in outcomes if o.first_error), ""),
+        seconds=args.duration, server_cpu_ns=server_cpu[1] - server_cpu[0] if server_cpu else None,
+        client_cpu_ns=sum(o.cpu_ns for o in outcomes))
+    progress.finish(title, pool_results([measured]))
+    return measured
 
 
 @contextmanager
@@ -225,11 +260,16 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
     with server(args, out) as (target, token, fund_id, server_cpu_ns):
         with WorkerPool(args.processes, target, token) as pool:
             for load in loads:
-                for rpc in rpcs:
-                    results.append(run_phase(pool, args, rpc, load, fund_id, run_tag, len(results), progress,
-                                             server_cpu_ns))
+                # Repeats go round the RPCs (floor, a, b, floor, a, b ...) so that a drift of the
+                # machine's speed during the run reaches every RPC alike, not one more than the floor.
+                runs: dict[str, list[Measured]] = {rpc: [] for rpc in rpcs}
+                for _ in range(args.repeat):
+                    for rpc in rpcs:
+                        tag = f"{run_tag}p{sum(map(len, runs.values()))}l{len(results)}"
+                        runs[rpc].append(run_phase(pool, args, rpc, load, fund_id, tag, progress, server_cpu_ns))
+                results.extend(pool_results(runs[rpc]) for rpc in rpcs)
     report = Report(date=date, command=command, target="local" if not args.target else args.target,
-                    machine=machine(), seconds=args.duration, warmup=args.warmup, phases=results)
+                    machine=machine(), seconds=args.duration * args.repeat, warmup=args.warmup, phases=results)
     print(file=out)
     print_report(report, out)
     if args.json:
