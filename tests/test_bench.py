@@ -314,6 +314,7 @@ def no_run(monkeypatch: pytest.MonkeyPatch) -> None:
     (["--duration", "0"], "--duration"),
     (["--warmup", "-1"], "--warmup"),
     (["--max-inflight", "0"], "--max-inflight"),
+    (["--repeat", "0"], "--repeat"),
     (["--json", "/nonexistent-etf-dir/run.json"], "/nonexistent-etf-dir/run.json"),
     (["--plot", "/nonexistent-etf-dir/run.png"], "/nonexistent-etf-dir/run.png"),
 ])
@@ -375,6 +376,31 @@ def test_rpcs_default_and_floor_first() -> None:
     args = cli.build_parser().parse_args(["bench", "--rpcs", " GetNav , CheckOrder,"])
     assert args.rpcs == ["GetNav", "CheckOrder"]
     assert bench_run.validate(args) is None
+
+
+def measured(rpc: str, latencies: list[int], *, errors: dict[str, int] | None = None, server: int | None = 0,
+             client: int = 0, first_error: str = "") -> bench_run.Measured:
+    return bench_run.Measured(rpc=rpc, load=("closed", 4, 0.0), batch=1, connections=2, latencies=latencies,
+                              errors=errors or {}, first_error=first_error, seconds=2.0, server_cpu_ns=server,
+                              client_cpu_ns=client)
+
+
+def test_repeats_are_pooled_into_one_result() -> None:
+    ms = 1_000_000
+    pooled = bench_run.pool_results([
+        measured("GetNav", [1 * ms, 2 * ms, 3 * ms], server=600_000, client=300_000),
+        measured("GetNav", [4 * ms, 5 * ms], errors={"UNAVAILABLE": 1}, server=400_000, client=200_000,
+                 first_error="UNAVAILABLE: gone"),
+    ])
+    s = pooled.summary
+    assert (pooled.rpc, pooled.load, pooled.connections) == ("GetNav", "closed 4", 2)
+    assert (s.calls, s.errors, s.seconds) == (5, 1, 4.0)
+    assert (s.p50, s.max) == (3.0, 5.0)  # percentiles over the calls of both repeats
+    assert s.calls_per_second == 1.25
+    assert pooled.errors_by_code == {"UNAVAILABLE": 1} and pooled.first_error == "UNAVAILABLE: gone"
+    assert (pooled.server_cpu_us, pooled.client_cpu_us) == (200.0, 100.0)  # (600 + 400) us CPU / 5 calls
+    unknown = bench_run.pool_results([measured("Ping", [ms], server=None), measured("Ping", [ms], server=5)])
+    assert unknown.server_cpu_us == 0.0  # one repeat with the server's CPU unknown: unknown
 
 
 def test_plan_closed_loads_then_open() -> None:
@@ -521,10 +547,10 @@ def test_target_run(target_server: tuple[str, str], tmp_path: Path, monkeypatch:
     json_path = tmp_path / "target.json"
     code = cli.main(["bench", "--target", target, "--fund", fixture.FUND_ID, "--rpcs", "GetNav,CheckOrder",
                      "--clients", "2", "--processes", "2", "--duration", "0.3", "--warmup", "0.1",
-                     "--json", str(json_path)])
+                     "--repeat", "2", "--json", str(json_path)])
     assert code == 0
     r = report.load_file(json_path)
-    assert r.target == target
+    assert r.target == target and r.seconds == 0.6  # two repeats of 0.3 s, pooled into one row each
     assert [(p.rpc, p.load) for p in r.phases] == [("Ping", "closed 2"), ("GetNav", "closed 2"),
                                                    ("CheckOrder", "closed 2")]
     for p in r.phases:

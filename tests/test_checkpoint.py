@@ -156,3 +156,25 @@ def test_model_is_unchanged_by_a_snapshot(tmp_path: Path) -> None:
     finally:
         checkpointer.close()
         journal.close()
+
+
+def test_waits_for_as_many_records_as_the_snapshot_holds_orders(tmp_path: Path) -> None:
+    journal = SqliteJournal(tmp_path)
+    ledger = Ledger()
+    run_into(journal, ledger, commands())  # two orders among them
+    checkpointer = Checkpointer(tmp_path, every=1)
+    try:
+        assert checkpointer.step()
+        assert checkpointer.interval == 2  # the snapshot holds 2 orders: the next waits for 2 records
+        run_into(journal, ledger, [M.RegisterAsset(symbol="SOL", decimals=9)])
+        assert not checkpointer.step()  # 1 record: not yet
+        run_into(journal, ledger, [M.RegisterAsset(symbol="ADA", decimals=6)])
+        assert checkpointer.step()  # 2 records
+    finally:
+        checkpointer.close()
+        journal.close()
+    again = Checkpointer(tmp_path, every=1)  # a restarted checkpointer keeps the policy
+    try:
+        assert again.interval == 2
+    finally:
+        again.close()

@@ -18,6 +18,7 @@ from etf_engine.client import EtfClient
 from etf_engine.config import Config
 from etf_engine.engine import Engine, NullJournal
 from etf_engine.errors import EngineError
+from etf_engine.journal import SqliteJournal, recover, state_digest
 from etf_engine.ledger import Ledger
 
 T0 = 1_750_000_000_000
@@ -199,6 +200,53 @@ def test_a_failing_read_is_internal_but_a_failing_command_stops_the_engine() -> 
         # Nothing of the failed batch was journaled, so a restart rebuilds exactly what was acknowledged.
         assert [len(batch) for batch in journal.appends] == [1]
         assert engine.failure is not None
+        await engine.stop()
+
+    asyncio.run(scenario())
+
+
+class CountingJournal(SqliteJournal):
+    """The real SQLite journal, counting its commits."""
+
+    commits = 0
+
+    def append_sync(self, events: list[M.Event]) -> None:
+        self.commits += 1
+        super().append_sync(events)
+
+
+def test_concurrent_commands_share_commits_and_all_survive(tmp_path: Path) -> None:
+    async def scenario() -> str:
+        journal = CountingJournal(tmp_path)
+        engine = Engine(ledger(), journal, clock=lambda: T0)
+        await engine.start()
+        results = await asyncio.gather(*(engine.execute(M.RegisterAsset(symbol=f"A{i}", decimals=i % 19))
+                                         for i in range(200)))
+        assert results == [None] * 200
+        assert 1 <= journal.commits < 200  # group commit: many commands per fsync
+        assert journal.last_seq == 200
+        digest = engine.digest()
+        await engine.stop()
+        return digest
+
+    digest = asyncio.run(scenario())
+    journal = SqliteJournal(tmp_path)
+    try:
+        assert state_digest(recover(journal, ledger()).state(T0)) == digest
+    finally:
+        journal.close()
+
+
+def test_a_lone_command_commits_on_the_loop_without_waiting(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        journal = CountingJournal(tmp_path)
+        engine = Engine(ledger(), journal, clock=lambda: T0)
+        await engine.start()
+        await asyncio.sleep(0)  # let start-up's own callbacks run: nothing else is ready now
+        future = engine.submit(lambda ledger, now_ms: ledger.execute(M.RegisterAsset(symbol="BTC", decimals=8),
+                                                                     now_ms))
+        # Light load: committed (fsynced) inside the call itself, the reply ready at once.
+        assert future.done() and journal.commits == 1 and journal.last_seq == 1
         await engine.stop()
 
     asyncio.run(scenario())
