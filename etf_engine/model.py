@@ -273,10 +273,13 @@ class Order(Result):
     status: str
     reject_reason: str
     basket: Basket
-    deliverables: list[Line]
+    # Tuples, not lists: a tuple of untracked items leaves the garbage collector's lists, a list never
+    # does. Every order ever recorded stays in memory, so with lists each full collection walked two
+    # objects per order (measured: 190 ms pauses at 350,000 orders; see benchmarks/RESULTS.md).
+    deliverables: tuple[Line, ...]
     cash_amount: int | None
     fee: int
-    legs: list[Leg]
+    legs: tuple[Leg, ...]
     created_at: int
     updated_at: int
 

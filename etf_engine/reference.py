@@ -432,10 +432,10 @@ class ReferenceLedger:
             order_id=order_id, client_order_id=r.client_order_id, participant_id=participant_id,
             fund_id=r.fund_id, side=r.side, units=r.units,
             status=m.ACCEPTED if accepted else m.REJECTED, reject_reason=reason, basket=basket,
-            deliverables=[m.Line(asset=ln.asset, quantity=r.units * ln.quantity_per_unit) for ln in basket.lines],
+            deliverables=tuple(m.Line(asset=ln.asset, quantity=r.units * ln.quantity_per_unit) for ln in basket.lines),
             cash_amount=None if basket.cash_component is None else r.units * basket.cash_component,
             fee=fee if accepted else 0,
-            legs=self._legs(fund, basket, r.units, now) if accepted and r.side == m.REDEEM else [],
+            legs=self._legs(fund, basket, r.units, now) if accepted and r.side == m.REDEEM else (),
             created_at=now, updated_at=now,
         )
 
@@ -474,7 +474,7 @@ class ReferenceLedger:
             return m.LIQUIDITY_BUFFER_BREACH
         return ""
 
-    def _legs(self, fund: Fund, basket: m.Basket, units: int, now: int) -> list[m.Leg]:
+    def _legs(self, fund: Fund, basket: m.Basket, units: int, now: int) -> tuple[m.Leg, ...]:
         priority = fund.terms.custodian_priority
         ranked = list(priority) + sorted(set(self.custodians) - set(priority))
         ranked = [custodian_id for custodian_id in ranked if self._licensed(custodian_id, now)]
@@ -486,7 +486,7 @@ class ReferenceLedger:
                 if take > 0:
                     legs.append(m.Leg(custodian_id=custodian_id, asset=line.asset, quantity=take))
                     left -= take
-        return legs
+        return tuple(legs)
 
     def _dealt_today(self, participant_id: str, fund: Fund, now: int) -> int:
         return sum(o.units for o in self._fund_orders(fund)

@@ -184,7 +184,7 @@ def test_one_rejection_per_reason(desk: Desk, setup: Any, side: str, accepted: i
             fund_id="FUND1", side=side, units=accepted, client_order_id="y"), now)
         assert (ok.status, ok.order_id) == (m.ACCEPTED, "")
     order = desk.order(side, rejected, "x", participant, now)
-    assert (order.status, order.reject_reason, order.fee, order.legs) == (m.REJECTED, reason, 0, [])
+    assert (order.status, order.reject_reason, order.fee, order.legs) == (m.REJECTED, reason, 0, ())
     assert desk.ledger.check_order(participant, request, now) == m.Order(**{
         **{f: getattr(order, f) for f in order.__struct_fields__}, "order_id": ""})
     capacity = getattr(desk.ledger.get_capacity(participant, "FUND1", now), side.lower())

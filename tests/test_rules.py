@@ -68,7 +68,7 @@ def test_fund_suspended(ledger, side):
     desk = sample(ledger)
     desk.update(dealing_status=SUSPENDED)
     order = desk.order(side, 1)
-    assert (order.status, order.reject_reason, order.fee, order.legs) == (REJECTED, FUND_SUSPENDED, 0, [])
+    assert (order.status, order.reject_reason, order.fee, order.legs) == (REJECTED, FUND_SUSPENDED, 0, ())
     desk.update(dealing_status=m.OPEN)
     assert desk.order(side, 1).status == ACCEPTED
 
@@ -447,9 +447,9 @@ def test_redeem_reserves_by_custodian_priority_and_settles(ledger):
     # 10 BTC / 1000 shares x 100 = 1 BTC per unit; 6 BTC come from CUS-B (2), CUS-A (3), then CUS-C, which
     # is licensed but not in the priority list (1); CUS-D is skipped: not licensed.
     assert order.status == ACCEPTED
-    assert order.legs == [leg("CUS-B", "BTC", btc("2")), leg("CUS-A", "BTC", btc("3")),
-                          leg("CUS-C", "BTC", btc("1")), leg("CUS-A", "ETH", eth("60"))]
-    assert order.deliverables == [line("BTC", btc("6")), line("ETH", eth("60"))]
+    assert order.legs == (leg("CUS-B", "BTC", btc("2")), leg("CUS-A", "BTC", btc("3")),
+                          leg("CUS-C", "BTC", btc("1")), leg("CUS-A", "ETH", eth("60")))
+    assert order.deliverables == (line("BTC", btc("6")), line("ETH", eth("60")))
     # cash component: NAV x 100 / 1000 - (1 x 500000 + 10 x 20000) = 7,001,000.00 / 10 - 700,000 = 100.00
     assert (order.basket.cash_component, order.cash_amount, order.fee) == (cents("100"), cents("600"), cents("25"))
     assert desk.rows() == {
@@ -470,8 +470,8 @@ def test_redeem_legs_without_a_licensed_priority_custodian(ledger):
     desk = spread(ledger, min_liquid=0)
     desk.licence("CUS-B", REVOKED)
     order = desk.order(REDEEM, 4)  # liquid: CUS-A 3 + CUS-C 1
-    assert order.legs == [leg("CUS-A", "BTC", btc("3")), leg("CUS-C", "BTC", btc("1")),
-                          leg("CUS-A", "ETH", eth("40"))]
+    assert order.legs == (leg("CUS-A", "BTC", btc("3")), leg("CUS-C", "BTC", btc("1")),
+                          leg("CUS-A", "ETH", eth("40")))
 
 
 @pytest.mark.parametrize("by", [None, "AP-1"], ids=["issuer", "participant"])
@@ -491,8 +491,8 @@ def test_settle_create(ledger):
     desk = sample(ledger, cash="1000", creation_fee="50.50")
     order = desk.order(CREATE, 2)
     # per unit 1 BTC + 10 ETH; cash component 7,001,000.00 x 100 / 1000 - 700,000 = 100.00
-    assert order.deliverables == [line("BTC", btc("2")), line("ETH", eth("20"))]
-    assert (order.cash_amount, order.fee, order.legs) == (cents("200"), cents("50.50"), [])
+    assert order.deliverables == (line("BTC", btc("2")), line("ETH", eth("20")))
+    assert (order.cash_amount, order.fee, order.legs) == (cents("200"), cents("50.50"), ())
     assert desk.rows() == {("CUS-A", "BTC"): (btc("10"), 0, 0, []), ("CUS-A", "ETH"): (eth("100"), 0, 0, [])}
     assert desk.settle(order.order_id).status == SETTLED
     assert desk.rows() == {("CUS-A", "BTC"): (btc("12"), 0, 0, []), ("CUS-A", "ETH"): (eth("120"), 0, 0, [])}
@@ -736,7 +736,7 @@ def test_nav_and_basket_figures(ledger):
     assert (basket.nav_per_unit, basket.nav_per_share, basket.cash_component) == (19_862_665, 19_862_665, -12_345)
     assert (basket.creation_unit, basket.shares_outstanding, basket.as_of, basket.stale) == (100, 1000, NOW, False)
     order = desk.order(CREATE, 2)
-    assert order.deliverables == [line("BTC", 62_831_852), line("ETH", 543_656_365_691_809_046)]
+    assert order.deliverables == (line("BTC", 62_831_852), line("ETH", 543_656_365_691_809_046))
     assert order.cash_amount == -24_690  # 2 x -123.45: the fund pays it on creation
 
 
@@ -813,7 +813,7 @@ def test_seed_basket(ledger):
     assert (nav.nav, nav.nav_per_share, nav.shares_outstanding) == (0, None, 0)
     assert desk.order(REDEEM, 1, participant="AP-4", fund="F3").reject_reason == INSUFFICIENT_SHARES
     order = desk.order(CREATE, 3, participant="AP-4", fund="F3")
-    assert order.deliverables == [line("BTC", 300_000_003), line("ETH", eth("6"))]
+    assert order.deliverables == (line("BTC", 300_000_003), line("ETH", eth("6")))
     assert order.cash_amount == -150
     desk.settle(order.order_id)
     assert desk.fund_figures("F3") == (-150, 30)

@@ -92,7 +92,7 @@ cdef class Ledger:
     cdef Holding _need_staked(self, FundAsset fa, Custodian c, object q)
     cdef object _liquid(self, FundAsset fa, long long now_ms)
     cdef str _reason(self, Participant p, Fund f, bint redeem, object units, long long now_ms)
-    cdef list _legs(self, Fund f, object units, long long now_ms)
+    cdef tuple _legs(self, Fund f, object units, long long now_ms)
     cdef object _decide(self, Participant p, Fund f, object req, str order_id, long long now_ms)
     cdef tuple _admit(self, str participant_id, object req, str field, dict pending)
     cdef object _own_order(self, object order_id, object participant_id)

@@ -450,7 +450,7 @@ cdef class Ledger:
                 return LIQUIDITY_BUFFER_BREACH
         return ""
 
-    cdef list _legs(self, Fund f, object units, long long now_ms):
+    cdef tuple _legs(self, Fund f, object units, long long now_ms):
         cdef FundAsset fa
         cdef Holding h
         legs = []
@@ -463,7 +463,7 @@ cdef class Ledger:
                     take = h.available if h.available < left else left
                     left -= take
                     legs.append(Leg(h.custodian.custodian_id, fa.info.symbol, take))
-        return legs
+        return tuple(legs)
 
     cdef object _decide(self, Participant p, Fund f, object req, str order_id, long long now_ms):
         """The order SubmitOrder would record now (not recorded here)."""
@@ -479,10 +479,10 @@ cdef class Ledger:
         return Order(
             order_id, req.client_order_id, p.participant_id, f.fund_id, req.side, units,
             REJECTED if reason else ACCEPTED, reason, basket,
-            [Line(fa.info.symbol, units * fa.qpu) for fa in f.assets],
+            tuple([Line(fa.info.symbol, units * fa.qpu) for fa in f.assets]),
             None if cc is None else units * cc,
             (f.redemption_fee if redeem else f.creation_fee) if accepted else 0,
-            self._legs(f, units, now_ms) if accepted and redeem else [],
+            self._legs(f, units, now_ms) if accepted and redeem else (),
             now_ms, now_ms,
         )
 
