@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from etf_engine.journal import SqliteJournal, recover
+from etf_engine.journal import SqliteJournal, collector_paused, recover
 from etf_engine.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -75,8 +75,9 @@ class Checkpointer:
             return False
         for event in self.journal.replay(after=self.journal.last_seq):
             self.ledger.apply(event)
-        state = self.ledger.state(self.journal.last_at)
-        self.journal.write_snapshot(state)
+        with collector_paused():
+            state = self.ledger.state(self.journal.last_at)
+            self.journal.write_snapshot(state)
         self.snapshot_seq = self.journal.last_seq
         self.interval = max(self.every, len(state["orders"]))
         log.info("snapshot at record %d", self.snapshot_seq)

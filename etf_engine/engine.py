@@ -31,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 
 from etf_engine import model as M
 from etf_engine.errors import EngineError
-from etf_engine.journal import SqliteJournal, recover, state_digest
+from etf_engine.journal import SqliteJournal, collector_paused, recover, state_digest
 from etf_engine.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -235,14 +235,16 @@ class Engine:
         while self._committer is not None:
             await asyncio.shield(self._committer)
         self.feed.close()
-        if self._failure is None and self.journal.since_snapshot:
-            self.journal.write_snapshot(self.ledger.state(self._last_now))  # a clean stop restarts fast
-        log.info("state digest at stop: %s", self.digest())
+        with collector_paused():
+            if self._failure is None and self.journal.since_snapshot:
+                self.journal.write_snapshot(self.ledger.state(self._last_now))  # a clean stop restarts fast
+            log.info("state digest at stop: %s", self.digest())
         self.journal.close()
 
     def digest(self) -> str:
         """SHA-256 of the canonical state as of the last journaled time (``etf-engine verify`` prints the same)."""
-        return state_digest(self.ledger.state(self.journal.last_at))
+        with collector_paused():
+            return state_digest(self.ledger.state(self.journal.last_at))
 
     # ------------------------------------------------------------------ operations
     def submit(self, operation: Operation, *, writes: bool = True) -> asyncio.Future[Any]:

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import hashlib
 import os
 import sqlite3
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,20 @@ class Snapshot(msgspec.Struct):
     seq: int
     at: int
     state: dict[str, Any]
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """For building a whole state: millions of new containers that all stay reachable, so every
+    collection the allocations trigger meanwhile walks them all and frees nothing (seen: a clean
+    stop at 350,000 orders ran fifteen of them, up to 240 ms each)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def state_digest(state: dict[str, Any]) -> str:
