@@ -8,8 +8,10 @@ unjournaled ones; one committer task appends everything unjournaled to the journ
 (group commit: every command that ran while the previous fsync was under way shares the next one)
 and then releases each caller whose reply depends only on durable events. A read or refusal that
 saw nothing unjournaled replies at once; otherwise it waits for the commit that covers what it saw,
-so that no reply ever shows state a crash could lose. If the journal fails, memory is ahead of
-disk: the engine stops and every unreleased and later call gets UNAVAILABLE.
+so that no reply ever shows state a crash could lose. Under light load (a lone small commit, nothing
+else ready to run) the commit is made right there on the loop's thread: handing it to the journal's
+thread and back would cost more latency than holding the loop for one fsync. If the journal fails,
+memory is ahead of disk: the engine stops and every unreleased and later call gets UNAVAILABLE.
 
 (Before: a writer task took queued calls in batches and awaited each batch's append before the next;
 every call paid two task switches, and commands waited for the previous fsync before running.
@@ -38,11 +40,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 UNAVAILABLE = "UNAVAILABLE"
-GATHER_SECONDS = 0.001
-INLINE_COMMIT_MAX = 1  # events; larger commits go to the journal's thread so that the loop keeps serving
 INTERNAL = "INTERNAL"
+GATHER_SECONDS = 0.001  # a commit waits at most this long for the handlers the loop is about to run
+INLINE_COMMIT_MAX = 1  # events a commit may hold and still be made on the loop's thread (see _inline_commit)
 
-# An operation runs inside the writer: (ledger, now_ms) -> (result, events it produced).
+# An operation runs on the loop's thread: (ledger, now_ms) -> (result, events it produced).
 Operation = Callable[[Ledger, int], tuple[Any, list[M.Event]]]
 
 
