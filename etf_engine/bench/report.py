@@ -169,6 +169,7 @@ def plot(report: Report, path: str | Path) -> None:
         raise RuntimeError("--plot needs matplotlib: pip install 'etf-engine[bench]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     loads: list[str] = []
     for p in report.phases:
@@ -186,6 +187,9 @@ def plot(report: Report, path: str | Path) -> None:
             ax.plot(labels, [s.p50, s.p90, s.p99, s.p999, s.max], marker="o",
                     label=f"{name} ({s.calls_per_second:,.0f}/s)", **style)
         ax.set_yscale("log")
+        plain = FuncFormatter(lambda value, _: f"{value:g}")  # 200, not 2 x 10^2
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
         ax.set_title(load.replace("closed", "closed loop,") + (" client(s)" if load.startswith("closed") else ""))
         ax.set_xlabel("percentile")
         ax.set_ylabel("latency (ms)")
