@@ -379,10 +379,10 @@ def test_rpcs_default_and_floor_first() -> None:
 
 
 def measured(rpc: str, latencies: list[int], *, errors: dict[str, int] | None = None, server: int | None = 0,
-             client: int = 0, first_error: str = "") -> bench_run.Measured:
+             client: int = 0, first_error: str = "", lags: list[int] | None = None) -> bench_run.Measured:
     return bench_run.Measured(rpc=rpc, load=("closed", 4, 0.0), batch=1, connections=2, latencies=latencies,
                               errors=errors or {}, first_error=first_error, seconds=2.0, server_cpu_ns=server,
-                              client_cpu_ns=client)
+                              client_cpu_ns=client, lags=lags or [])
 
 
 def test_repeats_are_pooled_into_one_result() -> None:
@@ -401,6 +401,10 @@ def test_repeats_are_pooled_into_one_result() -> None:
     assert (pooled.server_cpu_us, pooled.client_cpu_us) == (200.0, 100.0)  # (600 + 400) us CPU / 5 calls
     unknown = bench_run.pool_results([measured("Ping", [ms], server=None), measured("Ping", [ms], server=5)])
     assert unknown.server_cpu_us == 0.0  # one repeat with the server's CPU unknown: unknown
+    assert (pooled.send_lag_p50, pooled.send_lag_p99) == (0.0, 0.0)  # closed loop: no due times
+    late = bench_run.pool_results([measured("Ping", [ms] * 3, lags=[3 * ms, 1 * ms]),
+                                   measured("Ping", [ms], lags=[2 * ms, 4 * ms])])
+    assert (late.send_lag_p50, late.send_lag_p99) == (2.0, 4.0)  # over the lags of every repeat
 
 
 def test_plan_closed_loads_then_open() -> None:
@@ -499,6 +503,9 @@ def test_full_run_measures_every_rpc_under_every_load(full_run: tuple[int, Path,
         assert p.connections == (min(p.clients, PROCESSES) if p.mode == "closed" else PROCESSES), where
         if p.mode == "open":  # every call due in the measured window is counted (errors are 0)
             assert abs(s.calls - p.rate * r.seconds) <= PROCESSES, where
+            assert 0 <= p.send_lag_p50 <= p.send_lag_p99, where
+        else:
+            assert p.send_lag_p50 == p.send_lag_p99 == 0.0, where
     rows = report.rows(r)
     ratio = report.HEADERS.index("x floor")
     assert all(row[ratio] != "-" for row in rows)  # every phase has its floor, measured in this run

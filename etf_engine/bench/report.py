@@ -32,6 +32,8 @@ class PhaseResult(msgspec.Struct, frozen=True):
     first_error: str = ""
     server_cpu_us: float = 0.0  # server process CPU per call (0: not known, the server was given)
     client_cpu_us: float = 0.0  # client processes' CPU per call
+    send_lag_p50: float = 0.0  # open loop: ms between a call's due time and its leaving the client
+    send_lag_p99: float = 0.0
 
     @property
     def load(self) -> str:
@@ -106,6 +108,12 @@ def print_report(report: Report, out: TextIO) -> None:
     print(f"machine: {report.machine.get('cpu', '?')}, {report.machine.get('cores', '?')} cores, Python "
           f"{report.machine.get('python', '?')}, grpcio {report.machine.get('grpcio', '?')}", file=out)
     table(HEADERS, rows(report), out)
+    lagging = [p for p in report.phases if p.mode == "open"]
+    if lagging:
+        print("  open loop: latencies count from each call's due time; calls left the client this late (ms, "
+              "p50/p99; timer granularity and client load, included in the latencies):", file=out)
+        print("    " + ", ".join(f"{p.rpc} {p.load} {p.send_lag_p50:.3f}/{p.send_lag_p99:.3f}" for p in lagging),
+              file=out)
     errors = [p for p in report.phases if p.summary.errors]
     for p in errors:
         print(f"  {p.rpc} {p.load}: {p.summary.errors} errors "

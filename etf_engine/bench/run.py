@@ -21,7 +21,7 @@ from typing import TextIO
 
 from etf_engine.bench import fixture
 from etf_engine.bench.report import PhaseResult, Report, compare, encode, load_file, machine, plot, print_report
-from etf_engine.bench.stats import summarize
+from etf_engine.bench.stats import percentile, summarize
 from etf_engine.bench.workers import FLOOR, RPCS, Phase, WorkerPool
 
 START_DELAY_NS = 300_000_000  # time for every worker to receive its phase before the warm-up starts
@@ -151,6 +151,7 @@ class Measured:
     seconds: float
     server_cpu_ns: int | None  # None: unknown (a server given by --target)
     client_cpu_ns: int
+    lags: list[int]  # open loop: how late each measured call left the client, ns
 
 
 def pool_results(runs: list[Measured]) -> PhaseResult:
@@ -164,6 +165,7 @@ def pool_results(runs: list[Measured]) -> PhaseResult:
             errors[code] = errors.get(code, 0) + n
     calls = max(len(latencies), 1)
     server = [run.server_cpu_ns for run in runs]
+    lags = sorted(x for run in runs for x in run.lags)
     mode, clients, rate = first.load
     return PhaseResult(
         rpc=first.rpc, mode=mode, clients=clients, rate=rate, batch=first.batch, connections=first.connections,
@@ -171,7 +173,9 @@ def pool_results(runs: list[Measured]) -> PhaseResult:
                           seconds=sum(run.seconds for run in runs)),
         errors_by_code=errors, first_error=next((run.first_error for run in runs if run.first_error), ""),
         server_cpu_us=0.0 if None in server else sum(server) / calls / 1e3,  # type: ignore[arg-type]
-        client_cpu_us=sum(run.client_cpu_ns for run in runs) / calls / 1e3)
+        client_cpu_us=sum(run.client_cpu_ns for run in runs) / calls / 1e3,
+        send_lag_p50=percentile(lags, 50) / 1e6 if lags else 0.0,
+        send_lag_p99=percentile(lags, 99) / 1e6 if lags else 0.0)
 
 
 def run_phase(pool: WorkerPool, args: argparse.Namespace, rpc: str, load: tuple[str, int, float], fund_id: str,
@@ -215,7 +219,8 @@ def run_phase(pool: WorkerPool, args: argparse.Namespace, rpc: str, load: tuple[
         latencies=[x for outcome in outcomes for x in memoryview(outcome.latencies).cast("q")],
         errors=errors, first_error=next((o.first_error for o in outcomes if o.first_error), ""),
         seconds=args.duration, server_cpu_ns=server_cpu[1] - server_cpu[0] if server_cpu else None,
-        client_cpu_ns=sum(o.cpu_ns for o in outcomes))
+        client_cpu_ns=sum(o.cpu_ns for o in outcomes),
+        lags=[x for outcome in outcomes for x in memoryview(outcome.lags).cast("q")])
     progress.finish(title, pool_results([measured]))
     return measured
 

@@ -63,6 +63,7 @@ class Outcome(msgspec.Struct, frozen=True):
     errors: dict[str, int]  # status code name -> measured calls that failed with it
     first_error: str = ""
     cpu_ns: int = 0  # this process's CPU time from the window's opening to its last reply
+    lags: bytes = b""  # open loop: array('q') of send time - due time, one per measured call
 
 
 def request_maker(rpc_name: str, fund_id: str, tag: str, batch: int) -> Callable[[int], Any]:
@@ -102,6 +103,7 @@ class _Recorder:
 
     def __init__(self, counter: Any, index: int, measure_ns: int) -> None:
         self.latencies = array("q")
+        self.lags = array("q")
         self.errors: Counter[str] = Counter()
         self.first_error = ""
         self._counter = counter
@@ -114,6 +116,10 @@ class _Recorder:
             self.latencies.append(finished - counted_from)
             self._counter[self._index] = len(self.latencies)
 
+    def sent(self, due: int, at: int) -> None:
+        if due >= self._measure_ns:
+            self.lags.append(at - due)
+
     def failed(self, counted_from: int, error: grpc.aio.AioRpcError) -> None:
         if counted_from >= self._measure_ns:
             self.errors[error.code().name] += 1
@@ -125,7 +131,7 @@ class _Recorder:
 
     def outcome(self) -> Outcome:
         return Outcome(self.latencies.tobytes(), dict(self.errors), self.first_error,
-                       time.process_time_ns() - self._cpu_from)
+                       time.process_time_ns() - self._cpu_from, self.lags.tobytes())
 
 
 async def _sleep_until(when_ns: int) -> None:
@@ -162,6 +168,7 @@ async def run_phase(channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], 
     slots = asyncio.Semaphore(phase.max_inflight)
 
     async def call(due: int, request: Any) -> None:
+        recorder.sent(due, clock())  # how late the timer (and the cap on calls in flight) let it go
         try:
             await method(request, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS)
         except grpc.aio.AioRpcError as e:
