@@ -590,3 +590,17 @@ def test_percentile_definition_helper_is_exact() -> None:
     assert nearest_rank(ordered, Fraction(999, 10)) == 999
     assert nearest_rank(ordered, Fraction(100)) == 1000
     assert nearest_rank([5], Fraction(1, 1000)) == 5
+
+
+def test_progress_bar_stays_its_width_before_the_start() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Terminal()
+    progress = bench_run.Progress(out)
+    for elapsed in (-0.3, 0.0, 1.2, 2.5, 3.0):
+        progress.update("Ping, closed 2", elapsed, 2.5, 10, elapsed - 0.5)
+    bars = re.findall(r"\[([#-]*)\]", out.getvalue())
+    assert len(bars) == 5 and {len(bar) for bar in bars} == {bench_run.BAR_WIDTH}
+    assert bars[0] == "-" * bench_run.BAR_WIDTH and bars[-1] == "#" * bench_run.BAR_WIDTH

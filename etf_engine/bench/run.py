@@ -123,6 +123,7 @@ class Progress:
     def update(self, title: str, elapsed: float, total: float, calls: int, measured: float) -> None:
         if not self.tty:
             return
+        elapsed = max(elapsed, 0.0)  # the workers start together a moment after the phase is sent
         done = min(elapsed / total, 1.0) if total > 0 else 1.0
         bar = "#" * int(done * BAR_WIDTH) + "-" * (BAR_WIDTH - int(done * BAR_WIDTH))
         rate = f"{calls / measured:,.0f}/s" if measured > 0 else "warm-up"
