@@ -604,3 +604,13 @@ def test_progress_bar_stays_its_width_before_the_start() -> None:
     bars = re.findall(r"\[([#-]*)\]", out.getvalue())
     assert len(bars) == 5 and {len(bar) for bar in bars} == {bench_run.BAR_WIDTH}
     assert bars[0] == "-" * bench_run.BAR_WIDTH and bars[-1] == "#" * bench_run.BAR_WIDTH
+
+
+def test_plot_without_matplotlib_is_refused_before_the_run(no_run: None, monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    code, _out, err = bench(["--plot", str(tmp_path / "run.png")])
+    assert code == 2 and "--plot needs matplotlib" in err

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import os
 import secrets
 import shlex
@@ -95,6 +96,8 @@ def validate(args: argparse.Namespace) -> str | None:
         return "--target needs --fund and a participant's token in ETF_ENGINE_TOKEN"
     if args.fund and not args.target:
         return "--fund is only for --target (the bench loads its own fund otherwise)"
+    if args.plot and importlib.util.find_spec("matplotlib") is None:  # say so before the run, not after it
+        return "--plot needs matplotlib: pip install 'etf-engine[bench]'"
     for path in (args.json, args.plot):
         if path and not Path(path).resolve().parent.is_dir():
             return f"cannot write {path}: no such directory"
