@@ -27,23 +27,12 @@ import time
 from pathlib import Path
 
 from etf_engine.journal import SqliteJournal, collector_paused, recover
-from etf_engine.ledger import Ledger
+from etf_engine.ledger import make_ledger
 
 log = logging.getLogger(__name__)
 
 DEFAULT_EVERY = 100_000  # records between snapshots: a restart replays at most this many
 POLL_SECONDS = 1.0
-
-
-def _empty_ledger() -> Ledger:
-    # Both ledgers restore and produce the same canonical state; the core is just faster.
-    try:
-        from etf_engine._core import Ledger as CoreLedger
-    except ImportError:
-        from etf_engine.reference import ReferenceLedger
-
-        return ReferenceLedger()
-    return CoreLedger()
 
 
 class Checkpointer:
@@ -63,7 +52,7 @@ class Checkpointer:
         snapshot = self.journal.load_snapshot()
         self.snapshot_seq = snapshot.seq if snapshot is not None else 0
         self.interval = max(every, len(snapshot.state["orders"]) if snapshot is not None else 0)
-        self.ledger = recover(self.journal, _empty_ledger())
+        self.ledger = recover(self.journal, make_ledger("auto"))
 
     def committed(self) -> int:
         """The last record the server has committed."""

@@ -24,26 +24,11 @@ from typing import TextIO
 from etf_engine.api.auth import ISSUER, OBSERVER, PARTICIPANT, Principal, hash_token
 from etf_engine.client import EtfClient, FundAssetTerms, Tick, side_name, status_name
 from etf_engine.config import Config, ConfigError, load_config
-from etf_engine.ledger import Ledger
+from etf_engine.ledger import make_ledger
 from etf_engine.numbers import format_scaled
 
 LEDGERS = ("core", "reference", "auto")
 LEDGER_HELP = "ledger: core (compiled), reference (pure Python) or auto (core when built, else reference)"
-
-
-def make_ledger(kind: str) -> Ledger:
-    if kind != "reference":
-        try:
-            from etf_engine._core import Ledger as CoreLedger
-        except ImportError:
-            if kind == "core":
-                raise SystemExit("etf-engine: the compiled core is not built; run `pip install -e .` (or "
-                                 "`python setup.py build_ext --inplace`), or pass --ledger reference") from None
-        else:
-            return CoreLedger()
-    from etf_engine.reference import ReferenceLedger
-
-    return ReferenceLedger()
 
 
 # == serve ==========================================================================================

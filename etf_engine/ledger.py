@@ -91,3 +91,20 @@ class Ledger(Protocol):
          [[release_at, qty], ...]] ...]]], "orders": [order as builtins ...], "next_order_seq": n}
         each list sorted by its ids; holdings rows that are all zero are omitted, lots released by
         now_ms are counted as available."""
+
+
+def make_ledger(kind: str) -> Ledger:
+    """An empty ledger: "core" (compiled), "reference" (pure Python) or "auto" (core when built).
+    Both restore and produce the same canonical state."""
+    if kind != "reference":
+        try:
+            from etf_engine._core import Ledger as CoreLedger
+        except ImportError:
+            if kind == "core":
+                raise SystemExit("etf-engine: the compiled core is not built; run `pip install -e .` (or "
+                                 "`python setup.py build_ext --inplace`), or pass --ledger reference") from None
+        else:
+            return CoreLedger()
+    from etf_engine.reference import ReferenceLedger
+
+    return ReferenceLedger()

@@ -29,7 +29,7 @@ TOKEN = "proc-issuer"
 SLOW_SERVER = """
 import asyncio, os, sys
 from etf_engine.api.server import serve
-from etf_engine.cli import make_ledger
+from etf_engine.ledger import make_ledger
 from etf_engine.config import load_config
 from etf_engine.engine import NullJournal
 

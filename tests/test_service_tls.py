@@ -14,9 +14,9 @@ import pytest
 
 from etf_engine.api.auth import hash_token
 from etf_engine.api.server import BackgroundServer
-from etf_engine.cli import make_ledger
 from etf_engine.client import EtfClient
 from etf_engine.config import load_config
+from etf_engine.ledger import make_ledger
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
 
