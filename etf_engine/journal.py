@@ -201,8 +201,10 @@ def recover(
     on_event: Callable[[M.Event], None] | None = None,
 ) -> Any:
     """The ledger as of the journal's last record: the latest snapshot (restored by the class of the
-    empty ``ledger`` given), then every event after it applied. The callbacks see what was loaded."""
-    snapshot = journal.load_snapshot()
+    empty ``ledger`` given), then every event after it applied. A ledger that cannot restore a
+    snapshot (the reference) replays every record instead: the journal keeps them all. The callbacks
+    see what was loaded."""
+    snapshot = journal.load_snapshot() if hasattr(type(ledger), "restore") else None
     if snapshot is not None:
         ledger = type(ledger).restore(snapshot.state)
         if on_snapshot is not None:

@@ -95,7 +95,7 @@ class Ledger(Protocol):
 
 def make_ledger(kind: str) -> Ledger:
     """An empty ledger: "core" (compiled), "reference" (pure Python) or "auto" (core when built).
-    Both restore and produce the same canonical state."""
+    Both produce the same canonical state; only the core restores one (``recover``)."""
     if kind != "reference":
         try:
             from etf_engine._core import Ledger as CoreLedger

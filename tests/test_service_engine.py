@@ -4,6 +4,7 @@ error, replay, and callers that give up while their events are journaled."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -250,3 +251,37 @@ def test_a_lone_command_commits_on_the_loop_without_waiting(tmp_path: Path) -> N
         await engine.stop()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("kind", ["core", "reference"])
+def test_a_clean_stop_restarts_to_the_digest_it_logged(tmp_path: Path, kind: str,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Time moved on after the last event (an unbonding lot released, read by a caller) before the
+    stop: the restart, from the stop's snapshot where the ledger can restore one and from the whole
+    journal where it cannot (the reference), comes back to the digest logged at the stop."""
+    from etf_engine.ledger import make_ledger
+    from tests.test_journal import NOW, commands
+
+    now = [NOW]
+
+    async def run(commands: list, *, later: bool) -> None:
+        engine = Engine(make_ledger(kind), SqliteJournal(tmp_path), clock=lambda: now[0])
+        await engine.start()
+        for command in commands:  # unstakes 40 ETH with 60 s of unbonding
+            await engine.execute(command)
+        if later:
+            now[0] = NOW + 120_000  # the lot is released by now
+            await engine.read(lambda ledger, now_ms: ledger.get_holdings("F-1", now_ms))
+        await engine.stop()
+
+    def logged(when: str) -> list[str]:
+        prefix = f"state digest at {when}: "
+        return [r.getMessage().removeprefix(prefix) for r in caplog.records if r.getMessage().startswith(prefix)]
+
+    with caplog.at_level(logging.INFO, logger="etf_engine.engine"):
+        asyncio.run(run(commands(), later=True))
+        asyncio.run(run([], later=False))
+    assert (tmp_path / "snapshot.bin").exists()
+    stop, start = logged("stop"), logged("start")
+    assert len(stop) == 2 and len(start) == 2
+    assert start[1] == stop[0]
