@@ -238,9 +238,12 @@ class Engine:
             await asyncio.shield(self._committer)
         self.feed.close()
         with collector_paused():
+            # As of the last journaled event, as the snapshot is labelled (and as the checkpointer and
+            # `etf-engine verify` build it): one state serves the snapshot and the digest.
+            state = self.ledger.state(self.journal.last_at)
             if self._failure is None and self.journal.since_snapshot:
-                self.journal.write_snapshot(self.ledger.state(self._last_now))  # a clean stop restarts fast
-            log.info("state digest at stop: %s", self.digest())
+                self.journal.write_snapshot(state)  # a clean stop restarts fast
+            log.info("state digest at stop: %s", state_digest(state))
         self.journal.close()
 
     def digest(self) -> str:
