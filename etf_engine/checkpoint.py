@@ -23,7 +23,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from etf_engine.journal import SqliteJournal, collector_paused, recover
@@ -115,10 +114,9 @@ class CheckpointProcess:
         """Let a snapshot being written finish, then end (killed after ``timeout`` seconds)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while self.process.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.01)
-            if self.process.poll() is None:
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
 
