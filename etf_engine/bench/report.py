@@ -20,6 +20,10 @@ FIGURES = (("calls/s", "calls_per_second", True), ("orders/s", "items_per_second
            *((name, name, False) for name, _ in PERCENTILES), ("max", "max", False))  # (label, attr, higher is better)
 
 
+def load_name(mode: str, clients: int, rate: float) -> str:
+    return f"closed {clients}" if mode == "closed" else f"open {rate:,.0f}/s"
+
+
 class PhaseResult(msgspec.Struct, frozen=True):
     rpc: str
     mode: str  # "closed" or "open"
@@ -37,7 +41,7 @@ class PhaseResult(msgspec.Struct, frozen=True):
 
     @property
     def load(self) -> str:
-        return f"closed {self.clients}" if self.mode == "closed" else f"open {self.rate:,.0f}/s"
+        return load_name(self.mode, self.clients, self.rate)
 
     @property
     def key(self) -> tuple[str, str, int, float, int]:

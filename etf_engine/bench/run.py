@@ -14,14 +14,24 @@ import secrets
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from etf_engine.bench import fixture
-from etf_engine.bench.report import PhaseResult, Report, compare, encode, load_file, machine, plot, print_report
+from etf_engine.bench.report import (
+    PhaseResult,
+    Report,
+    compare,
+    encode,
+    load_file,
+    load_name,
+    machine,
+    plot,
+    print_report,
+)
 from etf_engine.bench.stats import percentile, summarize
 from etf_engine.bench.workers import FLOOR, RPCS, Phase, WorkerPool
 
@@ -158,15 +168,26 @@ class Measured:
     lags: list[int]  # open loop: how late each measured call left the client, ns
 
 
+def merged(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """Error counts by status code, added up."""
+    total: dict[str, int] = {}
+    for count in counts:
+        for code, n in count.items():
+            total[code] = total.get(code, 0) + n
+    return total
+
+
+def first_text(texts: Iterable[str]) -> str:
+    """The first error message that is not empty."""
+    return next((text for text in texts if text), "")
+
+
 def pool_results(runs: list[Measured]) -> PhaseResult:
     """The repeats of one phase as one result: percentiles over every call, throughput over the
     measured seconds of all of them."""
     first = runs[0]
     latencies = [x for run in runs for x in run.latencies]
-    errors: dict[str, int] = {}
-    for run in runs:
-        for code, n in run.errors.items():
-            errors[code] = errors.get(code, 0) + n
+    errors = merged(run.errors for run in runs)
     calls = max(len(latencies), 1)
     server = [run.server_cpu_ns for run in runs]
     lags = sorted(x for run in runs for x in run.lags)
@@ -175,7 +196,7 @@ def pool_results(runs: list[Measured]) -> PhaseResult:
         rpc=first.rpc, mode=mode, clients=clients, rate=rate, batch=first.batch, connections=first.connections,
         summary=summarize(latencies, items_per_call=first.batch, errors=sum(errors.values()),
                           seconds=sum(run.seconds for run in runs)),
-        errors_by_code=errors, first_error=next((run.first_error for run in runs if run.first_error), ""),
+        errors_by_code=errors, first_error=first_text(run.first_error for run in runs),
         server_cpu_us=0.0 if None in server else sum(server) / calls / 1e3,  # type: ignore[arg-type]
         client_cpu_us=sum(run.client_cpu_ns for run in runs) / calls / 1e3,
         send_lag_p50=percentile(lags, 50) / 1e6 if lags else 0.0,
@@ -202,8 +223,7 @@ def run_phase(pool: WorkerPool, args: argparse.Namespace, rpc: str, load: tuple[
         Phase(rpc=rpc, mode=mode, tasks=tasks[i], rate=rates[i], batch=batch, fund_id=fund_id, tag=tag,
               start_ns=start, measure_ns=measure, end_ns=end, max_inflight=args.max_inflight) if i < used else None
         for i in range(pool.size)]
-    load_text = f"closed {clients}" if mode == "closed" else f"open {rate:,.0f}/s"
-    title = f"{rpc}{f' x{batch}' if batch > 1 else ''}, {load_text}"
+    title = f"{rpc}{f' x{batch}' if batch > 1 else ''}, {load_name(*load)}"
     pool.send(phases)
     total = (end - start) / 1e9
     server_cpu: list[int] = []  # at the window's opening and closing
@@ -214,14 +234,10 @@ def run_phase(pool: WorkerPool, args: argparse.Namespace, rpc: str, load: tuple[
         if server_cpu_ns is not None:
             server_cpu.append(server_cpu_ns())
     outcomes = pool.gather(phases, timeout=120.0)
-    errors: dict[str, int] = {}
-    for outcome in outcomes:
-        for code, n in outcome.errors.items():
-            errors[code] = errors.get(code, 0) + n
     measured = Measured(
         rpc=rpc, load=load, batch=batch, connections=used,
         latencies=[x for outcome in outcomes for x in memoryview(outcome.latencies).cast("q")],
-        errors=errors, first_error=next((o.first_error for o in outcomes if o.first_error), ""),
+        errors=merged(o.errors for o in outcomes), first_error=first_text(o.first_error for o in outcomes),
         seconds=args.duration, server_cpu_ns=server_cpu[1] - server_cpu[0] if server_cpu else None,
         client_cpu_ns=sum(o.cpu_ns for o in outcomes),
         lags=[x for outcome in outcomes for x in memoryview(outcome.lags).cast("q")])
