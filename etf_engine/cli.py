@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import TextIO
 
 from etf_engine.api.auth import ISSUER, OBSERVER, PARTICIPANT, Principal, hash_token
+from etf_engine.bench.run import add_arguments as add_bench_arguments
+from etf_engine.bench.run import run as run_bench
 from etf_engine.client import EtfClient, FundAssetTerms, Tick, side_name, status_name
 from etf_engine.config import Config, ConfigError, load_config
 from etf_engine.ledger import make_ledger
@@ -257,9 +259,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from etf_engine.bench.run import run
-
-    return run(args)
+    return run_bench(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -285,9 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="load a server with concurrent clients; latency and throughput per RPC "
                                          "against the gRPC floor")
-    from etf_engine.bench.run import add_arguments
-
-    add_arguments(bench)
+    add_bench_arguments(bench)
     bench.set_defaults(func=cmd_bench)
     return parser
 

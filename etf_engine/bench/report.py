@@ -6,10 +6,12 @@ Every phase is compared with the floor (Ping) measured under the same load in th
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 from typing import TextIO
 
+import grpc
 import msgspec
 
 from etf_engine.bench.stats import PERCENTILES, Summary
@@ -64,10 +66,6 @@ class Report(msgspec.Struct):
 
 
 def machine() -> dict[str, str]:
-    import os
-
-    import grpc
-
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
