@@ -4,35 +4,46 @@ from __future__ import annotations
 
 from etf_engine import model as M
 from etf_engine._core import Ledger
+from etf_engine.bench.fixture import (
+    ASSETS,
+    CREATION_UNIT,
+    CUSTODIANS,
+    LIQUIDITY_BUFFER,
+    OPENING_HOLDING,
+    SHARES_OUTSTANDING,
+    STAKED_ETH,
+    STAKING_CAP,
+    UNBONDING_SECONDS,
+)
 from etf_engine.reference import ReferenceLedger
 
 NOW = 1_767_225_600_000
-ASSETS = {"BTC": 8, "ETH": 18, "SOL": 9}
-CUSTODIANS = [f"CUS-{i}" for i in range(5)]
 LEDGERS = {"core": Ledger, "reference": ReferenceLedger}
 
 
 def load_fund(ledger, fund_id: str = "F-1") -> None:
-    """A fund with 3 assets at 5 licensed custodians, priced, 10M shares outstanding; the assets,
-    custodians, participant and prices are registered with the first fund."""
+    """The fund ``etf-engine bench`` loads over gRPC (etf_engine.bench.fixture): 3 assets at 5 licensed
+    custodians, priced, 10M shares outstanding; the assets, custodians, participant and prices are
+    registered with the first fund."""
     run = ledger.execute
     if fund_id == "F-1":
-        for symbol, decimals in ASSETS.items():
+        for symbol, (decimals, _price) in ASSETS.items():
             run(M.RegisterAsset(symbol=symbol, decimals=decimals), NOW)
         for cid in CUSTODIANS:
             run(M.RegisterCustodian(custodian_id=cid, name=cid, licence_number="L", licence_status="ACTIVE",
                                     licence_expires_at=NOW // 1000 + 86_400 * 365), NOW)
         run(M.RegisterParticipant(participant_id="AP-1", name="AP", eligible_fund_ids=["F-1"],
                                   max_units_per_order=1_000, max_units_per_day=10_000), NOW)
-        run(M.PublishPrices(ticks=[M.PriceTick(asset=a, currency="HKD", price=p, as_of_unix_ms=NOW) for a, p in
-                                   (("BTC", "712345.67"), ("ETH", "24567.1"), ("SOL", "1234.5"))]), NOW)
+        run(M.PublishPrices(ticks=[M.PriceTick(asset=a, currency="HKD", price=p, as_of_unix_ms=NOW)
+                                   for a, (_decimals, p) in ASSETS.items()]), NOW)
     run(M.CreateFund(
-        fund_id=fund_id, name=fund_id, base_currency="HKD", creation_unit=50_000, creation_custodian_id=CUSTODIANS[0],
-        custodian_priority=CUSTODIANS, initial_shares_outstanding=10_000_000, min_liquid_units=1,
-        assets=[M.FundAssetSpec(asset=a, staking_cap="0.3", liquidity_buffer="0.1", unbonding_seconds=86_400)
-                for a in ASSETS],
+        fund_id=fund_id, name=fund_id, base_currency="HKD", creation_unit=CREATION_UNIT,
+        creation_custodian_id=CUSTODIANS[0], custodian_priority=CUSTODIANS,
+        initial_shares_outstanding=SHARES_OUTSTANDING, min_liquid_units=1,
+        assets=[M.FundAssetSpec(asset=a, staking_cap=STAKING_CAP, liquidity_buffer=LIQUIDITY_BUFFER,
+                                unbonding_seconds=UNBONDING_SECONDS) for a in ASSETS],
     ), NOW)
     for cid in CUSTODIANS:
         for symbol in ASSETS:
-            run(M.AdjustHolding(fund_id=fund_id, custodian_id=cid, asset=symbol, delta="123.456789"), NOW)
-    run(M.Stake(fund_id=fund_id, custodian_id=CUSTODIANS[4], asset="ETH", quantity="100"), NOW)
+            run(M.AdjustHolding(fund_id=fund_id, custodian_id=cid, asset=symbol, delta=OPENING_HOLDING), NOW)
+    run(M.Stake(fund_id=fund_id, custodian_id=CUSTODIANS[-1], asset="ETH", quantity=STAKED_ETH), NOW)

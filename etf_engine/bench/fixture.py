@@ -23,8 +23,14 @@ from etf_engine.client import EtfClient, FundAssetTerms, Tick
 
 FUND_ID = "BENCH-1"
 PARTICIPANT_ID = "AP-BENCH"
-ASSETS = {"BTC": (8, "712345.67"), "ETH": (18, "24567.1"), "SOL": (9, "1234.5")}
+# The benchmark fund; benchmarks/conftest.py loads the same one straight into a ledger.
+ASSETS = {"BTC": (8, "712345.67"), "ETH": (18, "24567.1"), "SOL": (9, "1234.5")}  # decimals, HKD price
 CUSTODIANS = [f"CUS-{i}" for i in range(5)]
+CREATION_UNIT = 50_000
+SHARES_OUTSTANDING = 10_000_000
+STAKING_CAP, LIQUIDITY_BUFFER, UNBONDING_SECONDS = "0.3", "0.1", 86_400  # every asset
+OPENING_HOLDING = "123.456789"  # of every asset at every custodian
+STAKED_ETH = "100"  # at the last custodian
 START_TIMEOUT_SECONDS = 60.0
 
 
@@ -132,13 +138,13 @@ def load_fund(target: str, issuer_token: str) -> None:
         for cid in CUSTODIANS:
             issuer.register_custodian(cid, cid, "BENCH", "ACTIVE", expires)
         issuer.register_participant(PARTICIPANT_ID, "bench dealer", [FUND_ID], 1_000, 10**12)
-        issuer.create_fund(FUND_ID, "bench fund", "HKD", 50_000, CUSTODIANS[0], CUSTODIANS,
-                           [FundAssetTerms(a, "0.3", "0.1", 86_400) for a in ASSETS],
-                           initial_shares_outstanding=10_000_000, min_liquid_units=1,
+        issuer.create_fund(FUND_ID, "bench fund", "HKD", CREATION_UNIT, CUSTODIANS[0], CUSTODIANS,
+                           [FundAssetTerms(a, STAKING_CAP, LIQUIDITY_BUFFER, UNBONDING_SECONDS) for a in ASSETS],
+                           initial_shares_outstanding=SHARES_OUTSTANDING, min_liquid_units=1,
                            max_price_age_seconds=86_400)  # prices stay fresh for a long run
         for cid in CUSTODIANS:
             for symbol in ASSETS:
-                issuer.adjust_holding(FUND_ID, cid, symbol, "123.456789", "bench opening balance")
-        issuer.stake(FUND_ID, CUSTODIANS[4], "ETH", "100")
+                issuer.adjust_holding(FUND_ID, cid, symbol, OPENING_HOLDING, "bench opening balance")
+        issuer.stake(FUND_ID, CUSTODIANS[-1], "ETH", STAKED_ETH)
         now_ms = int(time.time() * 1000)
         issuer.publish_prices([Tick(a, "HKD", price, now_ms) for a, (_d, price) in ASSETS.items()])
