@@ -88,7 +88,7 @@ class SqliteJournal:
             self._db.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
             self._db.execute("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, crc INTEGER NOT NULL, "
                              "body BLOB NOT NULL)")
-            self.last_seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            self.last_seq = self.committed_seq()
         except sqlite3.DatabaseError as error:
             self.close()
             raise JournalError(f"journal {self.dir / 'journal.sqlite3'} is damaged: {error}") from error
