@@ -678,17 +678,18 @@ class ReferenceLedger:
         prices = self._prices(fund, now)
         qpu = self._quantities_per_unit(fund, now)
         cash_component = nav_per_share = nav_per_unit = None  # while a price is missing
-        if None not in prices.by_asset.values():
+        priced = None not in prices.by_asset.values()
+        if s == 0:  # the seed basket: its cash needs no price; no shares, so no nav_per_share (SPEC §3)
+            cash_component = t.seed_cash_per_unit
+        if priced:
             lines_worth = sum((_worth(q, self.assets[a], prices.by_asset[a]) for a, q in qpu.items()), Fraction(0))
             if s > 0:
                 nav = self._nav(fund, now, prices)
                 per_unit = nav * t.creation_unit / s
                 cash_component = _round(per_unit - lines_worth, MONEY_DP)
                 nav_per_share = _round(nav / s, NAV_PER_SHARE_DP)
-            else:  # the seed basket
+            else:
                 per_unit = lines_worth + Fraction(t.seed_cash_per_unit, 100)
-                cash_component = t.seed_cash_per_unit
-                nav_per_share = _round(per_unit / t.creation_unit, NAV_PER_SHARE_DP)
             nav_per_unit = _round(per_unit, MONEY_DP)
         return m.Basket(
             fund_id=t.fund_id, creation_unit=t.creation_unit,

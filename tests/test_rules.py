@@ -805,9 +805,8 @@ def test_seed_basket(ledger):
     basket = desk.basket("F3")
     assert qpu(basket) == {"BTC": 100_000_001, "ETH": eth("2")}
     # seed value: 1.00000001 x 500000.5 + 2 x 20000 - 0.50 = 500000.505000005 + 40000 - 0.50 = 540000.005000005
-    # nav_per_unit -> 540000.01; nav_per_share = 540000.005000005 / 10 = 54000.0005000005 -> 54000.0005
-    # (from the rounded 540000.01 it would be 54000.0010)
-    assert (basket.cash_component, basket.nav_per_unit, basket.nav_per_share) == (-50, 54_000_001, 540_000_005)
+    # nav_per_unit -> 540000.01; no shares outstanding, so no nav_per_share (SPEC §3)
+    assert (basket.cash_component, basket.nav_per_unit, basket.nav_per_share) == (-50, 54_000_001, None)
     assert (basket.shares_outstanding, basket.as_of, basket.stale) == (0, NOW + 1, False)
     nav = desk.nav("F3")
     assert (nav.nav, nav.nav_per_share, nav.shares_outstanding) == (0, None, 0)
@@ -823,13 +822,79 @@ def test_seed_basket(ledger):
     assert desk.basket("F3").cash_component == -50
 
 
-def test_seed_basket_without_prices_has_no_money_fields(ledger):
-    desk = sample(ledger, prices={})
+# == S = 0: no nav_per_share anywhere; the seed cash needs no price ============================
+def _seed_cash(desk, fund=F2):
+    desk.update(fund, seed_cash_per_unit="12.34")
+
+
+@pytest.mark.parametrize(("fund", "shares", "nps"), [(F2, 0, None), (F1, 1000, 70_000_000)])
+def test_basket_nav_per_share_only_with_shares_outstanding(ledger, fund, shares, nps):
+    desk = sample(ledger)  # every price present and fresh
+    basket = desk.basket(fund)
+    # both 7000.0000 per share would be 700,000.00 per unit: F1's NAV 7,000,000.00 / 1000 shares; F2's seed
+    # basket 1 x 500000 + 10 x 20000 + 0.00 per unit of 100 shares. Only F1 has shares to divide by.
+    assert (basket.shares_outstanding, basket.nav_per_share, basket.nav_per_unit) == (shares, nps, cents("700000"))
+    assert desk.nav(fund).nav_per_share == nps  # GetNav and GetBasket agree
+
+
+def test_basket_nav_per_share_goes_when_the_last_share_is_redeemed(ledger):
+    desk = sample(ledger, shares=100)  # exactly one unit: NAV 7,000,000.00 over 100 shares
+    assert desk.basket().nav_per_share == 700_000_000  # 70000.0000
+    desk.settle(desk.order(REDEEM, 1).order_id)
+    basket = desk.basket()  # S = 0: the seed basket of F1 (seed quantities 0, seed cash 0.00)
+    assert (basket.shares_outstanding, basket.nav_per_share, basket.cash_component) == (0, None, 0)
+    assert qpu(basket) == {"BTC": 0, "ETH": 0}
+    assert desk.nav().nav_per_share is None
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_orders_decided_at_zero_shares_carry_no_nav_per_share(ledger, side):
+    desk = sample(ledger)
+    _seed_cash(desk)
+    checked = desk.check(side, 2, fund=F2)
+    order = desk.order(side, 2, fund=F2)
+    # CREATE is accepted on the seed basket, REDEEM rejected (no shares): either way decided at S = 0
+    expected = (ACCEPTED, "") if side == CREATE else (REJECTED, INSUFFICIENT_SHARES)
+    assert (order.status, order.reject_reason) == expected
+    for o in (checked, order):
+        assert (o.basket.shares_outstanding, o.basket.nav_per_share) == (0, None)
+        assert (o.basket.cash_component, o.cash_amount) == (1234, 2 * 1234)
+    if side == CREATE:
+        desk.settle(order.order_id)  # 200 shares now; the accepted order keeps its S = 0 basket
+        assert desk.ledger.get_order(order.order_id, None).basket.nav_per_share is None
+        # NAV = 2 BTC + 20 ETH + 24.68 cash = 1,400,024.68; / 200 = 7000.1234
+        assert desk.order(CREATE, 1, fund=F2).basket.nav_per_share == 70_001_234
+
+
+@pytest.mark.parametrize("priced", [{}, {"BTC": "500000"}, {"ETH": "20000"}], ids=["none", "btc-only", "eth-only"])
+def test_seed_basket_cash_needs_no_price(ledger, priced):
+    desk = sample(ledger, prices=priced)
+    _seed_cash(desk)
     basket = desk.basket(F2)
     assert qpu(basket) == {"BTC": btc("1"), "ETH": eth("10")}
-    # model.Basket: cash_component is None while a price is missing, even the seed basket's
+    # the seed cash is a term of the fund: no price goes into it. The value of a unit needs every price.
+    assert (basket.cash_component, basket.nav_per_unit, basket.nav_per_share) == (1234, None, None)
+    assert basket.stale is True
+    order = desk.order(CREATE, 3, fund=F2)
+    assert (order.reject_reason, order.basket.cash_component, order.cash_amount) == (STALE_PRICE, 1234, 3 * 1234)
+
+
+def test_seed_basket_priced_has_its_value(ledger):
+    desk = sample(ledger)
+    _seed_cash(desk)
+    basket = desk.basket(F2)
+    # 1 x 500000 + 10 x 20000 + 12.34 = 700012.34
+    assert (basket.cash_component, basket.nav_per_unit, basket.nav_per_share, basket.stale) == (
+        1234, cents("700012.34"), None, False)
+
+
+@pytest.mark.parametrize("shares", [1000, 1])
+def test_basket_with_shares_and_a_price_missing_has_no_cash_component(ledger, shares):
+    desk = sample(ledger, shares=shares, prices={"BTC": "500000"})
+    _seed_cash(desk, F1)  # the seed cash is not F1's basket while it has shares
+    basket = desk.basket()
     assert (basket.cash_component, basket.nav_per_unit, basket.nav_per_share) == (None, None, None)
-    assert (basket.stale, basket.as_of) == (True, 0)
+    assert desk.order(CREATE, 1).cash_amount is None
 
 
 def test_nav_counts_every_bucket(ledger):

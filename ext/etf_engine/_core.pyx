@@ -323,16 +323,15 @@ cdef class Ledger:
                 if priced:
                     held += fa.qpu * fa.price.value * fa.info.factor
         cash = nps = npu = None
-        if priced:
-            if S:
+        if S:
+            if priced:
                 cash = rhe(f.nav_num * U - S * held, S * CENT)
                 nps = rhe(f.nav_num, S * NPS)
                 npu = rhe(f.nav_num * U, S * CENT)
-            else:
-                value = held + f.seed_cash * CENT
-                cash = f.seed_cash
-                nps = rhe(value, U * NPS)
-                npu = rhe(value, CENT)
+        else:  # the seed basket: its cash needs no price; no shares, so no nav_per_share
+            cash = f.seed_cash
+            if priced:
+                npu = rhe(held + f.seed_cash * CENT, CENT)
         f.basket = Basket(
             fund_id=f.fund_id, creation_unit=U, lines=lines, cash_component=cash, nav_per_share=nps,
             nav_per_unit=npu, shares_outstanding=S, as_of=as_of, stale=stale,
