@@ -34,6 +34,7 @@ generate_protos()
 
 extensions = [
     Extension("etf_engine._core", ["ext/etf_engine/_core.pyx"], extra_compile_args=["-O2"]),
+    Extension("etf_engine.journal._walsum", ["ext/etf_engine/_walsum.pyx"], extra_compile_args=["-O2"]),
 ]
 
 setup(

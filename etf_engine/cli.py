@@ -26,6 +26,8 @@ from etf_engine.bench.run import add_arguments as add_bench_arguments
 from etf_engine.bench.run import run as run_bench
 from etf_engine.client import EtfClient, FundAssetTerms, Tick, side_name, status_name
 from etf_engine.config import Config, ConfigError, load_config
+from etf_engine.journal import JournalError
+from etf_engine.journal.sqlite import DataDirInUse
 from etf_engine.ledger import make_ledger
 from etf_engine.numbers import format_scaled
 
@@ -57,7 +59,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(serve(config, ledger=ledger, on_ready=ready))
-    except OSError as e:
+    except DataDirInUse as e:  # a configuration mistake: two servers given one data directory
+        print(f"etf-engine: {e}", file=sys.stderr)
+        return 2
+    except (OSError, JournalError) as e:
         print(f"etf-engine: {e}", file=sys.stderr)
         return 1
     print("etf-engine: stopped", flush=True)

@@ -25,6 +25,7 @@ directory it is started from. Every error names the offending key.
 from __future__ import annotations
 
 import re
+import ssl
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,7 +157,31 @@ def _parse_tls(raw: Any, base_dir: Path, fail: Any) -> TlsConfig:
         if not path.is_file():
             raise fail(f"tls.{key}", f"no such file: {path}")
         paths[key] = path
+    _check_tls_material(paths, fail)
     return TlsConfig(cert=paths["cert"], key=paths["key"], client_ca=paths.get("client_ca"))
+
+
+def _check_tls_material(paths: dict[str, Path], fail: Any) -> None:
+    """Load the certificate, key and CA as a TLS server would: grpc reports any mistake in them only as
+    "Failed to bind to address", so name the file and the problem here instead."""
+
+    def pem_certificates(key: str) -> None:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=str(paths[key]))
+        except (ssl.SSLError, OSError) as e:
+            why = getattr(e, "reason", None) or getattr(e, "strerror", None) or str(e)
+            raise fail(f"tls.{key}", f"{paths[key]} is not a readable PEM certificate ({why})") from None
+
+    pem_certificates("cert")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(paths["cert"], paths["key"])
+    except (ssl.SSLError, OSError) as e:
+        if "KEY_VALUES_MISMATCH" in str(e):
+            raise fail("tls.key", f"{paths['key']} does not match the certificate {paths['cert']}") from None
+        why = getattr(e, "reason", None) or getattr(e, "strerror", None) or str(e)
+        raise fail("tls.key", f"{paths['key']} is not a readable PEM private key ({why})") from None
+    if "client_ca" in paths:
+        pem_certificates("client_ca")
 
 
 def _parse_principal(i: int, raw: Any, fail: Any) -> Principal:

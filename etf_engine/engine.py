@@ -33,7 +33,7 @@ from typing import Any, Protocol, TypeVar
 
 from etf_engine import model as M
 from etf_engine.errors import EngineError
-from etf_engine.journal import SqliteJournal, collector_paused, recover, state_digest
+from etf_engine.journal import JournalError, SqliteJournal, collector_paused, recover, state_digest
 from etf_engine.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -210,7 +210,9 @@ class Engine:
         self._waiters: deque[tuple[int, asyncio.Future[Any], Any, EngineError | None]] = deque()
         self._committer: asyncio.Task[None] | None = None
         self._accepting = False
+        self._started = False
         self._failure: str | None = None
+        self.on_halt: list[Callable[[str], None]] = []  # told once, with the reason, when the engine stops itself
 
     @property
     def decimals(self) -> dict[str, int]:
@@ -223,17 +225,23 @@ class Engine:
         return self._failure
 
     async def start(self) -> None:
-        """Rebuild the ledger from the journal (latest snapshot, then the records after it)."""
+        """Rebuild the ledger from the journal (latest snapshot, then the records after it), on a thread
+        of its own so that the loop answers meanwhile (health says NOT_SERVING, calls get UNAVAILABLE)."""
         ignored: set[str] = set()
-        self.ledger = recover(self.journal, self.ledger, on_snapshot=self._index.load,
-                              on_event=lambda event: self._index.observe(event, ignored))
+        self.ledger = await asyncio.to_thread(
+            recover, self.journal, self.ledger, on_snapshot=self._index.load,
+            on_event=lambda event: self._index.observe(event, ignored))
         self._last_now = self.journal.last_at
         log.info("state digest at start: %s", self.digest())
-        self._accepting = True
+        self._accepting = self._started = True
 
     async def stop(self) -> None:
         """Refuse new work, let every commit under way finish (its callers get their replies), close."""
         self._accepting = False
+        if not self._started:  # the replay failed or never ran: there is no state to snapshot or show
+            self.feed.close()
+            self.journal.close()
+            return
         while self._committer is not None:
             await asyncio.shield(self._committer)
         self.feed.close()
@@ -257,7 +265,8 @@ class Engine:
         the order their handlers call this); the future holds its result or refusal once every event
         it could have seen is durable. ``writes=False`` promises it changes nothing (a read)."""
         if not self._accepting:
-            raise EngineError(UNAVAILABLE, self._failure or "the engine is not accepting work")
+            raise EngineError(UNAVAILABLE, self._failure or ("the engine is stopping" if self._started else
+                                                             "the engine is starting: replaying the journal"))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         now_ms = self._last_now = max(self.clock(), self._last_now)  # time never runs backwards inside
         result: Any = None
@@ -355,8 +364,9 @@ class Engine:
             _resolve(future, result, error)
 
     def _journal_failed(self, error: Exception) -> None:
-        log.exception("journal append failed; the engine stops", exc_info=error)
-        self._halt(f"the journal failed ({type(error).__name__}: {error}); the engine has stopped")
+        cause = str(error) if isinstance(error, JournalError) else f"{type(error).__name__}: {error}"
+        log.error("journal append failed; the engine stops: %s", cause, exc_info=error)
+        self._halt(f"the journal failed ({cause}); the engine has stopped")
 
     async def _gather(self) -> None:
         """Let the handlers the loop is about to run add their events to this commit first."""
@@ -368,13 +378,17 @@ class Engine:
 
     def _halt(self, reason: str) -> None:
         """Memory is ahead of disk: refuse everything from now on, fail every caller not yet released."""
-        if self._failure is None:
+        first = self._failure is None
+        if first:
             self._failure = reason
         self._accepting = False
         self._unjournaled.clear()
         while self._waiters:
             _fail(self._waiters.popleft()[1], EngineError(UNAVAILABLE, reason))
         self.feed.close()
+        if first:
+            for callback in self.on_halt:
+                callback(reason)
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: EngineError | None) -> None:

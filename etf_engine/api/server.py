@@ -33,6 +33,7 @@ from etf_engine.v1 import engine_pb2_grpc as rpc
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = tuple(s.full_name for s in pb.DESCRIPTOR.services_by_name.values())
+DIAGNOSTICS = pb.DESCRIPTOR.services_by_name["Diagnostics"].full_name
 
 
 def default_ledger() -> Ledger:
@@ -78,10 +79,11 @@ class EngineServer:
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
+        self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
 
     async def start(self) -> int:
-        await self.engine.start()
+        """Listen, replay the journal (health NOT_SERVING, calls UNAVAILABLE meanwhile), then serve."""
         size = self.config.max_message_bytes
         server = grpc.aio.server(
             interceptors=[AuthInterceptor(Authenticator(self.config.principals))],
@@ -97,8 +99,7 @@ class EngineServer:
         rpc.add_ValuationServicer_to_server(ValuationServicer(self.engine, self.config.heartbeat_seconds), server)
         rpc.add_DiagnosticsServicer_to_server(DiagnosticsServicer(), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        for name in ("", *SERVICE_NAMES):
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.config.reflection:
             reflection.enable_server_reflection(
                 (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -114,14 +115,33 @@ class EngineServer:
             if port == 0:
                 raise OSError(f"cannot listen on {self.config.listen}")
             await server.start()
+            self._server = server
+            self.port = port
+            await self.engine.start()
         except BaseException:
+            await server.stop(0)
+            self._server = None
             await self.engine.stop()
             raise
-        self._server = server
-        self.port = port
+        self.engine.on_halt.append(self._halted)
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         if self._checkpoint_every is not None:
             self._checkpointer = CheckpointProcess(self.config.data_dir, every=self._checkpoint_every)
         return port
+
+    async def _set_health(self, status: int) -> None:
+        """The server's and every engine service's status. Diagnostics answers without the engine, so
+        it serves whenever the process does."""
+        for name in ("", *SERVICE_NAMES):
+            diagnostics = name == DIAGNOSTICS
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING if diagnostics else status)
+
+    def _halted(self, reason: str) -> None:
+        """The engine stopped itself (the journal failed): NOT_SERVING for good."""
+        log.error("the engine has stopped; health is NOT_SERVING: %s", reason)
+        task = asyncio.get_running_loop().create_task(self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful stop; a second call while stopping waits for nothing more."""

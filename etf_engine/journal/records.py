@@ -1,0 +1,126 @@
+"""The journal's record format and its checks, shared by every backend: events as msgspec JSON with
+a CRC-32 each, snapshots with a header and a CRC, the state digest, and recovery (snapshot + replay)."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from etf_engine import model as M
+
+SNAPSHOT_MAGIC = b"ETFSNAP1"
+_encoder = msgspec.json.Encoder()  # JSON: exact integers of any size (msgpack stops at 64 bits)
+_event_decoder = msgspec.json.Decoder(M.AnyEvent)
+
+
+class JournalError(RuntimeError):
+    """The data directory cannot be used as it is; the message says what and where."""
+
+
+class Snapshot(msgspec.Struct):
+    seq: int
+    at: int
+    state: dict[str, Any]
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """For building a whole state: millions of new containers that all stay reachable, so every
+    collection the allocations trigger meanwhile walks them all and frees nothing (seen: a clean
+    stop at 350,000 orders ran fifteen of them, up to 240 ms each)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def encode_records(first_seq: int, events: list[M.Event]) -> list[tuple[int, int, bytes]]:
+    """(seq, crc, body) rows for ``events``, numbered from ``first_seq``."""
+    rows = []
+    for offset, event in enumerate(events):
+        body = _encoder.encode(event)
+        rows.append((first_seq + offset, zlib.crc32(body), body))
+    return rows
+
+
+def decode_record(expected: int, seq: int, crc: int, body: bytes) -> M.Event:
+    """The event of a stored record, checked: it is the one expected next, its CRC holds, it decodes."""
+    if seq != expected:
+        raise JournalError(f"journal record {expected} is missing (the next one stored is {seq})")
+    if zlib.crc32(body) != crc:
+        raise JournalError(f"journal record {seq} is damaged: checksum mismatch")
+    try:
+        return _event_decoder.decode(body)
+    except msgspec.DecodeError as error:
+        raise JournalError(f"journal record {seq} is damaged: {error}") from error
+
+
+def read_snapshot_file(path: Path) -> Snapshot | None:
+    """The snapshot stored at ``path``, checked, or None if there is none."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    head = len(SNAPSHOT_MAGIC)
+    body = data[head + 4:]
+    if data[:head] != SNAPSHOT_MAGIC or int.from_bytes(data[head:head + 4], "big") != zlib.crc32(body):
+        raise JournalError(f"snapshot {path} is damaged: bad header or checksum")
+    try:
+        return msgspec.json.decode(body, type=Snapshot)
+    except msgspec.DecodeError as error:
+        raise JournalError(f"snapshot {path} is damaged: {error}") from error
+
+
+def write_snapshot_file(path: Path, snapshot: Snapshot) -> None:
+    """Store ``snapshot`` at ``path`` atomically: a temporary file, fsync, rename, fsync of the directory."""
+    body = _encoder.encode(snapshot)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")  # the server and its checkpointer never share one
+    with open(tmp, "wb") as out:
+        out.write(SNAPSHOT_MAGIC + zlib.crc32(body).to_bytes(4, "big") + body)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def state_digest(state: dict[str, Any]) -> str:
+    """SHA-256 of the canonical state: equal digests, equal ledgers."""
+    return hashlib.sha256(msgspec.json.encode(state)).hexdigest()
+
+
+def recover(
+    journal: Any,
+    ledger: Any,
+    *,
+    on_snapshot: Callable[[dict[str, Any]], None] | None = None,
+    on_event: Callable[[M.Event], None] | None = None,
+) -> Any:
+    """The ledger as of the journal's last record: the latest snapshot (restored by the class of the
+    empty ``ledger`` given), then every event after it applied. A ledger that cannot restore a
+    snapshot (the reference) replays every record instead: the journal keeps them all. The callbacks
+    see what was loaded."""
+    snapshot = journal.load_snapshot() if hasattr(type(ledger), "restore") else None
+    if snapshot is not None:
+        ledger = type(ledger).restore(snapshot.state)
+        if on_snapshot is not None:
+            on_snapshot(snapshot.state)
+    for event in journal.replay(after=snapshot.seq if snapshot is not None else 0):
+        ledger.apply(event)
+        if on_event is not None:
+            on_event(event)
+    return ledger

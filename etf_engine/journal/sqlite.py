@@ -1,0 +1,287 @@
+"""The SQLite journal of a data directory (WAL, synchronous=FULL), and its snapshots.
+
+Layout of a data directory:
+  journal.sqlite3   table ``events(seq, crc, body)``: one row per event (records.py: msgspec JSON and
+                    its CRC-32); seq runs 1, 2, 3 ... without gaps.
+  snapshot.bin      the ledger's state after some record (records.py), replaced atomically.
+  LOCK              held (flock) by the one process that owns the directory.
+
+A commit returns only once SQLite has fsynced the WAL, so an acknowledged event survives a crash.
+Before SQLite opens the files, the owner reads every WAL frame (wal.py): SQLite would take a damaged
+frame as the end of the log and silently drop the commits after it. Then ``PRAGMA quick_check``
+walks every page of the database (damage that hides records without failing a CRC), and the records
+must run from 1 to the last without a gap. A record whose body changed fails its CRC when read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import resource
+import sqlite3
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from etf_engine import model as M
+from etf_engine.journal.records import (
+    JournalError,
+    Snapshot,
+    decode_record,
+    encode_records,
+    read_snapshot_file,
+    write_snapshot_file,
+)
+from etf_engine.journal.wal import discard_torn_tail, scan_wal
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "journal.sqlite3"
+SNAPSHOT_NAME = "snapshot.bin"
+
+
+class DataDirInUse(JournalError):
+    """Another process owns the data directory (a running server)."""
+
+
+class JournalFailure(JournalError):
+    """A write to the journal failed; the message names the cause (disk full, file too large, I/O error)."""
+
+
+class SqliteJournal:
+    """Journal of one data directory.
+
+    ``lock=True`` (the server): the process owns the directory until ``close``; the directory and every
+    journal file must be writable, the WAL and the database are checked before use, and a torn tail
+    (an unacknowledged commit cut off by a crash) is cut off, with a warning in the log.
+    ``lock=False``: a reader beside the owner or offline (``verify`` with ``check=True``, the
+    checkpointer without); it opens SQLite read-only, so that closing it never checkpoints and the
+    files stay as they were found.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str], *, lock: bool = True, check: bool | None = None) -> None:
+        self.dir = Path(data_dir)
+        self.path = self.dir / DB_NAME
+        self._lock_file: Any = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._db: sqlite3.Connection | None = None
+        self.torn_tail_frames = 0  # frames of an unacknowledged commit found after the last one (and cut if owner)
+        check = lock if check is None else check
+        if lock:
+            self._own()
+        try:
+            live = not lock and _locked_by_other(self.dir)
+            if check:
+                self._check_wal(discard=lock, live=live)
+            self._open(writable=lock)
+            if check:
+                self._check_database()
+        except BaseException:
+            self.close()
+            raise
+        self.last_seq = self.committed_seq()
+        self.last_at = 0
+        self.since_snapshot = 0
+
+    # -- opening -------------------------------------------------------------------------------
+    def _own(self) -> None:
+        """Take the directory's lock; refuse, naming the path and the OS error, if it cannot be written."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._lock_file = open(self.dir / "LOCK", "a+")  # noqa: SIM115 - held for the journal's life
+        except OSError as error:
+            raise JournalError(f"cannot write data directory {self.dir}: {error.strerror or error}") from error
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            self._lock_file = None
+            raise DataDirInUse(f"data directory {self.dir} is in use by another etf-engine process") from None
+        try:
+            self._lock_file.truncate(0)
+            self._lock_file.write(f"{os.getpid()}\n")
+            self._lock_file.flush()
+            os.fsync(self._lock_file.fileno())
+            # Root passes every permission check, so try the files for real: a read-only file, mount or
+            # an immutable file shows here, not at the first commit.
+            for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
+                path = self.dir / name
+                if path.exists():
+                    os.close(os.open(path, os.O_RDWR))
+        except OSError as error:
+            where = error.filename or self.dir / "LOCK"
+            raise JournalError(f"cannot write {where}: {error.strerror or error}") from error
+
+    def _check_wal(self, *, discard: bool, live: bool) -> None:
+        scan = scan_wal(self.dir / f"{DB_NAME}-wal", _page_size(self.path), live=live)
+        if not scan.torn:
+            return
+        self.torn_tail_frames = scan.torn_frames
+        if discard:
+            discard_torn_tail(scan)
+            log.warning("journal WAL %s: discarded a torn tail of %d frame(s), %d bytes after the last commit "
+                        "(a commit cut off by a crash, never acknowledged)", scan.path, scan.torn_frames,
+                        scan.file_bytes - scan.keep_bytes)
+
+    def _open(self, *, writable: bool) -> None:
+        try:
+            if writable:
+                self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
+                self._db.execute("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, "
+                                 "crc INTEGER NOT NULL, body BLOB NOT NULL)")
+                self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+            else:
+                self._db = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, isolation_level=None,
+                                           check_same_thread=False)
+                self._db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as error:
+            raise JournalError(f"journal {self.path} is damaged or unreadable: {error}") from error
+
+    def _check_database(self) -> None:
+        """Every page of the database is sound, and the records run from 1 to the last without a gap."""
+        try:
+            problems = [row[0] for row in self._db.execute("PRAGMA quick_check(5)")]  # type: ignore[union-attr]
+            if problems != ["ok"]:
+                raise JournalError(f"journal {self.path} is damaged: {'; '.join(problems)}")
+            first, last, count = self._db.execute(  # type: ignore[union-attr]
+                "SELECT MIN(seq), MAX(seq), COUNT(*) FROM events").fetchone()
+        except sqlite3.DatabaseError as error:
+            raise JournalError(f"journal {self.path} is damaged: {error}") from error
+        if count and (first != 1 or last != count):
+            missing = 1 if first != 1 else self._db.execute(  # type: ignore[union-attr]
+                "SELECT MIN(seq) + 1 FROM events AS e WHERE seq < ? AND NOT EXISTS "
+                "(SELECT 1 FROM events WHERE seq = e.seq + 1)", (last,)).fetchone()[0]
+            raise JournalError(f"journal {self.path} is damaged: record {missing} is missing ({count} records "
+                               f"stored, numbered {first} to {last})")
+
+    # -- writing -------------------------------------------------------------------------------
+    async def append(self, events: list[M.Event]) -> None:
+        """Make ``events`` durable, in one transaction and one fsync (group commit)."""
+        if not events:
+            return
+        assert self._writer is not None, "a read-only journal cannot append"
+        await asyncio.get_running_loop().run_in_executor(self._writer, self.append_sync, events)
+
+    def append_sync(self, events: list[M.Event]) -> None:
+        db = self._db
+        assert db is not None
+        rows = encode_records(self.last_seq + 1, events)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT INTO events (seq, crc, body) VALUES (?, ?, ?)", rows)
+            db.execute("COMMIT")
+        except sqlite3.Error as error:
+            # SQLite may already have rolled back (it does on a full disk); a ROLLBACK then fails with
+            # "no transaction is active", which would hide the cause.
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise JournalFailure(f"journal {self.path}: {describe_failure(error, self.dir)}") from error
+        self.last_seq += len(events)
+        self.last_at = events[-1].at
+        self.since_snapshot += len(events)
+
+    # -- reading -------------------------------------------------------------------------------
+    def replay(self, after: int = 0) -> Iterator[M.Event]:
+        """Events after seq ``after``, in order, each checked; damage raises JournalError naming the record."""
+        expected = after + 1
+        try:
+            cursor = self._db.execute(  # type: ignore[union-attr]
+                "SELECT seq, crc, body FROM events WHERE seq > ? ORDER BY seq", (after,))
+            for seq, crc, body in cursor:
+                event = decode_record(expected, seq, crc, body)
+                self.last_seq, self.last_at = seq, event.at
+                expected += 1
+                yield event
+        except sqlite3.DatabaseError as error:
+            raise JournalError(f"journal {self.path} is damaged near record {expected}: {error}") from error
+
+    def committed_seq(self) -> int:
+        """The last record committed, by this or another connection (a checkpointer follows the server)."""
+        try:
+            return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]  # type: ignore[union-attr]
+        except sqlite3.DatabaseError as error:
+            raise JournalError(f"journal {self.path} is damaged: {error}") from error
+
+    # -- snapshots -----------------------------------------------------------------------------
+    def load_snapshot(self) -> Snapshot | None:
+        path = self.dir / SNAPSHOT_NAME
+        snapshot = read_snapshot_file(path)
+        if snapshot is None:
+            return None
+        if snapshot.seq > self.last_seq:
+            raise JournalError(f"snapshot {path} is at record {snapshot.seq} but the journal ends at {self.last_seq}")
+        self.last_at = snapshot.at
+        return snapshot
+
+    def write_snapshot(self, state: dict[str, Any]) -> None:
+        """Store ``state`` as of the last appended event."""
+        write_snapshot_file(self.dir / SNAPSHOT_NAME, Snapshot(seq=self.last_seq, at=self.last_at, state=state))
+        self.since_snapshot = 0
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+
+def _locked_by_other(data_dir: Path) -> bool:
+    """Whether a server owns ``data_dir`` now (its WAL may then be mid-write)."""
+    try:
+        with open(data_dir / "LOCK", "rb") as lock_file:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return False
+
+
+def _page_size(db_path: Path) -> int:
+    """The page size in the database file's header, or 0 if the file has none yet."""
+    try:
+        with open(db_path, "rb") as db:
+            header = db.read(100)
+    except OSError:
+        return 0
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        return 0
+    size = int.from_bytes(header[16:18], "big")
+    return 65536 if size == 1 else size
+
+
+def describe_failure(error: BaseException, data_dir: Path) -> str:
+    """The cause of a failed write in words an operator acts on: disk full, file too large, I/O error."""
+    name = getattr(error, "sqlite_errorname", "") or type(error).__name__
+    detail = f"{name}: {error}"
+    try:
+        stats = os.statvfs(data_dir)
+        free = stats.f_bavail * stats.f_frsize
+    except OSError:
+        free = -1
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    largest = max((p.stat().st_size for p in data_dir.glob(f"{DB_NAME}*") if p.is_file()), default=0)
+    if limit != resource.RLIM_INFINITY and largest + 65536 >= limit:
+        return f"file too large: the process may not write files over {limit} bytes ({detail})"
+    if name == "SQLITE_FULL" or 0 <= free < 1 << 20:
+        return f"disk full: {max(free, 0)} bytes free in {data_dir} ({detail})"
+    if name.startswith("SQLITE_READONLY"):
+        return f"the journal is read-only ({detail})"
+    if name.startswith("SQLITE_IOERR"):
+        return f"I/O error ({detail})"
+    return detail
