@@ -7,7 +7,7 @@ nav_per_share. No float is ever produced or accepted.
 
 import re
 
-from etf_engine.errors import invalid, out_of_range
+from etf_engine.errors import invalid, out_of_range, quote
 
 PRICE_DP = 8
 MONEY_DP = 2
@@ -38,18 +38,18 @@ def parse_scaled(text: str, field: str, dp: int, *, signed: bool = False, limit:
         raise invalid(field, f"expected a decimal string, got {type(text).__name__}")
     m = _DECIMAL.fullmatch(text)
     if m is None:
-        raise invalid(field, f"{text!r} is not a plain decimal number")
+        raise invalid(field, f"{quote(text)} is not a plain decimal number")
     sign, whole, frac = m.groups()
     if sign and not signed:
-        raise invalid(field, f"{text!r} must not be negative")
+        raise invalid(field, f"{quote(text)} must not be negative")
     frac = frac or ""
     if len(frac) > dp:
-        raise invalid(field, f"{text!r} has more than {dp} fraction digits")
+        raise invalid(field, f"{quote(text)} has more than {dp} fraction digits")
     if len(whole) > 40:
-        raise out_of_range(field, f"{text!r} is too large")
+        raise out_of_range(field, f"{quote(text)} is too large")
     value = int(whole + frac.ljust(dp, "0"))
     if limit is not None and value > limit:
-        raise out_of_range(field, f"{text!r} exceeds the limit {format_scaled(limit, dp)}")
+        raise out_of_range(field, f"{quote(text)} exceeds the limit {format_scaled(limit, dp)}")
     return -value if sign else value
 
 

@@ -2,7 +2,9 @@
 
 One server interceptor authenticates every call of the etf_engine.v1 services, checks the role
 against ``ACCESS``, makes the principal available to the servicer (``current_principal``) and turns
-an ``EngineError`` into the gRPC status of the same name. Health and reflection stay open: load
+an ``EngineError`` into the gRPC status of the same name. It also parses the request body, after
+the token and the role are checked (SPEC §11: no body is read for a caller without a valid token),
+and refuses one that does not parse with INVALID_ARGUMENT. Health and reflection stay open: load
 balancers and grpcurl-style tools use them without a token, and they reveal no fund data.
 Finer rules (a participant sees only its eligible funds and its own orders) need ledger data and
 are checked by the servicers.
@@ -18,8 +20,10 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from google.protobuf import descriptor_pool
+from google.protobuf.message import DecodeError
 
-from etf_engine.errors import PERMISSION_DENIED, EngineError
+from etf_engine.errors import INVALID_ARGUMENT, PERMISSION_DENIED, EngineError
 
 ISSUER, PARTICIPANT, OBSERVER = "issuer", "participant", "observer"
 ROLES = (ISSUER, PARTICIPANT, OBSERVER)
@@ -130,31 +134,66 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         _principal.set(principal)
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        # gRPC hands the wrapper the raw body (request_deserializer=None): it is parsed only once the
+        # caller is known and allowed to call the method.
+        deserialize = handler.request_deserializer or _raw
+        unparsable = f"request body does not parse as {_request_name(method, deserialize)}"
+
         if handler.unary_unary is not None:
             inner_unary = handler.unary_unary
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def unary(body: bytes, context: grpc.aio.ServicerContext) -> Any:
                 try:
                     self._enter(method, context)
+                    try:
+                        request = deserialize(body)
+                    except Exception as e:
+                        raise _unparsable(unparsable, e) from None
                     return await inner_unary(request, context)
                 except EngineError as e:
                     await context.abort(grpc_status(e.code), e.message)
 
             return grpc.unary_unary_rpc_method_handler(
-                unary, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+                unary, request_deserializer=None, response_serializer=handler.response_serializer)
         if handler.unary_stream is not None:
             inner_stream = handler.unary_stream
 
-            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async def stream(body: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 try:
                     self._enter(method, context)
+                    try:
+                        request = deserialize(body)
+                    except Exception as e:
+                        raise _unparsable(unparsable, e) from None
                     async for item in inner_stream(request, context):
                         yield item
                 except EngineError as e:
                     await context.abort(grpc_status(e.code), e.message)
 
             return grpc.unary_stream_rpc_method_handler(
-                stream, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+                stream, request_deserializer=None, response_serializer=handler.response_serializer)
         raise TypeError(f"{method}: only unary and server-streaming RPCs are served")
+
+
+def _unparsable(message: str, error: Exception) -> EngineError:
+    """INVALID_ARGUMENT for a body the request deserializer refused; a DecodeError adds its short,
+    fixed reason ("Wire format was corrupt", "String field had bad UTF-8"), nothing else does."""
+    if isinstance(error, DecodeError):
+        reason = str(error).rpartition(": ")[2]
+        if reason and len(reason) <= 64:
+            message = f"{message}: {reason}"
+    return EngineError(INVALID_ARGUMENT, message)
+
+
+def _raw(body: bytes) -> bytes:
+    return body
+
+
+def _request_name(method: str, deserialize: Callable[[bytes], Any]) -> str:
+    """The request message's name for "/package.Service/Method" (from the descriptor pool, else the
+    deserializer's class), for the message refusing a body that does not parse."""
+    try:
+        return str(descriptor_pool.Default().FindMethodByName(method.lstrip("/").replace("/", ".")).input_type.name)
+    except KeyError:
+        owner = getattr(deserialize, "__self__", None)
+        return getattr(owner, "__name__", "the request message")

@@ -17,7 +17,7 @@ from etf_engine import model as M
 from etf_engine.api import convert
 from etf_engine.api.auth import PARTICIPANT, Principal, current_principal
 from etf_engine.engine import Engine
-from etf_engine.errors import PERMISSION_DENIED, EngineError, invalid
+from etf_engine.errors import PERMISSION_DENIED, EngineError, invalid, quote
 from etf_engine.ledger import Ledger
 from etf_engine.v1 import engine_pb2 as pb
 from etf_engine.v1 import engine_pb2_grpc as rpc
@@ -44,7 +44,7 @@ def _check_fund(ledger: Ledger, principal: Principal, fund_id: str) -> None:
     except EngineError:  # not registered (yet): eligible for nothing
         funds = ()
     if fund_id not in funds:
-        raise EngineError(PERMISSION_DENIED, f"fund_id: participant {pid} is not eligible for fund {fund_id!r}")
+        raise EngineError(PERMISSION_DENIED, f"fund_id: participant {pid} is not eligible for fund {quote(fund_id)}")
 
 
 def _check_order(principal: Principal, order: M.Order) -> None:
@@ -183,7 +183,7 @@ class DealingServicer(_Servicer, rpc.DealingServicer):
             try:
                 after = _order_seq(request.page_token)
             except ValueError:
-                raise invalid("page_token", f"{request.page_token!r} is not a token this server gave") from None
+                raise invalid("page_token", f"{quote(request.page_token)} is not a token this server gave") from None
         if request.status and request.status not in convert.STATUS_NAME:
             raise invalid("status", f"{request.status} is not an order status")
         status = convert.enum_name(convert.STATUS_NAME, request.status)
