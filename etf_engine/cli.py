@@ -240,23 +240,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Replay without serving (and without taking the directory's lock: a running server may own it)."""
+    """Check every record and the snapshot without serving. It takes no lock (a running server may own
+    the directory) and opens SQLite read-only: it changes nothing it reads."""
     from etf_engine._core import Ledger as CoreLedger
-    from etf_engine.journal import JournalError, SqliteJournal, recover, state_digest
+    from etf_engine.journal import SqliteJournal, state_digest, verify
 
     if not Path(args.data_dir, "journal.sqlite3").exists():
         print(f"etf-engine verify: no journal in {args.data_dir}", file=sys.stderr)
         return 1
     try:
-        journal = SqliteJournal(args.data_dir, lock=False)
+        journal = SqliteJournal(args.data_dir, lock=False, check=True)
         try:
-            ledger = recover(journal, CoreLedger())
+            ledger = verify(journal, CoreLedger())
             state = ledger.state(journal.last_at)
         finally:
             journal.close()
     except JournalError as e:
         print(f"etf-engine verify: {e}", file=sys.stderr)
         return 1
+    if journal.torn_tail_frames:
+        print(f"torn tail: {journal.torn_tail_frames} WAL frame(s) after the last commit, never acknowledged; "
+              "start-up discards them")
     print(f"records {journal.last_seq}, funds {len(state['funds'])}, orders {len(state['orders'])}, "
           f"participants {len(state['participants'])}, prices {len(state['prices'])}")
     print(f"digest {state_digest(state)}")

@@ -7,7 +7,8 @@ from etf_engine.journal.records import (
     collector_paused,
     recover,
     state_digest,
+    verify,
 )
 from etf_engine.journal.sqlite import SqliteJournal
 
-__all__ = ["JournalError", "Snapshot", "SqliteJournal", "collector_paused", "recover", "state_digest"]
+__all__ = ["JournalError", "Snapshot", "SqliteJournal", "collector_paused", "recover", "state_digest", "verify"]

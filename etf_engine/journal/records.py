@@ -54,16 +54,17 @@ def encode_records(first_seq: int, events: list[M.Event]) -> list[tuple[int, int
     return rows
 
 
-def decode_record(expected: int, seq: int, crc: int, body: bytes) -> M.Event:
-    """The event of a stored record, checked: it is the one expected next, its CRC holds, it decodes."""
+def decode_record(where: str, expected: int, seq: int, crc: int, body: bytes) -> M.Event:
+    """The event of a record stored in ``where`` (the journal's name, for messages), checked: it is the
+    one expected next, its CRC holds, it decodes."""
     if seq != expected:
-        raise JournalError(f"journal record {expected} is missing (the next one stored is {seq})")
+        raise JournalError(f"{where}: record {expected} is missing (the next one stored is {seq})")
     if zlib.crc32(body) != crc:
-        raise JournalError(f"journal record {seq} is damaged: checksum mismatch")
+        raise JournalError(f"{where}: record {seq} is damaged: checksum mismatch")
     try:
         return _event_decoder.decode(body)
     except msgspec.DecodeError as error:
-        raise JournalError(f"journal record {seq} is damaged: {error}") from error
+        raise JournalError(f"{where}: record {seq} is damaged: {error}") from error
 
 
 def read_snapshot_file(path: Path) -> Snapshot | None:
@@ -123,4 +124,22 @@ def recover(
         ledger.apply(event)
         if on_event is not None:
             on_event(event)
+    return ledger
+
+
+def verify(journal: Any, ledger: Any) -> Any:
+    """Every record from the first, each checked, applied to the empty ``ledger``; the snapshot, if
+    there is one, must equal the state those records give at its seq (damage under a snapshot counts
+    too, and a snapshot that disagrees with the journal would restart a server on the wrong state)."""
+    snapshot = journal.load_snapshot()
+    if snapshot is not None and snapshot.seq == 0:
+        snapshot = None
+    for event in journal.replay(after=0):
+        ledger.apply(event)
+        if snapshot is not None and journal.last_seq == snapshot.seq:
+            with collector_paused():
+                equal = state_digest(ledger.state(snapshot.at)) == state_digest(snapshot.state)
+            if not equal:
+                raise JournalError(f"the snapshot at record {snapshot.seq} differs from the state that records 1 "
+                                   f"to {snapshot.seq} give")
     return ledger

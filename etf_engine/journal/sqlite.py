@@ -196,7 +196,7 @@ class SqliteJournal:
             cursor = self._db.execute(  # type: ignore[union-attr]
                 "SELECT seq, crc, body FROM events WHERE seq > ? ORDER BY seq", (after,))
             for seq, crc, body in cursor:
-                event = decode_record(expected, seq, crc, body)
+                event = decode_record(f"journal {self.path}", expected, seq, crc, body)
                 self.last_seq, self.last_at = seq, event.at
                 expected += 1
                 yield event
