@@ -15,14 +15,15 @@ Decisions SPEC.md leaves open, fixed here so that both ledgers agree:
   units * creation_unit > 10^15 (OUT_OF_RANGE). Then the order is recorded with the checks of
   SPEC §5. Order ids are ``ORD-%08d`` from a sequence starting at 1; rejected orders take one too.
 * A recorded order (accepted or rejected) carries the basket at decision time, deliverables
-  (units x quantity_per_unit), cash_amount (units x cash_component, None when a price is missing),
+  (units x quantity_per_unit), cash_amount (units x cash_component, None when the cash component is),
   fee (creation_fee / redemption_fee when ACCEPTED, 0 when REJECTED) and legs (ACCEPTED REDEEM only).
 * Redemption legs: licensed custodians in ``custodian_priority`` order, then licensed custodians
   not listed there in custodian_id order; zero legs are omitted.
 * Basket with S = 0: lines are the seed quantities, cash_component the seed cash; nav_per_unit is
-  the seed basket's value (sum of seed quantity x price + seed cash, 2 dp half-even) and
-  nav_per_share that exact value / creation_unit (4 dp). With a price missing, every money field
-  of a basket or NAV that needs it is None (quantities are still given); ``stale`` is then true.
+  the seed basket's value (sum of seed quantity x price + seed cash, 2 dp half-even); nav_per_share
+  is None (no shares outstanding, SPEC §3). With a price missing, every money field of a basket or
+  NAV that needs it is None (quantities and the seed cash, which needs no price, are still given);
+  ``stale`` is then true.
   ``as_of`` is the newest as_of of the fund's prices present (0 if none).
 * Capacity: per side, ``units`` = the largest n >= 0 with check_order(n) ACCEPTED (n never above
   max_units_per_order); ``binding_reason`` = reject_reason of check_order(units + 1), ignoring

@@ -200,8 +200,8 @@ class Basket(Struct):
     fund_id: str
     creation_unit: int
     lines: list[BasketLine]
-    cash_component: int | None  # cents; None when a price is missing
-    nav_per_share: int | None  # 1e-4
+    cash_component: int | None  # cents; None when a price is missing and shares are outstanding
+    nav_per_share: int | None  # 1e-4; None when no shares are outstanding or a price is missing
     nav_per_unit: int | None  # cents
     shares_outstanding: int
     as_of: int  # newest as_of (ms) of the prices used; 0 when none

@@ -97,14 +97,14 @@ def test_seed_basket_and_missing_price() -> None:
     d.run(m.CreateFund(fund_id="F", name="f", base_currency="HKD", creation_unit=100, creation_custodian_id="C1",
                        custodian_priority=[], seed_cash_per_unit="-0.05",
                        assets=[m.FundAssetSpec(asset="SOL", seed_quantity_per_unit="2.5")]))
-    basket = d.ledger.get_basket("F", T0)  # no SOL/HKD price yet: quantities only
+    basket = d.ledger.get_basket("F", T0)  # no SOL/HKD price yet: quantities and the seed cash, which needs none
     assert (basket.lines[0].quantity_per_unit, basket.cash_component, basket.nav_per_unit, basket.stale) == (
-        2_500_000_000, None, None, True)
+        2_500_000_000, -5, None, True)
     d.run(m.PublishPrices(ticks=[m.PriceTick(asset="SOL", currency="HKD", price="1234.567", as_of_unix_ms=T0)]))
-    # seed value = 2.5 x 1,234.567 - 0.05 = 3,086.3675 -> 3,086.37 (per unit); / 100 = 30.863675 -> 30.8637
+    # seed value = 2.5 x 1,234.567 - 0.05 = 3,086.3675 -> 3,086.37 per unit; no shares: no nav_per_share
     basket = d.ledger.get_basket("F", T0)
     assert (basket.cash_component, basket.nav_per_unit, basket.nav_per_share, basket.stale) == (
-        -5, 308_637, 308_637, False)
+        -5, 308_637, None, False)
     nav = d.ledger.get_nav("F", T0)
     assert (nav.nav, nav.nav_per_share) == (0, None)
 

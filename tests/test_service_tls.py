@@ -111,3 +111,40 @@ def test_mutual_tls(pki: Path, mtls_server: BackgroundServer) -> None:
     assert _code(client("client", "wrong")) == grpc.StatusCode.UNAUTHENTICATED  # a certificate is not a token
     assert _code(client(None)) == grpc.StatusCode.UNAVAILABLE
     assert _code(client("stranger")) == grpc.StatusCode.UNAVAILABLE
+
+
+def _serve_once(config: Path) -> subprocess.CompletedProcess[str]:
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run([sys.executable, "-m", "etf_engine.cli", "serve", "--config", str(config)],
+                          env={**os.environ, "PYTHONPATH": str(root)}, text=True, capture_output=True, timeout=60)
+
+
+@pytest.mark.parametrize(("tls", "names"), [
+    ('cert = "server.pem"\nkey = "client.key"', ("tls.key", "client.key", "does not match", "server.pem")),
+    ('cert = "server.key"\nkey = "server.key"', ("tls.cert", "server.key", "not a readable PEM certificate")),
+    ('cert = "server.pem"\nkey = "server.pem"', ("tls.key", "server.pem", "not a readable PEM private key")),
+    ('cert = "server.pem"\nkey = "server.key"\nclient_ca = "garbage.pem"',
+     ("tls.client_ca", "garbage.pem", "not a readable PEM certificate")),
+], ids=["key-of-another-cert", "cert-is-a-key", "key-is-a-cert", "garbage-client-ca"])
+def test_bad_tls_material_is_one_line_and_exit_2(pki: Path, tmp_path: Path, tls: str, names: tuple[str, ...]) -> None:
+    """grpc would say only "Failed to bind to address": the config names the file and the problem."""
+    (pki / "garbage.pem").write_text("not a certificate\n")
+    config = tmp_path / "bad-tls.toml"
+    config.write_text(f'listen = "127.0.0.1:0"\ndata_dir = "{tmp_path / "data"}"\n[tls]\n{tls}\n'
+                      .replace('"server', f'"{pki}/server').replace('"client', f'"{pki}/client')
+                      .replace('"garbage', f'"{pki}/garbage'))
+    result = _serve_once(config)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for name in names:
+        assert name in lines[0], lines[0]
+    assert not (tmp_path / "data").exists()  # refused before anything was created
+
+
+def test_good_tls_material_passes_the_check(pki: Path) -> None:
+    config = pki / "ok.toml"
+    config.write_text(f'[tls]\ncert = "{pki}/server.pem"\nkey = "{pki}/server.key"\nclient_ca = "{pki}/ca.pem"\n')
+    assert load_config(config).tls is not None
