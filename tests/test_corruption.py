@@ -13,6 +13,7 @@ runs a larger sweep.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from etf_engine import model as M
 from etf_engine._core import Ledger
 from etf_engine.client import EtfClient
 from etf_engine.journal import JournalError, SqliteJournal, recover, state_digest, verify
@@ -177,3 +179,61 @@ def test_verify_command_names_the_frame(crashed: tuple[Path, str, int], tmp_path
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"{wal}" in lines[0] and f"frame {frames // 2 + 1} " in lines[0], lines
     assert wal.read_bytes() == bytes(data)  # verify changed nothing
+
+
+def wal_frames(wal: Path) -> list[tuple[int, int]]:
+    """(offset, commit size) of every complete frame of a WAL."""
+    data = wal.read_bytes()
+    frame = FRAME_HEADER_BYTES + 4096
+    return [(o, int.from_bytes(data[o + 4:o + 8], "big")) for o in range(HEADER_BYTES, len(data) - frame + 1, frame)]
+
+
+def test_torn_tail_is_discarded_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A commit cut off by a crash (its frames written, its commit frame never): start-up discards it,
+    says so in the log and cuts it from the WAL; verify reports it and changes nothing."""
+    from tests.test_journal import NOW, commands, run_into
+
+    live = tmp_path / "live"
+    journal = SqliteJournal(live)
+    ledger = Ledger()
+    cmds = commands()
+    run_into(journal, ledger, cmds[:-1])
+    before = state_digest(ledger.state(journal.last_at)), journal.last_seq
+    big = [event for i in range(300) for event in ledger.execute(M.RegisterAsset(symbol=f"A{i:03d}", decimals=2),
+                                                                  NOW)[1]]
+    asyncio.run(journal.append(big))  # one commit of 300 records: several frames
+    crashed = copy_of(live, tmp_path / "crashed")  # as a crash leaves it: the WAL still holds the commits
+    journal.close()
+    wal = crashed / "journal.sqlite3-wal"
+    frames = wal_frames(wal)
+    commits = [i for i, (_, size) in enumerate(frames) if size]
+    last_start = commits[-2] + 1  # the big commit's first frame
+    assert commits[-1] - last_start >= 2, "the big commit should span several frames"
+    cut = frames[last_start + 1][0]  # its first frame written, the rest (and the commit frame) never
+    wal.write_bytes(wal.read_bytes()[:cut])
+
+    assert read_offline(crashed) == before
+    assert wal.stat().st_size == cut  # verify cut nothing
+    with caplog.at_level("WARNING", logger="etf_engine.journal.sqlite"):
+        owner = SqliteJournal(crashed)
+    assert "discarded a torn tail of 1 frame(s)" in caplog.text and str(wal) in caplog.text
+    assert wal.stat().st_size == frames[last_start][0]  # cut after the last commit, before SQLite opened it
+    assert state_digest(recover(owner, Ledger()).state(owner.last_at)) == before[0]
+    owner.close()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="etf_engine.journal.sqlite"):
+        assert start_up(crashed) == before
+    assert "torn tail" not in caplog.text
+
+
+def test_frame_cut_short_is_a_torn_tail(crashed: tuple[Path, str, int], tmp_path: Path) -> None:
+    """The last frame cut in the middle (the disk filled, or power failed, during the last write): that
+    commit never returned, so start-up may drop it; every earlier commit is still there."""
+    pristine, _, records = crashed
+    case = copy_of(pristine, tmp_path / "case")
+    wal = case / "journal.sqlite3-wal"
+    last_offset, size = wal_frames(wal)[-1]
+    assert size, "the WAL of a killed server ends with a commit frame"
+    wal.write_bytes(wal.read_bytes()[:last_offset + 1000])
+    _, seq = start_up(case)
+    assert 0 < records - seq < 50  # the last commit only (one group commit of a few orders)
