@@ -106,6 +106,19 @@ def test_missing_record_stops_recovery(tmp_path: Path) -> None:
     reader.close()
 
 
+def test_record_that_does_not_apply_stops_recovery_naming_it(tmp_path: Path) -> None:
+    """Checksums hold but the records are not one history (here: orders of a fund never created)."""
+    ledger = Ledger()
+    events = [event for command in commands() for event in ledger.execute(command, NOW)[1]]
+    journal = SqliteJournal(tmp_path)
+    asyncio.run(journal.append([e for e in events if not isinstance(e, M.FundCreated)]))
+    journal.close()
+    journal = SqliteJournal(tmp_path)
+    with pytest.raises(JournalError, match=r"journal .*journal.sqlite3: record \d+ \(\w+\) does not apply"):
+        recover(journal, Ledger())
+    journal.close()
+
+
 def test_damaged_snapshot_stops_recovery(tmp_path: Path) -> None:
     journal = SqliteJournal(tmp_path)
     ledger = Ledger()
@@ -167,3 +180,30 @@ def test_collector_paused_restores_what_it_found() -> None:
         assert not gc.isenabled()  # it was off before: it stays off
     finally:
         gc.enable()
+
+
+def test_compiled_wal_checksum_equals_the_plain_one() -> None:
+    import random
+
+    from etf_engine.journal._walsum import wal_checksum
+    from etf_engine.journal.wal import wal_checksum_py
+
+    rng = random.Random(5)
+    for size in (0, 8, 24, 4096, 4104):
+        data = rng.randbytes(size)
+        for big_endian in (False, True):
+            seed = (rng.getrandbits(32), rng.getrandbits(32))
+            assert wal_checksum(data, *seed, big_endian) == wal_checksum_py(data, *seed, big_endian)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        wal_checksum(b"1234", 0, 0, False)
+
+
+def test_wal_of_a_live_journal_scans_clean(tmp_path: Path) -> None:
+    """SQLite's own WAL, read by our scanner: every frame checks, the last commit is where SQLite has it."""
+    from etf_engine.journal.wal import scan_wal
+
+    journal = SqliteJournal(tmp_path)
+    run_into(journal, Ledger(), commands())
+    scan = scan_wal(tmp_path / "journal.sqlite3-wal", 4096)
+    assert scan.committed_frames > len(commands()) and not scan.torn and scan.keep_bytes == scan.file_bytes
+    journal.close()

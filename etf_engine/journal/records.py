@@ -104,6 +104,16 @@ def state_digest(state: dict[str, Any]) -> str:
     return hashlib.sha256(msgspec.json.encode(state)).hexdigest()
 
 
+def apply_record(journal: Any, ledger: Any, event: M.Event) -> None:
+    """Apply the record just replayed; a record that the state before it cannot take (checksums hold,
+    but the journal is not this engine's history) is damage too, named like any other."""
+    try:
+        ledger.apply(event)
+    except Exception as error:
+        raise JournalError(f"{journal.name}: record {journal.last_seq} ({type(event).__name__}) does not apply "
+                           f"to the state before it: {type(error).__name__}: {error}") from error
+
+
 def recover(
     journal: Any,
     ledger: Any,
@@ -121,7 +131,7 @@ def recover(
         if on_snapshot is not None:
             on_snapshot(snapshot.state)
     for event in journal.replay(after=snapshot.seq if snapshot is not None else 0):
-        ledger.apply(event)
+        apply_record(journal, ledger, event)
         if on_event is not None:
             on_event(event)
     return ledger
@@ -135,7 +145,7 @@ def verify(journal: Any, ledger: Any) -> Any:
     if snapshot is not None and snapshot.seq == 0:
         snapshot = None
     for event in journal.replay(after=0):
-        ledger.apply(event)
+        apply_record(journal, ledger, event)
         if snapshot is not None and journal.last_seq == snapshot.seq:
             with collector_paused():
                 equal = state_digest(ledger.state(snapshot.at)) == state_digest(snapshot.state)

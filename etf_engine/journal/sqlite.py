@@ -65,6 +65,7 @@ class SqliteJournal:
     def __init__(self, data_dir: str | os.PathLike[str], *, lock: bool = True, check: bool | None = None) -> None:
         self.dir = Path(data_dir)
         self.path = self.dir / DB_NAME
+        self.name = f"journal {self.path}"  # how messages name it
         self._lock_file: Any = None
         self._writer: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
@@ -196,7 +197,7 @@ class SqliteJournal:
             cursor = self._db.execute(  # type: ignore[union-attr]
                 "SELECT seq, crc, body FROM events WHERE seq > ? ORDER BY seq", (after,))
             for seq, crc, body in cursor:
-                event = decode_record(f"journal {self.path}", expected, seq, crc, body)
+                event = decode_record(self.name, expected, seq, crc, body)
                 self.last_seq, self.last_at = seq, event.at
                 expected += 1
                 yield event
