@@ -17,7 +17,8 @@ import pytest
 from benchmarks.conftest import NOW, load_fund
 from etf_engine import model as M
 from etf_engine._core import Ledger
-from etf_engine.journal import SqliteJournal, _encoder
+from etf_engine.journal import SqliteJournal
+from etf_engine.journal.records import encode_records
 
 BOOK_ORDERS = 10_000  # orders in the shared book: the replay and snapshot sizes
 RECORD = b"x" * 199 + b"\n"  # ~ one journal record for the raw fsync figure
@@ -94,6 +95,29 @@ def test_append_1(benchmark, journal, book) -> None:
     assert journal.last_seq == rounds + warmup
 
 
+@pytest.mark.parametrize("mode", ["wal", "truncate", "delete"])
+def test_commit_mode(benchmark, tmp_path, book, mode: str) -> None:
+    """One commit of one record by SQLite alone (synchronous=FULL), in WAL mode against the rollback-journal
+    modes: what leaving WAL would cost if its silent truncation could not be caught (SPEC §11; it can:
+    journal/wal.py)."""
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / f"{mode}.sqlite3", isolation_level=None)
+    db.execute(f"PRAGMA journal_mode={mode}")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY, crc INTEGER NOT NULL, body BLOB NOT NULL)")
+    rows = iter(encode_records(1, book[1][:305]))
+
+    def commit() -> None:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO events (seq, crc, body) VALUES (?, ?, ?)", next(rows))
+        db.execute("COMMIT")
+
+    benchmark.pedantic(commit, rounds=300, warmup_rounds=5)
+    assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 305
+    db.close()
+
+
 def test_append_100(benchmark, journal, book) -> None:
     """SqliteJournal.append_sync of 100 OrderRecorded events in one commit (group commit: one fsync for all);
     extra_info carries the per-event cost of the median commit."""
@@ -107,15 +131,10 @@ def test_append_100(benchmark, journal, book) -> None:
 
 
 def test_encode_event(benchmark, book) -> None:
-    """Encoding one OrderRecorded event as the journal does it: msgspec JSON (the journal's encoder) and
+    """Encoding one OrderRecorded event as the journal does it (records.encode_records): msgspec JSON and
     zlib.crc32 of the body. No I/O."""
     event = book[1][0]
-
-    def encode() -> tuple[bytes, int]:
-        body = _encoder.encode(event)
-        return body, zlib.crc32(body)
-
-    body, crc = benchmark(encode)
+    (_, crc, body), = benchmark(encode_records, 1, [event])
     assert crc == zlib.crc32(body) and msgspec.json.decode(body, type=M.AnyEvent) == event
     benchmark.extra_info["body_bytes"] = len(body)
 
