@@ -237,3 +237,22 @@ def test_frame_cut_short_is_a_torn_tail(crashed: tuple[Path, str, int], tmp_path
     wal.write_bytes(wal.read_bytes()[:last_offset + 1000])
     _, seq = start_up(case)
     assert 0 < records - seq < 50  # the last commit only (one group commit of a few orders)
+
+
+def test_serve_refuses_a_damaged_wal_in_one_line(crashed: tuple[Path, str, int], tmp_path: Path) -> None:
+    """`etf-engine serve` on the same damage: exit 1 before it listens, one line naming file and frame."""
+    pristine, _, _ = crashed
+    case = copy_of(pristine, tmp_path / "case")
+    wal = case / "journal.sqlite3-wal"
+    data = bytearray(wal.read_bytes())
+    data[HEADER_BYTES + FRAME_HEADER_BYTES + 4096 + 500] ^= 0x40  # the second frame's page
+    wal.write_bytes(bytes(data))
+    config = tmp_path / "engine.toml"
+    config.write_text(f'listen = "127.0.0.1:0"\ndata_dir = "{case}"\n')
+    result = subprocess.run([sys.executable, "-m", "etf_engine.cli", "serve", "--config", str(config)], env=ENV,
+                            text=True, capture_output=True, timeout=60)
+    assert result.returncode == 1 and "listening" not in result.stdout
+    lines = [line for line in result.stderr.strip().splitlines() if "WARNING: no [[principals]]" not in line]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert str(wal) in lines[0] and "frame 2 " in lines[0] and "refusing to start" in lines[0], lines[0]
+    assert wal.read_bytes() == bytes(data)  # the evidence is left as it was found
