@@ -12,9 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
-from test_service import FUND, TOKENS, Clock, Desk, config, load_sample, make_ledger
 
-from etf_engine.api.server import BackgroundServer
 from etf_engine.errors import (
     FAILED_PRECONDITION,
     INVALID_ARGUMENT,
@@ -28,6 +26,8 @@ from etf_engine.errors import (
     shorten,
 )
 from etf_engine.v1 import engine_pb2 as pb
+from tests.test_service import FUND, TOKENS, Desk
+from tests.test_service import desk as desk  # the fixture: the server with the sample fund loaded
 
 MiB = 1024 * 1024
 SERVER_MAX = 4 * MiB  # Config.max_message_bytes by default: a body up to it is read
@@ -37,18 +37,6 @@ CUT = re.compile(r"'([^']*)'… \((\d+) characters\)")
 
 def bearer(who: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {TOKENS[who]}"),)
-
-
-@pytest.fixture
-def desk() -> Iterator[Desk]:
-    clock = Clock()
-    with BackgroundServer(config(), ledger=make_ledger(), clock=clock) as server:
-        d = Desk(server, clock)
-        load_sample(d.issuer)
-        try:
-            yield d
-        finally:
-            d.close()
 
 
 @pytest.fixture
