@@ -44,10 +44,19 @@ def start(config: Path) -> tuple[subprocess.Popen[str], str]:
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
-    while True:
-        line = lines.get(timeout=30)
+    seen: list[str] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.1)
+        except queue.Empty:
+            if proc.poll() is not None:
+                break
+            continue
         if "listening on" in line:
             return proc, line.split("listening on ")[1].split()[0]
+        seen.append(line)
+    raise AssertionError(f"the server did not start (exit {proc.poll()}): {''.join(seen)}")
 
 
 def load_fund(target: str) -> None:

@@ -74,9 +74,8 @@ class SqliteJournal:
         if lock:
             self._own()
         try:
-            live = not lock and _locked_by_other(self.dir)
             if check:
-                self._check_wal(discard=lock, live=live)
+                self._check_wal(discard=lock)
             self._open(writable=lock)
             if check:
                 self._check_database()
@@ -116,8 +115,8 @@ class SqliteJournal:
             where = error.filename or self.dir / "LOCK"
             raise JournalError(f"cannot write {where}: {error.strerror or error}") from error
 
-    def _check_wal(self, *, discard: bool, live: bool) -> None:
-        scan = scan_wal(self.dir / f"{DB_NAME}-wal", _page_size(self.path), live=live)
+    def _check_wal(self, *, discard: bool) -> None:
+        scan = scan_wal(self.dir / f"{DB_NAME}-wal", _page_size(self.path))
         if not scan.torn:
             return
         self.torn_tail_frames = scan.torn_frames
@@ -237,20 +236,6 @@ class SqliteJournal:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
-
-
-def _locked_by_other(data_dir: Path) -> bool:
-    """Whether a server owns ``data_dir`` now (its WAL may then be mid-write)."""
-    try:
-        with open(data_dir / "LOCK", "rb") as lock_file:
-            try:
-                fcntl.flock(lock_file, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
-            return False
-    except OSError:
-        return False
 
 
 def _page_size(db_path: Path) -> int:

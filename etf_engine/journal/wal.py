@@ -13,9 +13,11 @@ and tell three things apart:
   the commit's fsync), so it may be discarded;
 - damage: anything else that SQLite would drop. A frame of the current generation (the header's
   salts, a checksum that holds from the frame before it) after the first bad frame proves that the
-  log went on, so the bad frame is damage, not a tear; so is a complete frame with the header's
-  salts and a bad checksum anywhere, a frame whose checksum holds but whose salts were changed, and
-  a damaged header with frames after it.
+  log went on, so the bad frame is damage, not a tear; so is a frame whose checksum holds but whose
+  salts were changed, and a damaged header with frames after it. The last frame of the log failing
+  its checksum is a tear (SQLite writes a frame's header and its page in two writes, so a crash
+  between them leaves the new header over an older frame's page) unless exactly one changed byte
+  explains the failure: the checksum is linear, so that byte can be found (``_one_changed_byte``).
 
 Frames of an older generation (other salts, left behind when SQLite restarted the log from its
 beginning) are not part of the log and are ignored, as SQLite ignores them.
@@ -77,10 +79,13 @@ def _damage(path: Path, where: str, what: str) -> JournalError:
                         "(SQLite would silently drop every commit after it)")
 
 
-def scan_wal(path: Path, page_size_hint: int = 0, *, live: bool = False) -> WalScan:
-    """Read and check every frame of the WAL at ``path``; JournalError naming the frame on damage.
-    ``live``: a server may be writing the WAL meanwhile, so the last frame of the current generation
-    may be half-written (its header before its page): that one is a tail being written, not damage."""
+def _frame_name(index: int, frame_size: int) -> str:
+    offset = HEADER_BYTES + index * frame_size
+    return f"frame {index + 1} (bytes {offset}-{offset + frame_size - 1})"
+
+
+def scan_wal(path: Path, page_size_hint: int = 0) -> WalScan:
+    """Read and check every frame of the WAL at ``path``; JournalError naming the frame on damage."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -109,8 +114,8 @@ def scan_wal(path: Path, page_size_hint: int = 0, *, live: bool = False) -> WalS
     view = memoryview(data)
     complete = (size - HEADER_BYTES) // frame_size
     keep_frames = 0  # frames up to the last commit SQLite will use
-    valid_run = True  # every frame so far passed SQLite's own test
-    first_bad = -1
+    end_of_run = complete  # the first frame SQLite will not use
+    suspect: tuple[int, int, tuple[int, int], tuple[int, int]] | None = None  # a current frame failing its checksum
     seed = (c0, c1)  # the checksum stored before this frame: a frame is checked from its predecessor's
     prev_current = True  # the previous frame (or the header) has the header's salts
     for index in range(complete):
@@ -120,26 +125,85 @@ def scan_wal(path: Path, page_size_hint: int = 0, *, live: bool = False) -> WalS
         sums = wal_checksum(view[offset + FRAME_HEADER_BYTES:offset + frame_size], sums[0], sums[1], big_endian)
         current = (s1, s2) == (salt1, salt2)
         checks = sums == (f0, f1)
-        where = f"frame {index + 1} (bytes {offset}-{offset + frame_size - 1})"
-        if valid_run and current and checks:
+        if end_of_run == complete and current and checks:
             if commit_size:
                 keep_frames = index + 1
         else:
-            if valid_run:
-                valid_run, first_bad = False, index
-            if current and checks:
-                raise _damage(path, f"frame {first_bad + 1}", f"bad checksum or salts, but {where} and maybe "
-                              "more frames of the same WAL generation follow it")
-            if current and not live:
-                raise _damage(path, where, "checksum mismatch in a complete frame of the current WAL generation")
-            if checks and prev_current:
+            where = _frame_name(index, frame_size)
+            if end_of_run == complete:
+                end_of_run = index
+            if current and (checks or suspect is not None):
+                raise _damage(path, _frame_name(end_of_run, frame_size), f"bad checksum or salts, but {where} of "
+                              "the same WAL generation follows it")
+            if current:
+                suspect = (index, offset, seed, (f0, f1))
+            elif checks and prev_current:
                 raise _damage(path, where, "its checksum holds but its salts differ from the WAL header's")
         seed = (f0, f1)
         prev_current = current
+    if suspect is not None:
+        # The last frame of the log fails its checksum. A crash between SQLite's two writes of a frame
+        # (its header, then its page) leaves the new header over an older frame's page: a torn tail.
+        # One changed byte is damage, and shows as a checksum difference that only it explains.
+        index, offset, seed, stored = suspect
+        changed = _changed_bytes(view[offset:offset + frame_size], seed, stored, big_endian)
+        if changed:
+            at = (f"byte {offset + changed[0]}" if len(changed) == 1 else
+                  f"one of {len(changed)} bytes that give the same sum, the first at byte {offset + changed[0]}")
+            raise _damage(path, _frame_name(index, frame_size),
+                          f"its checksum fails as one changed byte makes it fail ({at}), not as a torn write")
     keep_bytes = HEADER_BYTES + keep_frames * frame_size if keep_frames else 0
-    end_of_run = first_bad if first_bad >= 0 else complete
-    torn = end_of_run - keep_frames + (1 if valid_run and size > HEADER_BYTES + complete * frame_size else 0)
-    return WalScan(path, keep_frames, keep_bytes, torn, size)
+    partial = end_of_run == complete and size > HEADER_BYTES + complete * frame_size
+    return WalScan(path, keep_frames, keep_bytes, end_of_run - keep_frames + partial, size)
+
+
+def _changed_bytes(frame: memoryview, seed: tuple[int, int], stored: tuple[int, int],
+                   big_endian: bool) -> list[int]:
+    """The offsets in ``frame`` of every byte whose change alone explains why its checksum fails (none
+    for a torn write, whose page is another frame's data).
+
+    The checksum is linear modulo 2**32: for the pairs of 32-bit words (x0, x1) it sums,
+    (s0, s1) <- A (s0, s1) + B (x0, x1) with A = [[1, 1], [1, 2]] and B = [[1, 0], [1, 1]]. A change d
+    of one word of pair j moves the final sum by d * A^(n-1-j) B e, for e the word's unit vector; A and
+    B are invertible, so one odd component gives d by a modular inverse. Then d must be a change of
+    exactly one byte of the word as stored. A change of a word's high byte is seen only through the low
+    bits of the sum, so some changes have more than one candidate (a changed byte of the stored checksum
+    is one too).
+    """
+    computed = wal_checksum(frame[:8], seed[0], seed[1], big_endian)
+    computed = wal_checksum(frame[FRAME_HEADER_BYTES:], computed[0], computed[1], big_endian)
+    as_stored = struct.pack(">II", *stored)
+    as_computed = struct.pack(">II", *computed)
+    differing = [k for k in range(8) if as_stored[k] != as_computed[k]]
+    found = [16 + differing[0]] if len(differing) == 1 else []
+    d0, d1 = (computed[0] - stored[0]) & MASK, (computed[1] - stored[1]) & MASK
+    order = ">" if big_endian else "<"
+    words = struct.unpack(f"{order}2I", frame[:8]) + struct.unpack(f"{order}{(len(frame) - 24) // 4}I", frame[24:])
+    pairs = len(words) // 2
+    p = ((1, 0), (0, 1))  # A^(pairs-1-j), from the last pair back
+    for j in range(pairs - 1, -1, -1):
+        for word, v in ((0, (p[0][0] + p[0][1], p[1][0] + p[1][1])), (1, (p[0][1], p[1][1]))):
+            v0, v1 = v[0] & MASK, v[1] & MASK
+            if v0 & 1:
+                d = d0 * pow(v0, -1, 1 << 32) & MASK
+                fits = d * v1 & MASK == d1
+            elif v1 & 1:
+                d = d1 * pow(v1, -1, 1 << 32) & MASK
+                fits = d * v0 & MASK == d0
+            else:
+                continue
+            if not fits:
+                continue
+            now = words[2 * j + word]
+            before = struct.pack(f"{order}I", (now - d) & MASK)
+            after = struct.pack(f"{order}I", now)
+            bytes_changed = [k for k in range(4) if before[k] != after[k]]
+            if len(bytes_changed) == 1:
+                position = 4 * (2 * j + word) + bytes_changed[0]
+                found.append(position if position < 8 else position + 16)  # header words, then the page
+        p = ((p[0][0] + p[0][1], p[0][0] + 2 * p[0][1]), (p[1][0] + p[1][1], p[1][0] + 2 * p[1][1]))
+        p = tuple(tuple(x & MASK for x in row) for row in p)  # type: ignore[assignment]
+    return sorted(found)
 
 
 def discard_torn_tail(scan: WalScan) -> None:
