@@ -15,6 +15,7 @@ import resource
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from etf_engine.api.auth import ISSUER, Principal, hash_token
 from etf_engine.api.server import EngineServer
 from etf_engine.client import EtfClient
 from etf_engine.config import Config
-from etf_engine.journal import SqliteJournal
+from etf_engine.journal import SqliteJournal, verify
 from etf_engine.v1 import engine_pb2 as pb
 from etf_engine.v1 import engine_pb2_grpc as rpc
 from tests.test_crash import ENV, TOKENS, load_fund, start, write_config
@@ -214,3 +215,34 @@ def test_second_server_on_one_data_directory_is_refused_in_one_line(tmp_path: Pa
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert str(tmp_path / "data") in lines[0] and "in use by another etf-engine process" in lines[0]
+
+
+def test_verify_beside_a_running_server_under_load(tmp_path: Path) -> None:
+    """verify takes no lock: it reads a WAL that the server is appending to (a frame may be half-written
+    at its end) without calling that damage, and every read is a prefix at least as long as the last."""
+    from tests.test_crash import deal
+
+    with running_server(tmp_path) as (_, target):
+        load_fund(target)
+        stop = threading.Event()
+        acked: dict = {}
+        dealers = [threading.Thread(target=deal, args=(target, pid, 0, acked, {}, stop)) for pid in ("AP-1", "AP-2")]
+        for dealer in dealers:
+            dealer.start()
+        seen = reads = 0
+        deadline = time.monotonic() + 30
+        try:
+            while (reads < 15 or seen < 3000) and time.monotonic() < deadline:
+                reads += 1
+                journal = SqliteJournal(tmp_path / "data", lock=False, check=True)
+                try:
+                    verify(journal, Ledger())
+                    assert journal.last_seq >= seen
+                    seen = journal.last_seq
+                finally:
+                    journal.close()
+        finally:
+            stop.set()
+            for dealer in dealers:
+                dealer.join(timeout=30)
+        assert acked and seen >= 3000, (reads, seen)  # more WAL than one autocheckpoint (1,000 pages)

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 DB_NAME = "journal.sqlite3"
 SNAPSHOT_NAME = "snapshot.bin"
+READ_ATTEMPTS = 3  # WAL scans by a reader (verify) while the WAL keeps changing under it
 
 
 class DataDirInUse(JournalError):
@@ -116,7 +117,17 @@ class SqliteJournal:
             raise JournalError(f"cannot write {where}: {error.strerror or error}") from error
 
     def _check_wal(self, *, discard: bool) -> None:
-        scan = scan_wal(self.dir / f"{DB_NAME}-wal", _page_size(self.path))
+        wal = self.dir / f"{DB_NAME}-wal"
+        for attempt in range(READ_ATTEMPTS):
+            before = _stamp(wal)
+            try:
+                scan = scan_wal(wal, _page_size(self.path))
+                break
+            except JournalError:
+                # A reader beside a running server may have read the WAL while the server rewrote it (it
+                # restarts the log from its beginning): only damage that stays put is damage.
+                if discard or attempt == READ_ATTEMPTS - 1 or _stamp(wal) == before:
+                    raise
         if not scan.torn:
             return
         self.torn_tail_frames = scan.torn_frames
@@ -236,6 +247,14 @@ class SqliteJournal:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
 
 def _page_size(db_path: Path) -> int:
