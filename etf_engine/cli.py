@@ -53,18 +53,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def ready(server: EngineServer) -> None:
         host = config.listen.rpartition(":")[0]
         security = "mutual TLS" if config.tls and config.tls.mutual else "TLS" if config.tls else "plaintext"
+        j = config.journal
+        journal = (f"journal shard {j.shard!r} in PostgreSQL, {server.engine.role.lower()} "
+                   f"{server.engine.node_name}" if j.postgresql else f"journal in {config.data_dir}")
         print(f"etf-engine: listening on {host}:{server.port} ({security}, reflection "
-              f"{'on' if config.reflection else 'off'}, {len(config.principals)} principals, "
-              f"journal in {config.data_dir})", flush=True)
+              f"{'on' if config.reflection else 'off'}, {len(config.principals)} principals, {journal})", flush=True)
 
     try:
-        asyncio.run(serve(config, ledger=ledger, on_ready=ready))
+        status = asyncio.run(serve(config, ledger=ledger, on_ready=ready))
     except DataDirInUse as e:  # a configuration mistake: two servers given one data directory
         print(f"etf-engine: {e}", file=sys.stderr)
         return 2
     except (OSError, JournalError) as e:
         print(f"etf-engine: {e}", file=sys.stderr)
         return 1
+    if status:
+        print("etf-engine: stopped itself (see the log); started again, it recovers from the journal",
+              file=sys.stderr, flush=True)
+        return status
     print("etf-engine: stopped", flush=True)
     return 0
 

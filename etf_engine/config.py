@@ -58,6 +58,24 @@ class TlsConfig:
 
 
 @dataclass(frozen=True)
+class JournalConfig:
+    """``[journal]`` (SPEC §12): SQLite in data_dir, or a PostgreSQL shard led by one node at a time."""
+
+    backend: str = "sqlite"
+    dsn: str = ""
+    shard: str = "main"
+    lease_seconds: float = 5.0
+    node_name: str = ""
+    # A commit PostgreSQL has not confirmed within this long (no synchronous standby, a hung network)
+    # has an unknown outcome: the server stops rather than wait without end or guess (see README).
+    commit_timeout_seconds: float = 30.0
+
+    @property
+    def postgresql(self) -> bool:
+        return self.backend == "postgresql"
+
+
+@dataclass(frozen=True)
 class Config:
     listen: str = DEFAULT_LISTEN
     data_dir: Path = Path(DEFAULT_DATA_DIR)
@@ -67,6 +85,7 @@ class Config:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     tls: TlsConfig | None = None
     principals: tuple[Principal, ...] = field(default_factory=tuple)
+    journal: JournalConfig = field(default_factory=JournalConfig)
 
 
 def load_config(path: str | Path) -> Config:
@@ -86,7 +105,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: str = "config"
         return ConfigError(f"{source}: {key}: {why}")
 
     allowed = {"listen", "data_dir", "reflection", "heartbeat_seconds", "grace_seconds", "max_message_bytes",
-               "tls", "principals"}
+               "tls", "principals", "journal"}
     for key in data:
         if key not in allowed:
             raise fail(key, f"unknown key (expected one of {', '.join(sorted(allowed))})")
@@ -115,6 +134,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: str = "config"
     tls = None
     if "tls" in data:
         tls = _parse_tls(data["tls"], base_dir, fail)
+    journal = _parse_journal(data.get("journal", {}), fail)
 
     raw = data.get("principals", [])
     if not isinstance(raw, list):
@@ -130,7 +150,34 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: str = "config"
         seen_names.add(p.name)
         seen_digests.add(p.token_sha256)
     return Config(listen=listen, data_dir=data_dir, reflection=reflection, heartbeat_seconds=heartbeat,
-                  grace_seconds=grace, max_message_bytes=max_bytes, tls=tls, principals=principals)
+                  grace_seconds=grace, max_message_bytes=max_bytes, tls=tls, principals=principals,
+                  journal=journal)
+
+
+def _parse_journal(raw: Any, fail: Any) -> JournalConfig:
+    if not isinstance(raw, dict):
+        raise fail("journal", "expected a table ([journal])")
+    keys = {"backend": str, "dsn": str, "shard": str, "lease_seconds": (int, float), "node_name": str,
+            "commit_timeout_seconds": (int, float)}
+    for key, value in raw.items():
+        kind = keys.get(key)
+        if kind is None:
+            raise fail(f"journal.{key}", f"unknown key (expected one of {', '.join(keys)})")
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise fail(f"journal.{key}", f"expected {'a number' if kind is not str else 'a string'}, got {value!r}")
+    journal = JournalConfig(**{k: float(v) if keys[k] is not str else v for k, v in raw.items()})
+    if journal.backend not in ("sqlite", "postgresql"):
+        raise fail("journal.backend", f"{journal.backend!r}: expected \"sqlite\" or \"postgresql\"")
+    if journal.postgresql:
+        if not journal.dsn:
+            raise fail("journal.dsn", "required with backend = \"postgresql\"")
+        if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", journal.shard):
+            raise fail("journal.shard", f"{journal.shard!r}: 1-64 of [A-Za-z0-9._:-]")
+        if not 1 <= journal.lease_seconds <= 600:
+            raise fail("journal.lease_seconds", "must be between 1 and 600")
+        if journal.commit_timeout_seconds <= 0:
+            raise fail("journal.commit_timeout_seconds", "must be above 0")
+    return journal
 
 
 def _check_listen(listen: str, fail: Any) -> None:

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 UNAVAILABLE = "UNAVAILABLE"
 INTERNAL = "INTERNAL"
+LEADER, FOLLOWER = "LEADER", "FOLLOWER"
 GATHER_SECONDS = 0.001  # a commit waits at most this long for the handlers the loop is about to run
 INLINE_COMMIT_MAX = 1  # events a commit may hold and still be made on the loop's thread (see _inline_commit)
 
@@ -196,8 +197,13 @@ class Engine:
     """The ledger, its journal and the order of everything. Create, ``await start()``, use, ``await stop()``."""
 
     def __init__(self, ledger: Ledger, journal: Journal | None = None, *,
-                 clock: Callable[[], int] = wall_clock_ms) -> None:
+                 clock: Callable[[], int] = wall_clock_ms, role: str = LEADER, node_name: str = "") -> None:
         self.ledger = ledger
+        # A follower (SPEC §12) serves reads from the records it has applied and refuses every write,
+        # naming ``leader``; it becomes the leader by ``lead()``.
+        self.role = role
+        self.node_name = node_name
+        self.leader = node_name if role == LEADER else ""
         self.journal: Journal = journal if journal is not None else NullJournal()
         self.clock = clock
         self._last_now = 0
@@ -267,6 +273,9 @@ class Engine:
         if not self._accepting:
             raise EngineError(UNAVAILABLE, self._failure or ("the engine is stopping" if self._started else
                                                              "the engine is starting: replaying the journal"))
+        if writes and self.role != LEADER:
+            raise EngineError(UNAVAILABLE, f"this node ({self.node_name}) is a follower: send writes to the leader, "
+                                           f"{self.leader or 'not known yet'}")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         now_ms = self._last_now = max(self.clock(), self._last_now)  # time never runs backwards inside
         result: Any = None
@@ -313,6 +322,23 @@ class Engine:
     async def read(self, fn: Callable[[Ledger, int], T]) -> T:
         """Run a read, in order with the commands; released once what it saw is durable."""
         return await self.submit(lambda ledger, now_ms: (fn(ledger, now_ms), []), writes=False)
+
+    # ------------------------------------------------------------------ following
+    def apply_followed(self, events: list[M.Event]) -> None:
+        """A follower's step: records the leader committed, applied in order (on the loop's thread,
+        between operations, like everything else that touches the ledger)."""
+        changed: set[str] = set()
+        for event in events:
+            self.ledger.apply(event)
+            self._index.observe(event, changed)
+        if events:
+            self._last_now = max(self._last_now, events[-1].at)
+            self.feed.bump(changed)
+
+    def lead(self) -> None:
+        """This follower holds the lease now and has applied the journal to its end: accept writes."""
+        self.role = LEADER
+        self.leader = self.node_name
 
     # ------------------------------------------------------------------ group commit
     async def _commit(self) -> None:
@@ -375,6 +401,11 @@ class Engine:
         deadline = loop.time() + GATHER_SECONDS
         while ready and loop.time() < deadline:
             await asyncio.sleep(0)
+
+    def halt(self, reason: str) -> None:
+        """Stop for good from outside a commit (a deposed leader): as a failed journal does."""
+        log.error("the engine stops: %s", reason)
+        self._halt(reason)
 
     def _halt(self, reason: str) -> None:
         """Memory is ahead of disk: refuse everything from now on, fail every caller not yet released."""

@@ -48,6 +48,7 @@ ACCESS: dict[str, frozenset[str]] = {
     f"/{PACKAGE}.Dealing/CancelOrder": frozenset({PARTICIPANT, ISSUER}),
     **{f"/{PACKAGE}.Valuation/{m}": _ALL for m in ("GetNav", "StreamNav", "GetBasket")},
     f"/{PACKAGE}.Diagnostics/Ping": _ALL,
+    f"/{PACKAGE}.Diagnostics/GetLeader": _ALL,
 }
 
 
@@ -110,8 +111,11 @@ def authorize(method: str, principal: Principal) -> None:
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates and authorises every etf_engine.v1 call; maps EngineError to its status."""
 
-    def __init__(self, authenticator: Authenticator) -> None:
+    def __init__(self, authenticator: Authenticator,
+                 initial_metadata: Callable[[], tuple[tuple[str, str], ...] | None] | None = None) -> None:
         self._auth = authenticator
+        # Metadata every reply starts with while it returns any (a follower's x-etf-journal-seq).
+        self._initial_metadata = initial_metadata or _no_metadata
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}  # handlers are per method: wrap once
 
     async def intercept_service(
@@ -128,10 +132,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             wrapped = self._wrapped[method] = self._wrap(method, handler)
         return wrapped
 
-    def _enter(self, method: str, context: grpc.aio.ServicerContext) -> None:
+    async def _enter(self, method: str, context: grpc.aio.ServicerContext) -> None:
         principal = self._auth.authenticate(context.invocation_metadata())
         authorize(method, principal)
         _principal.set(principal)
+        metadata = self._initial_metadata()
+        if metadata is not None:
+            await context.send_initial_metadata(metadata)
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         # gRPC hands the wrapper the raw body (request_deserializer=None): it is parsed only once the
@@ -144,7 +151,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
             async def unary(body: bytes, context: grpc.aio.ServicerContext) -> Any:
                 try:
-                    self._enter(method, context)
+                    await self._enter(method, context)
                     try:
                         request = deserialize(body)
                     except Exception as e:
@@ -160,7 +167,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
             async def stream(body: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 try:
-                    self._enter(method, context)
+                    await self._enter(method, context)
                     try:
                         request = deserialize(body)
                     except Exception as e:
@@ -183,6 +190,10 @@ def _unparsable(message: str, error: Exception) -> EngineError:
         if reason and len(reason) <= 64:
             message = f"{message}: {reason}"
     return EngineError(INVALID_ARGUMENT, message)
+
+
+def _no_metadata() -> None:
+    return None
 
 
 def _raw(body: bytes) -> bytes:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -24,9 +26,11 @@ from etf_engine.api.auth import Authenticator, AuthInterceptor
 from etf_engine.api.servicers import AdminServicer, DealingServicer, DiagnosticsServicer, ValuationServicer
 from etf_engine.checkpoint import DEFAULT_EVERY, CheckpointProcess
 from etf_engine.config import Config
-from etf_engine.engine import Engine, Journal, wall_clock_ms
+from etf_engine.engine import LEADER, Engine, Journal, wall_clock_ms
 from etf_engine.journal import SqliteJournal
+from etf_engine.journal.postgres import PgJournal
 from etf_engine.ledger import Ledger
+from etf_engine.replication import ShardRole
 from etf_engine.v1 import engine_pb2 as pb
 from etf_engine.v1 import engine_pb2_grpc as rpc
 
@@ -34,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAMES = tuple(s.full_name for s in pb.DESCRIPTOR.services_by_name.values())
 DIAGNOSTICS = pb.DESCRIPTOR.services_by_name["Diagnostics"].full_name
+WRITING_SERVICES = tuple(pb.DESCRIPTOR.services_by_name[n].full_name for n in ("Admin", "Dealing"))
 
 
 def default_ledger() -> Ledger:
@@ -42,8 +47,17 @@ def default_ledger() -> Ledger:
     return CoreLedger()
 
 
+def node_name(config: Config) -> str:
+    return config.journal.node_name or f"{socket.gethostname()}-{os.getpid()}"
+
+
 def open_journal(config: Config) -> Journal:
-    """The durable SQLite journal in ``config.data_dir`` (locked: one server per directory)."""
+    """The SQLite journal in ``config.data_dir`` (locked: one server per directory), or the
+    PostgreSQL shard of ``[journal]``."""
+    if config.journal.postgresql:
+        j = config.journal
+        return PgJournal(j.dsn, j.shard, node_name=node_name(config), lease_seconds=j.lease_seconds,
+                         commit_timeout=j.commit_timeout_seconds)
     return SqliteJournal(config.data_dir)
 
 
@@ -56,6 +70,9 @@ def server_credentials(config: Config) -> grpc.ServerCredentials | None:
         root_certificates=tls.client_ca.read_bytes() if tls.client_ca else None,
         require_client_auth=tls.mutual,
     )
+
+
+STOPPED_ITSELF = 3  # exit status of a node that stopped itself; started again, it recovers from the journal
 
 
 class EngineServer:
@@ -72,21 +89,29 @@ class EngineServer:
     ) -> None:
         self.config = config
         self.engine = Engine(ledger if ledger is not None else default_ledger(),
-                             journal if journal is not None else open_journal(config), clock=clock)
-        # Snapshots of the config's data directory are taken by a process beside this one (checkpoint.py).
-        self._checkpoint_every = checkpoint_every if journal is None else None
+                             journal if journal is not None else open_journal(config), clock=clock,
+                             node_name=node_name(config))
+        self._shard: ShardRole | None = None
+        if isinstance(self.engine.journal, PgJournal):
+            self._shard = ShardRole(self.engine, self.engine.journal, on_change=self._role_changed,
+                                    snapshot_every=checkpoint_every)
+        # Snapshots of the config's data directory are taken by a process beside this one (checkpoint.py);
+        # of a PostgreSQL shard, by its followers.
+        self._checkpoint_every = checkpoint_every if journal is None and self._shard is None else None
+        self.stopped_itself = asyncio.Event()  # set when a PostgreSQL node must stop (deposed, commit unknown)
         self._checkpointer: CheckpointProcess | None = None
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()
         self._background: set[asyncio.Task[None]] = set()
+        self._serving = False
         self._stopping = False
 
     async def start(self) -> int:
         """Listen, replay the journal (health NOT_SERVING, calls UNAVAILABLE meanwhile), then serve."""
         size = self.config.max_message_bytes
         server = grpc.aio.server(
-            interceptors=[AuthInterceptor(Authenticator(self.config.principals))],
+            interceptors=[AuthInterceptor(Authenticator(self.config.principals), self._journal_seq)],
             options=[
                 ("grpc.max_receive_message_length", size),
                 ("grpc.max_send_message_length", size),
@@ -97,7 +122,7 @@ class EngineServer:
         rpc.add_AdminServicer_to_server(AdminServicer(self.engine), server)
         rpc.add_DealingServicer_to_server(DealingServicer(self.engine), server)
         rpc.add_ValuationServicer_to_server(ValuationServicer(self.engine, self.config.heartbeat_seconds), server)
-        rpc.add_DiagnosticsServicer_to_server(DiagnosticsServicer(), server)
+        rpc.add_DiagnosticsServicer_to_server(DiagnosticsServicer(self.leader_info), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.config.reflection:
@@ -117,13 +142,20 @@ class EngineServer:
             await server.start()
             self._server = server
             self.port = port
+            if self._shard is not None:
+                await self._shard.start()
             await self.engine.start()
+            if self._shard is not None:
+                self._shard.run()
         except BaseException:
+            if self._shard is not None:
+                await self._shard.stop()
             await server.stop(0)
             self._server = None
             await self.engine.stop()
             raise
         self.engine.on_halt.append(self._halted)
+        self._serving = True
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         if self._checkpoint_every is not None:
             self._checkpointer = CheckpointProcess(self.config.data_dir, every=self._checkpoint_every)
@@ -131,17 +163,48 @@ class EngineServer:
 
     async def _set_health(self, status: int) -> None:
         """The server's and every engine service's status. Diagnostics answers without the engine, so
-        it serves whenever the process does."""
+        it serves whenever the process does; on a follower Admin and Dealing, which write, do not."""
+        serving = health_pb2.HealthCheckResponse.SERVING
         for name in ("", *SERVICE_NAMES):
-            diagnostics = name == DIAGNOSTICS
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING if diagnostics else status)
+            if name == DIAGNOSTICS:
+                value = serving
+            elif name in WRITING_SERVICES and self.engine.role != LEADER:
+                value = health_pb2.HealthCheckResponse.NOT_SERVING
+            else:
+                value = status
+            await self._health.set(name, value)
 
-    def _halted(self, reason: str) -> None:
-        """The engine stopped itself (the journal failed): NOT_SERVING for good."""
-        log.error("the engine has stopped; health is NOT_SERVING: %s", reason)
-        task = asyncio.get_running_loop().create_task(self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING))
+    def _later(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _halted(self, reason: str) -> None:
+        """The engine stopped itself (the journal failed, or another node leads): NOT_SERVING for good;
+        a PostgreSQL node also exits, so that it recovers from the journal when it is started again."""
+        log.error("the engine has stopped; health is NOT_SERVING: %s", reason)
+        self._later(self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING))
+        if self._shard is not None:
+            self.stopped_itself.set()
+
+    def _role_changed(self) -> None:
+        if self._serving and self.engine.failure is None:
+            self._later(self._set_health(health_pb2.HealthCheckResponse.SERVING))
+
+    def _journal_seq(self) -> tuple[tuple[str, str], ...] | None:
+        """A follower's replies say how far it has applied the journal (SPEC §12)."""
+        if self.engine.role == LEADER:
+            return None
+        return (("x-etf-journal-seq", str(self.engine.journal.last_seq)),)  # type: ignore[attr-defined]
+
+    def leader_info(self) -> pb.LeaderInfo:
+        journal = self.engine.journal
+        shard = self._shard
+        return pb.LeaderInfo(
+            shard=self.config.journal.shard if shard is not None else "",
+            leader=self.engine.leader, epoch=getattr(journal, "epoch", 0) if shard is not None else 0,
+            role=pb.Role.LEADER if self.engine.role == LEADER else pb.Role.FOLLOWER,
+            applied_seq=getattr(journal, "last_seq", 0), sync_standbys=shard.sync_standbys if shard else -1)
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful stop; a second call while stopping waits for nothing more."""
@@ -151,6 +214,8 @@ class EngineServer:
         await self._health.enter_graceful_shutdown()
         self.engine.feed.close()  # NAV streams end cleanly instead of being cut at the deadline
         await self._server.stop(self.config.grace_seconds if grace is None else grace)
+        if self._shard is not None:
+            await self._shard.stop()
         if self._checkpointer is not None:  # before the engine's own snapshot at stop, which is newer
             await asyncio.to_thread(self._checkpointer.stop)
         await self.engine.stop()
@@ -166,8 +231,9 @@ async def serve(
     ledger: Ledger | None = None,
     journal: Journal | None = None,
     on_ready: Callable[[EngineServer], None] | None = None,
-) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
+) -> int:
+    """Run until SIGTERM or SIGINT, then stop gracefully (0); or until a PostgreSQL node must stop
+    itself (deposed, or a commit of unknown outcome): STOPPED_ITSELF."""
     server = EngineServer(config, ledger=ledger, journal=journal)
     await server.start()
     # What start-up built (modules, the recovered ledger) lives as long as the process: freeze it so
@@ -180,12 +246,14 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     if on_ready is not None:
         on_ready(server)
+    stopped_itself = asyncio.ensure_future(server.stopped_itself.wait())
     try:
-        await stop.wait()
+        await asyncio.wait([asyncio.ensure_future(stop.wait()), stopped_itself], return_when=asyncio.FIRST_COMPLETED)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await server.stop()
+    return STOPPED_ITSELF if server.stopped_itself.is_set() else 0
 
 
 class BackgroundServer:

@@ -8,7 +8,7 @@ operation the writer runs, so that the check and the read see the same state.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc.aio
@@ -279,5 +279,11 @@ class ValuationServicer(_Servicer, rpc.ValuationServicer):
 
 
 class DiagnosticsServicer(rpc.DiagnosticsServicer):
+    def __init__(self, leader_info: Callable[[], pb.LeaderInfo]) -> None:
+        self._leader_info = leader_info
+
     async def Ping(self, request: pb.PingRequest, context: Context) -> pb.PingReply:
         return pb.PingReply()
+
+    async def GetLeader(self, request: pb.GetLeaderRequest, context: Context) -> pb.LeaderInfo:
+        return self._leader_info()

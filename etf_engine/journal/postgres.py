@@ -1,0 +1,275 @@
+"""The PostgreSQL journal of one shard (SPEC §12): records, a lease with an epoch, snapshots.
+
+Tables (created on first start; the engine's role owns the database):
+  etf_lease(shard, epoch, leader, last_seq, expires_at)  one row per shard: who may write, up to where
+  etf_events(shard, seq, crc, body)                     the records (records.py), seq 1, 2, 3 ...
+  etf_snapshots(shard, seq, at, crc, body)              the latest snapshot of the shard
+
+Fencing is in the append itself. One statement moves the lease's ``last_seq`` from where the writer
+believes the journal ends to its new end, only if the writer's epoch is still the lease's, and inserts
+the records only if that row was updated. A takeover bumps the epoch on the same row, so the two
+serialise on its row lock: an append after a takeover updates nothing, inserts nothing and tells its
+writer it was deposed. The writer assigns the seqs (never a database sequence: they leave gaps) and has
+one append in flight, so every replica holds a gapless prefix.
+
+A commit is never cancelled (a cancelled wait for the synchronous standby can still commit, or report
+success having committed locally only). A commit whose outcome is unknown (the connection lost, or no
+answer within ``commit_timeout``) raises CommitUnknown: the engine stops, and a restart recovers from
+the journal; nothing unproven is acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import psycopg
+
+from etf_engine import model as M
+from etf_engine.journal.records import JournalError, Snapshot, _encoder, decode_record, encode_records
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS etf_lease (
+    shard text PRIMARY KEY, epoch bigint NOT NULL, leader text NOT NULL, last_seq bigint NOT NULL,
+    expires_at timestamptz NOT NULL);
+CREATE TABLE IF NOT EXISTS etf_events (
+    shard text NOT NULL, seq bigint NOT NULL, crc bigint NOT NULL, body bytea NOT NULL, PRIMARY KEY (shard, seq));
+CREATE TABLE IF NOT EXISTS etf_snapshots (
+    shard text PRIMARY KEY, seq bigint NOT NULL, at bigint NOT NULL, crc bigint NOT NULL, body bytea NOT NULL);
+"""
+
+# Take the lease if it is free, expired, or already this node's (a restart of the same node). The
+# epoch grows at every grant, so whoever held it before is fenced out from here on.
+TAKE_LEASE = """
+INSERT INTO etf_lease AS l (shard, epoch, leader, last_seq, expires_at)
+VALUES (%(shard)s, 1, %(node)s, 0, now() + %(lease)s * interval '1 second')
+ON CONFLICT (shard) DO UPDATE SET epoch = l.epoch + 1, leader = EXCLUDED.leader, expires_at = EXCLUDED.expires_at
+    WHERE l.expires_at < now() OR l.leader = EXCLUDED.leader
+RETURNING epoch, last_seq
+"""
+
+APPEND = """
+WITH fence AS (
+    UPDATE etf_lease SET last_seq = %(end)s, expires_at = now() + %(lease)s * interval '1 second'
+    WHERE shard = %(shard)s AND epoch = %(epoch)s AND last_seq = %(start)s
+    RETURNING shard)
+INSERT INTO etf_events (shard, seq, crc, body)
+SELECT fence.shard, r.seq, r.crc, r.body
+FROM fence, unnest(%(seqs)s::bigint[], %(crcs)s::bigint[], %(bodies)s::bytea[]) AS r(seq, crc, body)
+"""
+
+RENEW = """
+UPDATE etf_lease SET expires_at = now() + %(lease)s * interval '1 second'
+WHERE shard = %(shard)s AND epoch = %(epoch)s
+"""
+
+SYNC_STANDBYS = "SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')"
+
+
+class Deposed(JournalError):
+    """Another node took the lease: this one must not write again."""
+
+
+class CommitUnknown(JournalError):
+    """The database did not say whether a commit happened: the writer must stop and recover."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    leader: str
+    epoch: int
+    last_seq: int
+    expired: bool
+
+
+class PgJournal:
+    """One shard's journal, for a leader (after ``take_lease``) or a follower (``poll``)."""
+
+    def __init__(self, dsn: str, shard: str, *, node_name: str = "", lease_seconds: float = 5.0,
+                 commit_timeout: float = 30.0) -> None:
+        self.dsn, self.shard, self.node_name = dsn, shard, node_name
+        self.name = f"journal shard {shard!r} in PostgreSQL"  # how messages name it
+        self.lease_seconds, self.commit_timeout = lease_seconds, commit_timeout
+        self.epoch = 0  # the epoch this node writes with; 0 while it is not the leader
+        self.last_seq = 0
+        self.last_at = 0
+        self.since_snapshot = 0
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-journal")
+        self._db = self._connect()
+        with self._db.transaction():
+            self._db.execute(SCHEMA)
+
+    def _ready(self) -> psycopg.Connection[Any]:
+        """The connection, made again if it was lost (a failover): a statement that was never sent has a
+        known outcome, so only a statement under way when the connection goes is CommitUnknown."""
+        if self._db.broken or self._db.closed:
+            self._db = self._connect()
+        return self._db
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            db = psycopg.connect(self.dsn, autocommit=True, application_name=f"etf-engine {self.node_name}".strip())
+        except psycopg.Error as error:
+            raise JournalError(f"cannot connect to the PostgreSQL journal: {_first_line(error)}") from error
+        db.execute("SET synchronous_commit = on")
+        return db
+
+    # -- leadership ------------------------------------------------------------------------------
+    def take_lease(self) -> bool:
+        """Become the shard's writer if the lease is free, expired or this node's; True if it did."""
+        try:
+            row = self._ready().execute(TAKE_LEASE, {"shard": self.shard, "node": self.node_name,
+                                                     "lease": self.lease_seconds}).fetchone()
+        except psycopg.Error as error:
+            raise JournalError(f"{self.name}: cannot take the lease: {_first_line(error)}") from error
+        if row is None:
+            return False
+        self.epoch = row[0]
+        log.warning("%s: %s leads with epoch %d", self.name, self.node_name, self.epoch)
+        return True
+
+    def lease(self) -> Lease | None:
+        try:
+                row = self._ready().execute("SELECT leader, epoch, last_seq, expires_at < now() FROM etf_lease "
+                                        "WHERE shard = %s", (self.shard,)).fetchone()
+        except psycopg.Error as error:
+            raise JournalError(f"{self.name}: cannot read the lease: {_first_line(error)}") from error
+        return Lease(*row) if row is not None else None
+
+    async def renew(self) -> None:
+        """Extend the lease; Deposed if it is no longer this node's."""
+        await self._in_writer(self._renew_sync)
+
+    def _renew_sync(self) -> None:
+        try:
+            cursor = self._ready().execute(RENEW, {"shard": self.shard, "epoch": self.epoch,
+                                                   "lease": self.lease_seconds})
+        except psycopg.Error as error:
+            raise JournalError(f"{self.name}: cannot renew the lease: {_first_line(error)}") from error
+        if cursor.rowcount != 1:
+            raise self._deposed()
+
+    def sync_standbys(self) -> int | None:
+        """Synchronous standbys connected to the primary now (None if this role may not see them)."""
+        try:
+            return int(self._ready().execute(SYNC_STANDBYS).fetchone()[0])
+        except psycopg.Error:
+            return None
+
+    def _deposed(self) -> Deposed:
+        lease = self.lease()
+        leader = f"{lease.leader} (epoch {lease.epoch})" if lease else "unknown"
+        return Deposed(f"{self.name}: this node ({self.node_name}, epoch {self.epoch}) was deposed; the leader is "
+                       f"{leader}")
+
+    # -- writing -----------------------------------------------------------------------------------
+    async def append(self, events: list[M.Event]) -> None:
+        """Make ``events`` durable (committed, and replicated if the database has a synchronous standby)."""
+        if events:
+            await self._in_writer(self.append_sync, events)
+
+    async def _in_writer(self, fn: Any, *args: Any) -> None:
+        future = asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), self.commit_timeout)
+        except TimeoutError:
+            # Not a cancel: the connection is cut, so the statement can never be reported as done.
+            self._sever()
+            raise CommitUnknown(f"{self.name}: no answer from PostgreSQL within {self.commit_timeout:g} s (is "
+                                "the synchronous standby down?); the outcome of the commit is unknown") from None
+
+    def append_sync(self, events: list[M.Event]) -> None:
+        rows = encode_records(self.last_seq + 1, events)
+        params = {"shard": self.shard, "epoch": self.epoch, "lease": self.lease_seconds, "start": self.last_seq,
+                  "end": self.last_seq + len(rows), "seqs": [r[0] for r in rows], "crcs": [r[1] for r in rows],
+                  "bodies": [r[2] for r in rows]}
+        try:
+            cursor = self._ready().execute(APPEND, params)
+        except psycopg.OperationalError as error:  # the connection went: committed or not, nobody knows
+            raise CommitUnknown(f"{self.name}: the connection was lost during a commit "
+                                f"({_first_line(error)}); its outcome is unknown") from error
+        except psycopg.Error as error:
+            raise JournalError(f"{self.name}: the append failed: {_first_line(error)}") from error
+        if cursor.rowcount != len(rows):
+            raise self._deposed()
+        self.last_seq += len(rows)
+        self.last_at = events[-1].at
+        self.since_snapshot += len(rows)
+
+    def _sever(self) -> None:
+        try:
+            socket.socket(fileno=self._db.pgconn.socket).shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    # -- reading -------------------------------------------------------------------------------------
+    def replay(self, after: int = 0) -> Iterator[M.Event]:
+        """Every record after ``after``, in order, each checked, read in pages."""
+        expected = after + 1
+        while True:
+            try:
+                rows = self._ready().execute("SELECT seq, crc, body FROM etf_events WHERE shard = %s AND seq > %s "
+                                             "ORDER BY seq LIMIT 10000", (self.shard, expected - 1)).fetchall()
+            except psycopg.Error as error:
+                raise JournalError(f"{self.name}: cannot read records after {expected - 1}: "
+                                   f"{_first_line(error)}") from error
+            if not rows:
+                return
+            for seq, crc, body in rows:
+                event = decode_record(self.name, expected, seq, crc, bytes(body))
+                self.last_seq, self.last_at = seq, event.at
+                expected += 1
+                yield event
+
+    def poll(self) -> list[M.Event]:
+        """Records committed after the last one read (a follower's step)."""
+        return list(self.replay(after=self.last_seq))
+
+    def committed_seq(self) -> int:
+        row = self._ready().execute("SELECT COALESCE(MAX(seq), 0), COUNT(*) FROM etf_events WHERE shard = %s",
+                               (self.shard,)).fetchone()
+        if row[0] != row[1]:
+            raise JournalError(f"{self.name} is damaged: {row[1]} records stored, numbered up to {row[0]}")
+        return int(row[0])
+
+    # -- snapshots -----------------------------------------------------------------------------------
+    def load_snapshot(self) -> Snapshot | None:
+        row = self._ready().execute("SELECT seq, at, crc, body FROM etf_snapshots WHERE shard = %s",
+                               (self.shard,)).fetchone()
+        if row is None:
+            return None
+        seq, at, crc, body = row[0], row[1], row[2], bytes(row[3])
+        if zlib.crc32(body) != crc:
+            raise JournalError(f"{self.name}: the snapshot at record {seq} is damaged: checksum mismatch")
+        try:
+            snapshot = msgspec.json.decode(body, type=Snapshot)
+        except msgspec.DecodeError as error:
+            raise JournalError(f"{self.name}: the snapshot at record {seq} is damaged: {error}") from error
+        self.last_at = at
+        return snapshot
+
+    def write_snapshot(self, state: dict[str, Any]) -> None:
+        body = _encoder.encode(Snapshot(seq=self.last_seq, at=self.last_at, state=state))
+        self._ready().execute(
+            "INSERT INTO etf_snapshots (shard, seq, at, crc, body) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (shard) "
+            "DO UPDATE SET seq = EXCLUDED.seq, at = EXCLUDED.at, crc = EXCLUDED.crc, body = EXCLUDED.body "
+            "WHERE etf_snapshots.seq < EXCLUDED.seq",
+            (self.shard, self.last_seq, self.last_at, zlib.crc32(body), body))
+        self.since_snapshot = 0
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._db.close()
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -1,0 +1,135 @@
+"""Leader and followers of a PostgreSQL journal shard (SPEC §12).
+
+At start a node takes the shard's lease if it is free, expired or already its own, and leads;
+otherwise it follows. The leader renews its lease (every third of ``lease_seconds``; every append
+renews it too) and checks every 10 s that PostgreSQL has a synchronous standby. A follower polls the
+journal every ``POLL_SECONDS`` (hot standbys refuse LISTEN, and NOTIFY takes a global lock at commit)
+and applies what the leader committed, and it watches the lease: once it has expired, it takes it
+(epoch + 1), applies the journal to the end the lease records, and leads. The old leader's next
+append or renewal finds the new epoch and fails (``Deposed``): that node stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from etf_engine.engine import FOLLOWER, LEADER, Engine
+from etf_engine.journal import JournalError, collector_paused
+from etf_engine.journal.postgres import Deposed, PgJournal
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.05  # a follower applies a commit within this (plus the query) under light load
+STANDBY_CHECK_SECONDS = 10.0
+SNAPSHOT_EVERY = 100_000  # records between a follower's snapshots
+
+
+class ShardRole:
+    """Runs a node's part in a shard: ``await start()`` before the engine replays, then ``run()``."""
+
+    def __init__(self, engine: Engine, journal: PgJournal, *, on_change: Callable[[], None],
+                 snapshot_every: int = SNAPSHOT_EVERY) -> None:
+        self.engine, self.journal = engine, journal
+        self._on_change = on_change
+        self._snapshot_every = snapshot_every
+        self._snapshot_seq = 0
+        self.sync_standbys = -1
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """On the journal's own thread: its connection serves one statement at a time anyway."""
+        return await asyncio.get_running_loop().run_in_executor(self.journal._writer, fn, *args)
+
+    async def start(self) -> None:
+        """Lead if the lease can be had, else follow; before the replay, so a leader's lease is renewed
+        while it replays."""
+        if await self._run(self.journal.take_lease):
+            self.engine.role, self.engine.leader = LEADER, self.engine.node_name
+            self._task = asyncio.get_running_loop().create_task(self._lead(), name="etf-engine-lease")
+        else:
+            lease = await self._run(self.journal.lease)
+            self.engine.role, self.engine.leader = FOLLOWER, lease.leader if lease else ""
+            log.warning("%s: %s follows %s", self.journal.name, self.engine.node_name, self.engine.leader)
+
+    def run(self) -> None:
+        """After the replay: a follower starts following."""
+        if self.engine.role == FOLLOWER:
+            self._snapshot_seq = self.journal.last_seq
+            self._task = asyncio.get_running_loop().create_task(self._follow(), name="etf-engine-follow")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _lead(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_check = 0.0
+        try:
+            while True:
+                try:
+                    await self.journal.renew()
+                except Deposed:
+                    raise
+                except JournalError as error:  # the database is away (a failover): the epoch still fences
+                    log.warning("%s: cannot renew the lease, retrying: %s", self.journal.name, error)
+                    await asyncio.sleep(0.5)
+                    continue
+                if loop.time() >= next_check:
+                    next_check = loop.time() + STANDBY_CHECK_SECONDS
+                    count = await self._run(self.journal.sync_standbys)
+                    self.sync_standbys = -1 if count is None else count
+                    if count == 0:
+                        log.warning("%s: PostgreSQL has no synchronous standby connected: commits are on one "
+                                    "machine only (or wait, if synchronous_standby_names is set)", self.journal.name)
+                await asyncio.sleep(self.journal.lease_seconds / 3)
+        except Deposed as error:  # another node leads: stop writing now
+            self.engine.halt(str(error))
+
+    async def _follow(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_lease_check = 0.0
+        while True:
+            try:
+                events = await self._run(self.journal.poll)
+                self.engine.apply_followed(events)
+                if self.journal.last_seq - self._snapshot_seq >= self._snapshot_every:
+                    await self._snapshot()
+                if loop.time() >= next_lease_check:
+                    next_lease_check = loop.time() + min(0.2, self.journal.lease_seconds / 10)
+                    lease = await self._run(self.journal.lease)
+                    if lease is not None and lease.leader != self.engine.leader:
+                        self.engine.leader = lease.leader
+                        self._on_change()
+                    if (lease is None or lease.expired) and await self._run(self.journal.take_lease):
+                        await self._take_over()
+                        return
+            except JournalError as error:  # the database is away (a failover): keep trying
+                log.warning("%s: following paused: %s", self.journal.name, error)
+                await asyncio.sleep(1.0)
+                continue
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _take_over(self) -> None:
+        """Holding the lease: apply every record up to where the lease says the journal ends, then lead."""
+        lease = await self._run(self.journal.lease)
+        while self.journal.last_seq < lease.last_seq:
+            self.engine.apply_followed(await self._run(self.journal.poll))
+        log.warning("%s: %s took over with epoch %d at record %d", self.journal.name, self.engine.node_name,
+                    self.journal.epoch, self.journal.last_seq)
+        self.engine.lead()
+        self._task = asyncio.get_running_loop().create_task(self._lead(), name="etf-engine-lease")
+        self._on_change()
+
+    async def _snapshot(self) -> None:
+        with collector_paused():
+            state = self.engine.ledger.state(self.journal.last_at)
+        await self._run(self.journal.write_snapshot, state)
+        self._snapshot_seq = self.journal.last_seq
+        log.info("%s: snapshot at record %d", self.journal.name, self._snapshot_seq)
