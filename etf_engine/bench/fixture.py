@@ -37,15 +37,18 @@ START_TIMEOUT_SECONDS = 60.0
 class LocalServer:
     """``etf-engine serve`` on 127.0.0.1 with a fresh data directory; stopped with SIGTERM."""
 
-    def __init__(self, *, ledger: str = "core", data_dir: str | None = None) -> None:
+    def __init__(self, *, ledger: str = "core", data_dir: str | None = None, dsn: str | None = None) -> None:
         self.issuer_token = secrets.token_urlsafe(24)
         self.participant_token = secrets.token_urlsafe(24)
         self._tmp = tempfile.mkdtemp(prefix="etf-bench-")
         self.data_dir = Path(data_dir) if data_dir else Path(self._tmp, "data")
         self.log_path = Path(self._tmp, "server.log")
         config = Path(self._tmp, "engine.toml")
+        # With a DSN, the journal is a fresh shard of that PostgreSQL database (SPEC §12).
+        journal = (f'[journal]\nbackend = "postgresql"\ndsn = "{dsn}"\nshard = "bench-{secrets.token_hex(4)}"\n'
+                   'node_name = "bench"\n\n' if dsn else "")
         config.write_text(
-            f'listen = "127.0.0.1:0"\ndata_dir = "{self.data_dir}"\nreflection = false\n\n'
+            f'listen = "127.0.0.1:0"\ndata_dir = "{self.data_dir}"\nreflection = false\n\n{journal}'
             f'[[principals]]\nname = "bench-issuer"\nrole = "issuer"\n'
             f'token_sha256 = "{hash_token(self.issuer_token)}"\n\n'
             f'[[principals]]\nname = "bench-dealer"\nrole = "participant"\nparticipant_id = "{PARTICIPANT_ID}"\n'

@@ -83,6 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fund", help="with --target: a fund the participant is eligible for")
     parser.add_argument("--ledger", choices=("core", "reference"), default="core",
                         help="the ledger of the server the bench starts (default core)")
+    parser.add_argument("--dsn", help="the server the bench starts journals to a fresh shard of this PostgreSQL "
+                                      "database instead of SQLite (SPEC §12)")
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
     parser.add_argument("--compare", metavar="OLD.json", help="show the change of every figure against a report")
     parser.add_argument("--plot", metavar="FILE.png", help="plot the latency percentiles per RPC (matplotlib)")
@@ -104,6 +106,8 @@ def validate(args: argparse.Namespace) -> str | None:
         return "--open-only needs --rate"
     if args.target and not (args.fund and os.environ.get("ETF_ENGINE_TOKEN")):
         return "--target needs --fund and a participant's token in ETF_ENGINE_TOKEN"
+    if args.dsn and args.target:
+        return "--dsn is for the server the bench starts, not with --target"
     if args.fund and not args.target:
         return "--fund is only for --target (the bench loads its own fund otherwise)"
     if args.plot and importlib.util.find_spec("matplotlib") is None:  # say so before the run, not after it
@@ -252,7 +256,7 @@ def server(args: argparse.Namespace, out: TextIO) -> Iterator[tuple[str, str, st
     if args.target:
         yield args.target, os.environ["ETF_ENGINE_TOKEN"], args.fund, None
         return
-    with fixture.LocalServer(ledger=args.ledger) as local:
+    with fixture.LocalServer(ledger=args.ledger, dsn=args.dsn) as local:
         print(f"bench: started etf-engine serve on {local.target} (journal in {local.data_dir}, {args.ledger} "
               "ledger)", file=out, flush=True)
         fixture.load_fund(local.target, local.issuer_token)

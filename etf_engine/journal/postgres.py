@@ -64,7 +64,7 @@ WITH fence AS (
     RETURNING shard)
 INSERT INTO etf_events (shard, seq, crc, body)
 SELECT fence.shard, r.seq, r.crc, r.body
-FROM fence, unnest(%(seqs)s::bigint[], %(crcs)s::bigint[], %(bodies)s::bytea[]) AS r(seq, crc, body)
+FROM fence, unnest(%(seqs)b::bigint[], %(crcs)b::bigint[], %(bodies)b::bytea[]) AS r(seq, crc, body)
 """
 
 RENEW = """
@@ -269,6 +269,48 @@ class PgJournal:
     def close(self) -> None:
         self._writer.shutdown(wait=True)
         self._db.close()
+
+    # -- tools (etf-engine verify --dsn, etf-engine journal copy) ---------------------------------------
+    @classmethod
+    def open_read_only(cls, dsn: str, shard: str, *, node_name: str = "verify") -> PgJournal:
+        """A reader of the shard that writes nothing: no schema, no lease, a read-only session (it works on
+        a hot standby too). Its reads run in one REPEATABLE READ transaction from ``snapshot_view()``."""
+        self = cls.__new__(cls)
+        self.dsn, self.shard, self.node_name = dsn, shard, node_name
+        self.name = f"journal shard {shard!r} in PostgreSQL"
+        self.lease_seconds, self.commit_timeout = 0.0, 30.0
+        self.epoch = self.last_seq = self.last_at = self.since_snapshot = 0
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-journal")
+        self._db = self._connect()
+        self._db.read_only = True
+        self._db.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        try:
+            row = self._db.execute("SELECT to_regclass('etf_lease'), to_regclass('etf_events'), "
+                                   "to_regclass('etf_snapshots')").fetchone()
+        except psycopg.Error as error:
+            self.close()
+            raise JournalError(f"{self.name}: cannot read the database: {_first_line(error)}") from error
+        missing = [name for name, found in zip(("etf_lease", "etf_events", "etf_snapshots"), row, strict=True)
+                   if found is None]
+        if missing:
+            self.close()
+            raise JournalError(f"{self.name}: no etf-engine journal in this database (no table "
+                               f"{', '.join(missing)})")
+        return self
+
+    def transaction(self) -> Any:
+        """A transaction on the journal's connection (a context manager): the tools' reads see one
+        snapshot of the database, and ``journal copy`` writes all or nothing."""
+        return self._ready().transaction()
+
+    def connection(self) -> psycopg.Connection[Any]:
+        return self._ready()
+
+    def stored_bounds(self) -> tuple[int, int]:
+        """(records stored, the highest seq stored) of the shard."""
+        row = self._ready().execute("SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM etf_events WHERE shard = %s",
+                                    (self.shard,)).fetchone()
+        return int(row[0]), int(row[1])
 
 
 def _first_line(error: BaseException) -> str:
