@@ -36,7 +36,9 @@ class ShardRole:
         self._on_change = on_change
         self._snapshot_every = snapshot_every
         self._snapshot_seq = 0
-        self.sync_standbys = -1
+        self.sync_standbys = -1  # as last seen
+        self.epoch = 0  # the lease's, as last seen
+        self._next_standby_check = 0.0
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -48,10 +50,12 @@ class ShardRole:
         while it replays."""
         if await self._run(self.journal.take_lease):
             self.engine.role, self.engine.leader = LEADER, self.engine.node_name
+            self.epoch = self.journal.epoch
             self._task = asyncio.get_running_loop().create_task(self._lead(), name="etf-engine-lease")
         else:
             lease = await self._run(self.journal.lease)
             self.engine.role, self.engine.leader = FOLLOWER, lease.leader if lease else ""
+            self.epoch = lease.epoch if lease else 0
             log.warning("%s: %s follows %s", self.journal.name, self.engine.node_name, self.engine.leader)
 
     def run(self) -> None:
@@ -68,26 +72,30 @@ class ShardRole:
             except (asyncio.CancelledError, Exception):
                 pass
 
-    async def _lead(self) -> None:
+    async def _check_standbys(self) -> None:
+        """Every STANDBY_CHECK_SECONDS: how many synchronous standbys the primary has (GetLeader shows it)."""
         loop = asyncio.get_running_loop()
-        next_check = 0.0
+        if loop.time() < self._next_standby_check:
+            return
+        self._next_standby_check = loop.time() + STANDBY_CHECK_SECONDS
+        count = await self._run(self.journal.sync_standbys)
+        self.sync_standbys = -1 if count is None else count
+        if count == 0 and self.engine.role == LEADER:
+            log.warning("%s: PostgreSQL has no synchronous standby connected: commits are on one machine only "
+                        "(or wait, if synchronous_standby_names is set)", self.journal.name)
+
+    async def _lead(self) -> None:
         try:
             while True:
                 try:
                     await self.journal.renew()
+                    await self._check_standbys()
                 except Deposed:
                     raise
                 except JournalError as error:  # the database is away (a failover): the epoch still fences
                     log.warning("%s: cannot renew the lease, retrying: %s", self.journal.name, error)
                     await asyncio.sleep(0.5)
                     continue
-                if loop.time() >= next_check:
-                    next_check = loop.time() + STANDBY_CHECK_SECONDS
-                    count = await self._run(self.journal.sync_standbys)
-                    self.sync_standbys = -1 if count is None else count
-                    if count == 0:
-                        log.warning("%s: PostgreSQL has no synchronous standby connected: commits are on one "
-                                    "machine only (or wait, if synchronous_standby_names is set)", self.journal.name)
                 await asyncio.sleep(self.journal.lease_seconds / 3)
         except Deposed as error:  # another node leads: stop writing now
             self.engine.halt(str(error))
@@ -103,7 +111,10 @@ class ShardRole:
                     await self._snapshot()
                 if loop.time() >= next_lease_check:
                     next_lease_check = loop.time() + min(0.2, self.journal.lease_seconds / 10)
+                    await self._check_standbys()
                     lease = await self._run(self.journal.lease)
+                    if lease is not None:
+                        self.epoch = lease.epoch
                     if lease is not None and lease.leader != self.engine.leader:
                         self.engine.leader = lease.leader
                         self._on_change()
@@ -124,6 +135,7 @@ class ShardRole:
         log.warning("%s: %s took over with epoch %d at record %d", self.journal.name, self.engine.node_name,
                     self.journal.epoch, self.journal.last_seq)
         self.engine.lead()
+        self.epoch = self.journal.epoch
         self._task = asyncio.get_running_loop().create_task(self._lead(), name="etf-engine-lease")
         self._on_change()
 

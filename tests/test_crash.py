@@ -14,13 +14,16 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from decimal import Decimal
 from pathlib import Path
 
 import grpc
+import pytest
 
 from etf_engine.api.auth import hash_token
 from etf_engine.client import EtfClient, FundAssetTerms, OrderItem, Tick, side_name, status_name
+from tests.pg_cluster import pg_cluster as pg_cluster  # the fixture, for the PostgreSQL backend
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -28,12 +31,16 @@ TOKENS = {"issuer": "crash-issuer", "AP-1": "crash-ap-1", "AP-2": "crash-ap-2"}
 ROUNDS = 3
 
 
-def write_config(tmp_path: Path) -> Path:
+def write_config(tmp_path: Path, dsn: str = "", shard: str = "main") -> Path:
+    """The servers' config; with ``dsn``, the journal is ``shard`` of that PostgreSQL database."""
     lines = ['listen = "127.0.0.1:0"', f'data_dir = "{tmp_path / "data"}"', "grace_seconds = 1",
              "[[principals]]", 'name = "ops"', 'role = "issuer"', f'token_sha256 = "{hash_token(TOKENS["issuer"])}"']
     for pid in ("AP-1", "AP-2"):
         lines += ["[[principals]]", f'name = "{pid}"', 'role = "participant"', f'participant_id = "{pid}"',
                   f'token_sha256 = "{hash_token(TOKENS[pid])}"']
+    if dsn:
+        lines += ["[journal]", 'backend = "postgresql"', f'dsn = "{dsn}"', f'shard = "{shard}"',
+                  'node_name = "crash-node"', "lease_seconds = 2"]
     path = tmp_path / "engine.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -98,8 +105,11 @@ def deal(target: str, pid: str, round_no: int, acked: dict, tried: dict, stop: t
                                                       side_name(order.side), order.units)
 
 
-def test_acknowledged_orders_survive_sigkill(tmp_path: Path) -> None:
-    config = write_config(tmp_path)
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_acknowledged_orders_survive_sigkill(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    dsn = request.getfixturevalue("pg_cluster").dsn if backend == "postgresql" else ""
+    shard = f"crash-{uuid.uuid4().hex[:12]}"
+    config = write_config(tmp_path, dsn, shard)
     proc, target = start(config)
     load_fund(target)
     acked: dict = {}
@@ -145,7 +155,8 @@ def test_acknowledged_orders_survive_sigkill(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    verified = subprocess.run([sys.executable, "-m", "etf_engine.cli", "verify", "--data-dir", str(tmp_path / "data")],
+    where = ["--dsn", dsn, "--shard", shard] if dsn else ["--data-dir", str(tmp_path / "data")]
+    verified = subprocess.run([sys.executable, "-m", "etf_engine.cli", "verify", *where],
                               env=ENV, text=True, capture_output=True, timeout=60)
     assert verified.returncode == 0, verified.stderr
     assert "digest " in verified.stdout

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,10 @@ from etf_engine import cli
 from etf_engine.api.auth import ACCESS, ISSUER, OBSERVER, PARTICIPANT, Principal, hash_token
 from etf_engine.api.server import BackgroundServer
 from etf_engine.client import EtfClient, FundAssetTerms, OrderItem, Tick, side_name, status_name
-from etf_engine.config import Config
+from etf_engine.config import Config, JournalConfig
 from etf_engine.ledger import Ledger
 from etf_engine.v1 import engine_pb2 as pb
+from tests.pg_cluster import pg_cluster as pg_cluster  # the fixture, for the PostgreSQL backend
 
 T0 = 1_750_000_000_000  # fixed "now" of the engine, unix ms
 EXPIRY = T0 // 1000 + 365 * 86_400
@@ -104,10 +106,21 @@ def config(**overrides: Any) -> Config:
     return Config(**values)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal(request: pytest.FixtureRequest) -> JournalConfig:
+    """Each service test on both journal backends: SQLite in a data directory, and a fresh shard of
+    the test PostgreSQL cluster (a primary with a synchronous standby)."""
+    if request.param == "sqlite":
+        return JournalConfig()
+    cluster = request.getfixturevalue("pg_cluster")
+    return JournalConfig(backend="postgresql", dsn=cluster.dsn, shard=f"t-{uuid.uuid4().hex[:12]}",
+                         node_name="test-node")
+
+
 @pytest.fixture
-def desk() -> Iterator[Desk]:
+def desk(journal: JournalConfig) -> Iterator[Desk]:
     clock = Clock()
-    with BackgroundServer(config(), ledger=make_ledger(), clock=clock) as server:
+    with BackgroundServer(config(journal=journal), ledger=make_ledger(), clock=clock) as server:
         d = Desk(server, clock)
         load_sample(d.issuer)
         try:

@@ -28,6 +28,8 @@ from etf_engine.errors import (
 from etf_engine.v1 import engine_pb2 as pb
 from tests.test_service import FUND, TOKENS, Desk
 from tests.test_service import desk as desk  # the fixture: the server with the sample fund loaded
+from tests.test_service import journal as journal  # its backends
+from tests.test_service import pg_cluster as pg_cluster
 
 MiB = 1024 * 1024
 SERVER_MAX = 4 * MiB  # Config.max_message_bytes by default: a body up to it is read

@@ -202,7 +202,7 @@ class EngineServer:
         shard = self._shard
         return pb.LeaderInfo(
             shard=self.config.journal.shard if shard is not None else "",
-            leader=self.engine.leader, epoch=getattr(journal, "epoch", 0) if shard is not None else 0,
+            leader=self.engine.leader, epoch=shard.epoch if shard is not None else 0,
             role=pb.Role.LEADER if self.engine.role == LEADER else pb.Role.FOLLOWER,
             applied_seq=getattr(journal, "last_seq", 0), sync_standbys=shard.sync_standbys if shard else -1)
 
