@@ -59,7 +59,9 @@ class ShardRole:
             log.warning("%s: %s follows %s", self.journal.name, self.engine.node_name, self.engine.leader)
 
     def run(self) -> None:
-        """After the replay: a follower starts following."""
+        """After the replay: a leader checks it has every record the lease counts; a follower follows."""
+        if self.engine.role == LEADER:
+            self._check_end()
         if self.engine.role == FOLLOWER:
             self._snapshot_seq = self.journal.last_seq
             self._task = asyncio.get_running_loop().create_task(self._follow(), name="etf-engine-follow")
@@ -119,19 +121,30 @@ class ShardRole:
                         self.engine.leader = lease.leader
                         self._on_change()
                     if (lease is None or lease.expired) and await self._run(self.journal.take_lease):
-                        await self._take_over()
-                        return
+                        break
             except JournalError as error:  # the database is away (a failover): keep trying
                 log.warning("%s: following paused: %s", self.journal.name, error)
                 await asyncio.sleep(1.0)
                 continue
             await asyncio.sleep(POLL_SECONDS)
+        try:
+            await self._take_over()
+        except JournalError as error:  # holding the lease, it cannot catch up: write nothing
+            self.engine.halt(str(error))
+
+    def _check_end(self) -> None:
+        if self.journal.last_seq != self.journal.lease_seq:
+            raise JournalError(f"{self.journal.name} is damaged: the lease counts {self.journal.lease_seq} records "
+                               f"but the journal holds {self.journal.last_seq}")
 
     async def _take_over(self) -> None:
         """Holding the lease: apply every record up to where the lease says the journal ends, then lead."""
-        lease = await self._run(self.journal.lease)
-        while self.journal.last_seq < lease.last_seq:
-            self.engine.apply_followed(await self._run(self.journal.poll))
+        while True:
+            events = await self._run(self.journal.poll)
+            if not events:
+                break
+            self.engine.apply_followed(events)
+        self._check_end()
         log.warning("%s: %s took over with epoch %d at record %d", self.journal.name, self.engine.node_name,
                     self.journal.epoch, self.journal.last_seq)
         self.engine.lead()

@@ -100,6 +100,7 @@ class PgJournal:
         self.name = f"journal shard {shard!r} in PostgreSQL"  # how messages name it
         self.lease_seconds, self.commit_timeout = lease_seconds, commit_timeout
         self.epoch = 0  # the epoch this node writes with; 0 while it is not the leader
+        self.lease_seq = 0  # where the lease said the journal ends when this node took it
         self.last_seq = 0
         self.last_at = 0
         self.since_snapshot = 0
@@ -133,7 +134,7 @@ class PgJournal:
             raise JournalError(f"{self.name}: cannot take the lease: {_first_line(error)}") from error
         if row is None:
             return False
-        self.epoch = row[0]
+        self.epoch, self.lease_seq = row[0], row[1]
         log.warning("%s: %s leads with epoch %d", self.name, self.node_name, self.epoch)
         return True
 
