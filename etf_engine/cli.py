@@ -1,9 +1,10 @@
-"""The etf-engine command: serve, hash-token, demo, verify, bench.
+"""The etf-engine command: serve, hash-token, demo, verify, journal, bench.
 
     etf-engine serve --config engine.toml
     etf-engine hash-token TOKEN
     etf-engine demo
-    etf-engine verify --data-dir DIR
+    etf-engine verify --data-dir DIR | --dsn DSN [--shard S]
+    etf-engine journal copy --from DATA_DIR --to DSN [--shard S]
     etf-engine bench --clients 1,64 --json run.json --plot run.png
 """
 
@@ -247,9 +248,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check every record and the snapshot without serving. It takes no lock (a running server may own
-    the directory) and opens SQLite read-only: it changes nothing it reads."""
-    from etf_engine._core import Ledger as CoreLedger
-    from etf_engine.journal import SqliteJournal, state_digest, verify
+    the directory) and opens SQLite read-only: it changes nothing it reads. On a PostgreSQL shard
+    (``--dsn``) it reads in one read-only transaction: no lease, no schema, a standby will do."""
+    if (args.data_dir is None) == (args.dsn is None):
+        print("etf-engine verify: give exactly one of --data-dir DIR or --dsn DSN", file=sys.stderr)
+        return 2
+    if args.dsn is not None:
+        return _verify_shard(args.dsn, args.shard or "main")
+    if args.shard is not None:
+        print("etf-engine verify: --shard goes with --dsn, not --data-dir", file=sys.stderr)
+        return 2
+
+    from etf_engine.journal import SqliteJournal
+    from etf_engine.journal.copy import verify_journal
 
     if not Path(args.data_dir, "journal.sqlite3").exists():
         print(f"etf-engine verify: no journal in {args.data_dir}", file=sys.stderr)
@@ -257,8 +268,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         journal = SqliteJournal(args.data_dir, lock=False, check=True)
         try:
-            ledger = verify(journal, CoreLedger())
-            state = ledger.state(journal.last_at)
+            verified = verify_journal(journal)
         finally:
             journal.close()
     except JournalError as e:
@@ -267,9 +277,64 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if journal.torn_tail_frames:
         print(f"torn tail: {journal.torn_tail_frames} WAL frame(s) after the last commit, never acknowledged; "
               "start-up discards them")
-    print(f"records {journal.last_seq}, funds {len(state['funds'])}, orders {len(state['orders'])}, "
+    _print_verified(verified.records, verified.state, verified.digest)
+    return 0
+
+
+def _print_verified(records: int, state: dict, digest: str) -> None:
+    print(f"records {records}, funds {len(state['funds'])}, orders {len(state['orders'])}, "
           f"participants {len(state['participants'])}, prices {len(state['prices'])}")
-    print(f"digest {state_digest(state)}")
+    print(f"digest {digest}")
+
+
+def _tool_failed(command: str, error: BaseException) -> int:
+    """One line, never a traceback: 2 for what was asked wrongly (bad arguments, a shard or data
+    directory that may not be used), 1 for damage or a database that cannot be read."""
+    from etf_engine.journal.copy import ToolRefused
+
+    if isinstance(error, ToolRefused | DataDirInUse):
+        print(f"etf-engine {command}: {error}", file=sys.stderr)
+        return 2
+    if isinstance(error, JournalError | OSError):
+        print(f"etf-engine {command}: {error}", file=sys.stderr)
+        return 1
+    first = (str(error).strip().splitlines() or [""])[0]
+    print(f"etf-engine {command}: {type(error).__name__}: {first}", file=sys.stderr)
+    return 1
+
+
+def _verify_shard(dsn: str, shard: str) -> int:
+    from etf_engine.journal.copy import verify_shard
+
+    try:
+        verified = verify_shard(dsn, shard)
+    except Exception as e:  # one line, whatever went wrong
+        return _tool_failed("verify", e)
+    _print_verified(verified.records, verified.state, verified.digest)
+    return 0
+
+
+# == journal ========================================================================================
+def cmd_journal_copy(args: argparse.Namespace) -> int:
+    """A stopped server's whole SQLite journal into an empty PostgreSQL shard, checked before and after."""
+    from etf_engine.journal.copy import copy_to_shard
+
+    try:
+        copied = copy_to_shard(args.from_dir, args.to, args.shard)
+    except Exception as e:  # one line, whatever went wrong
+        return _tool_failed("journal copy", e)
+    if copied.torn_tail_frames:
+        print(f"torn tail: {copied.torn_tail_frames} WAL frame(s) after the last commit in {args.from_dir}, "
+              "never acknowledged, discarded")
+    if copied.snapshot_seq is not None:
+        print(f"snapshot at record {copied.snapshot_seq} copied")
+    elif copied.snapshot_skipped is not None:
+        print(f"snapshot at record {copied.snapshot_skipped} not copied (no record follows it; a server on a "
+              "PostgreSQL shard needs one to learn where the journal ends): a server on the shard replays every "
+              "record at start")
+    else:
+        print(f"no snapshot in {args.from_dir}: a server on the shard replays every record at start")
+    print(f"copied {copied.target.records} records; digest {copied.target.digest}")
     return 0
 
 
@@ -294,9 +359,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--ledger", choices=LEDGERS, default="auto", help=LEDGER_HELP)
     demo.set_defaults(func=cmd_demo)
 
-    verify = sub.add_parser("verify", help="replay a data directory offline; print counts and the state digest")
-    verify.add_argument("--data-dir", required=True, metavar="DIR")
+    verify = sub.add_parser("verify", help="replay a data directory or a PostgreSQL shard offline; print counts "
+                                           "and the state digest")
+    verify.add_argument("--data-dir", metavar="DIR", help="the SQLite journal of this data directory")
+    verify.add_argument("--dsn", metavar="DSN", help="a PostgreSQL journal (read only: a standby will do)")
+    verify.add_argument("--shard", metavar="S", help='the shard of --dsn (default "main")')
     verify.set_defaults(func=cmd_verify)
+
+    journal = sub.add_parser("journal", help="tools for the journal")
+    journal_sub = journal.add_subparsers(dest="journal_command", required=True)
+    copy = journal_sub.add_parser("copy", help="copy a stopped server's SQLite journal into an empty PostgreSQL "
+                                               "shard")
+    copy.add_argument("--from", dest="from_dir", required=True, metavar="DATA_DIR",
+                      help="the data directory (no server may be running on it)")
+    copy.add_argument("--to", required=True, metavar="DSN", help="the PostgreSQL database (read-write)")
+    copy.add_argument("--shard", default="main", metavar="S", help='an empty shard (default "main")')
+    copy.set_defaults(func=cmd_journal_copy)
 
     bench = sub.add_parser("bench", help="load a server with concurrent clients; latency and throughput per RPC "
                                          "against the gRPC floor")

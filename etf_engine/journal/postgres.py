@@ -275,12 +275,12 @@ class PgJournal:
     @classmethod
     def open_read_only(cls, dsn: str, shard: str, *, node_name: str = "verify") -> PgJournal:
         """A reader of the shard that writes nothing: no schema, no lease, a read-only session (it works on
-        a hot standby too). Its reads run in one REPEATABLE READ transaction from ``snapshot_view()``."""
+        a hot standby too). Its reads see one moment inside ``transaction()`` (REPEATABLE READ, READ ONLY)."""
         self = cls.__new__(cls)
         self.dsn, self.shard, self.node_name = dsn, shard, node_name
         self.name = f"journal shard {shard!r} in PostgreSQL"
         self.lease_seconds, self.commit_timeout = 0.0, 30.0
-        self.epoch = self.last_seq = self.last_at = self.since_snapshot = 0
+        self.epoch = self.lease_seq = self.last_seq = self.last_at = self.since_snapshot = 0
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-journal")
         self._db = self._connect()
         self._db.read_only = True

@@ -1,0 +1,238 @@
+"""The tools of a PostgreSQL journal shard (SPEC §12): ``verify_shard`` (``etf-engine verify --dsn``) and
+``copy_to_shard`` (``etf-engine journal copy``: a stopped server's SQLite journal into an empty shard).
+
+Both check as ``etf-engine verify --data-dir`` does (records.verify: every record from the first, the
+snapshot against them) and give the same state digest, the one a server logs at stop. On a shard they
+also check what replaying cannot see: that the records end where the lease says the journal ends (a
+lost tail) and that the snapshot is not past the last record.
+
+A copy is one transaction: the lease row first (it serialises with a server taking the lease and with
+a second copy), the records by COPY, the snapshot, then the verification of what was written, in the
+same transaction; anything wrong rolls it all back. The lease row is written expired, with epoch 0,
+no leader and ``last_seq`` = the last record: the first server started on the shard takes it (epoch
+1) and appends after the last record.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from etf_engine.journal.postgres import PgJournal, _first_line
+from etf_engine.journal.records import SNAPSHOT_MAGIC, JournalError, Snapshot, collector_paused, state_digest, verify
+from etf_engine.journal.sqlite import DB_NAME, SNAPSHOT_NAME, SqliteJournal
+
+SHARD_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # as config.py accepts [journal] shard
+COPY_BATCH = 5_000  # rows read from SQLite at a time and streamed to COPY
+# A server on PostgreSQL that starts from a snapshot with no record after it does not learn where the
+# journal ends (PgJournal.load_snapshot sets last_at, not last_seq; only replayed records move it), so
+# its first append is fenced off as if deposed. A clean stop of a SQLite server leaves exactly such a
+# snapshot (at the last record): until load_snapshot sets last_seq, it is not copied, and the server
+# replays every record instead (same state, a slower start). Records after the snapshot: it is copied.
+SNAPSHOT_AT_END_OK = False
+
+
+class ToolRefused(JournalError):
+    """The tool will not do what it was asked (bad arguments, a shard that is not empty): exit status 2."""
+
+
+@dataclass(frozen=True)
+class Verified:
+    records: int
+    state: dict[str, Any]
+    digest: str
+
+
+def check_arguments(dsn: str, shard: str) -> None:
+    if not SHARD_NAME.fullmatch(shard):
+        raise ToolRefused(f"--shard {shard[:64]!r}: expected 1-64 of [A-Za-z0-9._:-]")
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.Error as error:
+        raise ToolRefused(f"--dsn is not a PostgreSQL connection string: {_first_line(error)}") from None
+
+
+def verify_journal(journal: Any) -> Verified:
+    """records.verify on the compiled ledger, and the state and digest as of the last record."""
+    from etf_engine._core import Ledger as CoreLedger
+
+    ledger = verify(journal, CoreLedger())
+    with collector_paused():
+        state = ledger.state(journal.last_at)
+        return Verified(journal.last_seq, state, state_digest(state))
+
+
+# == verify --dsn ===================================================================================
+def verify_shard(dsn: str, shard: str) -> Verified:
+    """Check every record of the shard and its snapshot, writing nothing (a standby will do)."""
+    check_arguments(dsn, shard)
+    journal = PgJournal.open_read_only(dsn, shard)
+    try:
+        with journal.transaction():  # REPEATABLE READ: the lease, records and snapshot of one moment
+            return _verify_pg(journal, empty_ok=False)
+    except psycopg.Error as error:
+        raise JournalError(f"{journal.name}: cannot read it: {_first_line(error)}") from error
+    finally:
+        journal.close()
+
+
+def _verify_pg(journal: PgJournal, *, empty_ok: bool) -> Verified:
+    db = journal.connection()
+    lease = journal.lease()
+    row = db.execute("SELECT seq FROM etf_snapshots WHERE shard = %s", (journal.shard,)).fetchone()
+    snapshot_seq = None if row is None else int(row[0])
+    count, top = journal.stored_bounds()
+    if not empty_ok and lease is None and count == 0 and snapshot_seq is None:
+        raise JournalError(f"{journal.name} does not exist: no records, no lease, no snapshot")
+    result = verify_journal(journal)  # every record from 1, in order, each checked; a gap is named
+    if count != result.records or top != result.records:
+        raise JournalError(f"{journal.name} is damaged: {count} records stored, numbered up to {top}, but they "
+                           f"run without a gap only to record {result.records}")
+    if lease is not None and lease.last_seq != result.records:
+        if lease.last_seq > result.records:
+            raise JournalError(f"{journal.name} is damaged: records {result.records + 1} to {lease.last_seq} are "
+                               f"missing (the lease says the journal ends at record {lease.last_seq})")
+        raise JournalError(f"{journal.name} is damaged: records {lease.last_seq + 1} to {result.records} are "
+                           f"stored after the end the lease records (record {lease.last_seq})")
+    if snapshot_seq is not None and snapshot_seq > result.records:
+        raise JournalError(f"{journal.name}: the snapshot is at record {snapshot_seq} but the journal ends at "
+                           f"record {result.records}")
+    return result
+
+
+# == journal copy ===================================================================================
+@dataclass(frozen=True)
+class Copied:
+    source: Verified
+    target: Verified
+    snapshot_seq: int | None  # the snapshot copied with the records, if the source had one
+    snapshot_skipped: int | None  # the seq of the source's snapshot, if it was not copied (SNAPSHOT_AT_END_OK)
+    torn_tail_frames: int  # of the source, discarded when it was opened (as a server's start does)
+
+
+def copy_to_shard(data_dir: str | Path, dsn: str, shard: str) -> Copied:
+    """Copy the whole journal of a stopped server's ``data_dir`` into the empty ``shard``: the same
+    records (seq, crc, body bytes), the snapshot, and a lease that the first server started takes."""
+    check_arguments(dsn, shard)
+    data_dir = Path(data_dir)
+    if not (data_dir / DB_NAME).is_file():
+        raise ToolRefused(f"no journal in {data_dir} (no {DB_NAME})")
+    # Locked as a server locks it (DataDirInUse while one runs): the WAL scan, the torn tail cut off,
+    # quick_check, the records gapless; held until the copy is done, so no server starts meanwhile.
+    source = SqliteJournal(data_dir, lock=True)
+    try:
+        target = _open_target(dsn, shard)
+        try:
+            _refuse_unless_empty(target)  # before the long check of the source; again in the transaction
+            verified = verify_journal(source)
+            snapshot = _read_snapshot(data_dir / SNAPSHOT_NAME)
+            skipped = None
+            if snapshot is not None and snapshot[0] >= verified.records and not SNAPSHOT_AT_END_OK:
+                skipped, snapshot = snapshot[0], None
+            try:
+                with target.transaction():
+                    _claim(target, verified.records)
+                    _copy_records(source, target)
+                    if snapshot is not None:
+                        seq, at, crc, body = snapshot
+                        target.connection().execute(
+                            "INSERT INTO etf_snapshots (shard, seq, at, crc, body) VALUES (%s, %s, %s, %s, %s)",
+                            (shard, seq, at, crc, body))
+                    copied = _verify_pg(target, empty_ok=True)
+                    if (copied.records, copied.digest) != (verified.records, verified.digest):
+                        raise JournalError(f"{target.name}: the copy differs from {data_dir} ({copied.records} "
+                                           f"records, digest {copied.digest}; the source has {verified.records}, "
+                                           f"digest {verified.digest}); nothing was written")
+            except psycopg.Error as error:
+                raise JournalError(f"{target.name}: the copy failed, nothing was written: "
+                                   f"{_first_line(error)}") from error
+        finally:
+            target.close()
+        return Copied(verified, copied, snapshot[0] if snapshot else None, skipped, source.torn_tail_frames)
+    finally:
+        source.close()
+
+
+def _open_target(dsn: str, shard: str) -> PgJournal:
+    try:
+        return PgJournal(dsn, shard, node_name="journal-copy")  # creates the tables if there are none
+    except psycopg.Error as error:  # e.g. the DSN names a standby: the schema cannot be created there
+        raise JournalError(f"journal shard {shard!r} in PostgreSQL: cannot prepare it: "
+                           f"{_first_line(error)}") from error
+
+
+def _refuse_unless_empty(target: PgJournal, *, own_lease: bool = False) -> None:
+    """ToolRefused if the shard has records, a snapshot or a lease (other than the one this copy wrote)."""
+    db, shard = target.connection(), target.shard
+    try:
+        lease = None if own_lease else target.lease()
+        records = db.execute("SELECT COUNT(*) FROM etf_events WHERE shard = %s", (shard,)).fetchone()[0]
+        snapshot = db.execute("SELECT seq FROM etf_snapshots WHERE shard = %s", (shard,)).fetchone()
+    except psycopg.Error as error:
+        raise JournalError(f"{target.name}: cannot read it: {_first_line(error)}") from error
+    found = []
+    if records:
+        found.append(f"{records} records")
+    if lease is not None:
+        found.append(f"a lease (leader {lease.leader or '-'}, epoch {lease.epoch}, at record {lease.last_seq})")
+    if snapshot is not None:
+        found.append(f"a snapshot at record {snapshot[0]}")
+    if found:
+        raise ToolRefused(f"{target.name} is not empty: it has {', '.join(found)}; copy only into a new shard")
+
+
+def _claim(target: PgJournal, last_seq: int) -> None:
+    """The lease row, expired and never led, ending at ``last_seq``; written first, so a server taking the
+    lease or another copy waits for this transaction and then finds the shard taken."""
+    cursor = target.connection().execute(
+        "INSERT INTO etf_lease (shard, epoch, leader, last_seq, expires_at) VALUES (%s, 0, '', %s, to_timestamp(0)) "
+        "ON CONFLICT (shard) DO NOTHING", (target.shard, last_seq))
+    if cursor.rowcount != 1:
+        _refuse_unless_empty(target)  # names what is there
+        raise ToolRefused(f"{target.name} is not empty: it has a lease; copy only into a new shard")
+    _refuse_unless_empty(target, own_lease=True)
+
+
+def _copy_records(source: SqliteJournal, target: PgJournal) -> None:
+    """Every record of the source, byte for byte, by COPY in binary, read from SQLite in batches; each
+    checked again on the way (seq in order, CRC)."""
+    rows = source._db.execute("SELECT seq, crc, body FROM events ORDER BY seq")  # type: ignore[union-attr]
+    expected = 1
+    with target.connection().cursor() as cursor, cursor.copy(
+            "COPY etf_events (shard, seq, crc, body) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(["text", "int8", "int8", "bytea"])
+        while batch := rows.fetchmany(COPY_BATCH):
+            for seq, crc, body in batch:
+                if seq != expected or zlib.crc32(body) != crc:
+                    raise JournalError(f"{source.name}: record {expected} changed while it was copied")
+                copy.write_row((target.shard, seq, crc, body))
+                expected += 1
+    if expected - 1 != source.last_seq:
+        raise JournalError(f"{source.name}: {expected - 1} records read, {source.last_seq} verified")
+
+
+def _read_snapshot(path: Path) -> tuple[int, int, int, bytes] | None:
+    """(seq, at, crc, body) of the source's snapshot, the body's bytes as stored (verify checked it
+    against the records), or None if there is none."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise JournalError(f"cannot read snapshot {path}: {error.strerror or error}") from error
+    head = len(SNAPSHOT_MAGIC)
+    crc, body = int.from_bytes(data[head:head + 4], "big"), data[head + 4:]
+    if data[:head] != SNAPSHOT_MAGIC or zlib.crc32(body) != crc:
+        raise JournalError(f"snapshot {path} is damaged: bad header or checksum")
+    try:
+        snapshot = msgspec.json.decode(body, type=Snapshot)
+    except msgspec.DecodeError as error:
+        raise JournalError(f"snapshot {path} is damaged: {error}") from error
+    return snapshot.seq, snapshot.at, crc, body
