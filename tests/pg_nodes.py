@@ -1,0 +1,282 @@
+"""Real ``etf-engine serve`` processes on one PostgreSQL journal shard (SPEC §12), and a dealer that
+follows the leader: for tests/test_pg_failover.py.
+
+``Node`` is one server process (its own config, differing from its peers' only in ``node_name``); it
+can be started again (a new port each time), killed, paused and resumed. ``Router`` sends a request to
+whichever node answers, trying each in turn and the leader first once a follower has named it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from etf_engine.api.auth import hash_token
+from etf_engine.client import EtfClient, FundAssetTerms, Tick
+from etf_engine.v1 import engine_pb2 as pb
+from etf_engine.v1 import engine_pb2_grpc as rpc
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+TOKENS = {"issuer": "pg-issuer", "AP-1": "pg-ap-1", "AP-2": "pg-ap-2"}
+STOPPED_ITSELF = 3  # etf_engine.api.server.STOPPED_ITSELF, as the service manager sees it
+
+
+def metadata(who: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {TOKENS[who]}"),)
+
+
+def load_fund(target: str) -> None:
+    """Fund F-1 (BTC, ETH at C-1 and C-2, 10M shares, fresh prices); AP-1 and AP-2 may deal 5 units an order."""
+    with EtfClient(target, TOKENS["issuer"]) as ops:
+        ops.register_asset("BTC", 8)
+        ops.register_asset("ETH", 18)
+        for cid in ("C-1", "C-2"):
+            ops.register_custodian(cid, cid, "L-" + cid, "ACTIVE", 4_000_000_000)
+        for pid in ("AP-1", "AP-2"):
+            ops.register_participant(pid, pid, ["F-1"], 5, 1_000_000)
+        ops.create_fund("F-1", "Fund", "HKD", 100, "C-1", ["C-1", "C-2"],
+                        [FundAssetTerms("BTC"), FundAssetTerms("ETH")], max_price_age_seconds=86_400,
+                        initial_shares_outstanding=10_000_000)
+        for cid in ("C-1", "C-2"):
+            ops.adjust_holding("F-1", cid, "BTC", "5000")
+            ops.adjust_holding("F-1", cid, "ETH", "100000")
+        now = int(time.time() * 1000)
+        ops.publish_prices([Tick("BTC", "HKD", "700000", now), Tick("ETH", "HKD", "25000", now)])
+
+
+def write_config(directory: Path, name: str, dsn: str, shard: str, *, lease_seconds: float = 2,
+                 commit_timeout: float | None = None) -> Path:
+    """The config of node ``name``: the same for every node of a shard except node_name (and data_dir)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = ['listen = "127.0.0.1:0"', f'data_dir = "{directory / "data"}"', "grace_seconds = 1",
+             "[journal]", 'backend = "postgresql"', f"dsn = '{dsn}'", f'shard = "{shard}"',
+             f"lease_seconds = {lease_seconds}", f'node_name = "{name}"']
+    if commit_timeout is not None:
+        lines.append(f"commit_timeout_seconds = {commit_timeout}")
+    lines += ["[[principals]]", 'name = "ops"', 'role = "issuer"', f'token_sha256 = "{hash_token(TOKENS["issuer"])}"']
+    for pid in ("AP-1", "AP-2"):
+        lines += ["[[principals]]", f'name = "{pid}"', 'role = "participant"', f'participant_id = "{pid}"',
+                  f'token_sha256 = "{hash_token(TOKENS[pid])}"']
+    path = directory / "engine.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Node:
+    """One ``etf-engine serve`` process of a shard. ``target`` is "" while it is not running."""
+
+    def __init__(self, tmp_path: Path, name: str, dsn: str, shard: str, **journal: Any) -> None:
+        self.name, self.dsn, self.shard = name, dsn, shard
+        self.directory = tmp_path / name
+        self.config = write_config(self.directory, name, dsn, shard, **journal)
+        self.proc: subprocess.Popen[str] | None = None
+        self.target = ""
+        self.lines: list[str] = []  # every line of output, over all its runs
+        self.exits: list[int] = []  # exit statuses of its runs that ended
+        self._channels: dict[str, grpc.Channel] = {}
+
+    def reconfigure(self, **journal: Any) -> None:
+        self.config = write_config(self.directory, self.name, self.dsn, self.shard, **journal)
+
+    def start(self, timeout: float = 30) -> Node:
+        assert not self.running, f"{self.name} is running"
+        self.target = ""
+        proc = subprocess.Popen([sys.executable, "-m", "etf_engine.cli", "serve", "--config", str(self.config)],
+                                env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.proc = proc
+        listening = threading.Event()
+        found: list[str] = []
+
+        def read() -> None:
+            for line in proc.stdout:  # type: ignore[union-attr]
+                self.lines.append(f"[{time.monotonic():.3f}] {line}")
+                if not listening.is_set() and "listening on" in line:
+                    found.append(line.split("listening on ")[1].split()[0])
+                    listening.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not listening.wait(0.05):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                self._reap()
+                raise AssertionError(f"{self.name} did not start (exit {proc.poll()}):\n{self.log()}")
+        self.target = found[0]
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def poll(self) -> int | None:
+        """The exit status once the current run has ended (it is recorded in ``exits`` once)."""
+        if self.proc is None:
+            return self.exits[-1] if self.exits else None
+        code = self.proc.poll()
+        if code is not None:
+            self._reap()
+        return code
+
+    def _reap(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            self.exits.append(self.proc.returncode)
+            self.proc = None
+            self.target = ""
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.proc is not None, f"{self.name} is not running"
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.name} still runs after {timeout} s:\n{self.log()}") from None
+        self._reap()
+        return code
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None, f"{self.name} is not running"
+        os.kill(self.proc.pid, sig)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.wait_exit(10)
+
+    def stop(self) -> None:
+        """Whatever state it is in (even paused): gone afterwards."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGCONT)
+            self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._reap()
+
+    def close(self) -> None:
+        self.stop()
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+    def log(self, last: int = 60) -> str:
+        return "".join(self.lines[-last:])
+
+    # -- calls ---------------------------------------------------------------------------------------
+    def channel(self) -> grpc.Channel:
+        assert self.target, f"{self.name} is not running"
+        if self.target not in self._channels:
+            self._channels[self.target] = grpc.insecure_channel(self.target)
+        return self._channels[self.target]
+
+    def dealing(self) -> rpc.DealingStub:
+        return rpc.DealingStub(self.channel())
+
+    def admin(self) -> rpc.AdminStub:
+        return rpc.AdminStub(self.channel())
+
+    def valuation(self) -> rpc.ValuationStub:
+        return rpc.ValuationStub(self.channel())
+
+    def leader_info(self, timeout: float = 5) -> pb.LeaderInfo:
+        return rpc.DiagnosticsStub(self.channel()).GetLeader(pb.GetLeaderRequest(), metadata=metadata("issuer"),
+                                                             timeout=timeout)
+
+    def health(self, service: str) -> int:
+        return health_pb2_grpc.HealthStub(self.channel()).Check(health_pb2.HealthCheckRequest(service=service),
+                                                                timeout=5).status
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float = 0.02) -> Any:
+    """Poll ``check`` (exceptions count as not yet) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+        except (grpc.RpcError, AssertionError) as e:
+            last, value = e, None
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout} s: {what} (last error: {last})")
+
+
+def leader_of(nodes: Sequence[Node]) -> Node | None:
+    """The running node that says it is the LEADER, if exactly one does."""
+    leaders = []
+    for node in nodes:
+        if not node.target:
+            continue
+        with contextlib.suppress(grpc.RpcError):
+            if node.leader_info(timeout=1).role == pb.Role.LEADER:
+                leaders.append(node)
+    assert len(leaders) <= 1, f"two leaders: {[n.name for n in leaders]}"
+    return leaders[0] if leaders else None
+
+
+class Router:
+    """One dealer's way to the shard: a request goes to each running node in turn until one answers;
+    UNAVAILABLE (a follower, a deposed or dead node) moves on, to the leader first when the message names
+    it. The request is the same every time, so a repeat is idempotent by its client_order_id."""
+
+    def __init__(self, nodes: Sequence[Node], who: str, *, attempt_timeout: float = 3.0) -> None:
+        self.nodes, self.who, self.attempt_timeout = nodes, who, attempt_timeout
+        self.preferred: Node | None = None
+        self._stubs: dict[str, rpc.DealingStub] = {}
+        self._channels: list[grpc.Channel] = []
+
+    def _stub(self, target: str) -> rpc.DealingStub:
+        if target not in self._stubs:
+            channel = grpc.insecure_channel(target)
+            self._channels.append(channel)
+            self._stubs[target] = rpc.DealingStub(channel)
+        return self._stubs[target]
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
+
+    def call(self, rpc_name: str, request: Any, *, give_up: float = 30.0,
+             stop: threading.Event | None = None) -> tuple[Any, Node]:
+        """The reply and the node that gave it; raises the last error after ``give_up`` seconds, or at once
+        for a code other than UNAVAILABLE / DEADLINE_EXCEEDED (a refusal is an answer)."""
+        deadline = time.monotonic() + give_up
+        last: grpc.RpcError | None = None
+        while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+            queue = sorted(self.nodes, key=lambda n: n is not self.preferred)
+            tried: set[str] = set()
+            while queue:
+                node = queue.pop(0)
+                target = node.target
+                if not target or node.name in tried:
+                    continue
+                tried.add(node.name)
+                try:
+                    reply = getattr(self._stub(target), rpc_name)(request, metadata=metadata(self.who),
+                                                                  timeout=self.attempt_timeout)
+                except grpc.RpcError as e:
+                    if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                        raise
+                    last = e
+                    named = [n for n in self.nodes if n is not node and n.name in (e.details() or "")]
+                    if named:  # a follower (or a deposed leader) names the leader: that one next
+                        self.preferred = named[0]
+                        queue.insert(0, named[0])
+                    continue
+                self.preferred = node
+                return reply, node
+            time.sleep(0.02)
+        raise last if last is not None else AssertionError("stopped before an answer")
