@@ -328,10 +328,6 @@ def cmd_journal_copy(args: argparse.Namespace) -> int:
               "never acknowledged, discarded")
     if copied.snapshot_seq is not None:
         print(f"snapshot at record {copied.snapshot_seq} copied")
-    elif copied.snapshot_skipped is not None:
-        print(f"snapshot at record {copied.snapshot_skipped} not copied (no record follows it; a server on a "
-              "PostgreSQL shard needs one to learn where the journal ends): a server on the shard replays every "
-              "record at start")
     else:
         print(f"no snapshot in {args.from_dir}: a server on the shard replays every record at start")
     print(f"copied {copied.target.records} records; digest {copied.target.digest}")

@@ -110,13 +110,13 @@ def sqlite_rows(data_dir: Path) -> list:
 def test_copy_keeps_records_and_digest(pg: PgCluster, source: Source) -> None:
     copied = copy_into(source, pg, "copy-same")
     assert copied.stdout.splitlines()[-1] == f"copied {source.records} records; digest {source.digest}"
-    # the clean stop's snapshot is at the last record: not copied (copy.SNAPSHOT_AT_END_OK), and said so
-    assert f"snapshot at record {source.records} not copied" in copied.stdout
+    # the clean stop's snapshot is at the last record: copied, and a server starts from it
+    assert f"snapshot at record {source.records} copied" in copied.stdout
 
     events, lease, snapshot = shard_rows(pg, "copy-same")
     assert events == sqlite_rows(source.data_dir)  # seq, crc and body bytes
     assert lease == (0, "", source.records, True)  # expired, never led: the first server takes epoch 1
-    assert snapshot is None
+    assert snapshot is not None and snapshot[0] == source.records
 
     # verify --dsn: the same lines as verify --data-dir, on the primary and on the (read-only) standby
     verified = cli("verify", "--dsn", pg.dsn, "--shard", "copy-same")
@@ -271,6 +271,16 @@ def test_server_continues_on_the_copied_shard(pg: PgCluster, source: Source, tmp
     verified = cli("verify", "--dsn", pg.dsn, "--shard", "moved")
     assert verified.returncode == 0, verified.stderr
     assert verified.stdout.startswith(f"records {source.records + 1}, ")
+    # A clean stop leaves a snapshot at the last record: the server starts from it and goes on writing.
+    snapshot = shard_rows(pg, "moved")[2]
+    assert snapshot is not None and snapshot[0] == source.records + 1
+    proc, target = start(config)
+    try:
+        with EtfClient(target, TOKENS["AP-1"]) as dealer:
+            again = dealer.submit_order("F-1", "CREATE", 1, "after-1")
+        assert again.order_id == f"ORD-{int(after.order_id.removeprefix('ORD-')) + 1:08d}"
+    finally:
+        stop(proc)
 
 
 # == size ===============================================================================================

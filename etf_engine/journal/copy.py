@@ -31,12 +31,6 @@ from etf_engine.journal.sqlite import DB_NAME, SNAPSHOT_NAME, SqliteJournal
 
 SHARD_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # as config.py accepts [journal] shard
 COPY_BATCH = 5_000  # rows read from SQLite at a time and streamed to COPY
-# A server on PostgreSQL that starts from a snapshot with no record after it does not learn where the
-# journal ends (PgJournal.load_snapshot sets last_at, not last_seq; only replayed records move it), so
-# its first append is fenced off as if deposed. A clean stop of a SQLite server leaves exactly such a
-# snapshot (at the last record): until load_snapshot sets last_seq, it is not copied, and the server
-# replays every record instead (same state, a slower start). Records after the snapshot: it is copied.
-SNAPSHOT_AT_END_OK = False
 
 
 class ToolRefused(JournalError):
@@ -113,7 +107,6 @@ class Copied:
     source: Verified
     target: Verified
     snapshot_seq: int | None  # the snapshot copied with the records, if the source had one
-    snapshot_skipped: int | None  # the seq of the source's snapshot, if it was not copied (SNAPSHOT_AT_END_OK)
     torn_tail_frames: int  # of the source, discarded when it was opened (as a server's start does)
 
 
@@ -133,9 +126,6 @@ def copy_to_shard(data_dir: str | Path, dsn: str, shard: str) -> Copied:
             _refuse_unless_empty(target)  # before the long check of the source; again in the transaction
             verified = verify_journal(source)
             snapshot = _read_snapshot(data_dir / SNAPSHOT_NAME)
-            skipped = None
-            if snapshot is not None and snapshot[0] >= verified.records and not SNAPSHOT_AT_END_OK:
-                skipped, snapshot = snapshot[0], None
             try:
                 with target.transaction():
                     _claim(target, verified.records)
@@ -155,7 +145,7 @@ def copy_to_shard(data_dir: str | Path, dsn: str, shard: str) -> Copied:
                                    f"{_first_line(error)}") from error
         finally:
             target.close()
-        return Copied(verified, copied, snapshot[0] if snapshot else None, skipped, source.torn_tail_frames)
+        return Copied(verified, copied, snapshot[0] if snapshot else None, source.torn_tail_frames)
     finally:
         source.close()
 

@@ -95,7 +95,9 @@ class PgJournal:
     """One shard's journal, for a leader (after ``take_lease``) or a follower (``poll``)."""
 
     def __init__(self, dsn: str, shard: str, *, node_name: str = "", lease_seconds: float = 5.0,
-                 commit_timeout: float = 30.0) -> None:
+                 commit_timeout: float = 30.0, read_only: bool = False) -> None:
+        """``read_only``: a reader that writes nothing (the tools): no schema, no lease, a read-only
+        session (it works on a hot standby too), whose reads see one moment inside ``transaction()``."""
         self.dsn, self.shard, self.node_name = dsn, shard, node_name
         self.name = f"journal shard {shard!r} in PostgreSQL"  # how messages name it
         self.lease_seconds, self.commit_timeout = lease_seconds, commit_timeout
@@ -106,8 +108,31 @@ class PgJournal:
         self.since_snapshot = 0
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-journal")
         self._db = self._connect()
-        with self._db.transaction():
-            self._db.execute(SCHEMA)
+        if read_only:
+            self._db.read_only = True
+            self._db.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            self._require_tables()
+        else:
+            with self._db.transaction():
+                self._db.execute(SCHEMA)
+
+    @classmethod
+    def open_read_only(cls, dsn: str, shard: str, *, node_name: str = "verify") -> PgJournal:
+        return cls(dsn, shard, node_name=node_name, read_only=True)
+
+    def _require_tables(self) -> None:
+        try:
+            row = self._db.execute("SELECT to_regclass('etf_lease'), to_regclass('etf_events'), "
+                                   "to_regclass('etf_snapshots')").fetchone()
+        except psycopg.Error as error:
+            self.close()
+            raise JournalError(f"{self.name}: cannot read the database: {_first_line(error)}") from error
+        missing = [name for name, found in zip(("etf_lease", "etf_events", "etf_snapshots"), row, strict=True)
+                   if found is None]
+        if missing:
+            self.close()
+            raise JournalError(f"{self.name}: no etf-engine journal in this database (no table "
+                               f"{', '.join(missing)})")
 
     def _ready(self) -> psycopg.Connection[Any]:
         """The connection, made again if it was lost (a failover): a statement that was never sent has a
@@ -255,7 +280,7 @@ class PgJournal:
             snapshot = msgspec.json.decode(body, type=Snapshot)
         except msgspec.DecodeError as error:
             raise JournalError(f"{self.name}: the snapshot at record {seq} is damaged: {error}") from error
-        self.last_at = at
+        self.last_seq, self.last_at = snapshot.seq, at  # replay goes on after it
         return snapshot
 
     def write_snapshot(self, state: dict[str, Any]) -> None:
@@ -272,33 +297,6 @@ class PgJournal:
         self._db.close()
 
     # -- tools (etf-engine verify --dsn, etf-engine journal copy) ---------------------------------------
-    @classmethod
-    def open_read_only(cls, dsn: str, shard: str, *, node_name: str = "verify") -> PgJournal:
-        """A reader of the shard that writes nothing: no schema, no lease, a read-only session (it works on
-        a hot standby too). Its reads see one moment inside ``transaction()`` (REPEATABLE READ, READ ONLY)."""
-        self = cls.__new__(cls)
-        self.dsn, self.shard, self.node_name = dsn, shard, node_name
-        self.name = f"journal shard {shard!r} in PostgreSQL"
-        self.lease_seconds, self.commit_timeout = 0.0, 30.0
-        self.epoch = self.lease_seq = self.last_seq = self.last_at = self.since_snapshot = 0
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-journal")
-        self._db = self._connect()
-        self._db.read_only = True
-        self._db.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        try:
-            row = self._db.execute("SELECT to_regclass('etf_lease'), to_regclass('etf_events'), "
-                                   "to_regclass('etf_snapshots')").fetchone()
-        except psycopg.Error as error:
-            self.close()
-            raise JournalError(f"{self.name}: cannot read the database: {_first_line(error)}") from error
-        missing = [name for name, found in zip(("etf_lease", "etf_events", "etf_snapshots"), row, strict=True)
-                   if found is None]
-        if missing:
-            self.close()
-            raise JournalError(f"{self.name}: no etf-engine journal in this database (no table "
-                               f"{', '.join(missing)})")
-        return self
-
     def transaction(self) -> Any:
         """A transaction on the journal's connection (a context manager): the tools' reads see one
         snapshot of the database, and ``journal copy`` writes all or nothing."""
