@@ -39,6 +39,7 @@ class ShardRole:
         self.sync_standbys = -1  # as last seen
         self.epoch = 0  # the lease's, as last seen
         self._next_standby_check = 0.0
+        self._applied = 0  # a follower's last record applied to the ledger (the journal reads ahead of it)
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -63,8 +64,18 @@ class ShardRole:
         if self.engine.role == LEADER:
             self._check_end()
         if self.engine.role == FOLLOWER:
-            self._snapshot_seq = self.journal.last_seq
+            self._snapshot_seq = self._applied = self.journal.last_seq
             self._task = asyncio.get_running_loop().create_task(self._follow(), name="etf-engine-follow")
+
+    @property
+    def applied_seq(self) -> int:
+        """The last record whose effect reads show."""
+        return self.journal.last_seq if self.engine.role == LEADER else self._applied
+
+    def _apply(self, events: list) -> None:
+        """Records a poll read (it ran to their end, and no other poll runs meanwhile) into the ledger."""
+        self.engine.apply_followed(events)
+        self._applied = self.journal.last_seq
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -107,8 +118,7 @@ class ShardRole:
         next_lease_check = 0.0
         while True:
             try:
-                events = await self._run(self.journal.poll)
-                self.engine.apply_followed(events)
+                self._apply(await self._run(self.journal.poll))
                 if self.journal.last_seq - self._snapshot_seq >= self._snapshot_every:
                     await self._snapshot()
                 if loop.time() >= next_lease_check:
@@ -143,7 +153,7 @@ class ShardRole:
             events = await self._run(self.journal.poll)
             if not events:
                 break
-            self.engine.apply_followed(events)
+            self._apply(events)
         self._check_end()
         log.warning("%s: %s took over with epoch %d at record %d", self.journal.name, self.engine.node_name,
                     self.journal.epoch, self.journal.last_seq)

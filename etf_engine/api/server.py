@@ -193,9 +193,9 @@ class EngineServer:
 
     def _journal_seq(self) -> tuple[tuple[str, str], ...] | None:
         """A follower's replies say how far it has applied the journal (SPEC §12)."""
-        if self.engine.role == LEADER:
+        if self.engine.role == LEADER or self._shard is None:
             return None
-        return (("x-etf-journal-seq", str(self.engine.journal.last_seq)),)  # type: ignore[attr-defined]
+        return (("x-etf-journal-seq", str(self._shard.applied_seq)),)
 
     def leader_info(self) -> pb.LeaderInfo:
         journal = self.engine.journal
@@ -204,7 +204,8 @@ class EngineServer:
             shard=self.config.journal.shard if shard is not None else "",
             leader=self.engine.leader, epoch=shard.epoch if shard is not None else 0,
             role=pb.Role.LEADER if self.engine.role == LEADER else pb.Role.FOLLOWER,
-            applied_seq=getattr(journal, "last_seq", 0), sync_standbys=shard.sync_standbys if shard else -1)
+            applied_seq=shard.applied_seq if shard is not None else getattr(journal, "last_seq", 0),
+            sync_standbys=shard.sync_standbys if shard else -1)
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful stop; a second call while stopping waits for nothing more."""
