@@ -315,9 +315,6 @@ def test_followers_read_what_the_leader_wrote(make_node) -> None:
     assert a.leader_info().applied_seq == leader.applied_seq
 
 
-@pytest.mark.xfail(strict=True, reason="a follower's x-etf-journal-seq (and GetLeader.applied_seq) is "
-                   "PgJournal.last_seq, which replay() advances on the journal's thread before ShardRole._follow "
-                   "has applied the records: a reply can carry seq N without showing record N")
 def test_follower_seq_is_applied(make_node) -> None:
     """Once a follower's reply carries seq N, that reply shows record N. Each round: an order on the leader,
     then GetOrder on the follower until its seq reaches the leader's; it must find the order."""
