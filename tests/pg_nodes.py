@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -280,3 +281,105 @@ class Router:
                 return reply, node
             time.sleep(0.02)
         raise last if last is not None else AssertionError("stopped before an answer")
+
+
+class CuttingProxy:
+    """A TCP proxy in front of PostgreSQL that, once armed, cuts one connection right after a query on
+    etf_events (recognised by its columns seq, crc, body) returned rows: the client has the complete
+    answer, and its next statement finds the connection gone (as a failover would leave it).
+
+    Its DSN disables SSL and GSS encryption, so that everything the server sends is typed messages."""
+
+    COLUMNS = ["seq", "crc", "body"]
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.armed = threading.Event()
+        self.cuts = 0
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def dsn(self) -> str:
+        return (f"host=127.0.0.1 port={self.port} dbname=etf user=etf sslmode=disable gssencmode=disable "
+                "connect_timeout=2")
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            server.settimeout(None)
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+            threading.Thread(target=self._answers, args=(server, client), daemon=True).start()
+
+    @staticmethod
+    def _cut(*socks: socket.socket) -> None:
+        for s in socks:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        self._cut(source, sink)
+
+    def _answers(self, server: socket.socket, client: socket.socket) -> None:
+        """Server to client, message by message (type byte, int32 length including itself, body)."""
+        buffer = b""
+        journal_rows = 0  # DataRows of the current result, if it is a query on etf_events
+        in_journal_result = False
+        try:
+            while data := server.recv(65536):
+                buffer += data
+                out = b""
+                while len(buffer) >= 5:
+                    size = int.from_bytes(buffer[1:5], "big")
+                    if len(buffer) < 1 + size:
+                        break
+                    kind, body = buffer[:1], buffer[5:1 + size]
+                    out += buffer[:1 + size]
+                    buffer = buffer[1 + size:]
+                    if kind == b"T":
+                        in_journal_result, journal_rows = _column_names(body) == self.COLUMNS, 0
+                    elif kind == b"D" and in_journal_result:
+                        journal_rows += 1
+                    elif kind == b"Z":
+                        if in_journal_result and journal_rows and self.armed.is_set():
+                            self.armed.clear()
+                            client.sendall(out)
+                            self.cuts += 1
+                            self._cut(client, server)
+                            return
+                        in_journal_result, journal_rows = False, 0
+                if out:
+                    client.sendall(out)
+        except OSError:
+            pass
+        self._cut(server, client)
+
+
+def _column_names(body: bytes) -> list[str]:
+    count = int.from_bytes(body[:2], "big")
+    names, at = [], 2
+    for _ in range(count):
+        end = body.index(b"\0", at)
+        names.append(body[at:end].decode())
+        at = end + 1 + 18  # table oid 4, attnum 2, type oid 4, typlen 2, typmod 4, format 2
+    return names

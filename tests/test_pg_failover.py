@@ -30,7 +30,7 @@ from etf_engine.client import side_value
 from etf_engine.v1 import engine_pb2 as pb
 from tests.pg_cluster import PgCluster
 from tests.pg_cluster import pg_cluster as pg_cluster  # the session fixture
-from tests.pg_nodes import STOPPED_ITSELF, Node, Router, leader_of, load_fund, metadata, wait_for
+from tests.pg_nodes import STOPPED_ITSELF, CuttingProxy, Node, Router, leader_of, load_fund, metadata, wait_for
 
 LEASE = 2.0
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
@@ -48,11 +48,12 @@ def make_node(tmp_path: Path, pg: PgCluster, request: pytest.FixtureRequest) -> 
     made: list[Node] = []
     shard = request.node.name.removeprefix("test_")[:40]
 
-    def make(name: str, **journal: object) -> Node:
-        node = Node(tmp_path, f"{shard}-{name}", pg.dsn, shard, lease_seconds=LEASE, **journal)
+    def make(name: str, dsn: str = "", **journal: object) -> Node:
+        node = Node(tmp_path, f"{shard}-{name}", dsn or pg.dsn, shard, lease_seconds=LEASE, **journal)
         made.append(node)
         return node
 
+    make.made = made  # type: ignore[attr-defined]
     yield make
     for node in made:
         node.close()
@@ -244,14 +245,21 @@ def test_zombie_leader_is_fenced(make_node, pg: PgCluster) -> None:
     a.signal(signal.SIGCONT)
     error = refused(write.result, grpc.StatusCode.UNAVAILABLE)
     print(f"the zombie's write: {error.code()}: {error.details()}")
-    assert a.wait_exit(10) == STOPPED_ITSELF, a.log()
+    assert a.wait_exit(5) == STOPPED_ITSELF, a.log()
     assert journaled(pg, a.shard, "z-zombie") == 0
     orders = {o.client_order_id: o for o in list_orders(b)}
     assert "z-zombie" not in orders
     assert order_key(orders["z-before"]) == order_key(before)
     assert order_key(orders["z-after"]) == order_key(after)
     assert b.leader_info().epoch == 2
-    submit(b, "z-later")  # the new leader goes on
+    later = submit(b, "z-later")  # the new leader goes on
+    # started again (the service manager's part), the old leader follows and has it all
+    a.start()
+    info = a.leader_info()
+    assert (info.role, info.leader, info.epoch) == (pb.Role.FOLLOWER, b.name, 2)
+    wait_for("the old leader to catch up", lambda: a.leader_info().applied_seq == b.leader_info().applied_seq, 5)
+    assert [order_key(o) for o in list_orders(a)] == [order_key(o) for o in list_orders(b)]
+    assert order_key(list_orders(a)[-1]) == order_key(later)
 
 
 # ------------------------------------------------------------------------------------------------ 5
@@ -293,10 +301,8 @@ def test_followers_read_what_the_leader_wrote(make_node) -> None:
         seq, replies = reads(b)
         return replies if seq == leader.applied_seq else None
 
-    wait_for("the follower at the leader's seq", caught_up, 5)
-    time.sleep(0.2)  # see test_follower_seq_is_applied: the first reply at a seq may not show it yet
-    replies = caught_up()
-    assert replies is not None and replies == reads(a)[1]
+    replies = wait_for("the follower at the leader's seq", caught_up, 5)
+    assert replies == reads(a)[1]
 
     info = b.leader_info()
     assert (info.role, info.leader, info.epoch, info.applied_seq) == (
@@ -316,12 +322,13 @@ def test_followers_read_what_the_leader_wrote(make_node) -> None:
 
 
 def test_follower_seq_is_applied(make_node) -> None:
-    """Once a follower's reply carries seq N, that reply shows record N. Each round: an order on the leader,
+    """Once a follower's reply carries seq N, that reply shows record N (it once carried the seq its poll
+    had read, ahead of what it had applied). Each round: an order on the leader,
     then GetOrder on the follower until its seq reaches the leader's; it must find the order."""
     a, b = make_node("a").start(), make_node("b")
     load_fund(a.target)
     start_followers(b)
-    for i in range(300):
+    for i in range(50):  # the bug this found showed in about one round in twelve
         order = submit(a, f"s-{i}")
         seq = a.leader_info().applied_seq
         while True:
@@ -337,3 +344,171 @@ def test_follower_seq_is_applied(make_node) -> None:
             if applied >= seq:
                 assert shown, f"round {i}: the follower's reply says seq {applied} but has not order {order.order_id}"
                 break
+
+
+@pytest.mark.xfail(strict=True, reason="PgJournal.replay() moves last_seq past each record it reads; when a "
+                   "later statement of the same poll() fails, those records are dropped with the exception but "
+                   "last_seq stays moved, so the follower never applies them (and leads without them)")
+def test_follower_connection_lost_after_a_read(make_node, pg: PgCluster) -> None:
+    """A follower's connection lost between two statements of one poll (the records read, the next page
+    not yet): it must read those records again, not skip them; and, taking over later, lose nothing."""
+    proxy = CuttingProxy(pg.primary_port)
+    try:
+        a, b = make_node("a").start(), make_node("b", dsn=proxy.dsn)
+        load_fund(a.target)
+        start_followers(b)
+        acked = {o.order_id: order_key(o) for o in (submit(a, f"c-{i}") for i in range(3))}
+        wait_for("the follower to catch up", lambda: b.leader_info().applied_seq == a.leader_info().applied_seq, 5)
+        proxy.armed.set()
+        for i in range(3, 40):
+            order = submit(a, f"c-{i}")
+            acked[order.order_id] = order_key(order)
+            time.sleep(0.01)
+        assert proxy.cuts == 1
+        wait_for("the follower at the leader's seq",
+                 lambda: b.leader_info().applied_seq == a.leader_info().applied_seq, 10)
+        assert [order_key(o) for o in list_orders(b)] == [order_key(o) for o in list_orders(a)], b.log(10)
+
+        a.kill()
+        wait_for("the follower to take over", lambda: b.leader_info().role == pb.Role.LEADER, LEASE + 5)
+        for order_id, key in acked.items():
+            order = b.dealing().GetOrder(pb.GetOrderRequest(order_id=order_id), metadata=metadata("issuer"),
+                                         timeout=5).order
+            assert order_key(order) == key
+        new = submit(b, "c-new")
+        assert new.order_id not in acked
+    finally:
+        proxy.close()
+
+
+# ------------------------------------------------------------------------------------------------ 4
+def test_no_acknowledgement_without_the_sync_standby(make_node, pg: PgCluster) -> None:
+    a = make_node("a", commit_timeout=5).start()
+    load_fund(a.target)
+    acked = {o.client_order_id: order_key(o) for o in (submit(a, f"h-{i}") for i in range(5))}
+
+    # the standby away longer than commit_timeout_seconds: nothing acknowledged, the leader stops itself
+    pg.stop_standby()
+    held_at = time.monotonic()
+    refused(lambda: submit(a, "h-held", timeout=3), grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+    assert a.wait_exit(15) == STOPPED_ITSELF, a.log()
+    stopped_after = time.monotonic() - held_at
+    print(f"the leader stopped itself {stopped_after:.1f} s after the held commit")
+    assert 4.5 <= stopped_after <= 9, a.log()
+    pg.start_standby()
+    a.start()
+    orders = {o.client_order_id: o for o in list_orders(a)}
+    assert {k: order_key(orders[k]) for k in acked} == acked
+    # the held commit was on the primary's disk: once the standby has it, it is there (once)
+    assert "h-held" in orders and journaled(pg, a.shard, "h-held") >= 1
+    assert order_key(submit(a, "h-held")) == order_key(orders["h-held"])
+
+    # the standby back within commit_timeout_seconds: the held commit is acknowledged, the leader goes on
+    a.stop()
+    a.reconfigure(lease_seconds=LEASE, commit_timeout=20)
+    a.start()
+    pg.stop_standby()
+    waiting: dict = {}
+
+    def wait_long() -> None:
+        try:
+            waiting["order"] = submit(a, "h-wait", timeout=15)
+        except grpc.RpcError as e:
+            waiting["error"] = e
+        waiting["at"] = time.monotonic()
+
+    waiter = threading.Thread(target=wait_long)
+    waiter.start()
+    refused(lambda: submit(a, "h-back", timeout=3), grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
+    assert not waiting, "acknowledged without the synchronous standby"
+    back_at = time.monotonic()
+    pg.start_standby()
+    waiter.join(20)
+    assert "order" in waiting, waiting
+    assert waiting["at"] > back_at
+    assert a.running, a.log()
+    orders = {o.client_order_id: o for o in list_orders(a)}
+    assert order_key(orders["h-wait"]) == order_key(waiting["order"])
+    assert "h-back" in orders  # its commit completed too, though its caller had gone
+    assert order_key(submit(a, "h-back")) == order_key(orders["h-back"])
+    assert journaled(pg, a.shard, '"h-back"') == journaled(pg, a.shard, '"h-wait"') == 1
+    submit(a, "h-after")
+    assert a.running and a.leader_info().role == pb.Role.LEADER
+
+
+# ------------------------------------------------------------------------------------------------ 3
+class ServiceManager(threading.Thread):
+    """Starts again every node that stopped itself (or could not start while the database was away)."""
+
+    def __init__(self, nodes: list[Node], stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.nodes, self.stop_event = nodes, stop
+        self.restarts: list[tuple[str, int, float]] = []  # (node, exit status, when)
+
+    def run(self) -> None:
+        while not self.stop_event.wait(0.1):
+            for node in self.nodes:
+                if node.proc is None or node.running:
+                    continue
+                code = node.poll()
+                self.restarts.append((node.name, code, time.monotonic()))
+                while not self.stop_event.is_set():
+                    try:
+                        node.start(timeout=15)
+                        break
+                    except AssertionError:
+                        time.sleep(0.5)
+
+
+def test_postgres_primary_killed_and_standby_promoted(make_node, pg: PgCluster) -> None:
+    try:
+        primary_failover(make_node, pg)
+    finally:  # the original topology again, for the tests after this one
+        for node in make_node.made:
+            node.stop()
+        pg.reset()
+
+
+def primary_failover(make_node, pg: PgCluster) -> None:
+    a, b = make_node("a").start(), make_node("b")
+    load_fund(a.target)
+    start_followers(b)
+    nodes = [a, b]
+    acked: dict = {}
+    stop = threading.Event()
+    manager = ServiceManager(nodes, stop)
+    dealers = [Dealer(nodes, "AP-1", "p-a", acked, stop), Dealer(nodes, "AP-2", "p-b", acked, stop, batch=3)]
+    manager.start()
+    for dealer in dealers:
+        dealer.start()
+    try:
+        wait_for("orders acknowledged before the kill", lambda: len(acked) >= 60, 15)
+        before = dict(acked)
+        killed_at = time.monotonic()
+        pg.kill_primary()
+        pg.promote_standby()
+        promoted_at = time.monotonic()
+        probe = Router(nodes, "AP-1")
+        try:
+            reply, node = probe.call("SubmitOrder", pb.SubmitOrderRequest(
+                fund_id="F-1", side=side_value("CREATE"), units=1, client_order_id="p-probe"), give_up=40)
+        finally:
+            probe.close()
+        resumed_at = time.monotonic()
+        print(f"writes resumed {resumed_at - promoted_at:.1f} s after the promotion "
+              f"({resumed_at - killed_at:.1f} s after the kill), on {node.name}; restarts: {manager.restarts}")
+        assert resumed_at - promoted_at <= 30
+        wait_for("dealers going on", lambda: sum(at > resumed_at for _, _, at in list(acked.values())) >= 10, 30)
+    finally:
+        stop.set()
+        for dealer in dealers:
+            dealer.join(30)
+        manager.join(30)
+    for dealer in dealers:
+        assert dealer.error is None, dealer.error
+    assert all(code in (1, STOPPED_ITSELF) for _, code, _ in manager.restarts), manager.restarts
+    leader = wait_for("a leader", lambda: leader_of(nodes), 10)
+    acked[("AP-1", "p-probe")] = (order_key(reply.order), node.name, resumed_at)
+    check_acknowledged(leader, acked)
+    assert set(before) <= set(acked)
+    # (that the other node, which lost its connection too, follows without a gap: the test above)
