@@ -240,25 +240,31 @@ class PgJournal:
     # -- reading -------------------------------------------------------------------------------------
     def replay(self, after: int = 0) -> Iterator[M.Event]:
         """Every record after ``after``, in order, each checked, read in pages."""
-        expected = after + 1
         while True:
-            try:
-                rows = self._ready().execute("SELECT seq, crc, body FROM etf_events WHERE shard = %s AND seq > %s "
-                                             "ORDER BY seq LIMIT 10000", (self.shard, expected - 1)).fetchall()
-            except psycopg.Error as error:
-                raise JournalError(f"{self.name}: cannot read records after {expected - 1}: "
-                                   f"{_first_line(error)}") from error
-            if not rows:
+            page = self._page(after)
+            if not page:
                 return
-            for seq, crc, body in rows:
-                event = decode_record(self.name, expected, seq, crc, bytes(body))
-                self.last_seq, self.last_at = seq, event.at
-                expected += 1
+            for event in page:
+                self.last_seq, self.last_at = after + 1, event.at
+                after += 1
                 yield event
 
     def poll(self) -> list[M.Event]:
-        """Records committed after the last one read (a follower's step)."""
-        return list(self.replay(after=self.last_seq))
+        """The next page of records committed after the last one read (a follower's step). The journal
+        moves past them only once the whole page is read: a poll that fails skips nothing."""
+        page = self._page(self.last_seq)
+        if page:
+            self.last_seq, self.last_at = self.last_seq + len(page), page[-1].at
+        return page
+
+    def _page(self, after: int, limit: int = 10_000) -> list[M.Event]:
+        try:
+            rows = self._ready().execute("SELECT seq, crc, body FROM etf_events WHERE shard = %s AND seq > %s "
+                                         "ORDER BY seq LIMIT %s", (self.shard, after, limit)).fetchall()
+        except psycopg.Error as error:
+            raise JournalError(f"{self.name}: cannot read records after {after}: {_first_line(error)}") from error
+        return [decode_record(self.name, after + 1 + i, seq, crc, bytes(body)) for i, (seq, crc, body) in
+                enumerate(rows)]
 
     def committed_seq(self) -> int:
         row = self._ready().execute("SELECT COALESCE(MAX(seq), 0), COUNT(*) FROM etf_events WHERE shard = %s",
