@@ -235,7 +235,13 @@ def test_zombie_leader_is_fenced(make_node, pg: PgCluster) -> None:
     print(f"takeover after SIGSTOP: {time.monotonic() - paused_at:.2f} s")
     info = b.leader_info()
     assert (info.leader, info.epoch) == (b.name, 2)
-    after = submit(b, "z-after")
+    reply, call = b.dealing().SubmitOrder.with_call(pb.SubmitOrderRequest(
+        fund_id="F-1", side=side_value("CREATE"), units=1, client_order_id="z-after"), metadata=metadata("AP-1"),
+        timeout=5)
+    after = reply.order
+    assert "x-etf-journal-seq" not in dict(call.initial_metadata())  # a leader's replies do not carry it
+    for service in ("", "etf_engine.v1.Dealing", "etf_engine.v1.Admin", "etf_engine.v1.Valuation"):
+        assert b.health(service) == SERVING, service
     time.sleep(max(0.0, paused_at + LEASE + 2 - time.monotonic()))
 
     write = zombie.SubmitOrder.future(pb.SubmitOrderRequest(
@@ -244,7 +250,7 @@ def test_zombie_leader_is_fenced(make_node, pg: PgCluster) -> None:
     time.sleep(0.2)  # the request is in the stopped process's socket
     a.signal(signal.SIGCONT)
     error = refused(write.result, grpc.StatusCode.UNAVAILABLE)
-    print(f"the zombie's write: {error.code()}: {error.details()}")
+    assert b.name in error.details(), error.details()  # naming the new leader
     assert a.wait_exit(5) == STOPPED_ITSELF, a.log()
     assert journaled(pg, a.shard, "z-zombie") == 0
     orders = {o.client_order_id: o for o in list_orders(b)}
@@ -257,6 +263,7 @@ def test_zombie_leader_is_fenced(make_node, pg: PgCluster) -> None:
     a.start()
     info = a.leader_info()
     assert (info.role, info.leader, info.epoch) == (pb.Role.FOLLOWER, b.name, 2)
+    assert (a.health("etf_engine.v1.Dealing"), a.health("etf_engine.v1.Valuation")) == (NOT_SERVING, SERVING)
     wait_for("the old leader to catch up", lambda: a.leader_info().applied_seq == b.leader_info().applied_seq, 5)
     assert [order_key(o) for o in list_orders(a)] == [order_key(o) for o in list_orders(b)]
     assert order_key(list_orders(a)[-1]) == order_key(later)
@@ -324,12 +331,15 @@ def test_followers_read_what_the_leader_wrote(make_node) -> None:
 def test_follower_seq_is_applied(make_node) -> None:
     """Once a follower's reply carries seq N, that reply shows record N (it once carried the seq its poll
     had read, ahead of what it had applied). Each round: an order on the leader,
-    then GetOrder on the follower until its seq reaches the leader's; it must find the order."""
+    then GetOrder on the follower until its seq reaches the leader's; it must find the order. Also how
+    long the follower takes to show a commit (SPEC: within 100 ms under light load)."""
     a, b = make_node("a").start(), make_node("b")
     load_fund(a.target)
     start_followers(b)
+    lags = []
     for i in range(50):  # the bug this found showed in about one round in twelve
         order = submit(a, f"s-{i}")
+        acked_at = time.monotonic()
         seq = a.leader_info().applied_seq
         while True:
             try:
@@ -343,15 +353,18 @@ def test_follower_seq_is_applied(make_node) -> None:
             applied = seq_of(call)
             if applied >= seq:
                 assert shown, f"round {i}: the follower's reply says seq {applied} but has not order {order.order_id}"
+                lags.append(time.monotonic() - acked_at)
                 break
+            time.sleep(0.002)
+    lags.sort()
+    print(f"follower lag after a commit: median {lags[len(lags) // 2] * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms")
+    assert lags[len(lags) // 2] <= 0.1
 
 
-@pytest.mark.xfail(strict=True, reason="PgJournal.replay() moves last_seq past each record it reads; when a "
-                   "later statement of the same poll() fails, those records are dropped with the exception but "
-                   "last_seq stays moved, so the follower never applies them (and leads without them)")
 def test_follower_connection_lost_after_a_read(make_node, pg: PgCluster) -> None:
     """A follower's connection lost between two statements of one poll (the records read, the next page
-    not yet): it must read those records again, not skip them; and, taking over later, lose nothing."""
+    not yet): it must read those records again, not skip them; and, taking over later, lose nothing.
+    (It once skipped them: replay() had moved last_seq past them before the poll failed; fixed by 807079f.)"""
     proxy = CuttingProxy(pg.primary_port)
     try:
         a, b = make_node("a").start(), make_node("b", dsn=proxy.dsn)
@@ -525,4 +538,8 @@ def primary_failover(make_node, pg: PgCluster, under_load: bool) -> None:
     acked[("AP-1", "p-probe")] = (order_key(reply.order), node.name, resumed_at)
     check_acknowledged(leader, acked)
     assert set(before) <= set(acked)
-    # (that the other node, which lost its connection too, follows without a gap: the test above)
+    # the other node, which lost its connection too, follows to the end without a gap
+    other = b if leader is a else a
+    wait_for("the other node to follow the leader", lambda: other.leader_info().role == pb.Role.FOLLOWER
+             and other.leader_info().applied_seq == leader.leader_info().applied_seq, 15)
+    assert [order_key(o) for o in list_orders(other)] == [order_key(o) for o in list_orders(leader)], other.log(30)
