@@ -33,7 +33,7 @@ from typing import Any, Protocol, TypeVar
 
 from etf_engine import model as M
 from etf_engine.errors import EngineError
-from etf_engine.journal import JournalError, SqliteJournal, collector_paused, recover, state_digest
+from etf_engine.journal import JournalError, collector_paused, recover, state_digest
 from etf_engine.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -364,13 +364,13 @@ class Engine:
         """Whether to commit on the loop's own thread: yes when the commit is small and nothing else is
         ready to run (light load), where handing it to the journal's thread and back would cost more
         latency than holding the loop for one fsync; under load the loop keeps serving meanwhile."""
-        return (len(self._unjournaled) <= INLINE_COMMIT_MAX and isinstance(self.journal, SqliteJournal)
+        return (len(self._unjournaled) <= INLINE_COMMIT_MAX and hasattr(self.journal, "append_sync")
                 and not getattr(loop, "_ready", True))
 
     def _commit_now(self) -> None:
         events, changed, upto = self._take()
         try:
-            self.journal.append_sync(events)  # type: ignore[attr-defined]  # SqliteJournal, see _inline_commit
+            self.journal.append_sync(events)  # type: ignore[attr-defined]  # see _inline_commit
         except Exception as e:
             self._journal_failed(e)
             return

@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
+import time
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -107,7 +109,14 @@ class PgJournal:
         self.last_at = 0
         self.since_snapshot = 0
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-journal")
+        self._statement_started = 0.0  # monotonic time the writer's statement under way began, 0 if none
+        self._timed_out = False
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._closed = threading.Event()
         self._db = self._connect()
+        if not read_only:
+            threading.Thread(target=self._watch, name="pg-journal-watchdog", daemon=True).start()
         if read_only:
             self._db.read_only = True
             self._db.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -177,8 +186,7 @@ class PgJournal:
 
     def _renew_sync(self) -> None:
         try:
-            cursor = self._ready().execute(RENEW, {"shard": self.shard, "epoch": self.epoch,
-                                                   "lease": self.lease_seconds})
+            cursor = self._execute(RENEW, {"shard": self.shard, "epoch": self.epoch, "lease": self.lease_seconds})
         except psycopg.Error as error:
             raise JournalError(f"{self.name}: cannot renew the lease: {_first_line(error)}") from error
         if cursor.rowcount != 1:
@@ -204,14 +212,41 @@ class PgJournal:
             await self._in_writer(self.append_sync, events)
 
     async def _in_writer(self, fn: Any, *args: Any) -> None:
-        future = asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+        await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+    def _watch(self) -> None:
+        """The watchdog's thread: a statement that has not returned within ``commit_timeout`` gets its
+        connection cut (not cancelled), so that it can never be reported as done; it then raises, and
+        the writer stops without guessing. It serves appends made on any thread (see Engine._inline_commit).
+        Once the journal is closing, nothing waits for a statement any more: it is cut at once."""
+        while not self._closed.is_set():
+            self._closing.wait(min(1.0, self.commit_timeout / 4))
+            started = self._statement_started
+            limit = 0.0 if self._closing.is_set() else self.commit_timeout
+            if started and time.monotonic() - started > limit:
+                self._timed_out = not self._closing.is_set()
+                self._sever()
+            if self._closing.is_set():
+                time.sleep(0.05)
+
+    def _execute(self, query: str, params: dict[str, Any]) -> psycopg.Cursor[Any]:
+        """Run a statement of the writer under the watchdog."""
+        with self._lock:  # one statement of the writer at a time, on whichever thread (its watchdog sees one)
+            return self._execute_locked(query, params)
+
+    def _execute_locked(self, query: str, params: dict[str, Any]) -> psycopg.Cursor[Any]:
+        self._timed_out = False
+        self._statement_started = time.monotonic()
         try:
-            await asyncio.wait_for(asyncio.shield(future), self.commit_timeout)
-        except TimeoutError:
-            # Not a cancel: the connection is cut, so the statement can never be reported as done.
-            self._sever()
-            raise CommitUnknown(f"{self.name}: no answer from PostgreSQL within {self.commit_timeout:g} s (is "
-                                "the synchronous standby down?); the outcome of the commit is unknown") from None
+            if self._closing.is_set():  # after close() looked for a statement to cut: start none
+                raise JournalError(f"{self.name}: the journal is closing")
+            return self._ready().execute(query, params)
+        except psycopg.OperationalError as error:  # the connection went: committed or not, nobody knows
+            why = (f"no answer from PostgreSQL within {self.commit_timeout:g} s (is the synchronous standby down?)"
+                   if self._timed_out else f"the connection was lost ({_first_line(error)})")
+            raise CommitUnknown(f"{self.name}: {why}; the outcome of the statement is unknown") from error
+        finally:
+            self._statement_started = 0.0
 
     def append_sync(self, events: list[M.Event]) -> None:
         rows = encode_records(self.last_seq + 1, events)
@@ -219,10 +254,7 @@ class PgJournal:
                   "end": self.last_seq + len(rows), "seqs": [r[0] for r in rows], "crcs": [r[1] for r in rows],
                   "bodies": [r[2] for r in rows]}
         try:
-            cursor = self._ready().execute(APPEND, params)
-        except psycopg.OperationalError as error:  # the connection went: committed or not, nobody knows
-            raise CommitUnknown(f"{self.name}: the connection was lost during a commit "
-                                f"({_first_line(error)}); its outcome is unknown") from error
+            cursor = self._execute(APPEND, params)
         except psycopg.Error as error:
             raise JournalError(f"{self.name}: the append failed: {_first_line(error)}") from error
         if cursor.rowcount != len(rows):
@@ -232,10 +264,18 @@ class PgJournal:
         self.since_snapshot += len(rows)
 
     def _sever(self) -> None:
+        """Cut the connection under a statement (shutdown of a duplicate of its socket: psycopg keeps the
+        descriptor it owns, and its statement fails at once)."""
         try:
-            socket.socket(fileno=self._db.pgconn.socket).shutdown(socket.SHUT_RDWR)
+            sock = socket.fromfd(self._db.pgconn.socket, socket.AF_INET, socket.SOCK_STREAM)
+        except (OSError, psycopg.Error):
+            return
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        finally:
+            sock.close()
 
     # -- reading -------------------------------------------------------------------------------------
     def replay(self, after: int = 0) -> Iterator[M.Event]:
@@ -299,7 +339,9 @@ class PgJournal:
         self.since_snapshot = 0
 
     def close(self) -> None:
+        self._closing.set()  # the watchdog cuts what is still under way (a renewal waiting for a lost standby)
         self._writer.shutdown(wait=True)
+        self._closed.set()
         self._db.close()
 
     # -- tools (etf-engine verify --dsn, etf-engine journal copy) ---------------------------------------
