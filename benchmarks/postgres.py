@@ -15,6 +15,7 @@ Run: .venv/bin/python -m benchmarks.postgres [driver] [bench] [takeover] [--roun
 from __future__ import annotations
 
 import argparse
+import datetime
 import statistics
 import subprocess
 import sys
@@ -84,7 +85,7 @@ def driver(cluster: PgCluster, commits: int = 200) -> None:
 def bench(cluster: PgCluster, rounds: int, out: Path) -> None:
     for r in range(1, rounds + 1):
         for backend in ("sqlite", "postgresql"):
-            report = out / f"bench-{backend}-{r}.json"
+            report = out / f"{datetime.date.today()}-backends-{backend}-{r}.json"
             argv = [sys.executable, "-m", "etf_engine.cli", "bench", "--rpcs", "SubmitOrder,SubmitOrders",
                     "--clients", "1,64", "--duration", "5", "--json", str(report)]
             if backend == "postgresql":
