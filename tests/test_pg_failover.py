@@ -19,6 +19,7 @@ import re
 import signal
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def pg(pg_cluster: PgCluster) -> PgCluster:
 def make_node(tmp_path: Path, pg: PgCluster, request: pytest.FixtureRequest) -> Iterator:
     """make_node(name, **journal) -> a Node of this test's shard (not started); all stopped at the end."""
     made: list[Node] = []
-    shard = re.sub(r"[^A-Za-z0-9_]+", "_", request.node.name.removeprefix("test_"))[-40:]
+    name = re.sub(r"[^A-Za-z0-9_]+", "_", request.node.name.removeprefix("test_")).strip("_")
+    shard = f"{name[:28]}_{zlib.crc32(name.encode()):08x}"  # one per test (and parameter)
 
     def make(name: str, dsn: str = "", **journal: object) -> Node:
         node = Node(tmp_path, f"{shard}-{name}", dsn or pg.dsn, shard, lease_seconds=LEASE, **journal)
