@@ -364,7 +364,7 @@ class Engine:
         """Whether to commit on the loop's own thread: yes when the commit is small and nothing else is
         ready to run (light load), where handing it to the journal's thread and back would cost more
         latency than holding the loop for one fsync; under load the loop keeps serving meanwhile."""
-        return (len(self._unjournaled) <= INLINE_COMMIT_MAX and hasattr(self.journal, "append_sync")
+        return (len(self._unjournaled) <= INLINE_COMMIT_MAX and getattr(self.journal, "inline_commits", False)
                 and not getattr(loop, "_ready", True))
 
     def _commit_now(self) -> None:

@@ -96,6 +96,10 @@ class Lease:
 class PgJournal:
     """One shard's journal, for a leader (after ``take_lease``) or a follower (``poll``)."""
 
+    # Never on the event loop's thread: PostgreSQL may hold a commit for as long as it has no
+    # synchronous standby, and the node must go on answering (health, GetLeader, reads) meanwhile.
+    inline_commits = False
+
     def __init__(self, dsn: str, shard: str, *, node_name: str = "", lease_seconds: float = 5.0,
                  commit_timeout: float = 30.0, read_only: bool = False) -> None:
         """``read_only``: a reader that writes nothing (the tools): no schema, no lease, a read-only
@@ -184,9 +188,10 @@ class PgJournal:
         """Extend the lease; Deposed if it is no longer this node's."""
         await self._in_writer(self._renew_sync)
 
-    def _renew_sync(self) -> None:
+    def _renew_sync(self, requested: float | None = None) -> None:
         try:
-            cursor = self._execute(RENEW, {"shard": self.shard, "epoch": self.epoch, "lease": self.lease_seconds})
+            cursor = self._execute(RENEW, {"shard": self.shard, "epoch": self.epoch, "lease": self.lease_seconds},
+                                   requested)
         except psycopg.Error as error:
             raise JournalError(f"{self.name}: cannot renew the lease: {_first_line(error)}") from error
         if cursor.rowcount != 1:
@@ -212,13 +217,16 @@ class PgJournal:
             await self._in_writer(self.append_sync, events)
 
     async def _in_writer(self, fn: Any, *args: Any) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+        """``fn(*args, requested)`` on the writer's thread; ``requested`` is now, so the commit timeout
+        also counts the time it waits behind the statement before it (a renewal the standby holds)."""
+        await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args, time.monotonic())
 
     def _watch(self) -> None:
         """The watchdog's thread: a statement that has not returned within ``commit_timeout`` gets its
         connection cut (not cancelled), so that it can never be reported as done; it then raises, and
-        the writer stops without guessing. It serves appends made on any thread (see Engine._inline_commit).
-        Once the journal is closing, nothing waits for a statement any more: it is cut at once."""
+        the writer stops without guessing. A statement's time counts from when it was asked for, so one
+        queued behind another that hangs gets no longer. Once the journal is closing, nothing waits for a
+        statement any more: it is cut at once."""
         while not self._closed.is_set():
             self._closing.wait(min(1.0, self.commit_timeout / 4))
             started = self._statement_started
@@ -229,14 +237,15 @@ class PgJournal:
             if self._closing.is_set():
                 time.sleep(0.05)
 
-    def _execute(self, query: str, params: dict[str, Any]) -> psycopg.Cursor[Any]:
-        """Run a statement of the writer under the watchdog."""
-        with self._lock:  # one statement of the writer at a time, on whichever thread (its watchdog sees one)
-            return self._execute_locked(query, params)
+    def _execute(self, query: str, params: dict[str, Any], requested: float | None = None) -> psycopg.Cursor[Any]:
+        """Run a statement of the writer under the watchdog, which counts from ``requested`` (default now)."""
+        requested = time.monotonic() if requested is None else requested
+        with self._lock:  # one statement of the writer at a time (the watchdog watches one)
+            return self._execute_locked(query, params, requested)
 
-    def _execute_locked(self, query: str, params: dict[str, Any]) -> psycopg.Cursor[Any]:
+    def _execute_locked(self, query: str, params: dict[str, Any], requested: float) -> psycopg.Cursor[Any]:
         self._timed_out = False
-        self._statement_started = time.monotonic()
+        self._statement_started = requested
         try:
             if self._closing.is_set():  # after close() looked for a statement to cut: start none
                 raise JournalError(f"{self.name}: the journal is closing")
@@ -248,13 +257,13 @@ class PgJournal:
         finally:
             self._statement_started = 0.0
 
-    def append_sync(self, events: list[M.Event]) -> None:
+    def append_sync(self, events: list[M.Event], requested: float | None = None) -> None:
         rows = encode_records(self.last_seq + 1, events)
         params = {"shard": self.shard, "epoch": self.epoch, "lease": self.lease_seconds, "start": self.last_seq,
                   "end": self.last_seq + len(rows), "seqs": [r[0] for r in rows], "crcs": [r[1] for r in rows],
                   "bodies": [r[2] for r in rows]}
         try:
-            cursor = self._execute(APPEND, params)
+            cursor = self._execute(APPEND, params, requested)
         except psycopg.Error as error:
             raise JournalError(f"{self.name}: the append failed: {_first_line(error)}") from error
         if cursor.rowcount != len(rows):
