@@ -406,14 +406,7 @@ class Unanswered(AssertionError):
     pass
 
 
-@pytest.mark.parametrize("renewal_first", [
-    False,
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, raises=StoppedLate, reason=(
-        "PgJournal's watchdog (0124782) times each statement from when it starts under PgJournal._lock, not "
-        "each commit from when it was made: an append queued behind a lease renewal that already waits for "
-        "the lost standby waits for the renewal's timeout first, so the leader stops about 2 x "
-        "commit_timeout_seconds after the commit (about 10 s for 5 s)"))),
-], ids=["commit-first", "behind-a-renewal"])
+@pytest.mark.parametrize("renewal_first", [False, True], ids=["commit-first", "behind-a-renewal"])
 def test_commit_timeout_stops_the_leader(make_node, pg: PgCluster, renewal_first: bool) -> None:
     """The synchronous standby away longer than commit_timeout_seconds (5): nothing is acknowledged, the
     leader stops itself (3) about 5 s after the commit; started again, everything acknowledged is there,
@@ -474,10 +467,6 @@ def test_commit_acknowledged_when_the_standby_returns_in_time(make_node, pg: PgC
     assert a.running and a.leader_info().role == pb.Role.LEADER
 
 
-@pytest.mark.xfail(strict=True, raises=Unanswered, reason=(
-    "since 0124782 a PostgreSQL commit may run inline on the event loop's thread (Engine._inline_commit accepts "
-    "any journal with append_sync): while PostgreSQL holds it (no synchronous standby) the loop is blocked, up "
-    "to commit_timeout_seconds, and the node answers nothing, not grpc.health.v1 nor Diagnostics.GetLeader"))
 def test_node_answers_while_a_commit_waits(make_node, pg: PgCluster) -> None:
     """A commit held by PostgreSQL (the standby away) holds its caller, not the whole node: health and
     GetLeader (which need no journal) still answer."""
