@@ -4,11 +4,19 @@ follows the leader: for tests/test_pg_failover.py.
 ``Node`` is one server process (its own config, differing from its peers' only in ``node_name``); it
 can be started again (a new port each time), killed, paused and resumed. ``Router`` sends a request to
 whichever node answers, trying each in turn and the leader first once a follower has named it.
+
+Forks and gRPC: PgCluster runs pg_ctl as the postgres user, so subprocess uses fork() (not vfork) and
+gRPC's fork handlers run in the child before it execs. While a gRPC call of this process is in flight in
+another thread, gRPC skips them and the child now and then crashes (SIGSEGV, SIGBUS) or hangs. So no call
+of ours is in flight while PgCluster forks: dealers pass a ``Gate`` that the test closes around it, and a
+call that must wait across it runs in a child process (``ChildCall``). (GRPC_ENABLE_FORK_SUPPORT=false
+would do, but gRPC reads it when first imported, before these modules can set it.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -16,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -228,13 +236,93 @@ def leader_of(nodes: Sequence[Node]) -> Node | None:
     return leaders[0] if leaders else None
 
 
+class Gate:
+    """Calls pass while it is open; ``closed()`` waits until none is in flight and holds new ones."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._open = True
+        self._busy = 0
+
+    @contextlib.contextmanager
+    def call(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: self._open)
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def closed(self, timeout: float = 15) -> Iterator[None]:
+        with self._cond:
+            self._open = False
+            idle = self._cond.wait_for(lambda: self._busy == 0, timeout)
+        try:
+            assert idle, "calls still in flight"
+            yield
+        finally:
+            with self._cond:
+                self._open = True
+                self._cond.notify_all()
+
+
+CHILD_CALL = """
+import json, sys, grpc
+from etf_engine.v1 import engine_pb2 as pb, engine_pb2_grpc as rpc
+target, token, fund, side, units, coid, timeout = sys.argv[1:]
+stub = rpc.DealingStub(grpc.insecure_channel(target))
+try:
+    order = stub.SubmitOrder(pb.SubmitOrderRequest(fund_id=fund, side=int(side), units=int(units),
+                             client_order_id=coid), metadata=(("authorization", "Bearer " + token),),
+                             timeout=float(timeout)).order
+    print(json.dumps({"order_id": order.order_id, "status": order.status, "units": order.units}))
+except grpc.RpcError as e:
+    print(json.dumps({"code": e.code().name, "details": e.details()}))
+"""
+
+
+class ChildCall:
+    """A SubmitOrder made by a child process (so that none is in flight here while PgCluster forks);
+    ``result()`` is its order (order_id, status, units) or its error (code, details), and when it came."""
+
+    def __init__(self, node: Node, who: str, request: pb.SubmitOrderRequest, timeout: float) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD_CALL, node.target, TOKENS[who], request.fund_id, str(request.side),
+             str(request.units), request.client_order_id, str(timeout)],
+            env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.answer: dict | None = None
+        self.answered_at = 0.0
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        out, err = self.proc.communicate()
+        self.answered_at = time.monotonic()
+        lines = out.strip().splitlines()
+        self.answer = json.loads(lines[-1]) if lines else {"code": "NONE", "details": err[-500:]}
+
+    def done(self) -> bool:
+        return self.answer is not None
+
+    def result(self, timeout: float = 30) -> dict:
+        self._reader.join(timeout)
+        assert self.answer is not None, "the child call did not end"
+        return self.answer
+
+
 class Router:
     """One dealer's way to the shard: a request goes to each running node in turn until one answers;
     UNAVAILABLE (a follower, a deposed or dead node) moves on, to the leader first when the message names
     it. The request is the same every time, so a repeat is idempotent by its client_order_id."""
 
-    def __init__(self, nodes: Sequence[Node], who: str, *, attempt_timeout: float = 3.0) -> None:
+    def __init__(self, nodes: Sequence[Node], who: str, *, attempt_timeout: float = 3.0,
+                 gate: Gate | None = None) -> None:
         self.nodes, self.who, self.attempt_timeout = nodes, who, attempt_timeout
+        self.gate = gate or Gate()
         self.preferred: Node | None = None
         self._stubs: dict[str, rpc.DealingStub] = {}
         self._channels: list[grpc.Channel] = []
@@ -266,8 +354,9 @@ class Router:
                     continue
                 tried.add(node.name)
                 try:
-                    reply = getattr(self._stub(target), rpc_name)(request, metadata=metadata(self.who),
-                                                                  timeout=self.attempt_timeout)
+                    with self.gate.call():
+                        reply = getattr(self._stub(target), rpc_name)(request, metadata=metadata(self.who),
+                                                                      timeout=self.attempt_timeout)
                 except grpc.RpcError as e:
                     if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                         raise

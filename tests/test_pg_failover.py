@@ -32,7 +32,18 @@ from etf_engine.client import side_value
 from etf_engine.v1 import engine_pb2 as pb
 from tests.pg_cluster import PgCluster
 from tests.pg_cluster import pg_cluster as pg_cluster  # the session fixture
-from tests.pg_nodes import STOPPED_ITSELF, CuttingProxy, Node, Router, leader_of, load_fund, metadata, wait_for
+from tests.pg_nodes import (
+    STOPPED_ITSELF,
+    ChildCall,
+    CuttingProxy,
+    Gate,
+    Node,
+    Router,
+    leader_of,
+    load_fund,
+    metadata,
+    wait_for,
+)
 
 LEASE = 2.0
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
@@ -71,9 +82,9 @@ class Dealer(threading.Thread):
     ``acked`` maps (participant, client_order_id) -> (order key, node name, time of the reply)."""
 
     def __init__(self, nodes: list[Node], pid: str, tag: str, acked: dict, stop: threading.Event,
-                 batch: int = 1) -> None:
+                 batch: int = 1, gate: Gate | None = None) -> None:
         super().__init__(daemon=True)
-        self.router = Router(nodes, pid)
+        self.router = Router(nodes, pid, gate=gate)
         self.pid, self.tag, self.acked, self.stop_event, self.batch = pid, tag, acked, stop, batch
         self.error: BaseException | None = None
 
@@ -398,14 +409,6 @@ def test_follower_connection_lost_after_a_read(make_node, pg: PgCluster) -> None
 
 
 # ------------------------------------------------------------------------------------------------ 4
-class StoppedLate(AssertionError):
-    pass
-
-
-class Unanswered(AssertionError):
-    pass
-
-
 @pytest.mark.parametrize("renewal_first", [False, True], ids=["commit-first", "behind-a-renewal"])
 def test_commit_timeout_stops_the_leader(make_node, pg: PgCluster, renewal_first: bool) -> None:
     """The synchronous standby away longer than commit_timeout_seconds (5): nothing is acknowledged, the
@@ -429,8 +432,8 @@ def test_commit_timeout_stops_the_leader(make_node, pg: PgCluster, renewal_first
     assert "h-held" in orders and journaled(pg, a.shard, '"h-held"') == 1
     assert order_key(submit(a, "h-held")) == order_key(orders["h-held"])
     assert stopped_after >= 4.5, a.log()
-    if stopped_after > 8:  # 5 s, the watchdog's granularity (1 s) and the stop
-        raise StoppedLate(f"the leader stopped itself {stopped_after:.1f} s after the held commit")
+    # 5 s, the watchdog's granularity (1 s) and the stop; behind a renewal it once took twice as long
+    assert stopped_after <= 8, f"the leader stopped itself {stopped_after:.1f} s after the held commit"
 
 
 def test_commit_acknowledged_when_the_standby_returns_in_time(make_node, pg: PgCluster) -> None:
@@ -439,27 +442,18 @@ def test_commit_acknowledged_when_the_standby_returns_in_time(make_node, pg: PgC
     a = make_node("a", commit_timeout=20).start()
     load_fund(a.target)
     pg.stop_standby()
-    waiting: dict = {}
-
-    def wait_long() -> None:
-        try:
-            waiting["order"] = submit(a, "h-wait", timeout=15)
-        except grpc.RpcError as e:
-            waiting["error"] = e
-        waiting["at"] = time.monotonic()
-
-    waiter = threading.Thread(target=wait_long)
-    waiter.start()
+    waiting = ChildCall(a, "AP-1", pb.SubmitOrderRequest(fund_id="F-1", side=side_value("CREATE"), units=1,
+                                                         client_order_id="h-wait"), timeout=15)
     refused(lambda: submit(a, "h-back", timeout=3), grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE)
-    assert not waiting, "acknowledged without the synchronous standby"
+    assert not waiting.done(), f"acknowledged without the synchronous standby: {waiting.answer}"
     back_at = time.monotonic()
     pg.start_standby()
-    waiter.join(20)
-    assert "order" in waiting, waiting
-    assert waiting["at"] > back_at
+    answer = waiting.result()
+    assert "order_id" in answer, answer
+    assert waiting.answered_at > back_at
     assert a.running, a.log()
     orders = {o.client_order_id: o for o in list_orders(a)}
-    assert order_key(orders["h-wait"]) == order_key(waiting["order"])
+    assert (orders["h-wait"].order_id, orders["h-wait"].status) == (answer["order_id"], answer["status"])
     assert "h-back" in orders  # its commit completed too, though its caller had gone
     assert order_key(submit(a, "h-back")) == order_key(orders["h-back"])
     assert journaled(pg, a.shard, '"h-back"') == journaled(pg, a.shard, '"h-wait"') == 1
@@ -469,14 +463,14 @@ def test_commit_acknowledged_when_the_standby_returns_in_time(make_node, pg: PgC
 
 def test_node_answers_while_a_commit_waits(make_node, pg: PgCluster) -> None:
     """A commit held by PostgreSQL (the standby away) holds its caller, not the whole node: health and
-    GetLeader (which need no journal) still answer."""
+    GetLeader (which need no journal) still answer. (0124782 ran such commits on the event loop's thread,
+    which answered nothing meanwhile; 5d71ca6 fixed it.)"""
     a = make_node("a", commit_timeout=20).start()
     load_fund(a.target)
     pg.stop_standby()
-    held = a.dealing().SubmitOrder.future(pb.SubmitOrderRequest(
-        fund_id="F-1", side=side_value("CREATE"), units=1, client_order_id="w-held"), metadata=metadata("AP-1"),
-        timeout=15)
-    time.sleep(0.5)
+    held = ChildCall(a, "AP-1", pb.SubmitOrderRequest(fund_id="F-1", side=side_value("CREATE"), units=1,
+                                                      client_order_id="w-held"), timeout=15)
+    time.sleep(1.5)  # the child has started and made its call, which waits
     unanswered = []
     for name, call in (("health", lambda: health_pb2_grpc.HealthStub(a.channel()).Check(
             health_pb2.HealthCheckRequest(service=""), timeout=2)), ("GetLeader", lambda: a.leader_info(timeout=2))):
@@ -485,9 +479,8 @@ def test_node_answers_while_a_commit_waits(make_node, pg: PgCluster) -> None:
         except grpc.RpcError as e:
             unanswered.append(f"{name}: {e.code().name}")
     pg.start_standby()
-    assert held.result().order.client_order_id == "w-held"  # acknowledged once the standby is back
-    if unanswered:
-        raise Unanswered(f"while a commit waited: {unanswered}")
+    assert "order_id" in held.result(), held.answer  # acknowledged once the standby is back
+    assert not unanswered, f"while a commit waited: {unanswered}"
 
 
 # ------------------------------------------------------------------------------------------------ 3
@@ -535,7 +528,9 @@ def primary_failover(make_node, pg: PgCluster, under_load: bool) -> None:
     acked: dict = {}
     stop = threading.Event()
     manager = ServiceManager(nodes, stop)
-    dealers = [Dealer(nodes, "AP-1", "p-a", acked, stop), Dealer(nodes, "AP-2", "p-b", acked, stop, batch=3)]
+    gate = Gate()  # closed while PgCluster forks pg_ctl (see tests/pg_nodes.py)
+    dealers = [Dealer(nodes, "AP-1", "p-a", acked, stop, gate=gate),
+               Dealer(nodes, "AP-2", "p-b", acked, stop, batch=3, gate=gate)]
     manager.start()
     if under_load:
         for dealer in dealers:
@@ -551,7 +546,8 @@ def primary_failover(make_node, pg: PgCluster, under_load: bool) -> None:
         pg.kill_primary()
         if not under_load:
             time.sleep(LEASE + 1)
-        pg.promote_standby()
+        with gate.closed():
+            pg.promote_standby()
         promoted_at = time.monotonic()
         probe = Router(nodes, "AP-1")
         try:
