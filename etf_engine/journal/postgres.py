@@ -115,9 +115,7 @@ class PgJournal:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-journal")
         self._statement_started = 0.0  # monotonic time the writer's statement under way began, 0 if none
         self._timed_out = False
-        self._adb: psycopg.AsyncConnection[Any] | None = None  # the writer's (appends, renewals)
-        self._alock: asyncio.Lock | None = None
-        self._inflight_socket = -1
+        self._lock = threading.Lock()
         self._closing = threading.Event()
         self._closed = threading.Event()
         self._db = self._connect()
@@ -188,9 +186,12 @@ class PgJournal:
 
     async def renew(self) -> None:
         """Extend the lease; Deposed if it is no longer this node's."""
+        await self._in_writer(self._renew_sync)
+
+    def _renew_sync(self, requested: float | None = None) -> None:
         try:
-            cursor = await self._execute(RENEW, {"shard": self.shard, "epoch": self.epoch,
-                                                 "lease": self.lease_seconds})
+            cursor = self._execute(RENEW, {"shard": self.shard, "epoch": self.epoch, "lease": self.lease_seconds},
+                                   requested)
         except psycopg.Error as error:
             raise JournalError(f"{self.name}: cannot renew the lease: {_first_line(error)}") from error
         if cursor.rowcount != 1:
@@ -211,24 +212,14 @@ class PgJournal:
 
     # -- writing -----------------------------------------------------------------------------------
     async def append(self, events: list[M.Event]) -> None:
-        """Make ``events`` durable (committed, and replicated if the database has a synchronous standby).
-        The writer's statements run on an asyncio connection: the loop serves other calls meanwhile, with
-        no hand-off to a thread and back."""
-        if not events:
-            return
-        rows = encode_records(self.last_seq + 1, events)
-        params = {"shard": self.shard, "epoch": self.epoch, "lease": self.lease_seconds, "start": self.last_seq,
-                  "end": self.last_seq + len(rows), "seqs": [r[0] for r in rows], "crcs": [r[1] for r in rows],
-                  "bodies": [r[2] for r in rows]}
-        try:
-            cursor = await self._execute(APPEND, params)
-        except psycopg.Error as error:
-            raise JournalError(f"{self.name}: the append failed: {_first_line(error)}") from error
-        if cursor.rowcount != len(rows):
-            raise self._deposed()
-        self.last_seq += len(rows)
-        self.last_at = events[-1].at
-        self.since_snapshot += len(rows)
+        """Make ``events`` durable (committed, and replicated if the database has a synchronous standby)."""
+        if events:
+            await self._in_writer(self.append_sync, events)
+
+    async def _in_writer(self, fn: Any, *args: Any) -> None:
+        """``fn(*args, requested)`` on the writer's thread; ``requested`` is now, so the commit timeout
+        also counts the time it waits behind the statement before it (a renewal the standby holds)."""
+        await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args, time.monotonic())
 
     def _watch(self) -> None:
         """The watchdog's thread: a statement that has not returned within ``commit_timeout`` gets its
@@ -246,44 +237,47 @@ class PgJournal:
             if self._closing.is_set():
                 time.sleep(0.05)
 
-    async def _writer_connection(self) -> psycopg.AsyncConnection[Any]:
-        if self._adb is None or self._adb.broken or self._adb.closed:
-            try:
-                self._adb = await psycopg.AsyncConnection.connect(
-                    self.dsn, autocommit=True, application_name=f"etf-engine {self.node_name}".strip())
-                await self._adb.execute("SET synchronous_commit = on")
-            except psycopg.Error as error:
-                raise JournalError(f"cannot connect to the PostgreSQL journal: {_first_line(error)}") from error
-        return self._adb
+    def _execute(self, query: str, params: dict[str, Any], requested: float | None = None) -> psycopg.Cursor[Any]:
+        """Run a statement of the writer under the watchdog, which counts from ``requested`` (default now)."""
+        requested = time.monotonic() if requested is None else requested
+        with self._lock:  # one statement of the writer at a time (the watchdog watches one)
+            return self._execute_locked(query, params, requested)
 
-    async def _execute(self, query: str, params: dict[str, Any]) -> psycopg.AsyncCursor[Any]:
-        """Run a statement of the writer under the watchdog, one at a time; its time counts from now,
-        also while it waits for the statement before it."""
-        requested = time.monotonic()
-        if self._alock is None:
-            self._alock = asyncio.Lock()
-        async with self._alock:
-            self._timed_out = False
-            self._statement_started = requested
-            try:
-                if self._closing.is_set():  # after close() looked for a statement to cut: start none
-                    raise JournalError(f"{self.name}: the journal is closing")
-                db = await self._writer_connection()
-                self._inflight_socket = db.pgconn.socket
-                return await db.execute(query, params)
-            except psycopg.OperationalError as error:  # the connection went: committed or not, nobody knows
-                why = (f"no answer from PostgreSQL within {self.commit_timeout:g} s (is the synchronous standby "
-                       "down?)" if self._timed_out else f"the connection was lost ({_first_line(error)})")
-                raise CommitUnknown(f"{self.name}: {why}; the outcome of the statement is unknown") from error
-            finally:
-                self._statement_started = 0.0
+    def _execute_locked(self, query: str, params: dict[str, Any], requested: float) -> psycopg.Cursor[Any]:
+        self._timed_out = False
+        self._statement_started = requested
+        try:
+            if self._closing.is_set():  # after close() looked for a statement to cut: start none
+                raise JournalError(f"{self.name}: the journal is closing")
+            return self._ready().execute(query, params)
+        except psycopg.OperationalError as error:  # the connection went: committed or not, nobody knows
+            why = (f"no answer from PostgreSQL within {self.commit_timeout:g} s (is the synchronous standby down?)"
+                   if self._timed_out else f"the connection was lost ({_first_line(error)})")
+            raise CommitUnknown(f"{self.name}: {why}; the outcome of the statement is unknown") from error
+        finally:
+            self._statement_started = 0.0
+
+    def append_sync(self, events: list[M.Event], requested: float | None = None) -> None:
+        rows = encode_records(self.last_seq + 1, events)
+        params = {"shard": self.shard, "epoch": self.epoch, "lease": self.lease_seconds, "start": self.last_seq,
+                  "end": self.last_seq + len(rows), "seqs": [r[0] for r in rows], "crcs": [r[1] for r in rows],
+                  "bodies": [r[2] for r in rows]}
+        try:
+            cursor = self._execute(APPEND, params, requested)
+        except psycopg.Error as error:
+            raise JournalError(f"{self.name}: the append failed: {_first_line(error)}") from error
+        if cursor.rowcount != len(rows):
+            raise self._deposed()
+        self.last_seq += len(rows)
+        self.last_at = events[-1].at
+        self.since_snapshot += len(rows)
 
     def _sever(self) -> None:
-        """Cut the connection under the writer's statement (shutdown of a duplicate of its socket: psycopg
-        keeps the descriptor it owns, and the statement fails at once)."""
+        """Cut the connection under a statement (shutdown of a duplicate of its socket: psycopg keeps the
+        descriptor it owns, and its statement fails at once)."""
         try:
-            sock = socket.fromfd(self._inflight_socket, socket.AF_INET, socket.SOCK_STREAM)
-        except OSError:
+            sock = socket.fromfd(self._db.pgconn.socket, socket.AF_INET, socket.SOCK_STREAM)
+        except (OSError, psycopg.Error):
             return
         try:
             sock.shutdown(socket.SHUT_RDWR)
@@ -357,8 +351,6 @@ class PgJournal:
         self._closing.set()  # the watchdog cuts what is still under way (a renewal waiting for a lost standby)
         self._writer.shutdown(wait=True)
         self._closed.set()
-        if self._adb is not None:
-            self._adb.pgconn.finish()  # closed without the loop: close() is called as the loop stops
         self._db.close()
 
     # -- tools (etf-engine verify --dsn, etf-engine journal copy) ---------------------------------------
