@@ -32,9 +32,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from etf_engine.api.auth import hash_token
-from etf_engine.client import EtfClient, FundAssetTerms, Tick
 from etf_engine.v1 import engine_pb2 as pb
 from etf_engine.v1 import engine_pb2_grpc as rpc
+from tests.test_crash import load_fund as crash_load_fund
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -47,22 +47,8 @@ def metadata(who: str) -> tuple[tuple[str, str], ...]:
 
 
 def load_fund(target: str) -> None:
-    """Fund F-1 (BTC, ETH at C-1 and C-2, 10M shares, fresh prices); AP-1 and AP-2 may deal 5 units an order."""
-    with EtfClient(target, TOKENS["issuer"]) as ops:
-        ops.register_asset("BTC", 8)
-        ops.register_asset("ETH", 18)
-        for cid in ("C-1", "C-2"):
-            ops.register_custodian(cid, cid, "L-" + cid, "ACTIVE", 4_000_000_000)
-        for pid in ("AP-1", "AP-2"):
-            ops.register_participant(pid, pid, ["F-1"], 5, 1_000_000)
-        ops.create_fund("F-1", "Fund", "HKD", 100, "C-1", ["C-1", "C-2"],
-                        [FundAssetTerms("BTC"), FundAssetTerms("ETH")], max_price_age_seconds=86_400,
-                        initial_shares_outstanding=10_000_000)
-        for cid in ("C-1", "C-2"):
-            ops.adjust_holding("F-1", cid, "BTC", "5000")
-            ops.adjust_holding("F-1", cid, "ETH", "100000")
-        now = int(time.time() * 1000)
-        ops.publish_prices([Tick("BTC", "HKD", "700000", now), Tick("ETH", "HKD", "25000", now)])
+    """test_crash's fund F-1, loaded with this module's issuer token."""
+    crash_load_fund(target, TOKENS["issuer"])
 
 
 def write_config(directory: Path, name: str, dsn: str, shard: str, *, lease_seconds: float = 2,

@@ -66,8 +66,9 @@ def start(config: Path) -> tuple[subprocess.Popen[str], str]:
     raise AssertionError(f"the server did not start (exit {proc.poll()}): {''.join(seen)}")
 
 
-def load_fund(target: str) -> None:
-    with EtfClient(target, TOKENS["issuer"]) as ops:
+def load_fund(target: str, issuer_token: str = TOKENS["issuer"]) -> None:
+    """Fund F-1 (BTC, ETH at C-1 and C-2, 10M shares, fresh prices); AP-1 and AP-2 may deal 5 units an order."""
+    with EtfClient(target, issuer_token) as ops:
         ops.register_asset("BTC", 8)
         ops.register_asset("ETH", 18)
         for cid in ("C-1", "C-2"):
