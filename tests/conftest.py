@@ -15,6 +15,13 @@ The sample world (``sample(ledger)``), all at NOW (noon UTC, 2026-01-01):
 
 from __future__ import annotations
 
+import os
+
+# The tests fork (subprocess: pg_ctl, servers) while gRPC calls of this process are in flight; gRPC's
+# fork handlers then may wait on those calls' threads in the child. The children exec at once and use
+# no gRPC of ours, so the handlers are not needed (a CI run hung once in tests/test_pg_failover.py).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import itertools
 from typing import Any
 
