@@ -67,7 +67,7 @@ def verify_journal(journal: Any) -> Verified:
 def verify_shard(dsn: str, shard: str) -> Verified:
     """Check every record of the shard and its snapshot, writing nothing (a standby will do)."""
     check_arguments(dsn, shard)
-    journal = PgJournal.open_read_only(dsn, shard)
+    journal = PgJournal(dsn, shard, node_name="verify", read_only=True)
     try:
         with journal.transaction():  # REPEATABLE READ: the lease, records and snapshot of one moment
             return _verify_pg(journal, empty_ok=False)

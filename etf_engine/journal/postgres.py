@@ -115,7 +115,6 @@ class PgJournal:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-journal")
         self._statement_started = 0.0  # monotonic time the writer's statement under way began, 0 if none
         self._timed_out = False
-        self._lock = threading.Lock()
         self._closing = threading.Event()
         self._closed = threading.Event()
         self._db = self._connect()
@@ -128,10 +127,6 @@ class PgJournal:
         else:
             with self._db.transaction():
                 self._db.execute(SCHEMA)
-
-    @classmethod
-    def open_read_only(cls, dsn: str, shard: str, *, node_name: str = "verify") -> PgJournal:
-        return cls(dsn, shard, node_name=node_name, read_only=True)
 
     def _require_tables(self) -> None:
         try:
@@ -238,14 +233,10 @@ class PgJournal:
                 time.sleep(0.05)
 
     def _execute(self, query: str, params: dict[str, Any], requested: float | None = None) -> psycopg.Cursor[Any]:
-        """Run a statement of the writer under the watchdog, which counts from ``requested`` (default now)."""
-        requested = time.monotonic() if requested is None else requested
-        with self._lock:  # one statement of the writer at a time (the watchdog watches one)
-            return self._execute_locked(query, params, requested)
-
-    def _execute_locked(self, query: str, params: dict[str, Any], requested: float) -> psycopg.Cursor[Any]:
+        """Run a statement of the writer (on its one thread, so one at a time) under the watchdog, which
+        counts from ``requested`` (default now)."""
         self._timed_out = False
-        self._statement_started = requested
+        self._statement_started = time.monotonic() if requested is None else requested
         try:
             if self._closing.is_set():  # after close() looked for a statement to cut: start none
                 raise JournalError(f"{self.name}: the journal is closing")
@@ -314,13 +305,6 @@ class PgJournal:
             raise JournalError(f"{self.name}: cannot read records after {after}: {_first_line(error)}") from error
         return [decode_record(self.name, after + 1 + i, seq, crc, bytes(body)) for i, (seq, crc, body) in
                 enumerate(rows)]
-
-    def committed_seq(self) -> int:
-        row = self._ready().execute("SELECT COALESCE(MAX(seq), 0), COUNT(*) FROM etf_events WHERE shard = %s",
-                               (self.shard,)).fetchone()
-        if row[0] != row[1]:
-            raise JournalError(f"{self.name} is damaged: {row[1]} records stored, numbered up to {row[0]}")
-        return int(row[0])
 
     # -- snapshots -----------------------------------------------------------------------------------
     def load_snapshot(self) -> Snapshot | None:
