@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from etf_engine.journal.postgres import PgJournal, _first_line
-from etf_engine.journal.records import SNAPSHOT_MAGIC, JournalError, Snapshot, collector_paused, state_digest, verify
+from etf_engine.journal.records import JournalError, collector_paused, read_snapshot_stored, state_digest, verify
 from etf_engine.journal.sqlite import DB_NAME, SNAPSHOT_NAME, SqliteJournal
 
 SHARD_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # as config.py accepts [journal] shard
@@ -125,7 +124,8 @@ def copy_to_shard(data_dir: str | Path, dsn: str, shard: str) -> Copied:
         try:
             _refuse_unless_empty(target)  # before the long check of the source; again in the transaction
             verified = verify_journal(source)
-            snapshot = _read_snapshot(data_dir / SNAPSHOT_NAME)
+            stored = read_snapshot_stored(data_dir / SNAPSHOT_NAME)
+            snapshot = None if stored is None else (stored[0].seq, stored[0].at, stored[1], stored[2])
             try:
                 with target.transaction():
                     _claim(target, verified.records)
@@ -206,23 +206,3 @@ def _copy_records(source: SqliteJournal, target: PgJournal) -> None:
                 expected += 1
     if expected - 1 != source.last_seq:
         raise JournalError(f"{source.name}: {expected - 1} records read, {source.last_seq} verified")
-
-
-def _read_snapshot(path: Path) -> tuple[int, int, int, bytes] | None:
-    """(seq, at, crc, body) of the source's snapshot, the body's bytes as stored (verify checked it
-    against the records), or None if there is none."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as error:
-        raise JournalError(f"cannot read snapshot {path}: {error.strerror or error}") from error
-    head = len(SNAPSHOT_MAGIC)
-    crc, body = int.from_bytes(data[head:head + 4], "big"), data[head + 4:]
-    if data[:head] != SNAPSHOT_MAGIC or zlib.crc32(body) != crc:
-        raise JournalError(f"snapshot {path} is damaged: bad header or checksum")
-    try:
-        snapshot = msgspec.json.decode(body, type=Snapshot)
-    except msgspec.DecodeError as error:
-        raise JournalError(f"snapshot {path} is damaged: {error}") from error
-    return snapshot.seq, snapshot.at, crc, body

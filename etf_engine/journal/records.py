@@ -69,16 +69,25 @@ def decode_record(where: str, expected: int, seq: int, crc: int, body: bytes) ->
 
 def read_snapshot_file(path: Path) -> Snapshot | None:
     """The snapshot stored at ``path``, checked, or None if there is none."""
+    stored = read_snapshot_stored(path)
+    return None if stored is None else stored[0]
+
+
+def read_snapshot_stored(path: Path) -> tuple[Snapshot, int, bytes] | None:
+    """The snapshot at ``path``, checked, with its CRC and body bytes as stored (``journal copy`` moves
+    them unchanged), or None if there is none."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return None
+    except OSError as error:
+        raise JournalError(f"cannot read snapshot {path}: {error.strerror or error}") from error
     head = len(SNAPSHOT_MAGIC)
-    body = data[head + 4:]
-    if data[:head] != SNAPSHOT_MAGIC or int.from_bytes(data[head:head + 4], "big") != zlib.crc32(body):
+    crc, body = int.from_bytes(data[head:head + 4], "big"), data[head + 4:]
+    if data[:head] != SNAPSHOT_MAGIC or crc != zlib.crc32(body):
         raise JournalError(f"snapshot {path} is damaged: bad header or checksum")
     try:
-        return msgspec.json.decode(body, type=Snapshot)
+        return msgspec.json.decode(body, type=Snapshot), crc, body
     except msgspec.DecodeError as error:
         raise JournalError(f"snapshot {path} is damaged: {error}") from error
 
