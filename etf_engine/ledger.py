@@ -41,6 +41,59 @@ Decisions SPEC.md leaves open, fixed here so that both ledgers agree:
 * SettleOrder / CancelOrder of an order that is not ACCEPTED: FAILED_PRECONDITION with the reason
   ``ORDER_NOT_ACCEPTED`` (SPEC names no code for it).
 * GetHoldings lists only rows holding something (as ``state()``), so its answer is a function of state.
+* The dealing day (SPEC §13), with ``etf_engine.calendar`` for every date and instant (both ledgers
+  call the same functions, at decision time only; their answers are carried in events):
+  - RegisterCalendar: calendar_id (id), time_zone, holidays (``calendar.parse_holidays``), weekend_days
+    (``calendar.parse_weekend``), then ALREADY_EXISTS. SetHolidays / CloseDealingDay: NOT_FOUND for
+    the calendar first, then their fields (``date``; ``reason`` at most 256 characters). Unknown
+    calendar on any call: NOT_FOUND.
+  - CloseDealingDay refusals after the fields: NOT_A_DEALING_DAY (the date is a weekend day, a
+    holiday or already closed), then NOT_CLOSABLE (date < the calendar's local date of now, or a fund
+    on this calendar has struck that date). For every fund on the calendar, each ACCEPTED order with
+    dealing_date == date gets dealing_date = next dealing day (after the closure) and settlement_date
+    = that + n dealing days; each other ACCEPTED order with settlement_date >= date gets
+    settlement_date = dealing_date + n dealing days (after the closure), where n is the order's own
+    count: ``calendar.dealing_days_between(dealing_date, settlement_date)`` before the closure. Moves
+    are listed in order-id order. A PCF of a fund on the calendar dated that day moves to the next
+    dealing day (kept only when none is there).
+  - CreateFund/UpdateFund, after the Part I checks: calendar_id ("" none; else NOT_FOUND), dealing_cutoff
+    (``calendar.parse_cutoff``), create_settlement_days, redeem_settlement_days (INVALID_ARGUMENT
+    outside 0..30), pricing (LIVE/FORWARD; FORWARD without a calendar: INVALID_ARGUMENT naming
+    ``pricing``). ``first_dealing_date`` = the dealing date of now whenever the calendar_id changes to a
+    non-empty one (CreateFund with one included), "" without a calendar, else kept.
+  - An order of a fund with a calendar: dealing_date = ``calendar.dealing_date(cal, cutoff, now)``;
+    settlement_date (ACCEPTED only) = dealing_date + the fund's settlement days of its side. The
+    daily limit counts ACCEPTED and SETTLED units of the participant in the fund with the same
+    dealing_date (a fund without a calendar: the same UTC day of created_at, as before). CheckOrder
+    and GetCapacity compute the dates the same way.
+  - FORWARD orders (the fund's pricing at decision time): the basket's cash_component and the
+    order's cash_amount are None and priced False, ACCEPTED or REJECTED; SettleOrder of an unpriced
+    order: FAILED_PRECONDITION NOT_PRICED (after ORDER_NOT_ACCEPTED, before CUSTODIAN_NOT_LICENSED).
+  - StrikeNav refusals, the first that applies: NOT_FOUND fund; INVALID_ARGUMENT: ``fund_id`` when the
+    fund has no calendar, ``dealing_date`` malformed, ``ticks[i].asset`` not an asset of the fund or
+    given twice, ``ticks[i].currency`` not the base currency, ``ticks[i].price`` (parse as §7,
+    > 0; above 10^12: OUT_OF_RANGE), ``ticks[i].as_of_unix_ms`` (< 0 or more than 5 s ahead), then
+    ``ticks`` naming the first asset of the fund without a tick; FAILED_PRECONDITION
+    NOT_A_DEALING_DAY; ALREADY_EXISTS (date struck); BEFORE_CUTOFF (now < the date's cut-off
+    instant); EARLIER_DATE_NOT_STRUCK (a dealing day d with first_dealing_date <= d < date is not
+    struck; named in the message).
+  - The official NAV: per asset of the fund (symbol order) quantity = total(a), price = the tick's,
+    value = round(total x price, 2); nav = round(exact NAV, 2); nav_per_share = round(NAV / S, 4)
+    (None when S = 0); cash; struck_at = now. The PCF for ``calendar.next_dealing_day(date)``:
+    lines = floor(total x U / S) (S = 0: seed quantities), estimated_cash_component =
+    round(NAV x U / S - sum of lines x price, 2) (S = 0: seed cash), nav_per_unit = round(NAV x U /
+    S, 2) (S = 0: round(sum of seed lines x price + seed cash, 2)), nav_per_share as above,
+    prices = the official prices, published_at = now. A later strike replaces a PCF of the same date.
+  - Applying NavStruck prices every ACCEPTED FORWARD order of the fund whose dealing_date is the
+    struck date: cash_component = round(NAV x U / S - sum of the order's own quantity_per_unit x
+    official price, 2) with NAV exact from the official lines and cash (S = 0: the fund's
+    seed_cash_per_unit); basket.cash_component = that, cash_amount = units x it, priced True,
+    official_nav_per_share = the NAV's nav_per_share, updated_at = the strike's time. The result
+    is ``StrikeResult`` (priced_orders = how many).
+  - Reads: get_calendar -> CalendarInfo; get_official_nav(fund_id, date), get_pcf(fund_id, date):
+    NOT_FOUND for an unknown fund or a date without one (a malformed date: INVALID_ARGUMENT);
+    list_official_navs(fund_id, from_date, to_date): inclusive, "" = unbounded, by date.
+  - ClockAdvanced events change nothing in a ledger (the engine's clock is not the ledger's).
 * Errors are ``EngineError``; the ledger is unchanged after one. Messages name the field; for
   FAILED_PRECONDITION they start with the reason code.
 """
@@ -49,7 +102,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from etf_engine.model import Basket, Capacity, Event, Holdings, Nav, Order, OrderRequest
+from etf_engine.model import (
+    Basket, CalendarInfo, Capacity, Event, Holdings, Nav, OfficialNav, Order, OrderRequest, Pcf,
+)
 
 
 class Ledger(Protocol):
@@ -81,6 +136,14 @@ class Ledger(Protocol):
     def list_orders(self, fund_id: str = "", status: str = "", participant_id: str | None = None) -> list[Order]:
         """Orders in id order; empty fund_id/status match all."""
 
+    def get_calendar(self, calendar_id: str) -> CalendarInfo: ...
+
+    def get_official_nav(self, fund_id: str, dealing_date: str) -> OfficialNav: ...
+
+    def list_official_navs(self, fund_id: str, from_date: str = "", to_date: str = "") -> list[OfficialNav]: ...
+
+    def get_pcf(self, fund_id: str, dealing_date: str) -> Pcf: ...
+
     def participant_funds(self, participant_id: str) -> tuple[str, ...]:
         """Eligible fund ids of a participant (NOT_FOUND if unknown); the API uses it for access."""
 
@@ -89,8 +152,10 @@ class Ledger(Protocol):
         {"assets": [[symbol, decimals]...], "custodians": [[id, name, licence_number, status, expires]],
          "participants": [[id, name, [funds], max_order, max_day]], "prices": [[asset, currency, price, as_of]],
          "funds": [[terms as builtins, cash, shares, [[custodian, asset, available, reserved, staked,
-         [[release_at, qty], ...]] ...]]], "orders": [order as builtins ...], "next_order_seq": n}
-        each list sorted by its ids; holdings rows that are all zero are omitted, lots released by
+         [[release_at, qty], ...]] ...]]], "orders": [order as builtins ...], "next_order_seq": n,
+         "calendars": [[id, time_zone, [holidays], [weekend_days], [[date, reason] ...]]],
+         "official_navs": [official nav as builtins ...], "pcfs": [pcf as builtins ...]}
+        each list sorted by its ids (navs and pcfs by (fund_id, dealing_date)); holdings rows that are all zero are omitted, lots released by
         now_ms are counted as available."""
 
 

@@ -20,6 +20,8 @@ ACTIVE, SUSPENDED, REVOKED = "ACTIVE", "SUSPENDED", "REVOKED"
 LICENCE_STATUSES = (ACTIVE, SUSPENDED, REVOKED)
 OPEN = "OPEN"
 DEALING_STATUSES = (OPEN, SUSPENDED)
+LIVE, FORWARD = "LIVE", "FORWARD"
+PRICINGS = (LIVE, FORWARD)
 
 # -- reason codes (SPEC §5, §6) -----------------------------------------------------------------
 FUND_SUSPENDED = "FUND_SUSPENDED"
@@ -33,6 +35,13 @@ STAKING_CAP_BREACH = "STAKING_CAP_BREACH"
 LIQUIDITY_BUFFER_BREACH = "LIQUIDITY_BUFFER_BREACH"
 INSUFFICIENT_STAKED_BALANCE = "INSUFFICIENT_STAKED_BALANCE"
 ORDER_NOT_ACCEPTED = "ORDER_NOT_ACCEPTED"  # settle/cancel of an order not ACCEPTED (SPEC names no code)
+# the dealing day (SPEC §13)
+NOT_PRICED = "NOT_PRICED"
+BEFORE_CUTOFF = "BEFORE_CUTOFF"
+NOT_A_DEALING_DAY = "NOT_A_DEALING_DAY"
+EARLIER_DATE_NOT_STRUCK = "EARLIER_DATE_NOT_STRUCK"
+NOT_CLOSABLE = "NOT_CLOSABLE"
+MAX_SETTLEMENT_DAYS = 30
 
 DAY_MS = 86_400_000
 FUTURE_TOLERANCE_MS = 5_000
@@ -102,6 +111,11 @@ class CreateFund(Struct):
     min_liquid_units: int = 0
     seed_cash_per_unit: str = "0"
     initial_shares_outstanding: int = 0
+    calendar_id: str = ""  # empty: no calendar (UTC days, SPEC §1-10)
+    dealing_cutoff: str = "16:00"
+    create_settlement_days: int = 2
+    redeem_settlement_days: int = 2
+    pricing: str = LIVE
 
 
 class UpdateFund(Struct):
@@ -118,6 +132,11 @@ class UpdateFund(Struct):
     custodian_priority: list[str] | None = None
     seed_cash_per_unit: str | None = None
     assets: list[FundAssetSpec] | None = None
+    calendar_id: str | None = None  # "": remove the calendar
+    dealing_cutoff: str | None = None
+    create_settlement_days: int | None = None
+    redeem_settlement_days: int | None = None
+    pricing: str | None = None
 
 
 class AdjustHolding(Struct):
@@ -188,6 +207,30 @@ class SubmitOrders(Struct):
 class CancelOrder(Struct):
     order_id: str
     participant_id: str | None = None  # None: the issuer
+
+
+class RegisterCalendar(Struct):
+    calendar_id: str
+    time_zone: str
+    holidays: list[str] = []
+    weekend_days: list[int] | None = None  # None: Saturday and Sunday; []: none
+
+
+class SetHolidays(Struct):
+    calendar_id: str
+    holidays: list[str]
+
+
+class CloseDealingDay(Struct):
+    calendar_id: str
+    date: str
+    reason: str = ""
+
+
+class StrikeNav(Struct):
+    fund_id: str
+    dealing_date: str
+    ticks: list[PriceTick]
 
 
 # == results ====================================================================================
@@ -282,6 +325,11 @@ class Order(Result):
     legs: tuple[Leg, ...]
     created_at: int
     updated_at: int
+    # SPEC §13 (defaults: orders journaled before it; a fund without a calendar)
+    dealing_date: str = ""  # ISO date; "" without a calendar
+    settlement_date: str = ""  # "" without a calendar, and on a REJECTED order
+    priced: bool = True  # False: an ACCEPTED or REJECTED FORWARD order not yet priced by StrikeNav
+    official_nav_per_share: int | None = None  # 1e-4; FORWARD, once priced (None when S = 0 at the strike)
 
 
 class CapacitySide(Struct):
@@ -298,6 +346,65 @@ class Capacity(Struct):
 class PublishResult(Struct):
     applied: int
     ignored: int
+
+
+class ClosedDay(Struct):
+    date: str
+    reason: str
+
+
+class CalendarInfo(Struct):
+    calendar_id: str
+    time_zone: str
+    holidays: list[str]  # sorted
+    weekend_days: list[int]  # sorted ISO weekdays
+    closed: list[ClosedDay]  # sorted by date
+
+
+class PriceLine(Fact):
+    asset: str
+    price: int  # 1e-8
+
+
+class OfficialLine(Fact):
+    asset: str
+    quantity: int  # total(a) at the strike
+    price: int  # the official price
+    value: int  # cents
+
+
+class OfficialNav(Fact):
+    """A fund's official NAV for one dealing date (SPEC §13), from the state at the strike."""
+
+    fund_id: str
+    dealing_date: str
+    nav: int  # cents
+    nav_per_share: int | None  # 1e-4; None when no shares are outstanding
+    shares_outstanding: int
+    cash: int  # cents
+    lines: tuple[OfficialLine, ...]  # by asset
+    struck_at: int  # ms
+
+
+class Pcf(Fact):
+    """The portfolio composition file published for a dealing day, from the strike before it."""
+
+    fund_id: str
+    dealing_date: str
+    creation_unit: int
+    lines: tuple[BasketLine, ...]
+    estimated_cash_component: int  # cents
+    nav_per_unit: int  # cents
+    nav_per_share: int | None  # 1e-4; None when no shares are outstanding
+    shares_outstanding: int
+    prices: tuple[PriceLine, ...]
+    published_at: int  # ms
+
+
+class StrikeResult(Struct):
+    nav: OfficialNav
+    pcf: Pcf
+    priced_orders: int  # FORWARD orders of the date priced by this strike
 
 
 # == events: every state change, in the journal; applying them from empty rebuilds the state ====
@@ -356,6 +463,15 @@ class FundTerms(Fact):
     custodian_priority: tuple[str, ...]
     seed_cash_per_unit: int
     assets: tuple[FundAssetTerms, ...]  # sorted by asset
+    # SPEC §13; the defaults are those of a fund journaled before it
+    calendar_id: str = ""
+    dealing_cutoff: str = "16:00:00"  # local HH:MM:SS
+    create_settlement_days: int = 2
+    redeem_settlement_days: int = 2
+    pricing: str = LIVE
+    # The dealing date an order would have had when the fund got its calendar: StrikeNav's dates run
+    # from here without a gap. A fact (computed once, from the time zone data of that moment).
+    first_dealing_date: str = ""
 
 
 class FundCreated(Event):
@@ -421,13 +537,63 @@ class OrderCancelled(Event):
     order_id: str
 
 
+class CalendarRegistered(Event):
+    calendar_id: str
+    time_zone: str
+    holidays: tuple[str, ...]  # sorted ISO dates
+    weekend_days: tuple[int, ...]  # sorted ISO weekdays
+
+
+class HolidaysSet(Event):
+    calendar_id: str
+    holidays: tuple[str, ...]
+
+
+class OrderDates(Fact):
+    order_id: str
+    dealing_date: str
+    settlement_date: str
+
+
+class PcfMoved(Fact):
+    fund_id: str
+    to_date: str
+
+
+class DealingDayClosed(Event):
+    """A day closed at short notice, with every consequence computed at decision time: the new
+    dates of the ACCEPTED orders it moves and the PCFs published for it, moved to ``to_date``."""
+
+    calendar_id: str
+    date: str
+    reason: str
+    orders: tuple[OrderDates, ...]
+    pcfs: tuple[PcfMoved, ...]
+
+
+class NavStruck(Event):
+    """The official NAV of a dealing date and the PCF it publishes for the next dealing day. Applying
+    it prices the fund's ACCEPTED FORWARD orders of that date from ``nav`` alone (exact arithmetic)."""
+
+    nav: OfficialNav
+    pcf: Pcf
+
+
+class ClockAdvanced(Event):
+    """Diagnostics.AdvanceClock with ``test_clock = true``: the engine's clock runs ``offset_ms``
+    ahead of the wall clock from here on (``at`` is the new time). The ledgers ignore it."""
+
+    offset_ms: int
+
+
 EVENT_TYPES = (
     AssetRegistered, CustodianRegistered, LicenceSet, ParticipantRegistered, FundCreated, FundUpdated,
     HoldingAdjusted, CashAdjusted, Staked, Unstaked, RewardRecorded, Slashed, PriceSet, OrderRecorded,
-    OrderSettled, OrderCancelled,
+    OrderSettled, OrderCancelled, CalendarRegistered, HolidaysSet, DealingDayClosed, NavStruck, ClockAdvanced,
 )
 AnyEvent = (
     AssetRegistered | CustodianRegistered | LicenceSet | ParticipantRegistered | FundCreated | FundUpdated
     | HoldingAdjusted | CashAdjusted | Staked | Unstaked | RewardRecorded | Slashed | PriceSet | OrderRecorded
-    | OrderSettled | OrderCancelled
+    | OrderSettled | OrderCancelled | CalendarRegistered | HolidaysSet | DealingDayClosed | NavStruck
+    | ClockAdvanced
 )
