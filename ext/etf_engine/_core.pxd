@@ -68,11 +68,25 @@ cdef class Fund:
     cdef object basket  # cached Basket, None when something it depends on changed
     cdef bint basket_stale
     cdef long long next_release  # earliest unbonding release, LLONG_MAX when none
+    # the dealing day (SPEC §13)
+    cdef str calendar_id  # "" without a calendar
+    cdef int cutoff  # seconds after local midnight
+    cdef object create_days, redeem_days
+    cdef bint forward
+    cdef object fwd_basket, fwd_of  # the cached basket without its cash component, and the basket it is of
+    # The dealing window: for now_ms in [win_from, win_until) with the calendars at win_epoch, an order's
+    # dealing date is deal_date; computed once per window instead of a time zone conversion per order.
+    cdef long long win_from, win_until, win_epoch
+    cdef object day_key  # what the daily limit counts by, for the order being decided
+    cdef str deal_date, settle_create, settle_redeem
+    cdef dict open_orders  # ACCEPTED order_id -> None, in id order
+    cdef dict forward_orders  # dealing_date -> [order_id of unpriced ACCEPTED FORWARD orders]
+    cdef dict navs, pcfs  # dealing_date -> OfficialNav, Pcf
 
 
 cdef class Ledger:
-    cdef dict assets, custodians, participants, funds, prices, watchers, orders, _apply, _execute
-    cdef long long next_seq, licence_epoch
+    cdef dict assets, custodians, participants, funds, prices, watchers, orders, calendars, _apply, _execute
+    cdef long long next_seq, licence_epoch, calendar_epoch
     cdef _emit(self, list events, event)
     cdef Fund _fund(self, str fund_id)
     cdef Custodian _custodian(self, object custodian_id)
@@ -98,3 +112,6 @@ cdef class Ledger:
     cdef object _own_order(self, object order_id, object participant_id)
     cdef object _accepted_order(self, object order_id, object participant_id)
     cdef _set_terms(self, Fund f, object terms)
+    cdef _dates(self, Fund f, long long now_ms)
+    cdef object _calendar(self, object calendar_id)
+    cdef object _dealing_terms(self, object terms, object old, long long now_ms)

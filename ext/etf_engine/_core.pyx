@@ -14,8 +14,11 @@ and every change of holdings or cash; and the basket, cached until something it 
 
 from libc.limits cimport LLONG_MAX
 
+from datetime import date as Date, timedelta
+
 import msgspec
 
+from etf_engine import calendar as CAL
 from etf_engine import model as M
 from etf_engine.errors import (
     ALREADY_EXISTS, EngineError, PERMISSION_DENIED, invalid, not_found, out_of_range, precondition,
@@ -64,6 +67,9 @@ cdef object HoldingRow = M.HoldingRow
 cdef object AssetSummary = M.AssetSummary
 cdef object CapacitySide = M.CapacitySide
 cdef object Capacity = M.Capacity
+cdef object NOT_PRICED = M.NOT_PRICED
+cdef object FORWARD = M.FORWARD
+cdef object ONE_DAY = timedelta(days=1)
 _replace = msgspec.structs.replace
 _builtins = msgspec.to_builtins
 
@@ -117,6 +123,11 @@ def _fraction(str text, str field):
     if value > FSCALE:
         raise invalid(field, f"{text!r} is above 1")
     return value
+
+
+cdef inline object _day_key(object order):
+    """What the daily limit counts an order by: its dealing date, or its UTC day without a calendar."""
+    return order.dealing_date or order.created_at // DAY
 
 
 cdef long long _clamp_ms(object seconds):
@@ -186,8 +197,10 @@ cdef class Ledger:
         self.prices = {}  # (asset, currency) -> Price
         self.watchers = {}  # (asset, currency) -> [FundAsset]
         self.orders = {}  # order_id -> Order (replaced, never mutated)
+        self.calendars = {}  # calendar_id -> calendar.Calendar (replaced, never mutated)
         self.next_seq = 1
         self.licence_epoch = 0
+        self.calendar_epoch = 0  # bumped by every calendar change: every cached dealing window is void
         self._apply = {
             M.AssetRegistered: self._on_asset, M.CustodianRegistered: self._on_custodian,
             M.LicenceSet: self._on_licence, M.ParticipantRegistered: self._on_participant,
@@ -196,6 +209,9 @@ cdef class Ledger:
             M.Staked: self._on_staked, M.Unstaked: self._on_unstaked, M.RewardRecorded: self._on_reward,
             M.Slashed: self._on_slashed, M.PriceSet: self._on_price, M.OrderRecorded: self._on_order,
             M.OrderSettled: self._on_settled, M.OrderCancelled: self._on_cancelled,
+            M.CalendarRegistered: self._on_calendar, M.HolidaysSet: self._on_holidays,
+            M.DealingDayClosed: self._on_day_closed, M.NavStruck: self._on_struck,
+            M.ClockAdvanced: self._on_clock,
         }
         self._execute = {
             M.RegisterAsset: self._register_asset, M.RegisterCustodian: self._register_custodian,
@@ -205,6 +221,8 @@ cdef class Ledger:
             M.Unstake: self._unstake, M.RecordStakingReward: self._reward, M.RecordSlashing: self._slash,
             M.PublishPrices: self._publish, M.SettleOrder: self._settle, M.SubmitOrder: self._submit,
             M.SubmitOrders: self._submit_many, M.CancelOrder: self._cancel,
+            M.RegisterCalendar: self._register_calendar, M.SetHolidays: self._set_holidays,
+            M.CloseDealingDay: self._close_day, M.StrikeNav: self._strike,
         }
 
     # ---------------------------------------------------------------- entry points
@@ -420,7 +438,7 @@ cdef class Ledger:
     # ---------------------------------------------------------------- order decisions
     cdef str _reason(self, Participant p, Fund f, bint redeem, object units, long long now_ms):
         """The first failing check of SPEC §5 for a fresh order, or "" to accept it.
-        The basket must be current (``_basket`` called at this now_ms)."""
+        The basket and the dates must be current (``_basket`` and ``_dates`` called at this now_ms)."""
         cdef FundAsset fa
         cdef Holding h
         if not f.open:
@@ -428,7 +446,7 @@ cdef class Ledger:
         if units > p.max_order:
             return ORDER_LIMIT_EXCEEDED
         days = p.daily.get(f.fund_id)
-        if units + (days.get(now_ms // DAY, 0) if days else 0) > p.max_day:
+        if units + (days.get(f.day_key, 0) if days else 0) > p.max_day:
             return DAILY_LIMIT_EXCEEDED
         if f.basket_stale:
             return STALE_PRICE
@@ -470,10 +488,18 @@ cdef class Ledger:
         cdef bint redeem = req.side == REDEEM
         self._advance(f, now_ms)
         basket = self._basket(f, now_ms)
+        self._dates(f, now_ms)
         units = req.units
         reason = self._reason(p, f, redeem, units, now_ms)
         accepted = not reason
+        if f.forward:  # the cash component waits for the official valuation (StrikeNav)
+            if f.fwd_of is not basket:
+                f.fwd_basket, f.fwd_of = _replace(basket, cash_component=None), basket
+            basket = f.fwd_basket
         cc = basket.cash_component
+        settles = ""
+        if accepted and f.calendar_id:
+            settles = f.settle_redeem if redeem else f.settle_create
         # Positional, in Order's field order: the hot path of every decision.
         return Order(
             order_id, req.client_order_id, p.participant_id, f.fund_id, req.side, units,
@@ -482,8 +508,23 @@ cdef class Ledger:
             None if cc is None else units * cc,
             (f.redemption_fee if redeem else f.creation_fee) if accepted else 0,
             self._legs(f, units, now_ms) if accepted and redeem else (),
-            now_ms, now_ms,
+            now_ms, now_ms, f.deal_date, settles, not f.forward, None,
         )
+
+    cdef _dates(self, Fund f, long long now_ms):
+        """Set the fund's dealing and settlement dates for an order at now_ms, and the daily limit's key."""
+        if not f.calendar_id:
+            f.day_key = now_ms // DAY
+            return
+        if f.win_epoch != self.calendar_epoch or not f.win_from <= now_ms < f.win_until:
+            cal = self.calendars[f.calendar_id]
+            day = CAL.dealing_date(cal, f.cutoff, now_ms)
+            f.deal_date = day.isoformat()
+            f.settle_create = CAL.add_dealing_days(cal, day, f.create_days).isoformat()
+            f.settle_redeem = CAL.add_dealing_days(cal, day, f.redeem_days).isoformat()
+            f.win_from, f.win_until = now_ms, CAL.cutoff_ms(cal, day, f.cutoff)
+            f.win_epoch = self.calendar_epoch
+        f.day_key = f.deal_date
 
     cdef tuple _admit(self, str participant_id, object req, str field, dict pending):
         """SubmitOrder's refusals (ledger.py order). Returns (participant, fund, existing order or None).
@@ -532,6 +573,7 @@ cdef class Ledger:
             raise EngineError(PERMISSION_DENIED, f"participant {participant_id!r} may not deal in {fund_id!r}")
         self._advance(f, now_ms)
         self._basket(f, now_ms)
+        self._dates(f, now_ms)
         # SubmitOrder refuses (OUT_OF_RANGE) more than 10^15 shares: no capacity beyond that.
         share_cap = MAXSH // f.unit
         limit = min((<Participant>p).max_order, share_cap)
@@ -592,6 +634,8 @@ cdef class Ledger:
     def _settle(self, cmd, long long now_ms, list events):
         cdef Fund f
         order = self._accepted_order(cmd.order_id, None)
+        if not order.priced:
+            raise precondition(NOT_PRICED, f"order {order.order_id} waits for the official NAV of {order.dealing_date}")
         f = self.funds[order.fund_id]
         self._advance(f, now_ms)
         shares = order.units * order.basket.creation_unit
@@ -624,8 +668,11 @@ cdef class Ledger:
         if order.status != ACCEPTED:
             return
         days = p.daily.setdefault(f.fund_id, {})
-        day = order.created_at // DAY
+        day = _day_key(order)
         days[day] = days.get(day, 0) + order.units
+        f.open_orders[order.order_id] = None
+        if not order.priced:
+            f.forward_orders.setdefault(order.dealing_date, []).append(order.order_id)
         if order.side == REDEEM:
             self._reserve(f, order, 1)
 
@@ -671,6 +718,7 @@ cdef class Ledger:
             f.shares -= shares
             f.pending_redeem -= shares
         f.basket = None
+        del f.open_orders[order.order_id]
         self.orders[order.order_id] = _replace(order, status=SETTLED, updated_at=event.at)
 
     def _on_cancelled(self, event):
@@ -681,7 +729,8 @@ cdef class Ledger:
         self._advance(f, event.at)
         p = self.participants[order.participant_id]
         days = p.daily[f.fund_id]
-        days[order.created_at // DAY] -= order.units
+        days[_day_key(order)] -= order.units
+        del f.open_orders[order.order_id]
         if order.side == REDEEM:
             self._reserve(f, order, -1)
         self.orders[order.order_id] = _replace(order, status=CANCELLED, updated_at=event.at)
@@ -808,8 +857,12 @@ cdef class Ledger:
             custodian_priority=tuple(cmd.custodian_priority),
             seed_cash_per_unit=parse_scaled(cmd.seed_cash_per_unit, "seed_cash_per_unit", MONEY_DP, signed=True),
             assets=tuple(sorted(terms, key=lambda t: t.asset)),
+            calendar_id=cmd.calendar_id, dealing_cutoff=cmd.dealing_cutoff,
+            create_settlement_days=cmd.create_settlement_days, redeem_settlement_days=cmd.redeem_settlement_days,
+            pricing=cmd.pricing,
         )
         self._check_fund_scalars(fund_terms)
+        fund_terms = self._dealing_terms(fund_terms, None, now_ms)
         self._emit(events, M.FundCreated(at=now_ms, terms=fund_terms,
                                          shares_outstanding=cmd.initial_shares_outstanding))
 
@@ -837,10 +890,43 @@ cdef class Ledger:
                     raise invalid(f"assets[{i}].asset", f"{spec.asset!r} is not an asset of fund {f.fund_id!r}")
                 by_asset[spec.asset] = self._asset_terms(spec, f"assets[{i}].")
             changes["assets"] = tuple(sorted(by_asset.values(), key=lambda t: t.asset))
+        for name in ("calendar_id", "dealing_cutoff", "create_settlement_days", "redeem_settlement_days", "pricing"):
+            value = getattr(cmd, name)
+            if value is not None:
+                changes[name] = value
         terms = _replace(old, **changes)
         self._check_fund_scalars(terms)
         self._check_custodians(terms.creation_custodian_id, terms.custodian_priority)
+        terms = self._dealing_terms(terms, old, now_ms)
         self._emit(events, M.FundUpdated(at=now_ms, terms=terms))
+
+    cdef object _dealing_terms(self, object terms, object old, long long now_ms):
+        """Check a fund's §13 terms (ledger.py order); return them normalised, with first_dealing_date."""
+        cal = None
+        if terms.calendar_id:
+            cal = self._calendar(terms.calendar_id)
+        cutoff = CAL.parse_cutoff(terms.dealing_cutoff, "dealing_cutoff")
+        for name in ("create_settlement_days", "redeem_settlement_days"):
+            value = getattr(terms, name)
+            if type(value) is not int or not 0 <= value <= M.MAX_SETTLEMENT_DAYS:
+                raise invalid(name, f"{value!r} is not a number of dealing days 0-{M.MAX_SETTLEMENT_DAYS}")
+        if terms.pricing not in M.PRICINGS:
+            raise invalid("pricing", f"{terms.pricing!r} is not LIVE or FORWARD")
+        if terms.pricing == FORWARD and cal is None:
+            raise invalid("pricing", "FORWARD pricing needs a calendar (calendar_id)")
+        first = ""
+        if cal is not None:
+            if old is not None and old.calendar_id == terms.calendar_id:
+                first = old.first_dealing_date
+            else:
+                first = CAL.dealing_date(cal, CAL.cutoff_seconds(cutoff), now_ms).isoformat()
+        return _replace(terms, dealing_cutoff=cutoff, first_dealing_date=first)
+
+    cdef object _calendar(self, object calendar_id):
+        cal = self.calendars.get(calendar_id)
+        if cal is None:
+            raise not_found("calendar", calendar_id)
+        return cal
 
     def _on_fund_created(self, event):
         cdef Fund f = Fund()
@@ -851,6 +937,7 @@ cdef class Ledger:
         f.nav_num = 0
         f.next_release = LLONG_MAX
         f.assets, f.asset_map = [], {}
+        f.open_orders, f.forward_orders, f.navs, f.pcfs = {}, {}, {}, {}
         for t in event.terms.assets:
             fa = FundAsset()
             fa.fund, fa.info = f, self.assets[t.asset]
@@ -876,6 +963,13 @@ cdef class Ledger:
         f.min_liquid, f.seed_cash = terms.min_liquid_units, terms.seed_cash_per_unit
         f.creation_custodian = self.custodians[terms.creation_custodian_id]
         f.rank = {cid: i for i, cid in enumerate(terms.custodian_priority)}
+        f.calendar_id = terms.calendar_id
+        f.cutoff = CAL.cutoff_seconds(terms.dealing_cutoff)
+        f.create_days, f.redeem_days = terms.create_settlement_days, terms.redeem_settlement_days
+        f.forward = terms.pricing == FORWARD
+        f.fwd_basket = f.fwd_of = None
+        f.win_epoch = -1
+        f.deal_date = ""
         for t in terms.assets:
             fa = f.asset_map[t.asset]
             fa.cap, fa.buffer, fa.seed_qpu = t.staking_cap, t.liquidity_buffer, t.seed_quantity_per_unit
@@ -1091,6 +1185,231 @@ cdef class Ledger:
         p.value = event.price
         p.as_of = event.as_of
 
+    # ---------------------------------------------------------------- the dealing day (SPEC §13)
+    def _register_calendar(self, cmd, long long now_ms, list events):
+        _need_id(cmd.calendar_id, "calendar_id")
+        CAL.zone(cmd.time_zone)
+        holidays = CAL.parse_holidays(cmd.holidays)
+        weekend = CAL.parse_weekend(cmd.weekend_days)
+        if cmd.calendar_id in self.calendars:
+            raise EngineError(ALREADY_EXISTS, f"calendar {cmd.calendar_id!r} exists")
+        self._emit(events, M.CalendarRegistered(at=now_ms, calendar_id=cmd.calendar_id, time_zone=cmd.time_zone,
+                                                holidays=holidays, weekend_days=weekend))
+
+    def _on_calendar(self, event):
+        self._put_calendar(event.calendar_id, event.time_zone, event.holidays, event.weekend_days, {})
+
+    def _put_calendar(self, calendar_id, time_zone, holidays, weekend_days, closed):
+        self.calendars[calendar_id] = CAL.Calendar(
+            calendar_id, time_zone, frozenset(map(Date.fromisoformat, holidays)), frozenset(weekend_days), closed)
+        self.calendar_epoch += 1
+
+    def _set_holidays(self, cmd, long long now_ms, list events):
+        self._calendar(cmd.calendar_id)
+        self._emit(events, M.HolidaysSet(at=now_ms, calendar_id=cmd.calendar_id,
+                                         holidays=CAL.parse_holidays(cmd.holidays)))
+
+    def _on_holidays(self, event):
+        cal = self.calendars[event.calendar_id]
+        self._put_calendar(cal.calendar_id, cal.time_zone, event.holidays, cal.weekend_days, cal.closed)
+
+    def _close_day(self, cmd, long long now_ms, list events):
+        cdef Fund f
+        cal = self._calendar(cmd.calendar_id)
+        day = CAL.parse_date(cmd.date, "date")
+        if not isinstance(cmd.reason, str) or len(cmd.reason) > 256:
+            raise invalid("reason", "must be at most 256 characters")
+        iso = day.isoformat()
+        if not CAL.is_dealing_day(cal, day):
+            raise precondition(M.NOT_A_DEALING_DAY, f"{iso} is not a dealing day of {cal.calendar_id}")
+        if day < CAL.local_date(cal, now_ms):
+            raise precondition(M.NOT_CLOSABLE, f"{iso} is in the past")
+        funds = [self.funds[k] for k in sorted(self.funds) if (<Fund>self.funds[k]).calendar_id == cal.calendar_id]
+        for f in funds:
+            if iso in f.navs:
+                raise precondition(M.NOT_CLOSABLE, f"fund {f.fund_id} has struck its NAV of {iso}")
+        closed = dict(cal.closed)
+        closed[day] = cmd.reason
+        after = CAL.Calendar(cal.calendar_id, cal.time_zone, cal.holidays, cal.weekend_days, closed)
+        to_day = CAL.next_dealing_day(after, day)
+        moves = []
+        for f in funds:
+            for order_id in f.open_orders:
+                o = self.orders[order_id]
+                if o.dealing_date != iso and o.settlement_date < iso:
+                    continue
+                dealt = Date.fromisoformat(o.dealing_date)
+                n = CAL.dealing_days_between(cal, dealt, Date.fromisoformat(o.settlement_date))
+                if dealt == day:
+                    dealt = to_day
+                moves.append(M.OrderDates(order_id=order_id, dealing_date=dealt.isoformat(),
+                                          settlement_date=CAL.add_dealing_days(after, dealt, n).isoformat()))
+        moves.sort(key=lambda m: m.order_id)
+        pcfs = tuple([M.PcfMoved(fund_id=f.fund_id, to_date=to_day.isoformat()) for f in funds if iso in f.pcfs])
+        self._emit(events, M.DealingDayClosed(at=now_ms, calendar_id=cal.calendar_id, date=iso, reason=cmd.reason,
+                                              orders=tuple(moves), pcfs=pcfs))
+
+    def _on_day_closed(self, event):
+        cdef Fund f
+        cdef Participant p
+        cal = self.calendars[event.calendar_id]
+        closed = dict(cal.closed)
+        closed[Date.fromisoformat(event.date)] = event.reason
+        self._put_calendar(cal.calendar_id, cal.time_zone, [d.isoformat() for d in cal.holidays], cal.weekend_days,
+                           closed)
+        for move in event.orders:
+            o = self.orders[move.order_id]
+            f = self.funds[o.fund_id]
+            if move.dealing_date != o.dealing_date:
+                p = self.participants[o.participant_id]
+                days = p.daily[o.fund_id]
+                days[o.dealing_date] -= o.units
+                days[move.dealing_date] = days.get(move.dealing_date, 0) + o.units
+                if not o.priced:
+                    f.forward_orders[o.dealing_date].remove(o.order_id)
+                    f.forward_orders.setdefault(move.dealing_date, []).append(o.order_id)
+            self.orders[o.order_id] = _replace(o, dealing_date=move.dealing_date,
+                                               settlement_date=move.settlement_date, updated_at=event.at)
+        for move in event.pcfs:
+            f = self.funds[move.fund_id]
+            pcf = f.pcfs.pop(event.date)
+            if move.to_date not in f.pcfs:
+                f.pcfs[move.to_date] = _replace(pcf, dealing_date=move.to_date)
+
+    def _strike(self, cmd, long long now_ms, list events):
+        cdef Fund f = self._fund(cmd.fund_id)
+        cdef FundAsset fa
+        if not f.calendar_id:
+            raise invalid("fund_id", f"fund {f.fund_id} has no calendar: it has no dealing dates to strike")
+        day = CAL.parse_date(cmd.dealing_date, "dealing_date")
+        official = {}
+        for i, tick in enumerate(cmd.ticks):
+            field = f"ticks[{i}]."
+            if tick.asset not in f.asset_map:
+                raise invalid(f"{field}asset", f"{tick.asset!r} is not an asset of fund {f.fund_id}")
+            if tick.asset in official:
+                raise invalid(f"{field}asset", f"{tick.asset} is given twice")
+            if tick.currency != f.terms.base_currency:
+                raise invalid(f"{field}currency", f"{tick.currency!r} is not the fund's base currency "
+                                                  f"{f.terms.base_currency}")
+            price = parse_scaled(tick.price, f"{field}price", PRICE_DP, limit=MAX_PRICE)
+            if price == 0:
+                raise invalid(f"{field}price", "must be greater than zero")
+            if type(tick.as_of_unix_ms) is not int or tick.as_of_unix_ms < 0:
+                raise invalid(f"{field}as_of_unix_ms", f"{tick.as_of_unix_ms!r} is not a time")
+            if tick.as_of_unix_ms > now_ms + M.FUTURE_TOLERANCE_MS:
+                raise invalid(f"{field}as_of_unix_ms", "more than 5 s in the future")
+            official[tick.asset] = price
+        for fa in f.assets:
+            if fa.info.symbol not in official:
+                raise invalid("ticks", f"no official price for {fa.info.symbol}")
+        cal = self.calendars[f.calendar_id]
+        iso = day.isoformat()
+        if not CAL.is_dealing_day(cal, day):
+            raise precondition(M.NOT_A_DEALING_DAY, f"{iso} is not a dealing day of {cal.calendar_id}")
+        if iso in f.navs:
+            raise EngineError(ALREADY_EXISTS, f"the official NAV of {f.fund_id} for {iso} is struck")
+        if now_ms < CAL.cutoff_ms(cal, day, f.cutoff):
+            raise precondition(M.BEFORE_CUTOFF, f"the cut-off of {iso} ({f.terms.dealing_cutoff} "
+                                                f"{cal.time_zone}) has not passed")
+        earlier = Date.fromisoformat(f.terms.first_dealing_date)
+        while earlier < day:
+            if CAL.is_dealing_day(cal, earlier) and earlier.isoformat() not in f.navs:
+                raise precondition(M.EARLIER_DATE_NOT_STRUCK, f"{earlier.isoformat()} is not struck yet")
+            earlier += ONE_DAY
+        self._advance(f, now_ms)
+        U, S = f.unit, f.shares
+        nav_num = f.cash * CENT
+        lines, pcf_lines, held, prices = [], [], 0, []
+        for fa in f.assets:
+            price = official[fa.info.symbol]
+            worth = fa.total * price * fa.info.factor
+            nav_num += worth
+            lines.append(M.OfficialLine(asset=fa.info.symbol, quantity=fa.total, price=price, value=rhe(worth, CENT)))
+            qpu = fa.total * U // S if S else fa.seed_qpu
+            held += qpu * price * fa.info.factor
+            pcf_lines.append(BasketLine(asset=fa.info.symbol, quantity_per_unit=qpu))
+            prices.append(M.PriceLine(asset=fa.info.symbol, price=price))
+        nps = rhe(nav_num, S * NPS) if S else None
+        if S:
+            estimated, per_unit = rhe(nav_num * U - S * held, S * CENT), rhe(nav_num * U, S * CENT)
+        else:
+            estimated, per_unit = f.seed_cash, rhe(held + f.seed_cash * CENT, CENT)
+        nav = M.OfficialNav(fund_id=f.fund_id, dealing_date=iso, nav=rhe(nav_num, CENT), nav_per_share=nps,
+                            shares_outstanding=S, cash=f.cash, lines=tuple(lines), struck_at=now_ms)
+        pcf = M.Pcf(fund_id=f.fund_id, dealing_date=CAL.next_dealing_day(cal, day).isoformat(), creation_unit=U,
+                    lines=tuple(pcf_lines), estimated_cash_component=estimated, nav_per_unit=per_unit,
+                    nav_per_share=nps, shares_outstanding=S, prices=tuple(prices), published_at=now_ms)
+        priced = 0
+        for order_id in f.forward_orders.get(iso, ()):
+            priced += self.orders[order_id].status == ACCEPTED
+        self._emit(events, M.NavStruck(at=now_ms, nav=nav, pcf=pcf))
+        return M.StrikeResult(nav=nav, pcf=pcf, priced_orders=priced)
+
+    def _on_struck(self, event):
+        cdef Fund f
+        cdef FundAsset fa
+        nav = event.nav
+        f = self.funds[nav.fund_id]
+        f.navs[nav.dealing_date] = nav
+        f.pcfs[event.pcf.dealing_date] = event.pcf
+        S = nav.shares_outstanding
+        nav_num = nav.cash * CENT
+        price_factor = {}
+        for line in nav.lines:
+            fa = f.asset_map[line.asset]
+            price_factor[line.asset] = line.price * fa.info.factor
+            nav_num += line.quantity * line.price * fa.info.factor
+        priced = {}  # id of an acceptance-time basket -> (the basket priced, its cash component)
+        nps = nav.nav_per_share
+        for order_id in f.forward_orders.pop(nav.dealing_date, ()):
+            o = self.orders[order_id]
+            if o.status != ACCEPTED:
+                continue
+            basket = o.basket
+            done = priced.get(id(basket))
+            if done is None or done[0] is not basket:
+                if S:
+                    held = 0
+                    for bl in basket.lines:
+                        held += bl.quantity_per_unit * price_factor[bl.asset]
+                    cc = rhe(nav_num * basket.creation_unit - S * held, S * CENT)
+                else:
+                    cc = f.seed_cash
+                done = priced[id(basket)] = (basket, _replace(basket, cash_component=cc), cc)
+            self.orders[order_id] = _replace(o, basket=done[1], cash_amount=o.units * done[2], priced=True,
+                                             official_nav_per_share=nps, updated_at=event.at)
+
+    def _on_clock(self, event):
+        pass  # the engine's clock, not the ledger's
+
+    def get_calendar(self, str calendar_id):
+        cal = self._calendar(calendar_id)
+        return M.CalendarInfo(
+            calendar_id=cal.calendar_id, time_zone=cal.time_zone, holidays=sorted(d.isoformat() for d in cal.holidays),
+            weekend_days=sorted(cal.weekend_days),
+            closed=[M.ClosedDay(date=d.isoformat(), reason=r) for d, r in sorted(cal.closed.items())])
+
+    def get_official_nav(self, str fund_id, dealing_date):
+        cdef Fund f = self._fund(fund_id)
+        iso = CAL.parse_date(dealing_date, "dealing_date").isoformat()
+        if iso not in f.navs:
+            raise not_found(f"official NAV of {fund_id} for", iso)
+        return f.navs[iso]
+
+    def list_official_navs(self, str fund_id, str from_date="", str to_date=""):
+        cdef Fund f = self._fund(fund_id)
+        low = CAL.parse_date(from_date, "from_date").isoformat() if from_date else ""
+        high = CAL.parse_date(to_date, "to_date").isoformat() if to_date else "9999-99-99"
+        return [f.navs[d] for d in sorted(f.navs) if low <= d <= high]
+
+    def get_pcf(self, str fund_id, dealing_date):
+        cdef Fund f = self._fund(fund_id)
+        iso = CAL.parse_date(dealing_date, "dealing_date").isoformat()
+        if iso not in f.pcfs:
+            raise not_found(f"PCF of {fund_id} for", iso)
+        return f.pcfs[iso]
+
     # ---------------------------------------------------------------- canonical state
     def state(self, long long now_ms):
         cdef Fund f
@@ -1122,6 +1441,12 @@ cdef class Ledger:
             "funds": funds,
             "orders": [_builtins(self.orders[k]) for k in sorted(self.orders)],
             "next_order_seq": self.next_seq,
+            "calendars": [[cal.calendar_id, cal.time_zone, sorted(d.isoformat() for d in cal.holidays),
+                           sorted(cal.weekend_days), [[d.isoformat(), r] for d, r in sorted(cal.closed.items())]]
+                          for cal in [self.calendars[k] for k in sorted(self.calendars)]],
+            "official_navs": [_builtins(f.navs[d]) for f in [self.funds[k] for k in sorted(self.funds)]
+                              for d in sorted(f.navs)],
+            "pcfs": [_builtins(f.pcfs[d]) for f in [self.funds[k] for k in sorted(self.funds)] for d in sorted(f.pcfs)],
         }
 
     @classmethod
@@ -1137,6 +1462,9 @@ cdef class Ledger:
         for cid, name, number, status, expires in state["custodians"]:
             ledger._on_custodian(M.CustodianRegistered(at=0, custodian_id=cid, name=name, licence_number=number,
                                                        licence_status=status, licence_expires_at=expires))
+        for cid, zone_name, holidays, weekend, closed in state.get("calendars", ()):
+            ledger._put_calendar(cid, zone_name, holidays, weekend,
+                                 {Date.fromisoformat(d): reason for d, reason in closed})
         for pid, name, funds, max_order, max_day in state["participants"]:
             ledger._on_participant(M.ParticipantRegistered(at=0, participant_id=pid, name=name,
                                                            eligible_fund_ids=tuple(funds),
@@ -1167,9 +1495,20 @@ cdef class Ledger:
             p.by_client_id[order.client_order_id] = order.order_id
             if order.status in (ACCEPTED, SETTLED):
                 days = p.daily.setdefault(order.fund_id, {})
-                days[order.created_at // DAY] = days.get(order.created_at // DAY, 0) + order.units
+                day = _day_key(order)
+                days[day] = days.get(day, 0) + order.units
+            f = ledger.funds[order.fund_id]
+            if order.status == ACCEPTED:
+                f.open_orders[order.order_id] = None
+                if not order.priced:
+                    f.forward_orders.setdefault(order.dealing_date, []).append(order.order_id)
             if order.status == ACCEPTED and order.side == REDEEM:
-                f = ledger.funds[order.fund_id]
                 f.pending_redeem += order.units * order.basket.creation_unit
+        for raw in state.get("official_navs", ()):
+            nav = msgspec.convert(raw, M.OfficialNav)
+            (<Fund>ledger.funds[nav.fund_id]).navs[nav.dealing_date] = nav
+        for raw in state.get("pcfs", ()):
+            pcf = msgspec.convert(raw, M.Pcf)
+            (<Fund>ledger.funds[pcf.fund_id]).pcfs[pcf.dealing_date] = pcf
         ledger.next_seq = state["next_order_seq"]
         return ledger
