@@ -103,7 +103,16 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from etf_engine.model import (
-    Basket, CalendarInfo, Capacity, Event, Holdings, Nav, OfficialNav, Order, OrderRequest, Pcf,
+    Basket,
+    CalendarInfo,
+    Capacity,
+    Event,
+    Holdings,
+    Nav,
+    OfficialNav,
+    Order,
+    OrderRequest,
+    Pcf,
 )
 
 
@@ -155,7 +164,8 @@ class Ledger(Protocol):
          [[release_at, qty], ...]] ...]]], "orders": [order as builtins ...], "next_order_seq": n,
          "calendars": [[id, time_zone, [holidays], [weekend_days], [[date, reason] ...]]],
          "official_navs": [official nav as builtins ...], "pcfs": [pcf as builtins ...]}
-        each list sorted by its ids (navs and pcfs by (fund_id, dealing_date)); holdings rows that are all zero are omitted, lots released by
+        each list sorted by its ids (navs and pcfs by (fund_id, dealing_date)); holdings rows that are
+        all zero are omitted, lots released by
         now_ms are counted as available."""
 
 
