@@ -15,17 +15,26 @@ from etf_engine.bench.fixture import (
     STAKING_CAP,
     UNBONDING_SECONDS,
 )
+from etf_engine.errors import EngineError
 from etf_engine.reference import ReferenceLedger
 
 NOW = 1_767_225_600_000
 LEDGERS = {"core": Ledger, "reference": ReferenceLedger}
 
 
-def load_fund(ledger, fund_id: str = "F-1") -> None:
+CALENDAR = "HK"  # Asia/Hong_Kong, no weekend: every date is a dealing day, whatever day the run is
+
+
+def load_fund(ledger, fund_id: str = "F-1", *, calendar: bool = False, pricing: str = M.LIVE) -> None:
     """The fund ``etf-engine bench`` loads over gRPC (etf_engine.bench.fixture): 3 assets at 5 licensed
     custodians, priced, 10M shares outstanding; the assets, custodians, participant and prices are
-    registered with the first fund."""
+    registered with the first fund. ``calendar``: the fund deals on CALENDAR (cut-off 16:00 HKT)."""
     run = ledger.execute
+    if calendar:
+        try:
+            ledger.get_calendar(CALENDAR)
+        except EngineError:
+            run(M.RegisterCalendar(calendar_id=CALENDAR, time_zone="Asia/Hong_Kong", weekend_days=[]), NOW)
     if fund_id == "F-1":
         for symbol, (decimals, _price) in ASSETS.items():
             run(M.RegisterAsset(symbol=symbol, decimals=decimals), NOW)
@@ -42,6 +51,7 @@ def load_fund(ledger, fund_id: str = "F-1") -> None:
         initial_shares_outstanding=SHARES_OUTSTANDING, min_liquid_units=1,
         assets=[M.FundAssetSpec(asset=a, staking_cap=STAKING_CAP, liquidity_buffer=LIQUIDITY_BUFFER,
                                 unbonding_seconds=UNBONDING_SECONDS) for a in ASSETS],
+        calendar_id=CALENDAR if calendar else "", pricing=pricing,
     ), NOW)
     for cid in CUSTODIANS:
         for symbol in ASSETS:

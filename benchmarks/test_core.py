@@ -1,4 +1,5 @@
-"""Core against reference, side by side in one run: a REDEEM decision, a tick over 1,000 funds, a basket.
+"""Core against reference, side by side in one run: a REDEEM decision (without and with a dealing
+calendar), a tick over 1,000 funds, a basket, and StrikeNav over 10,000 FORWARD orders.
 
 Run: .venv/bin/python -m pytest benchmarks/test_core.py --benchmark-group-by=func
 Figures and their reading go to benchmarks/RESULTS.md.
@@ -11,6 +12,7 @@ import itertools
 import pytest
 
 from benchmarks.conftest import LEDGERS, NOW, load_fund
+from etf_engine import calendar as CAL
 from etf_engine import model as M
 
 REDEEM = M.OrderRequest(fund_id="F-1", side="REDEEM", units=3, client_order_id="bench-redeem")
@@ -23,6 +25,43 @@ def test_redeem_decision(benchmark, impl: str) -> None:
     load_fund(ledger)
     order = benchmark(ledger.check_order, "AP-1", REDEEM, NOW)
     assert order.status == M.ACCEPTED and len(order.legs) == 3
+
+
+@pytest.mark.parametrize("impl", ["core", "reference"])
+def test_redeem_decision_calendar(benchmark, impl: str) -> None:
+    """The same REDEEM on a fund with a dealing calendar: the order also gets its dealing and settlement
+    dates and the daily limit counts per dealing date (the core keeps the dealing window cached)."""
+    ledger = LEDGERS[impl]()
+    load_fund(ledger, calendar=True)
+    order = benchmark(ledger.check_order, "AP-1", REDEEM, NOW)
+    assert order.status == M.ACCEPTED and order.dealing_date == "2026-01-01" and order.settlement_date == "2026-01-03"
+
+
+STRIKE_ORDERS = 10_000
+
+
+@pytest.mark.parametrize("impl", ["core", "reference"])
+def test_strike_10000_forward_orders(benchmark, impl: str) -> None:
+    """StrikeNav of a FORWARD fund whose dealing date holds 10,000 ACCEPTED one-unit creations: the
+    official NAV, the next day's PCF, and every order priced (decision and apply; a fresh fund each round)."""
+    cal = CAL.Calendar("HK", "Asia/Hong_Kong", frozenset(), frozenset())
+    after_cutoff = CAL.cutoff_ms(cal, CAL.local_date(cal, NOW), CAL.cutoff_seconds("16:00:00"))
+    strike = M.StrikeNav(fund_id="F-1", dealing_date="2026-01-01", ticks=[
+        M.PriceTick(asset=a, currency="HKD", price=p, as_of_unix_ms=after_cutoff) for a, p in
+        (("BTC", "712000.5"), ("ETH", "24500.25"), ("SOL", "1234.5"))])
+
+    def fund_with_orders():
+        ledger = LEDGERS[impl]()
+        load_fund(ledger, calendar=True, pricing=M.FORWARD)
+        requests = [M.OrderRequest(fund_id="F-1", side="CREATE", units=1, client_order_id=f"c-{i}")
+                    for i in range(STRIKE_ORDERS)]
+        for i in range(0, STRIKE_ORDERS, 1_000):
+            ledger.execute(M.SubmitOrders(participant_id="AP-1", requests=requests[i:i + 1_000]), NOW)
+        return (ledger,), {}
+
+    result, _events = benchmark.pedantic(lambda ledger: ledger.execute(strike, after_cutoff), setup=fund_with_orders,
+                                         rounds=7 if impl == "core" else 3, iterations=1)
+    assert result.priced_orders == STRIKE_ORDERS
 
 
 @pytest.mark.parametrize("impl", ["core", "reference"])
