@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from fractions import Fraction
 from typing import Any, NamedTuple
 
 import msgspec
 
+from etf_engine import calendar as cal_
 from etf_engine import model as m
 from etf_engine.errors import (
     ALREADY_EXISTS,
@@ -136,6 +138,8 @@ class Fund:
     shares: int
     holdings: dict[tuple[str, str], Holding] = field(default_factory=dict)  # (custodian, asset)
     order_ids: list[str] = field(default_factory=list)
+    navs: dict[str, m.OfficialNav] = field(default_factory=dict)  # dealing_date -> official NAV
+    pcfs: dict[str, m.Pcf] = field(default_factory=dict)  # dealing_date -> PCF
 
     def asset(self, symbol: str) -> m.FundAssetTerms | None:
         return next((a for a in self.terms.assets if a.asset == symbol), None)
@@ -164,6 +168,7 @@ class ReferenceLedger:
         self.orders: dict[str, m.Order] = {}
         self.order_keys: dict[tuple[str, str], str] = {}  # (participant, client_order_id) -> order_id
         self.next_order_seq = 1
+        self.calendars: dict[str, cal_.Calendar] = {}
 
     # == commands ===============================================================================
     def execute(self, command: Any, now_ms: int) -> tuple[Any, list[m.Event]]:
@@ -219,8 +224,8 @@ class ReferenceLedger:
         shares = _at_least(c.initial_shares_outstanding, 0, "initial_shares_outstanding", MAX_SHARES)
         if c.fund_id in self.funds:
             raise _exists("fund", c.fund_id)
-        event = m.FundCreated(at=now, terms=m.FundTerms(fund_id=c.fund_id, **terms), shares_outstanding=shares)
-        return None, self._commit(event)
+        fund_terms = self._with_first_date(m.FundTerms(fund_id=c.fund_id, **terms), None, now)
+        return None, self._commit(m.FundCreated(at=now, terms=fund_terms, shares_outstanding=shares))
 
     def _update_fund(self, c: m.UpdateFund, now: int) -> tuple[None, list[m.Event]]:
         fund = self._fund(c.fund_id)
@@ -229,7 +234,7 @@ class ReferenceLedger:
         if "assets" in changes:
             merged = {a.asset: a for a in fund.terms.assets} | {a.asset: a for a in changes["assets"]}
             changes["assets"] = tuple(merged[a] for a in sorted(merged))
-        terms = msgspec.structs.replace(fund.terms, **changes)
+        terms = self._with_first_date(msgspec.structs.replace(fund.terms, **changes), fund.terms, now)
         return None, self._commit(m.FundUpdated(at=now, terms=terms))
 
     def _fund_field(self, name: str, value: Any, fund: Fund | None) -> Any:
@@ -259,7 +264,29 @@ class ReferenceLedger:
                 return _at_least(value, 0, name)
             case "seed_cash_per_unit":
                 return _money(value, name, signed=True)
+            case "calendar_id":
+                return value and self._calendar(value).calendar_id
+            case "dealing_cutoff":
+                return cal_.parse_cutoff(value, name)
+            case "create_settlement_days" | "redeem_settlement_days":
+                if type(value) is not int or not 0 <= value <= m.MAX_SETTLEMENT_DAYS:
+                    raise invalid(name, f"{value!r} is not 0-{m.MAX_SETTLEMENT_DAYS} dealing days")
+                return value
+            case "pricing":
+                return _one_of(value, m.PRICINGS, name)
         return value  # name: free text
+
+    def _with_first_date(self, terms: m.FundTerms, old: m.FundTerms | None, now: int) -> m.FundTerms:
+        """FORWARD needs a calendar; first_dealing_date is set when the fund gets a (new) calendar."""
+        if terms.pricing == m.FORWARD and not terms.calendar_id:
+            raise invalid("pricing", "FORWARD pricing needs a calendar_id")
+        if not terms.calendar_id:
+            first = ""
+        elif old is not None and old.calendar_id == terms.calendar_id:
+            first = old.first_dealing_date
+        else:
+            first = self._dealing_date(terms, now)
+        return msgspec.structs.replace(terms, first_dealing_date=first)
 
     def _asset_terms(self, specs: list[m.FundAssetSpec], fund: Fund | None) -> tuple[m.FundAssetTerms, ...]:
         if fund is None and not specs:
@@ -428,7 +455,19 @@ class ReferenceLedger:
         reason = self._reason(participant_id, fund, r.side, r.units, now, basket)
         accepted = reason == ""
         fee = fund.terms.creation_fee if r.side == m.CREATE else fund.terms.redemption_fee
+        t = fund.terms
+        forward = t.pricing == m.FORWARD
+        if forward:  # the cash component waits for the official NAV (StrikeNav)
+            basket = msgspec.structs.replace(basket, cash_component=None)
+        dealing_date = settlement_date = ""
+        if t.calendar_id:
+            dealing_date = self._dealing_date(t, now)
+            if accepted:
+                days = t.create_settlement_days if r.side == m.CREATE else t.redeem_settlement_days
+                settlement_date = cal_.add_dealing_days(self.calendars[t.calendar_id],
+                                                        date.fromisoformat(dealing_date), days).isoformat()
         return m.Order(
+            dealing_date=dealing_date, settlement_date=settlement_date, priced=not forward,
             order_id=order_id, client_order_id=r.client_order_id, participant_id=participant_id,
             fund_id=r.fund_id, side=r.side, units=r.units,
             status=m.ACCEPTED if accepted else m.REJECTED, reject_reason=reason, basket=basket,
@@ -489,9 +528,16 @@ class ReferenceLedger:
         return tuple(legs)
 
     def _dealt_today(self, participant_id: str, fund: Fund, now: int) -> int:
+        """Units the daily limit counts: per dealing date with a calendar, else per UTC day (an order
+        is counted by its own dealing date, or by its UTC day when it has none)."""
+        today = self._dealing_date(fund.terms, now) if fund.terms.calendar_id else now // m.DAY_MS
         return sum(o.units for o in self._fund_orders(fund)
                    if o.participant_id == participant_id and o.status in (m.ACCEPTED, m.SETTLED)
-                   and o.created_at // m.DAY_MS == now // m.DAY_MS)
+                   and (o.dealing_date or o.created_at // m.DAY_MS) == today)
+
+    def _dealing_date(self, terms: m.FundTerms, now: int) -> str:
+        calendar = self.calendars[terms.calendar_id]
+        return cal_.dealing_date(calendar, cal_.cutoff_seconds(terms.dealing_cutoff), now).isoformat()
 
     def _pending_redemption_shares(self, fund: Fund) -> int:
         return sum(o.units * o.basket.creation_unit for o in self._fund_orders(fund)
@@ -499,6 +545,8 @@ class ReferenceLedger:
 
     def _settle_order(self, c: m.SettleOrder, now: int) -> tuple[m.Order, list[m.Event]]:
         order = self._accepted(c.order_id, None)
+        if not order.priced:
+            raise precondition(m.NOT_PRICED, f"order {order.order_id} waits for the official NAV")
         fund = self.funds[order.fund_id]
         if order.side == m.CREATE:
             custodian_id = fund.terms.creation_custodian_id
@@ -521,6 +569,157 @@ class ReferenceLedger:
         if order.status != m.ACCEPTED:
             raise precondition(m.ORDER_NOT_ACCEPTED, f"order {order_id!r} is {order.status}")
         return order
+
+    # -- the dealing day (SPEC §13) -------------------------------------------------------------
+    def _calendar(self, calendar_id: str) -> cal_.Calendar:
+        if calendar_id not in self.calendars:
+            raise not_found("calendar", calendar_id)
+        return self.calendars[calendar_id]
+
+    def _register_calendar(self, c: m.RegisterCalendar, now: int) -> tuple[None, list[m.Event]]:
+        _match(_ID, c.calendar_id, "calendar_id")
+        cal_.zone(c.time_zone)
+        holidays = cal_.parse_holidays(c.holidays)
+        weekend = cal_.parse_weekend(c.weekend_days)
+        if c.calendar_id in self.calendars:
+            raise _exists("calendar", c.calendar_id)
+        return None, self._commit(m.CalendarRegistered(at=now, calendar_id=c.calendar_id, time_zone=c.time_zone,
+                                                       holidays=holidays, weekend_days=weekend))
+
+    def _set_holidays(self, c: m.SetHolidays, now: int) -> tuple[None, list[m.Event]]:
+        self._calendar(c.calendar_id)
+        holidays = cal_.parse_holidays(c.holidays)
+        return None, self._commit(m.HolidaysSet(at=now, calendar_id=c.calendar_id, holidays=holidays))
+
+    def _funds_on(self, calendar_id: str) -> list[Fund]:
+        return [f for _, f in sorted(self.funds.items()) if f.terms.calendar_id == calendar_id]
+
+    def _close_day(self, c: m.CloseDealingDay, now: int) -> tuple[None, list[m.Event]]:
+        before = self._calendar(c.calendar_id)
+        day = cal_.parse_date(c.date, "date")
+        if not isinstance(c.reason, str) or len(c.reason) > 256:
+            raise invalid("reason", "must be at most 256 characters")
+        if not cal_.is_dealing_day(before, day):
+            raise precondition(m.NOT_A_DEALING_DAY, f"{c.date} is not a dealing day")
+        if day < cal_.local_date(before, now):
+            raise precondition(m.NOT_CLOSABLE, f"{c.date} is past")
+        funds = self._funds_on(c.calendar_id)
+        if any(day.isoformat() in f.navs for f in funds):
+            raise precondition(m.NOT_CLOSABLE, f"{c.date} is struck")
+        after = cal_.Calendar(before.calendar_id, before.time_zone, before.holidays, before.weekend_days,
+                              {**before.closed, day: c.reason})
+        to_day = cal_.next_dealing_day(after, day)
+        moves = []
+        for f in funds:
+            for o in self._fund_orders(f):
+                if o.status != m.ACCEPTED or not o.dealing_date:
+                    continue
+                dealt, settles = date.fromisoformat(o.dealing_date), date.fromisoformat(o.settlement_date)
+                if dealt != day and settles < day:
+                    continue
+                n = cal_.dealing_days_between(before, dealt, settles)  # the order's own settlement period
+                dealt = to_day if dealt == day else dealt
+                moves.append(m.OrderDates(order_id=o.order_id, dealing_date=dealt.isoformat(),
+                                          settlement_date=cal_.add_dealing_days(after, dealt, n).isoformat()))
+        moves.sort(key=lambda move: move.order_id)
+        pcfs = tuple(m.PcfMoved(fund_id=f.terms.fund_id, to_date=to_day.isoformat())
+                     for f in funds if day.isoformat() in f.pcfs)
+        return None, self._commit(m.DealingDayClosed(at=now, calendar_id=c.calendar_id, date=day.isoformat(),
+                                                     reason=c.reason, orders=tuple(moves), pcfs=pcfs))
+
+    def _strike(self, c: m.StrikeNav, now: int) -> tuple[m.StrikeResult, list[m.Event]]:
+        fund = self._fund(c.fund_id)
+        t = fund.terms
+        if not t.calendar_id:
+            raise invalid("fund_id", f"fund {c.fund_id!r} has no calendar")
+        day = cal_.parse_date(c.dealing_date, "dealing_date")
+        official: dict[str, int] = {}
+        for i, tick in enumerate(c.ticks):
+            at = f"ticks[{i}]"
+            if fund.asset(tick.asset) is None or tick.asset in official:
+                raise invalid(f"{at}.asset", f"{tick.asset!r} is not an asset of the fund, or given twice")
+            if tick.currency != t.base_currency:
+                raise invalid(f"{at}.currency", f"{tick.currency!r} is not the base currency")
+            price = parse_scaled(tick.price, f"{at}.price", PRICE_DP, limit=MAX_PRICE)
+            if price == 0:
+                raise invalid(f"{at}.price", "must be positive")
+            _at_least(tick.as_of_unix_ms, 0, f"{at}.as_of_unix_ms")
+            if tick.as_of_unix_ms > now + m.FUTURE_TOLERANCE_MS:
+                raise invalid(f"{at}.as_of_unix_ms", "more than 5 s in the future")
+            official[tick.asset] = price
+        for a in t.assets:
+            if a.asset not in official:
+                raise invalid("ticks", f"no official price for {a.asset}")
+        calendar = self.calendars[t.calendar_id]
+        iso = day.isoformat()
+        if not cal_.is_dealing_day(calendar, day):
+            raise precondition(m.NOT_A_DEALING_DAY, f"{iso} is not a dealing day")
+        if iso in fund.navs:
+            raise _exists("official NAV for", iso)
+        if now < cal_.cutoff_ms(calendar, day, cal_.cutoff_seconds(t.dealing_cutoff)):
+            raise precondition(m.BEFORE_CUTOFF, f"the cut-off of {iso} has not passed")
+        earlier = date.fromisoformat(t.first_dealing_date)
+        while earlier < day:
+            if cal_.is_dealing_day(calendar, earlier) and earlier.isoformat() not in fund.navs:
+                raise precondition(m.EARLIER_DATE_NOT_STRUCK, f"{earlier.isoformat()} is not struck")
+            earlier += timedelta(days=1)
+        s, u = fund.shares, t.creation_unit
+        totals = {a.asset: self._sums(fund, a.asset, now).total for a in t.assets}
+        nav = sum((_worth(q, self.assets[a], official[a]) for a, q in totals.items()), Fraction(fund.cash, 100))
+        nps = _round(nav / s, NAV_PER_SHARE_DP) if s else None
+        official_nav = m.OfficialNav(
+            fund_id=c.fund_id, dealing_date=iso, nav=_round(nav, MONEY_DP), nav_per_share=nps, shares_outstanding=s,
+            cash=fund.cash, lines=tuple(m.OfficialLine(asset=a, quantity=q, price=official[a],
+                                                       value=_round(_worth(q, self.assets[a], official[a]), MONEY_DP))
+                                        for a, q in totals.items()),
+            struck_at=now)
+        if s:
+            qpu = {a: q * u // s for a, q in totals.items()}
+            lines_worth = sum(_worth(q, self.assets[a], official[a]) for a, q in qpu.items())
+            estimated, per_unit = _round(nav * u / s - lines_worth, MONEY_DP), _round(nav * u / s, MONEY_DP)
+        else:
+            qpu = {a.asset: a.seed_quantity_per_unit for a in t.assets}
+            lines_worth = sum(_worth(q, self.assets[a], official[a]) for a, q in qpu.items())
+            estimated, per_unit = t.seed_cash_per_unit, _round(lines_worth + Fraction(t.seed_cash_per_unit, 100),
+                                                               MONEY_DP)
+        pcf = m.Pcf(
+            fund_id=c.fund_id, dealing_date=cal_.next_dealing_day(calendar, day).isoformat(), creation_unit=u,
+            lines=tuple(m.BasketLine(asset=a, quantity_per_unit=q) for a, q in qpu.items()),
+            estimated_cash_component=estimated, nav_per_unit=per_unit, nav_per_share=nps, shares_outstanding=s,
+            prices=tuple(m.PriceLine(asset=a, price=official[a]) for a in totals), published_at=now)
+        priced = sum(1 for o in self._fund_orders(fund) if self._unpriced_on(o, iso))
+        events = self._commit(m.NavStruck(at=now, nav=official_nav, pcf=pcf))
+        return m.StrikeResult(nav=official_nav, pcf=pcf, priced_orders=priced), events
+
+    @staticmethod
+    def _unpriced_on(order: m.Order, dealing_date: str) -> bool:
+        return order.status == m.ACCEPTED and not order.priced and order.dealing_date == dealing_date
+
+    def get_calendar(self, calendar_id: str) -> m.CalendarInfo:
+        c = self._calendar(calendar_id)
+        return m.CalendarInfo(calendar_id=c.calendar_id, time_zone=c.time_zone,
+                              holidays=sorted(d.isoformat() for d in c.holidays), weekend_days=sorted(c.weekend_days),
+                              closed=[m.ClosedDay(date=d.isoformat(), reason=r) for d, r in sorted(c.closed.items())])
+
+    def get_official_nav(self, fund_id: str, dealing_date: str) -> m.OfficialNav:
+        fund = self._fund(fund_id)
+        iso = cal_.parse_date(dealing_date, "dealing_date").isoformat()
+        if iso not in fund.navs:
+            raise not_found(f"official NAV of {fund_id} for", iso)
+        return fund.navs[iso]
+
+    def list_official_navs(self, fund_id: str, from_date: str = "", to_date: str = "") -> list[m.OfficialNav]:
+        fund = self._fund(fund_id)
+        low = cal_.parse_date(from_date, "from_date") if from_date else date.min
+        high = cal_.parse_date(to_date, "to_date") if to_date else date.max
+        return [nav for d, nav in sorted(fund.navs.items()) if low <= date.fromisoformat(d) <= high]
+
+    def get_pcf(self, fund_id: str, dealing_date: str) -> m.Pcf:
+        fund = self._fund(fund_id)
+        iso = cal_.parse_date(dealing_date, "dealing_date").isoformat()
+        if iso not in fund.pcfs:
+            raise not_found(f"PCF of {fund_id} for", iso)
+        return fund.pcfs[iso]
 
     # == events =================================================================================
     def apply(self, event: m.Event) -> None:
@@ -612,6 +811,54 @@ class ReferenceLedger:
             holding.reserved -= leg.quantity
             holding.available += leg.quantity
         self.orders[e.order_id] = msgspec.structs.replace(order, status=m.CANCELLED, updated_at=e.at)
+
+    def _on_calendar(self, e: m.CalendarRegistered) -> None:
+        self.calendars[e.calendar_id] = cal_.Calendar(
+            e.calendar_id, e.time_zone, frozenset(map(date.fromisoformat, e.holidays)), frozenset(e.weekend_days))
+
+    def _on_holidays(self, e: m.HolidaysSet) -> None:
+        c = self.calendars[e.calendar_id]
+        self.calendars[e.calendar_id] = cal_.Calendar(c.calendar_id, c.time_zone,
+                                                      frozenset(map(date.fromisoformat, e.holidays)),
+                                                      c.weekend_days, c.closed)
+
+    def _on_day_closed(self, e: m.DealingDayClosed) -> None:
+        c = self.calendars[e.calendar_id]
+        self.calendars[e.calendar_id] = cal_.Calendar(c.calendar_id, c.time_zone, c.holidays, c.weekend_days,
+                                                      {**c.closed, date.fromisoformat(e.date): e.reason})
+        for move in e.orders:
+            self.orders[move.order_id] = msgspec.structs.replace(
+                self.orders[move.order_id], dealing_date=move.dealing_date, settlement_date=move.settlement_date,
+                updated_at=e.at)
+        for move in e.pcfs:
+            fund = self.funds[move.fund_id]
+            pcf = fund.pcfs.pop(e.date)
+            fund.pcfs.setdefault(move.to_date, msgspec.structs.replace(pcf, dealing_date=move.to_date))
+
+    def _on_struck(self, e: m.NavStruck) -> None:
+        nav = e.nav
+        fund = self.funds[nav.fund_id]
+        fund.navs[nav.dealing_date] = nav
+        fund.pcfs[e.pcf.dealing_date] = e.pcf
+        price = {line.asset: line.price for line in nav.lines}
+        exact = sum((_worth(line.quantity, self.assets[line.asset], line.price) for line in nav.lines),
+                    Fraction(nav.cash, 100))
+        s = nav.shares_outstanding
+        for o in self._fund_orders(fund):
+            if not self._unpriced_on(o, nav.dealing_date):
+                continue
+            if s:
+                own = sum(_worth(ln.quantity_per_unit, self.assets[ln.asset], price[ln.asset]) for ln in o.basket.lines)
+                cash_component = _round(exact * o.basket.creation_unit / s - own, MONEY_DP)
+            else:
+                cash_component = fund.terms.seed_cash_per_unit
+            self.orders[o.order_id] = msgspec.structs.replace(
+                o, basket=msgspec.structs.replace(o.basket, cash_component=cash_component),
+                cash_amount=o.units * cash_component, priced=True, official_nav_per_share=nav.nav_per_share,
+                updated_at=e.at)
+
+    def _on_clock(self, e: m.ClockAdvanced) -> None:
+        return None  # the engine's clock, not the ledger's
 
     # == reads ==================================================================================
     def _fund(self, fund_id: str) -> Fund:
@@ -793,6 +1040,12 @@ class ReferenceLedger:
             "funds": [[msgspec.to_builtins(f.terms), f.cash, f.shares, rows(f)] for _, f in sorted(self.funds.items())],
             "orders": [msgspec.to_builtins(o) for _, o in sorted(self.orders.items())],
             "next_order_seq": self.next_order_seq,
+            "calendars": [[c.calendar_id, c.time_zone, sorted(d.isoformat() for d in c.holidays),
+                           sorted(c.weekend_days), [[d.isoformat(), r] for d, r in sorted(c.closed.items())]]
+                          for _, c in sorted(self.calendars.items())],
+            "official_navs": [msgspec.to_builtins(n) for _, f in sorted(self.funds.items())
+                              for _, n in sorted(f.navs.items())],
+            "pcfs": [msgspec.to_builtins(p) for _, f in sorted(self.funds.items()) for _, p in sorted(f.pcfs.items())],
         }
 
     # Exact types: Unstake, RecordStakingReward and RecordSlashing subclass Stake (events likewise).
@@ -803,7 +1056,8 @@ class ReferenceLedger:
         m.AdjustCash: _adjust_cash, m.Stake: _stake, m.Unstake: _unstake,
         m.RecordStakingReward: _record_reward, m.RecordSlashing: _record_slashing,
         m.PublishPrices: _publish_prices, m.SettleOrder: _settle_order, m.SubmitOrder: _submit_order,
-        m.SubmitOrders: _submit_orders, m.CancelOrder: _cancel_order,
+        m.SubmitOrders: _submit_orders, m.CancelOrder: _cancel_order, m.RegisterCalendar: _register_calendar,
+        m.SetHolidays: _set_holidays, m.CloseDealingDay: _close_day, m.StrikeNav: _strike,
     }
     _APPLIERS = {
         m.AssetRegistered: _on_asset, m.CustodianRegistered: _on_custodian, m.LicenceSet: _on_licence,
@@ -811,5 +1065,6 @@ class ReferenceLedger:
         m.FundUpdated: _on_fund_updated, m.HoldingAdjusted: _on_holding, m.CashAdjusted: _on_cash,
         m.Staked: _on_staked, m.Unstaked: _on_unstaked, m.RewardRecorded: _on_reward, m.Slashed: _on_slashed,
         m.PriceSet: _on_price, m.OrderRecorded: _on_order, m.OrderSettled: _on_settled,
-        m.OrderCancelled: _on_cancelled,
+        m.OrderCancelled: _on_cancelled, m.CalendarRegistered: _on_calendar, m.HolidaysSet: _on_holidays,
+        m.DealingDayClosed: _on_day_closed, m.NavStruck: _on_struck, m.ClockAdvanced: _on_clock,
     }

@@ -1,14 +1,18 @@
-"""The compiled core against the Fraction reference on random command sequences.
+"""The compiled core against the Fraction reference on random command sequences (SPEC §1-10 and §13).
 
 Hypothesis drives both ledgers with the same commands; after every step every figure they publish
 must be equal (results, refusal codes, NAV, basket, holdings, whole state), and the invariants of
 DESIGN.md must hold: no bucket below zero, assets conserved, NAV per share kept by a settled order
-up to the cash component's rounding, and the events replayed into empty ledgers rebuild the state.
+up to the cash component's rounding, no settlement of an order not priced, and the events replayed
+into empty ledgers rebuild the state. F-2 deals on a calendar (drawn weekend, holidays, cut-off,
+settlement days and pricing); the rules close days, change holidays, strike official NAVs and move
+the fund on and off its calendar while time passes across cut-offs and midnights.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import date, timedelta
 from fractions import Fraction
 
 import msgspec
@@ -17,6 +21,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from etf_engine import calendar as CAL
 from etf_engine import model as M
 from etf_engine.errors import EngineError
 
@@ -28,6 +33,8 @@ DECIMALS = {"BTC": 8, "ETH": 18, "SOL": 9}
 CUSTODIANS = ("CUS-A", "CUS-B", "CUS-C")
 PARTICIPANTS = ("AP-1", "AP-2")
 FUNDS = ("F-1", "F-2")
+CALENDAR = "HK"
+HONG_KONG = CAL.Calendar(CALENDAR, "Asia/Hong_Kong", frozenset(), frozenset())  # for local dates only
 
 quantities = st.integers(min_value=1, max_value=10**6)
 REFUSED = object()
@@ -90,8 +97,16 @@ class CoreAgainstReference(RuleBasedStateMachine):
         min_liquid=st.integers(0, 2),
         shares=st.sampled_from([0, 1_000_000]),
         holdings=st.lists(st.integers(0, 10**12), min_size=9, max_size=9),
+        weekend=st.sampled_from([None, [], [5, 6, 7]]),
+        holidays=st.lists(st.integers(0, 12), max_size=3, unique=True),
+        cutoff=st.sampled_from(["16:00", "08:00:01", "23:59:59", "00:00"]),
+        settlement=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+        pricing=st.sampled_from(M.PRICINGS),
     )
-    def setup(self, caps, buffers, unit, min_liquid, shares, holdings):
+    def setup(self, caps, buffers, unit, min_liquid, shares, holdings, weekend, holidays, cutoff, settlement,
+              pricing):
+        self.both(M.RegisterCalendar(calendar_id=CALENDAR, time_zone="Asia/Hong_Kong", weekend_days=weekend,
+                                     holidays=[self.day(d) for d in holidays]))
         for symbol, decimals in DECIMALS.items():
             self.both(M.RegisterAsset(symbol=symbol, decimals=decimals))
         for cid in CUSTODIANS:
@@ -109,6 +124,9 @@ class CoreAgainstReference(RuleBasedStateMachine):
                 assets=[M.FundAssetSpec(asset=a, staking_cap=text(c, 4), liquidity_buffer=text(b, 4),
                                         unbonding_seconds=3600, seed_quantity_per_unit=text(7 * 10**d, d))
                         for (a, d), c, b in zip(DECIMALS.items(), caps, buffers, strict=True)],
+                **({} if fund_id == "F-1" else {
+                    "calendar_id": CALENDAR, "dealing_cutoff": cutoff, "create_settlement_days": settlement[0],
+                    "redeem_settlement_days": settlement[1], "pricing": pricing}),
             ))
             for i, q in enumerate(holdings):
                 asset = list(DECIMALS)[i % 3]
@@ -119,6 +137,24 @@ class CoreAgainstReference(RuleBasedStateMachine):
             M.PriceTick(asset="ETH", currency="HKD", price="24567.1", as_of_unix_ms=self.now),
             M.PriceTick(asset="SOL", currency="HKD", price="1234.00000001", as_of_unix_ms=self.now),
         ]))
+
+    def day(self, offset: int) -> str:
+        """The Hong Kong date ``offset`` days from now's."""
+        return (CAL.local_date(HONG_KONG, self.now) + timedelta(days=offset)).isoformat()
+
+    def next_unstruck(self, fund_id: str) -> str | None:
+        """The dealing day StrikeNav would take next for the fund (None without a calendar)."""
+        terms = next(t for t, *_ in self.core.state(self.now)["funds"] if t["fund_id"] == fund_id)
+        if not terms["calendar_id"]:
+            return None
+        info = self.core.get_calendar(CALENDAR)
+        cal = CAL.Calendar(CALENDAR, info.time_zone, frozenset(map(date.fromisoformat, info.holidays)),
+                           frozenset(info.weekend_days), {date.fromisoformat(c.date): c.reason for c in info.closed})
+        struck = {nav.dealing_date for nav in self.core.list_official_navs(fund_id, "", "")}
+        day = date.fromisoformat(terms["first_dealing_date"])
+        while not CAL.is_dealing_day(cal, day) or day.isoformat() in struck:
+            day += timedelta(days=1)
+        return day.isoformat()
 
     def adjust(self, fund_id: str, custodian_id: str, asset: str, q: int) -> None:
         command = M.AdjustHolding(fund_id=fund_id, custodian_id=custodian_id, asset=asset,
@@ -187,7 +223,7 @@ class CoreAgainstReference(RuleBasedStateMachine):
     def cash(self, fund, cents):
         self.both(M.AdjustCash(fund_id=fund, delta=text(cents, 2)))
 
-    @rule(ms=st.sampled_from([1, 999, 30_000, 60_000, 3_600_000, 86_400_000]))
+    @rule(ms=st.sampled_from([1, 999, 30_000, 60_000, 3_600_000, 4 * 3_600_000, 86_400_000]))
     def time_passes(self, ms):
         self.now += ms
 
@@ -203,11 +239,44 @@ class CoreAgainstReference(RuleBasedStateMachine):
                                         licence_expires_at=self.now // 1000 + days * 86_400))
 
     @rule(fund=st.sampled_from(FUNDS), asset=st.sampled_from(list(DECIMALS)), cap=st.integers(0, 10_000),
-          buffer=st.integers(0, 10_000), status=st.sampled_from(M.DEALING_STATUSES))
-    def update_fund(self, fund, asset, cap, buffer, status):
+          buffer=st.integers(0, 10_000), status=st.sampled_from(M.DEALING_STATUSES),
+          calendar=st.sampled_from([None, None, "", CALENDAR]), pricing=st.sampled_from([None, None, *M.PRICINGS]),
+          cutoff=st.sampled_from([None, "16:00", "12:00:30"]), days=st.sampled_from([None, 0, 1, 5]))
+    def update_fund(self, fund, asset, cap, buffer, status, calendar, pricing, cutoff, days):
         self.both(M.UpdateFund(fund_id=fund, dealing_status=status, assets=[
             M.FundAssetSpec(asset=asset, staking_cap=text(cap, 4), liquidity_buffer=text(buffer, 4),
-                            unbonding_seconds=3600, seed_quantity_per_unit="7")]))
+                            unbonding_seconds=3600, seed_quantity_per_unit="7")],
+            calendar_id=calendar, pricing=pricing, dealing_cutoff=cutoff, redeem_settlement_days=days))
+
+    # -- the dealing day (SPEC §13) ----------------------------------------------------------
+    @rule(offsets=st.lists(st.integers(-2, 20), max_size=4))
+    def holidays(self, offsets):
+        self.both(M.SetHolidays(calendar_id=CALENDAR, holidays=[self.day(o) for o in offsets]))
+
+    @rule(offset=st.integers(-1, 4))
+    def close_day(self, offset):
+        self.both(M.CloseDealingDay(calendar_id=CALENDAR, date=self.day(offset), reason="typhoon signal no. 8"))
+
+    @rule(fund=st.sampled_from(FUNDS), offset=st.sampled_from([None, None, None, -1, 0, 1]),
+          prices=st.lists(st.integers(1, 10**14), min_size=3, max_size=3), drop=st.sampled_from([None] * 5 + [0, 2]))
+    def strike(self, fund, offset, prices, drop):
+        dealing_date = self.next_unstruck(fund) if offset is None else self.day(offset)
+        ticks = [M.PriceTick(asset=a, currency="HKD", price=text(p, 8), as_of_unix_ms=self.now)
+                 for a, p in zip(DECIMALS, prices, strict=True)]
+        if drop is not None:
+            del ticks[drop]
+        result = self.both(M.StrikeNav(fund_id=fund, dealing_date=dealing_date or self.day(0), ticks=ticks))
+        if result is not REFUSED:
+            for order in self.core.list_orders(fund, "", None):
+                if order.dealing_date == result.nav.dealing_date and order.status == M.ACCEPTED:
+                    assert order.priced, order
+            self.read("get_official_nav", fund, result.nav.dealing_date)
+            self.read("get_pcf", fund, result.pcf.dealing_date)
+
+    @rule(fund=st.sampled_from(FUNDS), low=st.integers(-5, 2), high=st.integers(-2, 5))
+    def read_official(self, fund, low, high):
+        self.read("list_official_navs", fund, self.day(low), self.day(high))
+        self.read("get_pcf", fund, self.day(high))
 
     @rule(fund=st.sampled_from(FUNDS), participant=st.sampled_from(PARTICIPANTS))
     def capacity(self, fund, participant):
@@ -226,6 +295,15 @@ class CoreAgainstReference(RuleBasedStateMachine):
         for fund in FUNDS:
             for method in ("get_nav", "get_basket", "get_holdings"):
                 self.read(method, fund, self.now)
+
+    @invariant()
+    def dates_and_pricing(self):
+        for order in self.core.list_orders("", "", None):
+            assert order.status != M.SETTLED or order.priced, order
+            if order.status == M.ACCEPTED and order.dealing_date:
+                assert order.settlement_date >= order.dealing_date, order
+            if order.status == M.REJECTED:
+                assert order.settlement_date == "", order
 
     @invariant()
     def no_negative_bucket_and_conserved(self):
