@@ -63,8 +63,10 @@ Decisions SPEC.md leaves open, fixed here so that both ledgers agree:
     non-empty one (CreateFund with one included), "" without a calendar, else kept.
   - An order of a fund with a calendar: dealing_date = ``calendar.dealing_date(cal, cutoff, now)``;
     settlement_date (ACCEPTED only) = dealing_date + the fund's settlement days of its side. The
-    daily limit counts ACCEPTED and SETTLED units of the participant in the fund with the same
-    dealing_date (a fund without a calendar: the same UTC day of created_at, as before). CheckOrder
+    daily limit counts ACCEPTED and SETTLED units of the participant in the fund whose day equals the
+    new order's: an order's day is its dealing_date, or the UTC day of created_at when it has none
+    (a fund without a calendar counts by UTC day, as before; an order of either kind never counts
+    toward a day of the other). CheckOrder
     and GetCapacity compute the dates the same way.
   - FORWARD orders (the fund's pricing at decision time): the basket's cash_component and the
     order's cash_amount are None and priced False, ACCEPTED or REJECTED; SettleOrder of an unpriced
