@@ -18,10 +18,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import date
 from fractions import Fraction
 from pathlib import Path
 from typing import TextIO
 
+import grpc
+
+from etf_engine import calendar
 from etf_engine.api.auth import ISSUER, OBSERVER, PARTICIPANT, Principal, hash_token
 from etf_engine.bench.run import add_arguments as add_bench_arguments
 from etf_engine.bench.run import run as run_bench
@@ -31,6 +35,7 @@ from etf_engine.journal import JournalError
 from etf_engine.journal.sqlite import DataDirInUse
 from etf_engine.ledger import make_ledger
 from etf_engine.numbers import format_scaled
+from etf_engine.v1 import engine_pb2 as pb
 
 LEDGERS = ("core", "reference", "auto")
 LEDGER_HELP = "ledger: core (compiled), reference (pure Python) or auto (core when built, else reference)"
@@ -134,7 +139,9 @@ def run_demo(out: TextIO, ledger_kind: str = "auto") -> int:
     )
     fund = "HK-BTCETH"
     with tempfile.TemporaryDirectory(prefix="etf-demo-") as data_dir:
-        config = Config(listen="127.0.0.1:0", data_dir=Path(data_dir), principals=principals, grace_seconds=2.0)
+        # The test clock lets the second act pass a 16:00 cut-off without waiting for it.
+        config = Config(listen="127.0.0.1:0", data_dir=Path(data_dir), principals=principals, grace_seconds=2.0,
+                        test_clock=True)
         with BackgroundServer(config, ledger=make_ledger(ledger_kind)) as server:
             print(f"etf-engine demo: server on {server.target}, data in {data_dir}\n", file=out)
             issuer = EtfClient(server.target, tokens[ISSUER])
@@ -148,7 +155,7 @@ def run_demo(out: TextIO, ledger_kind: str = "auto") -> int:
                 for cid, name, licence in (("HK-VATP-A", "Harbour Digital Custody Ltd", "BVX101"),
                                            ("HK-VATP-B", "Kowloon Virtual Asset Trust Ltd", "BVX202")):
                     issuer.register_custodian(cid, name, licence, "ACTIVE", now + 365 * 86_400)
-                issuer.register_participant("AP-VICTORY", "Victory Securities (PD)", [fund], 20, 100)
+                issuer.register_participant("AP-VICTORY", "Victory Securities (PD)", [fund, FORWARD_FUND], 20, 100)
                 issuer.create_fund(
                     fund, "Harbour Bitcoin & Ether ETF", "USD", 50_000, "HK-VATP-A", ["HK-VATP-A", "HK-VATP-B"],
                     [FundAssetTerms("BTC", "0", "0", 0, "5"),
@@ -211,11 +218,81 @@ def run_demo(out: TextIO, ledger_kind: str = "auto") -> int:
                 table(["order", "side", "units", "status", "reason", "cash amount"],
                       [(o.order_id, side_name(o.side), o.units, status_name(o.status),
                         o.reject_reason or "-", _money(o.cash_amount)) for o in orders], out)
+                _forward_act(issuer, dealer, auditor, out)
             finally:
                 for client in (issuer, dealer, auditor):
                     client.close()
     print("\ndemo complete.", file=out)
     return 0
+
+
+HOLIDAYS = ("2026-12-25", "2026-12-26", "2027-01-01")  # a few Hong Kong holidays, for the calendar's sake
+FORWARD_FUND = "HK-BTC-FWD"
+
+
+def _forward_act(issuer: EtfClient, dealer: EtfClient, auditor: EtfClient, out: TextIO) -> None:
+    """Act two: a FORWARD fund on the Hong Kong dealing calendar (SPEC §13). Orders before the cut-off
+    wait for the official NAV; the strike prices them and publishes the next dealing day's PCF."""
+    fund = FORWARD_FUND
+    print("\n== Act two: a forward-priced fund on the Hong Kong dealing calendar ==\n", file=out)
+    issuer.register_calendar("HKEX", "Asia/Hong_Kong", list(HOLIDAYS))
+    issuer.create_fund(
+        fund, "Harbour Bitcoin ETF (forward priced)", "USD", 50_000, "HK-VATP-A", ["HK-VATP-A", "HK-VATP-B"],
+        [FundAssetTerms("BTC", "0", "0", 0, "5")], creation_fee="1500.00", redemption_fee="1500.00",
+        initial_shares_outstanding=1_000_000, calendar_id="HKEX", dealing_cutoff="16:00", pricing="FORWARD")
+    issuer.adjust_holding(fund, "HK-VATP-A", "BTC", "100", "opening balance")
+    issuer.adjust_cash(fund, "25000.00", "opening cash")
+    print(f"Loaded {fund}: 100 BTC, 1,000,000 shares, dealing on calendar HKEX (Asia/Hong_Kong, weekends "
+          f"and {', '.join(HOLIDAYS)} closed),\ncut-off 16:00 local, settlement T+2 dealing days, FORWARD "
+          "pricing: orders are priced at the official NAV of their dealing date.\n", file=out)
+
+    orders = [dealer.submit_order(fund, "CREATE", units, f"victory-fwd-{units}") for units in (2, 1)]
+    dealing_date = orders[0].dealing_date
+    print(f"Creations before the cut-off of their dealing date {dealing_date}:", file=out)
+    _print_forward_orders(orders, out)
+    for refusal in (lambda: issuer.settle_order(orders[0].order_id),
+                    lambda: issuer.strike_nav(fund, dealing_date, [Tick("BTC", "USD", "97400.00", 0)])):
+        try:
+            refusal()
+        except grpc.RpcError as e:
+            print(f"  refused: {e.code().name} {e.details()}", file=out)
+
+    hk = calendar.Calendar("HKEX", "Asia/Hong_Kong", frozenset(map(date.fromisoformat, HOLIDAYS)),
+                           frozenset(calendar.DEFAULT_WEEKEND))
+    cutoff = calendar.cutoff_ms(hk, date.fromisoformat(dealing_date), calendar.cutoff_seconds("16:00:00"))
+    issuer.advance_clock(cutoff)
+    print(f"\nTest clock advanced to the cut-off, 16:00 Hong Kong time on {dealing_date}. The benchmark's "
+          "fixing is BTC 97,400.00 USD.", file=out)
+    struck = issuer.strike_nav(fund, dealing_date, [Tick("BTC", "USD", "97400.00", cutoff)])
+    nav = struck.nav
+    print(f"StrikeNav {dealing_date}: official NAV {_money(nav.nav)}, NAV per share {nav.nav_per_share}, "
+          f"shares {nav.shares_outstanding:,}, {struck.priced_orders} orders priced", file=out)
+    table(["asset", "quantity", "official price", "value"],
+          [(line.asset, line.quantity, _money(line.price), _money(line.value)) for line in nav.lines], out)
+    priced = [auditor.get_order(o.order_id) for o in orders]
+    print("\nThe same orders, priced:", file=out)
+    _print_forward_orders(priced, out)
+    settled = issuer.settle_order(priced[0].order_id)
+    print(f"  {settled.order_id} settled by the issuer: {status_name(settled.status)}\n", file=out)
+
+    pcf = dealer.get_pcf(fund, struck.pcf.dealing_date)
+    print(f"PCF for the next dealing day, {pcf.dealing_date} (published at the strike)", file=out)
+    table(["asset", "quantity per unit", "official price"],
+          [(line.asset, line.quantity_per_unit, _money(price.price)) for line, price in zip(pcf.lines, pcf.prices,
+                                                                                           strict=True)], out)
+    print(f"  estimated cash component {_money(pcf.estimated_cash_component)}, NAV per unit "
+          f"{_money(pcf.nav_per_unit)}\n", file=out)
+    history = auditor.list_official_navs(fund)
+    print("Official NAV history (as the auditor sees it)", file=out)
+    table(["dealing date", "NAV", "NAV per share", "shares"],
+          [(n.dealing_date, _money(n.nav), n.nav_per_share, f"{n.shares_outstanding:,}") for n in history], out)
+
+
+def _print_forward_orders(orders: Sequence[pb.Order], out: TextIO) -> None:
+    table(["order", "units", "status", "dealing date", "settles", "priced", "cash component", "cash amount"],
+          [(o.order_id, o.units, status_name(o.status), o.dealing_date, o.settlement_date or "-",
+            "yes" if o.priced else "no", _money(o.basket.cash_component), _money(o.cash_amount)) for o in orders],
+          out)
 
 
 def _print_nav(client: EtfClient, fund: str, out: TextIO, title: str) -> None:

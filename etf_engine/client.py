@@ -172,6 +172,11 @@ class EtfClient:
         min_liquid_units: int = 0,
         seed_cash_per_unit: str = "",
         initial_shares_outstanding: int = 0,
+        calendar_id: str = "",
+        dealing_cutoff: str = "",
+        create_settlement_days: int | None = None,
+        redeem_settlement_days: int | None = None,
+        pricing: str = "LIVE",
     ) -> pb.CreateFundReply:
         request = pb.CreateFundRequest(
             fund_id=fund_id, name=name, base_currency=base_currency, creation_unit=creation_unit,
@@ -179,9 +184,13 @@ class EtfClient:
             redemption_fee=redemption_fee, min_liquid_units=min_liquid_units,
             creation_custodian_id=creation_custodian_id, custodian_priority=list(custodian_priority),
             assets=[a.message() for a in assets], seed_cash_per_unit=seed_cash_per_unit,
-            initial_shares_outstanding=initial_shares_outstanding)
-        if max_price_age_seconds is not None:
-            request.max_price_age_seconds = max_price_age_seconds
+            initial_shares_outstanding=initial_shares_outstanding, calendar_id=calendar_id,
+            dealing_cutoff=dealing_cutoff, pricing=pb.Pricing.Value.Value(pricing))
+        for field, value in (("max_price_age_seconds", max_price_age_seconds),
+                             ("create_settlement_days", create_settlement_days),
+                             ("redeem_settlement_days", redeem_settlement_days)):
+            if value is not None:
+                setattr(request, field, value)
         return self._call(self._admin.CreateFund, request)
 
     def update_fund(
@@ -198,17 +207,26 @@ class EtfClient:
         custodian_priority: Sequence[str] | None = None,
         seed_cash_per_unit: str | None = None,
         assets: Sequence[FundAssetTerms] = (),
+        calendar_id: str | None = None,
+        dealing_cutoff: str | None = None,
+        create_settlement_days: int | None = None,
+        redeem_settlement_days: int | None = None,
+        pricing: str | None = None,
     ) -> pb.UpdateFundReply:
         """Only the arguments given change."""
         request = pb.UpdateFundRequest(fund_id=fund_id, assets=[a.message() for a in assets])
         for field, value in (("name", name), ("max_price_age_seconds", max_price_age_seconds),
                              ("creation_fee", creation_fee), ("redemption_fee", redemption_fee),
                              ("min_liquid_units", min_liquid_units), ("creation_custodian_id", creation_custodian_id),
-                             ("seed_cash_per_unit", seed_cash_per_unit)):
+                             ("seed_cash_per_unit", seed_cash_per_unit), ("calendar_id", calendar_id),
+                             ("dealing_cutoff", dealing_cutoff), ("create_settlement_days", create_settlement_days),
+                             ("redeem_settlement_days", redeem_settlement_days)):
             if value is not None:
                 setattr(request, field, value)
         if dealing_status is not None:
             request.dealing_status = pb.DealingStatus.Value.Value(dealing_status)
+        if pricing is not None:
+            request.pricing = pb.Pricing.Value.Value(pricing)
         if custodian_priority is not None:
             request.custodian_priority.SetInParent()  # present even when empty: clears the priority
             request.custodian_priority.custodian_ids.extend(custodian_priority)
@@ -250,6 +268,32 @@ class EtfClient:
 
     def get_holdings(self, fund_id: str) -> pb.Holdings:
         return self._call(self._admin.GetHoldings, pb.GetHoldingsRequest(fund_id=fund_id))
+
+    def register_calendar(self, calendar_id: str, time_zone: str, holidays: Sequence[str] = (),
+                          weekend_days: Sequence[int] | None = None) -> pb.RegisterCalendarReply:
+        """``weekend_days`` None: Saturday and Sunday; an empty sequence: no weekend."""
+        request = pb.RegisterCalendarRequest(calendar_id=calendar_id, time_zone=time_zone, holidays=list(holidays))
+        if weekend_days is not None:
+            request.weekend_days.SetInParent()
+            request.weekend_days.days.extend(weekend_days)
+        return self._call(self._admin.RegisterCalendar, request)
+
+    def set_holidays(self, calendar_id: str, holidays: Sequence[str]) -> pb.SetHolidaysReply:
+        return self._call(self._admin.SetHolidays, pb.SetHolidaysRequest(calendar_id=calendar_id,
+                                                                         holidays=list(holidays)))
+
+    def close_dealing_day(self, calendar_id: str, date: str, reason: str = "") -> pb.CloseDealingDayReply:
+        return self._call(self._admin.CloseDealingDay, pb.CloseDealingDayRequest(calendar_id=calendar_id, date=date,
+                                                                                 reason=reason))
+
+    def get_calendar(self, calendar_id: str) -> pb.Calendar:
+        return self._call(self._admin.GetCalendar, pb.GetCalendarRequest(calendar_id=calendar_id))
+
+    def strike_nav(self, fund_id: str, dealing_date: str, ticks: Sequence[Tick]) -> pb.StrikeNavReply:
+        return self._call(self._admin.StrikeNav, pb.StrikeNavRequest(
+            fund_id=fund_id, dealing_date=dealing_date, ticks=[
+                pb.PriceTick(asset=t.asset, currency=t.currency, price=t.price, as_of_unix_ms=t.as_of_unix_ms)
+                for t in ticks]))
 
     # ------------------------------------------------------------------ Dealing
     def _retrying(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> Any:
@@ -317,6 +361,24 @@ class EtfClient:
         return self._valuation.StreamNav(pb.StreamNavRequest(fund_id=fund_id, min_interval_ms=min_interval_ms),
                                          metadata=self._metadata, timeout=timeout)
 
+    def get_official_nav(self, fund_id: str, dealing_date: str) -> pb.OfficialNav:
+        return self._call(self._valuation.GetOfficialNav,
+                          pb.GetOfficialNavRequest(fund_id=fund_id, dealing_date=dealing_date))
+
+    def list_official_navs(self, fund_id: str, from_date: str = "", to_date: str = "") -> list[pb.OfficialNav]:
+        return list(self._call(self._valuation.ListOfficialNavs, pb.ListOfficialNavsRequest(
+            fund_id=fund_id, from_date=from_date, to_date=to_date)).navs)
+
+    def get_pcf(self, fund_id: str, dealing_date: str) -> pb.Pcf:
+        return self._call(self._valuation.GetPcf, pb.GetPcfRequest(fund_id=fund_id, dealing_date=dealing_date))
+
     # ------------------------------------------------------------------ Diagnostics
     def ping(self) -> pb.PingReply:
         return self._call(self._diagnostics.Ping, pb.PingRequest())
+
+    def get_leader(self) -> pb.LeaderInfo:
+        return self._call(self._diagnostics.GetLeader, pb.GetLeaderRequest())
+
+    def advance_clock(self, to_unix_ms: int) -> int:
+        """The test clock (server config ``test_clock = true``): the engine's time after the advance."""
+        return self._call(self._diagnostics.AdvanceClock, pb.AdvanceClockRequest(to_unix_ms=to_unix_ms)).now_unix_ms

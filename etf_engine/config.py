@@ -86,6 +86,8 @@ class Config:
     tls: TlsConfig | None = None
     principals: tuple[Principal, ...] = field(default_factory=tuple)
     journal: JournalConfig = field(default_factory=JournalConfig)
+    # SPEC §13: Diagnostics.AdvanceClock may move the engine's clock forward (rehearsals, tests only).
+    test_clock: bool = False
 
 
 def load_config(path: str | Path) -> Config:
@@ -105,7 +107,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: str = "config"
         return ConfigError(f"{source}: {key}: {why}")
 
     allowed = {"listen", "data_dir", "reflection", "heartbeat_seconds", "grace_seconds", "max_message_bytes",
-               "tls", "principals", "journal"}
+               "tls", "principals", "journal", "test_clock"}
     for key in data:
         if key not in allowed:
             raise fail(key, f"unknown key (expected one of {', '.join(sorted(allowed))})")
@@ -121,6 +123,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: str = "config"
     _check_listen(listen, fail)
     data_dir = base_dir / typed("data_dir", str, DEFAULT_DATA_DIR)
     reflection = typed("reflection", bool, True)
+    test_clock = typed("test_clock", bool, False)
     heartbeat = float(typed("heartbeat_seconds", (int, float), MAX_HEARTBEAT_SECONDS))
     if not 0 < heartbeat <= MAX_HEARTBEAT_SECONDS:
         raise fail("heartbeat_seconds", f"must be above 0 and at most {MAX_HEARTBEAT_SECONDS:g} (SPEC §7)")
@@ -151,7 +154,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: str = "config"
         seen_digests.add(p.token_sha256)
     return Config(listen=listen, data_dir=data_dir, reflection=reflection, heartbeat_seconds=heartbeat,
                   grace_seconds=grace, max_message_bytes=max_bytes, tls=tls, principals=principals,
-                  journal=journal)
+                  journal=journal, test_clock=test_clock)
 
 
 def _parse_journal(raw: Any, fail: Any) -> JournalConfig:

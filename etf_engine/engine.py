@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
 from etf_engine import model as M
-from etf_engine.errors import EngineError
+from etf_engine.errors import EngineError, invalid
 from etf_engine.journal import JournalError, collector_paused, recover, state_digest
 from etf_engine.ledger import Ledger
 
@@ -157,6 +157,7 @@ class _Index:
         self.decimals: dict[str, int] = {}
         self._funds_by_price: dict[tuple[str, str], set[str]] = {}  # (asset, currency) -> funds
         self._open_orders: dict[str, str] = {}  # accepted order_id -> fund_id, until settled/cancelled
+        self.clock_offset = 0  # ms the engine's clock runs ahead of the wall clock (the last ClockAdvanced)
 
     def load(self, state: dict[str, Any]) -> None:
         """Start from a snapshot's state instead of the events before it."""
@@ -187,6 +188,8 @@ class _Index:
                 changed.add(fund_id)
         elif isinstance(event, M.OrderCancelled):
             self._open_orders.pop(event.order_id, None)
+        elif isinstance(event, M.ClockAdvanced):
+            self.clock_offset = event.offset_ms
         else:
             fund_id = getattr(event, "fund_id", None)
             if fund_id is not None:
@@ -277,7 +280,8 @@ class Engine:
             raise EngineError(UNAVAILABLE, f"this node ({self.node_name}) is a follower: send writes to the leader, "
                                            f"{self.leader or 'not known yet'}")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        now_ms = self._last_now = max(self.clock(), self._last_now)  # time never runs backwards inside
+        # Time never runs backwards inside; a test clock (AdvanceClock) runs ahead by a journaled offset.
+        now_ms = self._last_now = max(self.clock() + self._index.clock_offset, self._last_now)
         result: Any = None
         error: EngineError | None = None
         try:
@@ -318,6 +322,20 @@ class Engine:
     async def execute(self, command: Any) -> Any:
         """Run a state-changing command; its result once its events are durable."""
         return await self.submit(lambda ledger, now_ms: ledger.execute(command, now_ms))
+
+    async def advance_clock(self, to_ms: int) -> int:
+        """Diagnostics.AdvanceClock (only with ``test_clock = true``): from now on the engine's clock reads
+        ``to_ms`` plus the wall time since. Journaled, so a restart keeps the offset; never backwards."""
+
+        def advance(ledger: Ledger, now_ms: int) -> tuple[int, list[M.Event]]:
+            if to_ms <= now_ms:
+                raise invalid("to_unix_ms", f"{to_ms} is not after the engine's time {now_ms}: the clock never "
+                                            "goes back")
+            return to_ms, [M.ClockAdvanced(at=to_ms, offset_ms=to_ms - self.clock())]
+
+        result = await self.submit(advance)
+        self._last_now = max(self._last_now, result)
+        return result
 
     async def read(self, fn: Callable[[Ledger, int], T]) -> T:
         """Run a read, in order with the commands; released once what it saw is durable."""

@@ -139,7 +139,8 @@ def check_submit_order(out: subprocess.CompletedProcess[str]) -> None:
                    "cash_component": "3125.00", "nav_per_share": "14.9063", "nav_per_unit": "745316.25",
                    "shares_outstanding": "2000000", "as_of": str(T0 - 1000)},
         "deliverables": [{"asset": "BTC", "quantity": "10"}, {"asset": "ETH", "quantity": "150"}],
-        "cash_amount": "6250.00", "fee": "1500.00", "created_at": str(T0), "updated_at": str(T0)}}
+        "cash_amount": "6250.00", "fee": "1500.00", "created_at": str(T0), "updated_at": str(T0),
+        "priced": True}}  # a LIVE order is priced at acceptance (SPEC §13); no calendar: no dates
 
 
 def check_unauthenticated(out: subprocess.CompletedProcess[str]) -> None:

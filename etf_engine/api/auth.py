@@ -39,16 +39,20 @@ ACCESS: dict[str, frozenset[str]] = {
     **{f"/{PACKAGE}.Admin/{m}": _ISSUER for m in (
         "RegisterAsset", "RegisterCustodian", "SetCustodianLicence", "RegisterParticipant", "CreateFund",
         "UpdateFund", "AdjustHolding", "AdjustCash", "Stake", "Unstake", "RecordStakingReward",
-        "RecordSlashing", "PublishPrices", "SettleOrder")},
+        "RecordSlashing", "PublishPrices", "SettleOrder", "RegisterCalendar", "SetHolidays", "CloseDealingDay",
+        "StrikeNav")},
     f"/{PACKAGE}.Admin/GetHoldings": frozenset({ISSUER, OBSERVER}),
+    f"/{PACKAGE}.Admin/GetCalendar": frozenset({ISSUER, OBSERVER}),
     **{f"/{PACKAGE}.Dealing/{m}": frozenset({PARTICIPANT}) for m in (
         "SubmitOrder", "SubmitOrders", "CheckOrder", "GetCapacity")},
     f"/{PACKAGE}.Dealing/GetOrder": _ALL,
     f"/{PACKAGE}.Dealing/ListOrders": _ALL,
     f"/{PACKAGE}.Dealing/CancelOrder": frozenset({PARTICIPANT, ISSUER}),
-    **{f"/{PACKAGE}.Valuation/{m}": _ALL for m in ("GetNav", "StreamNav", "GetBasket")},
+    **{f"/{PACKAGE}.Valuation/{m}": _ALL for m in (
+        "GetNav", "StreamNav", "GetBasket", "GetOfficialNav", "ListOfficialNavs", "GetPcf")},
     f"/{PACKAGE}.Diagnostics/Ping": _ALL,
     f"/{PACKAGE}.Diagnostics/GetLeader": _ALL,
+    f"/{PACKAGE}.Diagnostics/AdvanceClock": _ISSUER,  # and only with test_clock = true
 }
 
 

@@ -8,7 +8,7 @@ prices as given, fractions with at least 2 dp; a figure the ledger could not com
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 
 from etf_engine import model as M
@@ -42,6 +42,7 @@ LICENCE_NAME = {
     pb.LicenceStatus.REVOKED: M.REVOKED,
 }
 DEALING_NAME = {pb.DealingStatus.OPEN: M.OPEN, pb.DealingStatus.SUSPENDED: M.SUSPENDED}
+PRICING_NAME = {pb.Pricing.LIVE: M.LIVE, pb.Pricing.FORWARD: M.FORWARD}
 
 
 def enum_name(names: Mapping[int, str], value: int) -> str:
@@ -109,7 +110,15 @@ def create_fund(r: pb.CreateFundRequest) -> M.CreateFund:
         optional["dealing_status"] = enum_name(DEALING_NAME, r.dealing_status)
     if r.HasField("max_price_age_seconds"):
         optional["max_price_age_seconds"] = r.max_price_age_seconds
+    if r.dealing_cutoff != "":
+        optional["dealing_cutoff"] = r.dealing_cutoff
+    for name in ("create_settlement_days", "redeem_settlement_days"):
+        if r.HasField(name):
+            optional[name] = getattr(r, name)
+    if r.pricing:
+        optional["pricing"] = enum_name(PRICING_NAME, r.pricing)
     return M.CreateFund(
+        calendar_id=r.calendar_id,
         fund_id=r.fund_id,
         name=r.name,
         base_currency=r.base_currency,
@@ -126,13 +135,16 @@ def create_fund(r: pb.CreateFundRequest) -> M.CreateFund:
 def update_fund(r: pb.UpdateFundRequest) -> M.UpdateFund:
     changes: dict[str, object] = {}
     for name in ("name", "max_price_age_seconds", "creation_fee", "redemption_fee", "min_liquid_units",
-                 "creation_custodian_id", "seed_cash_per_unit"):
+                 "creation_custodian_id", "seed_cash_per_unit", "calendar_id", "dealing_cutoff",
+                 "create_settlement_days", "redeem_settlement_days"):
         if r.HasField(name):
             changes[name] = getattr(r, name)
     if r.dealing_status:
         changes["dealing_status"] = enum_name(DEALING_NAME, r.dealing_status)
     if r.HasField("custodian_priority"):
         changes["custodian_priority"] = list(r.custodian_priority.custodian_ids)
+    if r.pricing:
+        changes["pricing"] = enum_name(PRICING_NAME, r.pricing)
     if r.assets:
         changes["assets"] = [_asset_spec(a, defaults=False) for a in r.assets]
     return M.UpdateFund(fund_id=r.fund_id, **changes)  # type: ignore[arg-type]
@@ -166,10 +178,30 @@ def record_slashing(r: pb.RecordSlashingRequest) -> M.RecordSlashing:
 
 
 def publish_prices(r: pb.PublishPricesRequest) -> M.PublishPrices:
-    return M.PublishPrices(ticks=[
-        M.PriceTick(asset=t.asset, currency=t.currency, price=t.price, as_of_unix_ms=t.as_of_unix_ms)
-        for t in r.ticks
-    ])
+    return M.PublishPrices(ticks=price_ticks(r.ticks))
+
+
+def price_ticks(ticks: Iterable[pb.PriceTick]) -> list[M.PriceTick]:
+    return [M.PriceTick(asset=t.asset, currency=t.currency, price=t.price, as_of_unix_ms=t.as_of_unix_ms)
+            for t in ticks]
+
+
+def register_calendar(r: pb.RegisterCalendarRequest) -> M.RegisterCalendar:
+    weekend = list(r.weekend_days.days) if r.HasField("weekend_days") else None
+    return M.RegisterCalendar(calendar_id=r.calendar_id, time_zone=r.time_zone, holidays=list(r.holidays),
+                              weekend_days=weekend)
+
+
+def set_holidays(r: pb.SetHolidaysRequest) -> M.SetHolidays:
+    return M.SetHolidays(calendar_id=r.calendar_id, holidays=list(r.holidays))
+
+
+def close_dealing_day(r: pb.CloseDealingDayRequest) -> M.CloseDealingDay:
+    return M.CloseDealingDay(calendar_id=r.calendar_id, date=r.date, reason=r.reason)
+
+
+def strike_nav(r: pb.StrikeNavRequest) -> M.StrikeNav:
+    return M.StrikeNav(fund_id=r.fund_id, dealing_date=r.dealing_date, ticks=price_ticks(r.ticks))
 
 
 def order_request(
@@ -259,6 +291,10 @@ def order(o: M.Order, decimals: Decimals) -> pb.Order:
               for leg in o.legs],
         created_at=o.created_at,
         updated_at=o.updated_at,
+        dealing_date=o.dealing_date,
+        settlement_date=o.settlement_date,
+        priced=o.priced,
+        official_nav_per_share=nav_per_share_text(o.official_nav_per_share),
     )
 
 
@@ -307,3 +343,34 @@ def capacity(c: M.Capacity) -> pb.Capacity:
 
 def publish_result(r: M.PublishResult) -> pb.PublishPricesReply:
     return pb.PublishPricesReply(applied=r.applied, ignored=r.ignored)
+
+
+def calendar(c: M.CalendarInfo) -> pb.Calendar:
+    return pb.Calendar(calendar_id=c.calendar_id, time_zone=c.time_zone, holidays=c.holidays,
+                       weekend_days=c.weekend_days,
+                       closed=[pb.ClosedDay(date=d.date, reason=d.reason) for d in c.closed])
+
+
+def official_nav(n: M.OfficialNav, decimals: Decimals) -> pb.OfficialNav:
+    return pb.OfficialNav(
+        fund_id=n.fund_id, dealing_date=n.dealing_date, nav=format_money(n.nav),
+        nav_per_share=nav_per_share_text(n.nav_per_share), shares_outstanding=n.shares_outstanding,
+        cash=format_money(n.cash),
+        lines=[pb.OfficialNavLine(asset=line.asset, quantity=_quantity(line.quantity, line.asset, decimals),
+                                  price=format_price(line.price), value=format_money(line.value))
+               for line in n.lines],
+        struck_at=n.struck_at,
+    )
+
+
+def pcf(p: M.Pcf, decimals: Decimals) -> pb.Pcf:
+    return pb.Pcf(
+        fund_id=p.fund_id, dealing_date=p.dealing_date, creation_unit=p.creation_unit,
+        lines=[pb.BasketLine(asset=line.asset,
+                             quantity_per_unit=_quantity(line.quantity_per_unit, line.asset, decimals))
+               for line in p.lines],
+        estimated_cash_component=format_money(p.estimated_cash_component), nav_per_unit=format_money(p.nav_per_unit),
+        nav_per_share=nav_per_share_text(p.nav_per_share), shares_outstanding=p.shares_outstanding,
+        prices=[pb.PcfPrice(asset=line.asset, price=format_price(line.price)) for line in p.prices],
+        published_at=p.published_at,
+    )

@@ -122,7 +122,11 @@ class EngineServer:
         rpc.add_AdminServicer_to_server(AdminServicer(self.engine), server)
         rpc.add_DealingServicer_to_server(DealingServicer(self.engine), server)
         rpc.add_ValuationServicer_to_server(ValuationServicer(self.engine, self.config.heartbeat_seconds), server)
-        rpc.add_DiagnosticsServicer_to_server(DiagnosticsServicer(self.leader_info), server)
+        advance = self.engine.advance_clock if self.config.test_clock else None
+        rpc.add_DiagnosticsServicer_to_server(DiagnosticsServicer(self.leader_info, advance), server)
+        if self.config.test_clock:
+            log.warning("test_clock = true: Diagnostics.AdvanceClock may move this engine's clock forward; "
+                        "for rehearsals and tests only, never in production")
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.config.reflection:
@@ -205,7 +209,7 @@ class EngineServer:
             leader=self.engine.leader, epoch=shard.epoch if shard is not None else 0,
             role=pb.Role.LEADER if self.engine.role == LEADER else pb.Role.FOLLOWER,
             applied_seq=shard.applied_seq if shard is not None else getattr(journal, "last_seq", 0),
-            sync_standbys=shard.sync_standbys if shard else -1)
+            sync_standbys=shard.sync_standbys if shard else -1, test_clock=self.config.test_clock)
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful stop; a second call while stopping waits for nothing more."""

@@ -8,8 +8,8 @@ operation the writer runs, so that the check and the read see the same state.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc.aio
 
@@ -17,12 +17,13 @@ from etf_engine import model as M
 from etf_engine.api import convert
 from etf_engine.api.auth import PARTICIPANT, Principal, current_principal
 from etf_engine.engine import Engine
-from etf_engine.errors import PERMISSION_DENIED, EngineError, invalid, quote
+from etf_engine.errors import FAILED_PRECONDITION, PERMISSION_DENIED, EngineError, invalid, quote
 from etf_engine.ledger import Ledger
 from etf_engine.v1 import engine_pb2 as pb
 from etf_engine.v1 import engine_pb2_grpc as rpc
 
 Context = grpc.aio.ServicerContext
+T = TypeVar("T")
 MAX_BATCH = 1000  # SubmitOrders items per call: keeps a reply of full orders well under the message cap
 DEFAULT_PAGE = 1000
 MAX_PAGE = 5000
@@ -130,6 +131,30 @@ class AdminServicer(_Servicer, rpc.AdminServicer):
         order = await self.engine.execute(M.SettleOrder(order_id=request.order_id))
         return pb.SettleOrderReply(order=self.order(order))
 
+    async def RegisterCalendar(
+        self, request: pb.RegisterCalendarRequest, context: Context
+    ) -> pb.RegisterCalendarReply:
+        await self.engine.execute(convert.register_calendar(request))
+        return pb.RegisterCalendarReply()
+
+    async def SetHolidays(self, request: pb.SetHolidaysRequest, context: Context) -> pb.SetHolidaysReply:
+        await self.engine.execute(convert.set_holidays(request))
+        return pb.SetHolidaysReply()
+
+    async def CloseDealingDay(self, request: pb.CloseDealingDayRequest, context: Context) -> pb.CloseDealingDayReply:
+        await self.engine.execute(convert.close_dealing_day(request))
+        return pb.CloseDealingDayReply()
+
+    async def GetCalendar(self, request: pb.GetCalendarRequest, context: Context) -> pb.Calendar:
+        calendar_id = request.calendar_id
+        return convert.calendar(await self.engine.read(lambda ledger, now_ms: ledger.get_calendar(calendar_id)))
+
+    async def StrikeNav(self, request: pb.StrikeNavRequest, context: Context) -> pb.StrikeNavReply:
+        result = await self.engine.execute(convert.strike_nav(request))
+        decimals = self.engine.decimals
+        return pb.StrikeNavReply(nav=convert.official_nav(result.nav, decimals), pcf=convert.pcf(result.pcf, decimals),
+                                 priced_orders=result.priced_orders)
+
     async def GetHoldings(self, request: pb.GetHoldingsRequest, context: Context) -> pb.Holdings:
         fund_id = request.fund_id
         result = await self.engine.read(lambda ledger, now_ms: ledger.get_holdings(fund_id, now_ms))
@@ -228,6 +253,34 @@ class ValuationServicer(_Servicer, rpc.ValuationServicer):
     async def GetNav(self, request: pb.GetNavRequest, context: Context) -> pb.Nav:
         return await self._nav(current_principal(), request.fund_id)
 
+    async def _fund_read(self, fund_id: str, fn: Callable[[Ledger], T]) -> T:
+        """A read of one fund's figures, for every role that may read the fund (as GetNav)."""
+        principal = current_principal()
+
+        def read(ledger: Ledger, now_ms: int) -> T:
+            result = fn(ledger)  # NOT_FOUND before PERMISSION_DENIED, as GetNav
+            _check_fund(ledger, principal, fund_id)
+            return result
+
+        return await self.engine.read(read)
+
+    async def GetOfficialNav(self, request: pb.GetOfficialNavRequest, context: Context) -> pb.OfficialNav:
+        fund_id, day = request.fund_id, request.dealing_date
+        nav = await self._fund_read(fund_id, lambda ledger: ledger.get_official_nav(fund_id, day))
+        return convert.official_nav(nav, self.engine.decimals)
+
+    async def ListOfficialNavs(
+        self, request: pb.ListOfficialNavsRequest, context: Context
+    ) -> pb.ListOfficialNavsReply:
+        fund_id, low, high = request.fund_id, request.from_date, request.to_date
+        navs = await self._fund_read(fund_id, lambda ledger: ledger.list_official_navs(fund_id, low, high))
+        return pb.ListOfficialNavsReply(navs=[convert.official_nav(n, self.engine.decimals) for n in navs])
+
+    async def GetPcf(self, request: pb.GetPcfRequest, context: Context) -> pb.Pcf:
+        fund_id, day = request.fund_id, request.dealing_date
+        return convert.pcf(await self._fund_read(fund_id, lambda ledger: ledger.get_pcf(fund_id, day)),
+                           self.engine.decimals)
+
     async def GetBasket(self, request: pb.GetBasketRequest, context: Context) -> pb.Basket:
         principal = current_principal()
         fund_id = request.fund_id
@@ -279,11 +332,19 @@ class ValuationServicer(_Servicer, rpc.ValuationServicer):
 
 
 class DiagnosticsServicer(rpc.DiagnosticsServicer):
-    def __init__(self, leader_info: Callable[[], pb.LeaderInfo]) -> None:
+    def __init__(self, leader_info: Callable[[], pb.LeaderInfo],
+                 advance_clock: Callable[[int], Awaitable[int]] | None = None) -> None:
         self._leader_info = leader_info
+        self._advance_clock = advance_clock  # None unless the config says test_clock = true
 
     async def Ping(self, request: pb.PingRequest, context: Context) -> pb.PingReply:
         return pb.PingReply()
 
     async def GetLeader(self, request: pb.GetLeaderRequest, context: Context) -> pb.LeaderInfo:
         return self._leader_info()
+
+    async def AdvanceClock(self, request: pb.AdvanceClockRequest, context: Context) -> pb.AdvanceClockReply:
+        if self._advance_clock is None:
+            raise EngineError(FAILED_PRECONDITION, "test_clock is off in this server's config: the engine's clock "
+                                                   "follows the wall clock")
+        return pb.AdvanceClockReply(now_unix_ms=await self._advance_clock(request.to_unix_ms))
