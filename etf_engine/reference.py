@@ -50,6 +50,7 @@ from etf_engine.numbers import (
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _SYMBOL = re.compile(r"[A-Z0-9]{2,10}")
 _CURRENCY = re.compile(r"[A-Z]{3,10}")
+_DEALING_TERMS = ("calendar_id", "dealing_cutoff", "create_settlement_days", "redeem_settlement_days", "pricing")
 
 
 # -- small checks and arithmetic ----------------------------------------------------------------
@@ -220,10 +221,12 @@ class ReferenceLedger:
     def _create_fund(self, c: m.CreateFund, now: int) -> tuple[None, list[m.Event]]:
         _match(_ID, c.fund_id, "fund_id")
         terms = {name: self._fund_field(name, getattr(c, name), None) for name in c.__struct_fields__
-                 if name not in ("fund_id", "initial_shares_outstanding")}
+                 if name not in ("fund_id", "initial_shares_outstanding", *_DEALING_TERMS)}
         shares = _at_least(c.initial_shares_outstanding, 0, "initial_shares_outstanding", MAX_SHARES)
         if c.fund_id in self.funds:
             raise _exists("fund", c.fund_id)
+        # the terms of SPEC §13 after the Part I checks (ledger.py)
+        terms |= {name: self._fund_field(name, getattr(c, name), None) for name in _DEALING_TERMS}
         fund_terms = self._with_first_date(m.FundTerms(fund_id=c.fund_id, **terms), None, now)
         return None, self._commit(m.FundCreated(at=now, terms=fund_terms, shares_outstanding=shares))
 
