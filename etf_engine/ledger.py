@@ -76,9 +76,10 @@ Decisions SPEC.md leaves open, fixed here so that both ledgers agree:
     given twice, ``ticks[i].currency`` not the base currency, ``ticks[i].price`` (parse as §7,
     > 0; above 10^12: OUT_OF_RANGE), ``ticks[i].as_of_unix_ms`` (< 0 or more than 5 s ahead), then
     ``ticks`` naming the first asset of the fund without a tick; FAILED_PRECONDITION
-    NOT_A_DEALING_DAY; ALREADY_EXISTS (date struck); BEFORE_CUTOFF (now < the date's cut-off
-    instant); EARLIER_DATE_NOT_STRUCK (a dealing day d with first_dealing_date <= d < date is not
-    struck; named in the message).
+    NOT_A_DEALING_DAY (also a date before first_dealing_date: the fund did not deal then);
+    ALREADY_EXISTS (date struck); BEFORE_CUTOFF (now < the date's cut-off instant);
+    EARLIER_DATE_NOT_STRUCK (a dealing day d with first_dealing_date <= d < date is not struck;
+    named in the message).
   - The official NAV: per asset of the fund (symbol order) quantity = total(a), price = the tick's,
     value = round(total x price, 2); nav = round(exact NAV, 2); nav_per_share = round(NAV / S, 4)
     (None when S = 0); cash; struck_at = now. The PCF for ``calendar.next_dealing_day(date)``:

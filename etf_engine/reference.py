@@ -655,8 +655,8 @@ class ReferenceLedger:
                 raise invalid("ticks", f"no official price for {a.asset}")
         calendar = self.calendars[t.calendar_id]
         iso = day.isoformat()
-        if not cal_.is_dealing_day(calendar, day):
-            raise precondition(m.NOT_A_DEALING_DAY, f"{iso} is not a dealing day")
+        if not cal_.is_dealing_day(calendar, day) or iso < t.first_dealing_date:
+            raise precondition(m.NOT_A_DEALING_DAY, f"{iso} is not a dealing day of the fund")
         if iso in fund.navs:
             raise _exists("official NAV for", iso)
         if now < cal_.cutoff_ms(calendar, day, cal_.cutoff_seconds(t.dealing_cutoff)):

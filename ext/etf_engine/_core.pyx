@@ -1307,6 +1307,9 @@ cdef class Ledger:
         iso = day.isoformat()
         if not CAL.is_dealing_day(cal, day):
             raise precondition(M.NOT_A_DEALING_DAY, f"{iso} is not a dealing day of {cal.calendar_id}")
+        if iso < f.terms.first_dealing_date:
+            raise precondition(M.NOT_A_DEALING_DAY, f"{iso} is before the fund's first dealing date "
+                                                    f"{f.terms.first_dealing_date}")
         if iso in f.navs:
             raise EngineError(ALREADY_EXISTS, f"the official NAV of {f.fund_id} for {iso} is struck")
         if now_ms < CAL.cutoff_ms(cal, day, f.cutoff):
