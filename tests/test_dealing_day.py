@@ -654,7 +654,10 @@ def test_strike_skips_holidays_and_closed_days(ledger):
 def test_first_dealing_date_after_the_cutoff(ledger):
     desk = dealing(ledger, at=hk(MON, "16:00"))  # joins the calendar after Monday's cut-off
     assert terms_of(desk)["first_dealing_date"] == TUE
-    assert strike(desk, TUE).nav.dealing_date == TUE
+    desk.now = hk(TUE, "16:00")
+    # Monday is before the fund's first dealing date: it did not deal then (ledger.py)
+    desk.refused(strike_cmd(desk, MON), FAILED_PRECONDITION, reason=NOT_A_DEALING_DAY)
+    assert strike(desk, TUE).nav.dealing_date == TUE  # with Monday unstruck
 
 
 def bad_ticks(case: str, now: int) -> list[m.PriceTick]:
