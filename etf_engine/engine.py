@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
 from etf_engine import model as M
-from etf_engine.errors import EngineError, invalid
+from etf_engine.errors import FAILED_PRECONDITION, EngineError, invalid
 from etf_engine.journal import JournalError, collector_paused, recover, state_digest
 from etf_engine.ledger import Ledger
 
@@ -200,7 +200,8 @@ class Engine:
     """The ledger, its journal and the order of everything. Create, ``await start()``, use, ``await stop()``."""
 
     def __init__(self, ledger: Ledger, journal: Journal | None = None, *,
-                 clock: Callable[[], int] = wall_clock_ms, role: str = LEADER, node_name: str = "") -> None:
+                 clock: Callable[[], int] = wall_clock_ms, role: str = LEADER, node_name: str = "",
+                 test_clock: bool = False) -> None:
         self.ledger = ledger
         # A follower (SPEC §12) serves reads from the records it has applied and refuses every write,
         # naming ``leader``; it becomes the leader by ``lead()``.
@@ -209,6 +210,9 @@ class Engine:
         self.leader = node_name if role == LEADER else ""
         self.journal: Journal = journal if journal is not None else NullJournal()
         self.clock = clock
+        # SPEC §13: with the config's test_clock, AdvanceClock's journaled offset runs the engine's clock
+        # ahead of ``clock``; without it, offsets in the journal are ignored (the floor below still holds).
+        self.test_clock = test_clock
         self._last_now = 0
         self.feed = ChangeFeed()
         self._index = _Index()
@@ -229,6 +233,11 @@ class Engine:
         return self._index.decimals
 
     @property
+    def clock_offset(self) -> int:
+        """Milliseconds the engine's clock runs ahead of ``clock``: the last AdvanceClock's, with test_clock."""
+        return self._index.clock_offset if self.test_clock else 0
+
+    @property
     def failure(self) -> str | None:
         """Why the engine stopped on its own (journal failure, internal error), or None."""
         return self._failure
@@ -237,8 +246,17 @@ class Engine:
         """Rebuild the ledger from the journal (latest snapshot, then the records after it), on a thread
         of its own so that the loop answers meanwhile (health says NOT_SERVING, calls get UNAVAILABLE)."""
         ignored: set[str] = set()
+
+        def snapshot_loaded(state: dict[str, Any]) -> None:
+            self._index.load(state)
+            if self.test_clock:
+                # A snapshot holds the ledger's state, not the clock (ledgers ignore ClockAdvanced): the last
+                # offset may be in a record under it. Read them for it, with test_clock only; the records
+                # after the snapshot are then replayed as usual (and may hold a later offset).
+                self._index.clock_offset = last_clock_offset(self.journal.replay(after=0))
+
         self.ledger = await asyncio.to_thread(
-            recover, self.journal, self.ledger, on_snapshot=self._index.load,
+            recover, self.journal, self.ledger, on_snapshot=snapshot_loaded,
             on_event=lambda event: self._index.observe(event, ignored))
         self._last_now = self.journal.last_at
         log.info("state digest at start: %s", self.digest())
@@ -281,7 +299,7 @@ class Engine:
                                            f"{self.leader or 'not known yet'}")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         # Time never runs backwards inside; a test clock (AdvanceClock) runs ahead by a journaled offset.
-        now_ms = self._last_now = max(self.clock() + self._index.clock_offset, self._last_now)
+        now_ms = self._last_now = max(self.clock() + self.clock_offset, self._last_now)
         result: Any = None
         error: EngineError | None = None
         try:
@@ -326,6 +344,10 @@ class Engine:
     async def advance_clock(self, to_ms: int) -> int:
         """Diagnostics.AdvanceClock (only with ``test_clock = true``): from now on the engine's clock reads
         ``to_ms`` plus the wall time since. Journaled, so a restart keeps the offset; never backwards."""
+
+        if not self.test_clock:
+            raise EngineError(FAILED_PRECONDITION, "test_clock is off in this server's config: the engine's clock "
+                                                   "follows the wall clock")
 
         def advance(ledger: Ledger, now_ms: int) -> tuple[int, list[M.Event]]:
             if to_ms <= now_ms:
@@ -438,6 +460,15 @@ class Engine:
         if first:
             for callback in self.on_halt:
                 callback(reason)
+
+
+def last_clock_offset(events: Iterable[M.Event]) -> int:
+    """The offset of the last ClockAdvanced among ``events`` (0 if none)."""
+    offset = 0
+    for event in events:
+        if isinstance(event, M.ClockAdvanced):
+            offset = event.offset_ms
+    return offset
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: EngineError | None) -> None:

@@ -90,7 +90,7 @@ class EngineServer:
         self.config = config
         self.engine = Engine(ledger if ledger is not None else default_ledger(),
                              journal if journal is not None else open_journal(config), clock=clock,
-                             node_name=node_name(config))
+                             node_name=node_name(config), test_clock=config.test_clock)
         self._shard: ShardRole | None = None
         if isinstance(self.engine.journal, PgJournal):
             self._shard = ShardRole(self.engine, self.engine.journal, on_change=self._role_changed,

@@ -258,8 +258,17 @@ class ValuationServicer(_Servicer, rpc.ValuationServicer):
         principal = current_principal()
 
         def read(ledger: Ledger, now_ms: int) -> T:
-            result = fn(ledger)  # NOT_FOUND before PERMISSION_DENIED, as GetNav
-            _check_fund(ledger, principal, fund_id)
+            try:
+                result = fn(ledger)
+            except EngineError:
+                # Refusals in GetNav's order: an unknown fund NOT_FOUND, then PERMISSION_DENIED, and only then
+                # the read's own (a date without a strike is NOT_FOUND): a participant not eligible for the
+                # fund learns nothing of its dates.
+                if principal.role == PARTICIPANT:
+                    ledger.get_nav(fund_id, now_ms)
+                    _check_fund(ledger, principal, fund_id)
+                raise
+            _check_fund(ledger, principal, fund_id)  # NOT_FOUND before PERMISSION_DENIED, as GetNav
             return result
 
         return await self.engine.read(read)
