@@ -940,3 +940,128 @@ def test_a_dealing_week_replays(ledger):
     assert [(n["fund_id"], n["dealing_date"]) for n in state["official_navs"]] == [(F1, MON), (F1, WED), (F2, MON)]
     assert [(p["fund_id"], p["dealing_date"]) for p in state["pcfs"]] == [(F1, WED), (F1, FRI), (F2, WED)]
     assert state["calendars"] == [[HK, "Asia/Hong_Kong", [THU], [6, 7], [[TUE, TYPHOON]]]]
+
+
+# == exact figures, computed here with Fraction ==================================================
+def official_figures(totals: dict[str, int], cash: str, shares: int, unit: int, prices: dict[str, str]) -> dict:
+    """What SPEC §3, §4 and §13 give for a strike, from the fund's totals (smallest units): every figure in
+    the engine's integer units (cents, 1e-4 a share, smallest units)."""
+    values = {a: worth(q, a, prices[a]) for a, q in totals.items()}
+    nav = sum(values.values()) + Fraction(cash)
+    per_unit = nav * unit / shares
+    lines = {a: q * unit // shares for a, q in totals.items()}  # floor(total x U / S)
+    return {
+        "values": {a: r(v, 2) for a, v in values.items()}, "nav": r(nav, 2), "nav_per_share": r(nav / shares, 4),
+        "lines": lines, "nav_per_unit": r(per_unit, 2),
+        "estimated_cash": r(per_unit - sum(worth(q, a, prices[a]) for a, q in lines.items()), 2),
+        "exact_nav": nav,
+    }
+
+
+def test_strike_figures_with_floored_quantities(ledger):
+    # 1001 shares, 10.30000007 BTC and 100.000000000000000001 ETH over two custodians, cash 123.45:
+    # neither total x 100 / 1001 is whole, so the PCF quantities are floored
+    holdings = {("CUS-A", "BTC"): "10.00000007", ("CUS-B", "BTC"): "0.3", ("CUS-A", "ETH"): "100.000000000000000001"}
+    desk = dealing(ledger, sample_kw={"shares": 1001, "holdings": holdings, "cash": "123.45"})
+    prices = {"ETH": "20100.49999999", "BTC": "510000.12345678"}  # ETH first: the lines still come by symbol
+    totals = {"BTC": btc("10.30000007"), "ETH": eth("100.000000000000000001")}
+    want = official_figures(totals, "123.45", 1001, 100, prices)
+    # floor(1030000007 x 100 / 1001) = floor(102897103.8961...); (10^20 + 1) x 100 / 1001 = 9990009990009990010.09...
+    assert want["lines"] == {"BTC": 102_897_103, "ETH": 9_990_009_990_009_990_010}
+    result = strike(desk, MON, prices=prices)
+    assert result.nav == m.OfficialNav(
+        fund_id=F1, dealing_date=MON, nav=want["nav"], nav_per_share=want["nav_per_share"], shares_outstanding=1001,
+        cash=cents("123.45"), struck_at=hk(MON, "16:00"),
+        lines=(m.OfficialLine(asset="BTC", quantity=totals["BTC"], price=51_000_012_345_678,
+                              value=want["values"]["BTC"]),
+               m.OfficialLine(asset="ETH", quantity=totals["ETH"], price=2_010_049_999_999,
+                              value=want["values"]["ETH"])))
+    assert result.pcf == m.Pcf(
+        fund_id=F1, dealing_date=TUE, creation_unit=100,
+        lines=(m.BasketLine(asset="BTC", quantity_per_unit=want["lines"]["BTC"]),
+               m.BasketLine(asset="ETH", quantity_per_unit=want["lines"]["ETH"])),
+        estimated_cash_component=want["estimated_cash"], nav_per_unit=want["nav_per_unit"],
+        nav_per_share=want["nav_per_share"], shares_outstanding=1001,
+        prices=(m.PriceLine(asset="BTC", price=51_000_012_345_678), m.PriceLine(asset="ETH", price=2_010_049_999_999)),
+        published_at=hk(MON, "16:00"))
+    # the PCF's quantities are the live basket's (they need no price)
+    assert [ln.quantity_per_unit for ln in desk.basket().lines] == [ln.quantity_per_unit for ln in result.pcf.lines]
+    assert desk.replayed_state() == desk.state()
+
+
+def test_official_quantities_are_totals_with_staked_reserved_and_unbonding(ledger):
+    desk = dealing(ledger, sample_kw={"eth_terms": {"staking_cap": "1"}})
+    desk.now = hk(MON, "09:30")
+    desk.stake("CUS-A", "ETH", "40")
+    desk.unstake("CUS-A", "ETH", "15")  # an unbonding lot of a day
+    redeem = desk.order(REDEEM, 2)  # 2 BTC + 20 ETH reserved
+    assert redeem.status == ACCEPTED
+    result = strike(desk, MON)
+    assert [(ln.asset, ln.quantity) for ln in result.nav.lines] == [("BTC", btc("10")), ("ETH", eth("100"))]
+    assert [ln.quantity for ln in result.nav.lines] == [desk.summary(a).total for a in ("BTC", "ETH")]
+    assert result.nav.nav == r(worth(btc("10"), "BTC", OFFICIAL["BTC"]) + worth(eth("100"), "ETH", OFFICIAL["ETH"]), 2)
+
+
+# BTC 545474.48007573, 0.5 BTC more after acceptance, cash 1000.01: NAV = 7738532.050795165, and
+# NAV x 100 / 1000 - (1 BTC + 10 ETH) = 27373.7250037865 -> 27373.73; from the NAV rounded to cents
+# (7738532.05) it would be 27373.72492427 -> 27373.72, so the exact NAV is what is tested
+@pytest.mark.parametrize(("delta", "btc_price", "cash"), [
+    ("0.5", "545474.48007573", "1000.01"),
+    ("-0.5", "545474.48007573", "1000.01"),  # fewer BTC at the strike: a negative cash component
+    ("0.5", "500000.12345678", "0"),
+    ("-3", "499999.99999999", "-250.55"),
+])
+def test_forward_cash_component_is_exact_then_rounded(ledger, delta, btc_price, cash):
+    desk = dealing(ledger, pricing=FORWARD)
+    order = order_at(desk, hk(MON, "10:00"), CREATE, 2)
+    own = {ln.asset: ln.quantity // 2 for ln in order.deliverables}
+    assert own == {"BTC": btc("1"), "ETH": eth("10")}
+    desk.now = hk(MON, "12:00")
+    desk.adjust("CUS-A", "BTC", delta)  # holdings move between acceptance and strike
+    if cash != "0":
+        desk.cash(cash)
+    prices = {"BTC": btc_price, "ETH": "20100.5"}
+    result = strike(desk, MON, prices=prices)
+    totals = {"BTC": btc("10") + units_of(delta), "ETH": eth("100")}
+    want = official_figures(totals, cash, 1000, 100, prices)
+    per_unit = want["exact_nav"] * 100 / 1000
+    component = r(per_unit - sum(worth(q, a, prices[a]) for a, q in own.items()), 2)
+    assert result.pcf.lines != tuple(m.BasketLine(asset=a, quantity_per_unit=q) for a, q in own.items())
+    assert (result.nav.nav, result.nav.nav_per_share) == (want["nav"], want["nav_per_share"])
+    assert (result.pcf.estimated_cash_component, result.pcf.nav_per_unit) == (want["estimated_cash"],
+                                                                               want["nav_per_unit"])
+    if (delta, btc_price) == ("0.5", "545474.48007573"):  # the NAV rounded to cents would give another cent
+        rounded = Fraction(want["nav"], 100) * 100 / 1000
+        assert r(rounded - sum(worth(q, a, prices[a]) for a, q in own.items()), 2) != component
+    priced = get(desk, order.order_id)
+    assert (priced.priced, priced.basket.cash_component, priced.cash_amount, priced.official_nav_per_share) == (
+        True, component, 2 * component, want["nav_per_share"])
+    cash_before = desk.fund_figures()[0]
+    desk.settle(order.order_id)
+    assert desk.fund_figures() == (cash_before + 2 * component, 1200)
+    assert desk.replayed_state() == desk.state()
+
+
+def units_of(delta: str) -> int:
+    return -btc(delta[1:]) if delta.startswith("-") else btc(delta)
+
+
+# 0.01 BTC more after acceptance, over 1000 shares: 0.001 BTC a unit beyond the order's own 1 BTC, so the
+# cash component is 0.001 x the BTC price exactly (ETH 1: its 10 a unit match the fund's 100 over 1000 x 100)
+@pytest.mark.parametrize(("price", "component"), [
+    ("5", 0),  # 0.005 -> 0.00 (a tie: to even)
+    ("15", 2),  # 0.015 -> 0.02
+    ("25", 2),  # 0.025 -> 0.02
+    ("35", 4),  # 0.035 -> 0.04
+    ("25.00000001", 3),  # 0.02500000001 -> 0.03: just past the tie
+    ("4.99999999", 0),  # 0.00499999999 -> 0.00: just short of it
+])
+def test_forward_cash_component_ties_to_even(ledger, price, component):
+    desk = dealing(ledger, pricing=FORWARD)
+    order = order_at(desk, hk(MON, "10:00"), CREATE, 3)
+    desk.now = hk(MON, "12:00")
+    desk.adjust("CUS-A", "BTC", "0.01")
+    strike(desk, MON, prices={"BTC": price, "ETH": "1"})
+    assert r(Fraction(price) / 1000, 2) == component
+    priced = get(desk, order.order_id)
+    assert (priced.basket.cash_component, priced.cash_amount) == (component, 3 * component)
