@@ -1065,3 +1065,106 @@ def test_forward_cash_component_ties_to_even(ledger, price, component):
     assert r(Fraction(price) / 1000, 2) == component
     priced = get(desk, order.order_id)
     assert (priced.basket.cash_component, priced.cash_amount) == (component, 3 * component)
+
+
+# == more boundaries ============================================================================
+def test_closing_a_day_moves_the_orders_of_every_fund_on_the_calendar_and_no_other(ledger):
+    desk = dealing(ledger)
+    desk.update(F2, calendar_id=HK, max_price_age_seconds=AGE)
+    desk.run(m.RegisterCalendar(calendar_id="HK2", time_zone="Asia/Hong_Kong"))
+    desk.run(new_fund(calendar_id="HK2", max_price_age_seconds=AGE))
+    desk.run(m.RegisterParticipant(participant_id="AP-9", name="AP-9", eligible_fund_ids=["F3"],
+                                   max_units_per_order=50, max_units_per_day=100))
+    f1 = order_at(desk, hk(MON, "10:00"), CREATE, 1)
+    f2 = order_at(desk, hk(MON, "10:00"), CREATE, 1, fund=F2)
+    f3 = order_at(desk, hk(MON, "10:00"), CREATE, 1, fund="F3", participant="AP-9")
+    assert [(o.status, dates(o)) for o in (f1, f2, f3)] == [(ACCEPTED, (MON, WED))] * 3
+    desk.run(m.CloseDealingDay(calendar_id=HK, date=MON, reason=TYPHOON))
+    assert [dates(get(desk, o.order_id)) for o in (f1, f2, f3)] == [(TUE, THU), (TUE, THU), (MON, WED)]
+    assert [o.order_id for o in desk.events[-1].orders] == [f1.order_id, f2.order_id]  # in order-id order
+    assert desk.replayed_state() == desk.state()
+
+
+def test_a_moved_forward_order_is_priced_by_the_strike_of_its_new_date(ledger):
+    desk = dealing(ledger, pricing=FORWARD)
+    tuesday = order_at(desk, hk(MON, "16:30"), CREATE, 1)
+    monday = order_at(desk, hk(MON, "10:00"), CREATE, 1)
+    desk.now = hk(MON, "17:00")
+    desk.run(m.CloseDealingDay(calendar_id=HK, date=TUE, reason=TYPHOON))
+    assert dates(get(desk, tuesday.order_id)) == (WED, FRI)
+    assert strike(desk, MON).priced_orders == 1 and not get(desk, tuesday.order_id).priced
+    desk.now = hk(TUE, "16:00")
+    desk.refused(strike_cmd(desk, TUE), FAILED_PRECONDITION, reason=NOT_A_DEALING_DAY)
+    result = strike(desk, WED, prices={"BTC": "520000", "ETH": "20000"})
+    assert result.priced_orders == 1
+    priced = get(desk, tuesday.order_id)
+    # NAV 10 x 520000 + 100 x 20000 = 7,200,000: 720,000 a unit against the order's own 1 BTC + 10 ETH = 720,000
+    assert (priced.priced, priced.basket.cash_component, priced.official_nav_per_share) == (True, 0, 72_000_000)
+    assert get(desk, monday.order_id).official_nav_per_share == ledger.get_official_nav(F1, MON).nav_per_share
+    assert desk.replayed_state() == desk.state()
+
+
+def test_the_first_dealing_date_closed_needs_no_strike(ledger):
+    desk = dealing(ledger)  # first dealing date Monday
+    desk.run(m.CloseDealingDay(calendar_id=HK, date=MON, reason=TYPHOON))
+    assert strike(desk, TUE).nav.dealing_date == TUE
+    desk.now = hk(TUE, "17:00")
+    desk.refused(strike_cmd(desk, MON), FAILED_PRECONDITION, reason=NOT_A_DEALING_DAY)
+
+
+def test_a_resubmitted_order_after_the_cutoff_is_the_original(ledger):
+    desk = dealing(ledger)
+    first = order_at(desk, hk(MON, "15:59:59.999"), CREATE, 1, coid="SAME")
+    before, events = desk.state(), len(desk.events)
+    again = order_at(desk, hk(MON, "16:00"), CREATE, 1, coid="SAME")
+    assert again == first and dates(again) == (MON, WED)
+    assert len(desk.events) == events and desk.state() == before
+
+
+def test_pricing_is_the_funds_at_decision_time(ledger):
+    desk = dealing(ledger, sample_kw={"cash": "1000.01"})
+    live = order_at(desk, hk(MON, "09:30"), CREATE, 1)
+    desk.update(F1, pricing=FORWARD)
+    forward = order_at(desk, hk(MON, "10:00"), CREATE, 1)
+    desk.update(F1, pricing=LIVE)  # back to LIVE with a FORWARD order waiting for its strike
+    later = order_at(desk, hk(MON, "10:30"), CREATE, 1)
+    assert [(o.priced, o.basket.cash_component) for o in (live, forward, later)] == [
+        (True, cents("100.00")), (False, None), (True, cents("100.00"))]
+    result = strike(desk, MON)
+    assert result.priced_orders == 1
+    assert get(desk, live.order_id) == live and get(desk, later.order_id) == later
+    priced = get(desk, forward.order_id)
+    nav = worth(btc("10"), "BTC", OFFICIAL["BTC"]) + worth(eth("100"), "ETH", OFFICIAL["ETH"]) + Fraction("1000.01")
+    own = worth(btc("1"), "BTC", OFFICIAL["BTC"]) + worth(eth("10"), "ETH", OFFICIAL["ETH"])
+    assert (priced.priced, priced.basket.cash_component) == (True, r(nav / 10 - own, 2))
+    assert desk.settle(forward.order_id).status == SETTLED
+    assert desk.replayed_state() == desk.state()
+
+
+def test_submit_orders_batch_counts_per_dealing_date(ledger):
+    desk = dealing(ledger)
+    desk.now = hk(MON, "15:59:59.999")
+    batch = desk.run(m.SubmitOrders(participant_id="AP-1", requests=[desk.request(CREATE, n) for n in (50, 50, 1)]))
+    assert [(o.status, o.reject_reason, o.dealing_date) for o in batch] == [
+        (ACCEPTED, "", MON), (ACCEPTED, "", MON), (REJECTED, DAILY_LIMIT_EXCEEDED, MON)]
+    desk.now = hk(MON, "16:00")
+    batch = desk.run(m.SubmitOrders(participant_id="AP-1", requests=[desk.request(CREATE, n) for n in (50, 50)]))
+    assert [(o.status, dates(o)) for o in batch] == [(ACCEPTED, (TUE, THU))] * 2
+    assert desk.replayed_state() == desk.state()
+
+
+def test_capacity_on_a_weekend_counts_toward_monday(ledger):
+    desk = dealing(ledger, at=hk(FRI, "09:00"))
+    order_at(desk, hk(FRI, "16:00"), CREATE, 50)  # dated next Monday
+    order_at(desk, hk(SAT, "10:00"), CREATE, 40)  # likewise
+    create = ledger.get_capacity("AP-1", F1, hk(SUN, "23:00")).create
+    assert (create.units, create.binding_reason) == (10, DAILY_LIMIT_EXCEEDED)
+    assert ledger.get_capacity("AP-1", F1, hk(FRI, "15:59:59.999")).create.units == 50  # Friday: nothing yet
+
+
+def test_reads_of_a_fund_without_a_calendar(ledger):
+    desk = sample(ledger)
+    raises(ledger.get_official_nav, F1, MON, code=NOT_FOUND, names=MON)
+    raises(ledger.get_pcf, F1, MON, code=NOT_FOUND, names=MON)
+    assert ledger.list_official_navs(F1, MON, FRI) == []
+    desk.refused(m.CloseDealingDay(calendar_id=HK, date=MON, reason=TYPHOON), NOT_FOUND, names=HK)
