@@ -17,7 +17,7 @@ from fractions import Fraction
 
 import msgspec
 import pytest
-from conftest import DECIMALS, F1, F2, T0, btc, cents, eth, sample
+from conftest import DECIMALS, EXPIRES, F1, F2, T0, btc, cents, eth, sample
 
 from etf_engine import model as m
 from etf_engine.errors import (
@@ -1168,3 +1168,68 @@ def test_reads_of_a_fund_without_a_calendar(ledger):
     raises(ledger.get_pcf, F1, MON, code=NOT_FOUND, names=MON)
     assert ledger.list_official_navs(F1, MON, FRI) == []
     desk.refused(m.CloseDealingDay(calendar_id=HK, date=MON, reason=TYPHOON), NOT_FOUND, names=HK)
+
+
+def test_the_daily_limit_of_a_moved_order_cancelled_or_settled_on_its_new_date(ledger):
+    desk = dealing(ledger)
+    moved = order_at(desk, hk(MON, "10:00"), CREATE, 50)
+    kept = order_at(desk, hk(MON, "10:00"), CREATE, 40)
+    desk.run(m.CloseDealingDay(calendar_id=HK, date=MON, reason=TYPHOON))
+    desk.now = hk(MON, "11:00")  # now dated Tuesday, with 90 units there
+    assert desk.reason(CREATE, 11) == DAILY_LIMIT_EXCEEDED and desk.reason(CREATE, 10) == ""
+    desk.cancel(moved.order_id)  # the 50 leave Tuesday's count
+    assert desk.reason(CREATE, 50) == "" and desk.reason(CREATE, 61) == ORDER_LIMIT_EXCEEDED
+    assert ledger.get_capacity("AP-1", F1, desk.now).create.units == 50
+    desk.settle(kept.order_id)  # settled: still counted on Tuesday
+    order_at(desk, hk(MON, "11:00"), CREATE, 50)
+    assert desk.reason(CREATE, 11) == DAILY_LIMIT_EXCEEDED
+    assert desk.replayed_state() == desk.state()
+
+
+def test_new_holidays_and_closures_apply_to_the_next_order_at_once(ledger):
+    desk = dealing(ledger)
+    assert dates(order_at(desk, hk(MON, "10:00"), CREATE, 1)) == (MON, WED)
+    desk.run(m.SetHolidays(calendar_id=HK, holidays=[MON]))  # today, at short notice
+    assert dates(order_at(desk, hk(MON, "10:00:00.001"), CREATE, 1)) == (TUE, THU)
+    desk.run(m.SetHolidays(calendar_id=HK, holidays=[WED]))
+    assert dates(order_at(desk, hk(MON, "10:00:00.002"), CREATE, 1)) == (MON, THU)
+    desk.run(m.CloseDealingDay(calendar_id=HK, date=THU, reason=TYPHOON))
+    assert dates(order_at(desk, hk(MON, "10:00:00.003"), CREATE, 1)) == (MON, FRI)
+    # the answer is a function of the time given, in any order of calls (Tue + 2: Wed holiday, Thu closed, Fri, Mon)
+    assert dates(desk.ledger.check_order("AP-1", desk.request(CREATE, 1), hk(TUE, "10:00"))) == (TUE, NEXT_MON)
+    assert dates(desk.ledger.check_order("AP-1", desk.request(CREATE, 1), hk(MON, "10:00"))) == (MON, FRI)
+    assert dates(desk.ledger.check_order("AP-1", desk.request(CREATE, 1), hk(MON, "16:00"))) == (TUE, NEXT_MON)
+    assert dates(desk.ledger.check_order("AP-1", desk.request(CREATE, 1), hk(MON, "15:00"))) == (MON, FRI)
+    assert desk.replayed_state() == desk.state()
+
+
+def test_funds_on_one_calendar_with_their_own_cutoffs(ledger):
+    desk = dealing(ledger, dealing_cutoff="11:00")
+    desk.update(F2, calendar_id=HK, max_price_age_seconds=AGE, dealing_cutoff="16:00", create_settlement_days=0)
+    desk.now = hk(MON, "12:00")
+    assert dates(desk.check(CREATE, 1)) == (TUE, THU)
+    assert dates(desk.check(CREATE, 1, fund=F2)) == (MON, MON)
+    desk.now = hk(MON, "10:59:59.999")
+    assert dates(desk.check(CREATE, 1)) == (MON, WED)
+
+
+def test_a_new_york_calendar_across_daylight_saving(ledger):
+    # New York: EST (UTC-5) until Sunday 2026-03-08, EDT (UTC-4) from then; 16:00 is 21:00 then 20:00 UTC
+    desk = sample(ledger, max_price_age_seconds=120 * 86_400)
+    for cid in ("CUS-A", "CUS-B"):
+        desk.licence(cid, expires_at=EXPIRES + 120 * 86_400)
+    desk.run(m.RegisterCalendar(calendar_id="NY", time_zone="America/New_York"))
+    desk.update(F1, calendar_id="NY")
+    day_ms = (date(2026, 3, 6) - date(1970, 1, 1)).days * DAY_MS  # Friday 2026-03-06, 00:00 UTC
+    friday, monday = day_ms + 21 * 3_600_000, day_ms + 3 * DAY_MS + 20 * 3_600_000
+    assert dates(order_at(desk, friday - 1, CREATE, 1)) == ("2026-03-06", "2026-03-10")
+    assert dates(order_at(desk, friday, CREATE, 1)) == ("2026-03-09", "2026-03-11")
+    assert dates(order_at(desk, monday - 1, CREATE, 1)) == ("2026-03-09", "2026-03-11")
+    assert dates(order_at(desk, monday, CREATE, 1)) == ("2026-03-10", "2026-03-12")
+    desk.now = monday - 1
+    desk.refused(m.StrikeNav(fund_id=F1, dealing_date="2026-03-09", ticks=ticks(OFFICIAL, desk.now)),
+                 FAILED_PRECONDITION, reason=BEFORE_CUTOFF)
+    desk.now = monday
+    desk.refused(m.StrikeNav(fund_id=F1, dealing_date="2026-03-09", ticks=ticks(OFFICIAL, desk.now)),
+                 FAILED_PRECONDITION, reason=EARLIER_DATE_NOT_STRUCK)  # its first dealing date was in January
+    assert desk.replayed_state() == desk.state()
