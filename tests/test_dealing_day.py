@@ -1233,3 +1233,24 @@ def test_a_new_york_calendar_across_daylight_saving(ledger):
     desk.refused(m.StrikeNav(fund_id=F1, dealing_date="2026-03-09", ticks=ticks(OFFICIAL, desk.now)),
                  FAILED_PRECONDITION, reason=EARLIER_DATE_NOT_STRUCK)  # its first dealing date was in January
     assert desk.replayed_state() == desk.state()
+
+
+# official prices BTC 500000 and ETH 20000 (the live ones): NAV = 7,000,000 + cash, exactly; a unit's
+# 1 BTC + 10 ETH are worth 700,000
+@pytest.mark.parametrize(("cash", "btc_price", "nav_per_share", "nav_per_unit", "estimated"), [
+    ("0.05", "500000", 70_000_000, 70_000_000, 0),  # 7000.00005 -> 7000.0000, 700000.005 -> .00, 0.005 -> 0.00
+    ("0.15", "500000", 70_000_002, 70_000_002, 2),  # 7000.00015 -> 7000.0002, 700000.015 -> .02, 0.015 -> 0.02
+    ("0.25", "500000", 70_000_002, 70_000_002, 2),  # 7000.00025 -> 7000.0002, 700000.025 -> .02, 0.025 -> 0.02
+    # 1e-8 more a BTC: 1e-7 more NAV, past each tie; the unit's BTC is worth 1e-8 more too: 0.025 still
+    ("0.25", "500000.00000001", 70_000_003, 70_000_003, 2),
+    ("-0.05", "500000", 70_000_000, 70_000_000, 0),  # 6999.99995 -> 7000.0000, 699999.995 -> 700000.00, -0.005 -> 0
+])
+def test_official_figures_tie_to_even(ledger, cash, btc_price, nav_per_share, nav_per_unit, estimated):
+    desk = dealing(ledger, sample_kw={"cash": cash})
+    result = strike(desk, MON, prices={"BTC": btc_price, "ETH": "20000"})
+    nav = 10 * Fraction(btc_price) + 2_000_000 + Fraction(cash)
+    unit = Fraction(btc_price) + 200_000
+    assert (r(nav / 1000, 4), r(nav / 10, 2), r(nav / 10 - unit, 2)) == (nav_per_share, nav_per_unit, estimated)
+    assert (result.nav.nav_per_share, result.pcf.nav_per_share, result.pcf.nav_per_unit,
+            result.pcf.estimated_cash_component) == (nav_per_share, nav_per_share, nav_per_unit, estimated)
+    assert (result.nav.nav, result.nav.cash) == (r(nav, 2), cents(cash))
