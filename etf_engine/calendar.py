@@ -17,10 +17,9 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from etf_engine.errors import invalid, precondition, quote
+from etf_engine.model import NOT_A_DEALING_DAY
 
-NOT_A_DEALING_DAY = "NOT_A_DEALING_DAY"
 DEFAULT_WEEKEND = (6, 7)  # ISO weekdays: Saturday, Sunday
-DEFAULT_CUTOFF = "16:00:00"
 SEARCH_DAYS = 732  # no dealing day within two years: the calendar is refused rather than searched forever
 MAX_HOLIDAYS = 10_000
 
