@@ -122,8 +122,7 @@ class EngineServer:
         rpc.add_AdminServicer_to_server(AdminServicer(self.engine), server)
         rpc.add_DealingServicer_to_server(DealingServicer(self.engine), server)
         rpc.add_ValuationServicer_to_server(ValuationServicer(self.engine, self.config.heartbeat_seconds), server)
-        advance = self.engine.advance_clock if self.config.test_clock else None
-        rpc.add_DiagnosticsServicer_to_server(DiagnosticsServicer(self.leader_info, advance), server)
+        rpc.add_DiagnosticsServicer_to_server(DiagnosticsServicer(self.leader_info, self.engine.advance_clock), server)
         if self.config.test_clock:
             log.warning("test_clock = true: Diagnostics.AdvanceClock may move this engine's clock forward; "
                         "for rehearsals and tests only, never in production")

@@ -17,7 +17,7 @@ from etf_engine import model as M
 from etf_engine.api import convert
 from etf_engine.api.auth import PARTICIPANT, Principal, current_principal
 from etf_engine.engine import Engine
-from etf_engine.errors import FAILED_PRECONDITION, PERMISSION_DENIED, EngineError, invalid, quote
+from etf_engine.errors import PERMISSION_DENIED, EngineError, invalid, quote
 from etf_engine.ledger import Ledger
 from etf_engine.v1 import engine_pb2 as pb
 from etf_engine.v1 import engine_pb2_grpc as rpc
@@ -342,9 +342,9 @@ class ValuationServicer(_Servicer, rpc.ValuationServicer):
 
 class DiagnosticsServicer(rpc.DiagnosticsServicer):
     def __init__(self, leader_info: Callable[[], pb.LeaderInfo],
-                 advance_clock: Callable[[int], Awaitable[int]] | None = None) -> None:
+                 advance_clock: Callable[[int], Awaitable[int]]) -> None:
         self._leader_info = leader_info
-        self._advance_clock = advance_clock  # None unless the config says test_clock = true
+        self._advance_clock = advance_clock  # refuses unless the config says test_clock = true
 
     async def Ping(self, request: pb.PingRequest, context: Context) -> pb.PingReply:
         return pb.PingReply()
@@ -353,7 +353,4 @@ class DiagnosticsServicer(rpc.DiagnosticsServicer):
         return self._leader_info()
 
     async def AdvanceClock(self, request: pb.AdvanceClockRequest, context: Context) -> pb.AdvanceClockReply:
-        if self._advance_clock is None:
-            raise EngineError(FAILED_PRECONDITION, "test_clock is off in this server's config: the engine's clock "
-                                                   "follows the wall clock")
         return pb.AdvanceClockReply(now_unix_ms=await self._advance_clock(request.to_unix_ms))
