@@ -11,6 +11,7 @@ the fund on and off its calendar while time passes across cut-offs and midnights
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from datetime import date, timedelta
 from fractions import Fraction
@@ -344,8 +345,10 @@ def exact_nav(ledger, fund_id: str, now: int) -> Fraction:
     raise KeyError(fund_id)
 
 
+# Longer runs: ETF_PROPERTY_EXAMPLES=1500 ETF_PROPERTY_STEPS=60 python -m pytest tests/test_property.py
 CoreAgainstReference.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=40, deadline=None,
+    max_examples=int(os.environ.get("ETF_PROPERTY_EXAMPLES", "60")),
+    stateful_step_count=int(os.environ.get("ETF_PROPERTY_STEPS", "40")), deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestCoreAgainstReference = CoreAgainstReference.TestCase
