@@ -85,6 +85,17 @@ def _fraction(text: str, name: str) -> int:
     return value
 
 
+def _tick_price(tick: m.PriceTick, at: str, now: int) -> int:
+    """A §7 tick's price, checked with its as-of time; ``at`` is ``ticks[i]`` (PublishPrices, StrikeNav)."""
+    price = parse_scaled(tick.price, f"{at}.price", PRICE_DP, limit=MAX_PRICE)
+    if price == 0:
+        raise invalid(f"{at}.price", "must be positive")
+    _at_least(tick.as_of_unix_ms, 0, f"{at}.as_of_unix_ms")
+    if tick.as_of_unix_ms > now + m.FUTURE_TOLERANCE_MS:
+        raise invalid(f"{at}.as_of_unix_ms", "more than 5 s in the future")
+    return price
+
+
 def _bucket(value: int, name: str) -> None:
     if value > MAX_QUANTITY:
         raise out_of_range(name, "a holding would exceed 10^30 smallest units")
@@ -385,12 +396,7 @@ class ReferenceLedger:
             if tick.asset not in self.assets:
                 raise invalid(f"{at}.asset", f"unknown asset {tick.asset!r}")
             _match(_CURRENCY, tick.currency, f"{at}.currency")
-            price = parse_scaled(tick.price, f"{at}.price", PRICE_DP, limit=MAX_PRICE)
-            if price == 0:
-                raise invalid(f"{at}.price", "must be positive")
-            _at_least(tick.as_of_unix_ms, 0, f"{at}.as_of_unix_ms")
-            if tick.as_of_unix_ms > now + m.FUTURE_TOLERANCE_MS:
-                raise invalid(f"{at}.as_of_unix_ms", "more than 5 s in the future")
+            price = _tick_price(tick, at, now)
             ticks.append(m.PriceSet(at=now, asset=tick.asset, currency=tick.currency, price=price,
                                     as_of=tick.as_of_unix_ms))
         events: list[m.Event] = []
@@ -643,12 +649,7 @@ class ReferenceLedger:
                 raise invalid(f"{at}.asset", f"{tick.asset!r} is not an asset of the fund, or given twice")
             if tick.currency != t.base_currency:
                 raise invalid(f"{at}.currency", f"{tick.currency!r} is not the base currency")
-            price = parse_scaled(tick.price, f"{at}.price", PRICE_DP, limit=MAX_PRICE)
-            if price == 0:
-                raise invalid(f"{at}.price", "must be positive")
-            _at_least(tick.as_of_unix_ms, 0, f"{at}.as_of_unix_ms")
-            if tick.as_of_unix_ms > now + m.FUTURE_TOLERANCE_MS:
-                raise invalid(f"{at}.as_of_unix_ms", "more than 5 s in the future")
+            price = _tick_price(tick, at, now)
             official[tick.asset] = price
         for a in t.assets:
             if a.asset not in official:

@@ -130,6 +130,19 @@ cdef inline object _day_key(object order):
     return order.dealing_date or order.created_at // DAY
 
 
+def _tick_price(tick, str field, long long now_ms):
+    """A §7 tick's price (> 0, at most 10^12) after its as-of time is checked (not ahead of now by more
+    than 5 s); ``field`` is ``ticks[i].``. PublishPrices and StrikeNav both take ticks."""
+    price = parse_scaled(tick.price, f"{field}price", PRICE_DP, limit=MAX_PRICE)
+    if price == 0:
+        raise invalid(f"{field}price", "must be greater than zero")
+    if type(tick.as_of_unix_ms) is not int or tick.as_of_unix_ms < 0:
+        raise invalid(f"{field}as_of_unix_ms", f"{tick.as_of_unix_ms!r} is not a time")
+    if tick.as_of_unix_ms > now_ms + M.FUTURE_TOLERANCE_MS:
+        raise invalid(f"{field}as_of_unix_ms", "more than 5 s in the future")
+    return price
+
+
 cdef long long _clamp_ms(object seconds):
     ms = seconds * 1000
     return LLONG_MAX if ms > LLONG_MAX else ms
@@ -1144,13 +1157,7 @@ cdef class Ledger:
                 raise invalid(f"{field}asset", f"unknown asset {tick.asset!r}")
             if not valid_code(tick.currency, 3, 10, False):
                 raise invalid(f"{field}currency", f"{tick.currency!r} is not 3-10 of [A-Z]")
-            price = parse_scaled(tick.price, f"{field}price", PRICE_DP, limit=MAX_PRICE)
-            if price == 0:
-                raise invalid(f"{field}price", "must be greater than zero")
-            if type(tick.as_of_unix_ms) is not int or tick.as_of_unix_ms < 0:
-                raise invalid(f"{field}as_of_unix_ms", f"{tick.as_of_unix_ms!r} is not a time")
-            if tick.as_of_unix_ms > now_ms + M.FUTURE_TOLERANCE_MS:
-                raise invalid(f"{field}as_of_unix_ms", "more than 5 s in the future")
+            price = _tick_price(tick, field, now_ms)
             parsed.append((tick.asset, tick.currency, price, tick.as_of_unix_ms))
         latest = {}
         applied = 0
@@ -1292,13 +1299,7 @@ cdef class Ledger:
             if tick.currency != f.terms.base_currency:
                 raise invalid(f"{field}currency", f"{tick.currency!r} is not the fund's base currency "
                                                   f"{f.terms.base_currency}")
-            price = parse_scaled(tick.price, f"{field}price", PRICE_DP, limit=MAX_PRICE)
-            if price == 0:
-                raise invalid(f"{field}price", "must be greater than zero")
-            if type(tick.as_of_unix_ms) is not int or tick.as_of_unix_ms < 0:
-                raise invalid(f"{field}as_of_unix_ms", f"{tick.as_of_unix_ms!r} is not a time")
-            if tick.as_of_unix_ms > now_ms + M.FUTURE_TOLERANCE_MS:
-                raise invalid(f"{field}as_of_unix_ms", "more than 5 s in the future")
+            price = _tick_price(tick, field, now_ms)
             official[tick.asset] = price
         for fa in f.assets:
             if fa.info.symbol not in official:
