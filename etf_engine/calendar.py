@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -44,6 +44,14 @@ class Calendar:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "zone", zone(self.time_zone))
+
+    def with_holidays(self, holidays: Iterable[str]) -> Calendar:
+        """This calendar with its holidays replaced by ``holidays`` (ISO dates, as events carry them)."""
+        return replace(self, holidays=frozenset(map(date.fromisoformat, holidays)))
+
+    def closing(self, day: date, reason: str) -> Calendar:
+        """This calendar with ``day`` closed for ``reason``."""
+        return replace(self, closed={**self.closed, day: reason})
 
 
 # -- parsing (INVALID_ARGUMENT naming the field) ------------------------------------------------

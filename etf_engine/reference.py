@@ -615,8 +615,7 @@ class ReferenceLedger:
         funds = self._funds_on(c.calendar_id)
         if any(day.isoformat() in f.navs for f in funds):
             raise precondition(m.NOT_CLOSABLE, f"{c.date} is struck")
-        after = cal_.Calendar(before.calendar_id, before.time_zone, before.holidays, before.weekend_days,
-                              {**before.closed, day: c.reason})
+        after = before.closing(day, c.reason)
         to_day = cal_.next_dealing_day(after, day)
         moves = []
         for f in funds:
@@ -822,14 +821,11 @@ class ReferenceLedger:
 
     def _on_holidays(self, e: m.HolidaysSet) -> None:
         c = self.calendars[e.calendar_id]
-        self.calendars[e.calendar_id] = cal_.Calendar(c.calendar_id, c.time_zone,
-                                                      frozenset(map(date.fromisoformat, e.holidays)),
-                                                      c.weekend_days, c.closed)
+        self.calendars[e.calendar_id] = c.with_holidays(e.holidays)
 
     def _on_day_closed(self, e: m.DealingDayClosed) -> None:
         c = self.calendars[e.calendar_id]
-        self.calendars[e.calendar_id] = cal_.Calendar(c.calendar_id, c.time_zone, c.holidays, c.weekend_days,
-                                                      {**c.closed, date.fromisoformat(e.date): e.reason})
+        self.calendars[e.calendar_id] = c.closing(date.fromisoformat(e.date), e.reason)
         for move in e.orders:
             self.orders[move.order_id] = msgspec.structs.replace(
                 self.orders[move.order_id], dealing_date=move.dealing_date, settlement_date=move.settlement_date,

@@ -1204,11 +1204,12 @@ cdef class Ledger:
                                                 holidays=holidays, weekend_days=weekend))
 
     def _on_calendar(self, event):
-        self._put_calendar(event.calendar_id, event.time_zone, event.holidays, event.weekend_days, {})
+        self._put_calendar(CAL.Calendar(event.calendar_id, event.time_zone,
+                                        frozenset(map(Date.fromisoformat, event.holidays)),
+                                        frozenset(event.weekend_days)))
 
-    def _put_calendar(self, calendar_id, time_zone, holidays, weekend_days, closed):
-        self.calendars[calendar_id] = CAL.Calendar(
-            calendar_id, time_zone, frozenset(map(Date.fromisoformat, holidays)), frozenset(weekend_days), closed)
+    def _put_calendar(self, cal):
+        self.calendars[cal.calendar_id] = cal
         self.calendar_epoch += 1
 
     def _set_holidays(self, cmd, long long now_ms, list events):
@@ -1217,8 +1218,7 @@ cdef class Ledger:
                                          holidays=CAL.parse_holidays(cmd.holidays)))
 
     def _on_holidays(self, event):
-        cal = self.calendars[event.calendar_id]
-        self._put_calendar(cal.calendar_id, cal.time_zone, event.holidays, cal.weekend_days, cal.closed)
+        self._put_calendar(self.calendars[event.calendar_id].with_holidays(event.holidays))
 
     def _close_day(self, cmd, long long now_ms, list events):
         cdef Fund f
@@ -1235,9 +1235,7 @@ cdef class Ledger:
         for f in funds:
             if iso in f.navs:
                 raise precondition(M.NOT_CLOSABLE, f"fund {f.fund_id} has struck its NAV of {iso}")
-        closed = dict(cal.closed)
-        closed[day] = cmd.reason
-        after = CAL.Calendar(cal.calendar_id, cal.time_zone, cal.holidays, cal.weekend_days, closed)
+        after = cal.closing(day, cmd.reason)
         to_day = CAL.next_dealing_day(after, day)
         moves = []
         for f in funds:
@@ -1259,11 +1257,7 @@ cdef class Ledger:
     def _on_day_closed(self, event):
         cdef Fund f
         cdef Participant p
-        cal = self.calendars[event.calendar_id]
-        closed = dict(cal.closed)
-        closed[Date.fromisoformat(event.date)] = event.reason
-        self._put_calendar(cal.calendar_id, cal.time_zone, [d.isoformat() for d in cal.holidays], cal.weekend_days,
-                           closed)
+        self._put_calendar(self.calendars[event.calendar_id].closing(Date.fromisoformat(event.date), event.reason))
         for move in event.orders:
             o = self.orders[move.order_id]
             f = self.funds[o.fund_id]
@@ -1467,8 +1461,8 @@ cdef class Ledger:
             ledger._on_custodian(M.CustodianRegistered(at=0, custodian_id=cid, name=name, licence_number=number,
                                                        licence_status=status, licence_expires_at=expires))
         for cid, zone_name, holidays, weekend, closed in state.get("calendars", ()):
-            ledger._put_calendar(cid, zone_name, holidays, weekend,
-                                 {Date.fromisoformat(d): reason for d, reason in closed})
+            ledger._put_calendar(CAL.Calendar(cid, zone_name, frozenset(map(Date.fromisoformat, holidays)),
+                                              frozenset(weekend), {Date.fromisoformat(d): r for d, r in closed}))
         for pid, name, funds, max_order, max_day in state["participants"]:
             ledger._on_participant(M.ParticipantRegistered(at=0, participant_id=pid, name=name,
                                                            eligible_fund_ids=tuple(funds),
