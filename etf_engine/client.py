@@ -50,6 +50,10 @@ class Tick:
     price: str
     as_of_unix_ms: int
 
+    def message(self) -> pb.PriceTick:
+        return pb.PriceTick(asset=self.asset, currency=self.currency, price=self.price,
+                            as_of_unix_ms=self.as_of_unix_ms)
+
 
 @dataclass(frozen=True)
 class OrderItem:
@@ -259,9 +263,7 @@ class EtfClient:
             fund_id=fund_id, custodian_id=custodian_id, asset=asset, quantity=quantity))
 
     def publish_prices(self, ticks: Sequence[Tick]) -> pb.PublishPricesReply:
-        return self._call(self._admin.PublishPrices, pb.PublishPricesRequest(ticks=[
-            pb.PriceTick(asset=t.asset, currency=t.currency, price=t.price, as_of_unix_ms=t.as_of_unix_ms)
-            for t in ticks]))
+        return self._call(self._admin.PublishPrices, pb.PublishPricesRequest(ticks=[t.message() for t in ticks]))
 
     def settle_order(self, order_id: str) -> pb.Order:
         return self._call(self._admin.SettleOrder, pb.SettleOrderRequest(order_id=order_id)).order
@@ -291,9 +293,7 @@ class EtfClient:
 
     def strike_nav(self, fund_id: str, dealing_date: str, ticks: Sequence[Tick]) -> pb.StrikeNavReply:
         return self._call(self._admin.StrikeNav, pb.StrikeNavRequest(
-            fund_id=fund_id, dealing_date=dealing_date, ticks=[
-                pb.PriceTick(asset=t.asset, currency=t.currency, price=t.price, as_of_unix_ms=t.as_of_unix_ms)
-                for t in ticks]))
+            fund_id=fund_id, dealing_date=dealing_date, ticks=[t.message() for t in ticks]))
 
     # ------------------------------------------------------------------ Dealing
     def _retrying(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> Any:
