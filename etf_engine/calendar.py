@@ -164,6 +164,11 @@ def cutoff_ms(cal: Calendar, day: date, cutoff: int) -> int:
     return (local - _EPOCH) // _MS
 
 
+def day_end_ms(cal: Calendar, day: date) -> int:
+    """The instant ``day`` ends in the calendar's time zone (the next local midnight)."""
+    return cutoff_ms(cal, day + timedelta(days=1), 0)
+
+
 def dealing_date(cal: Calendar, cutoff: int, now_ms: int) -> date:
     """The dealing date of an order received at ``now_ms``: the first dealing day, from the local
     date of now on, whose cut-off is still ahead."""

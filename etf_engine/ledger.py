@@ -97,6 +97,49 @@ Decisions SPEC.md leaves open, fixed here so that both ledgers agree:
     NOT_FOUND for an unknown fund or a date without one (a malformed date: INVALID_ARGUMENT);
     list_official_navs(fund_id, from_date, to_date): inclusive, "" = unbounded, by date.
   - ClockAdvanced events change nothing in a ledger (the engine's clock is not the ledger's).
+* Wallets and deliveries (SPEC §14), with ``etf_engine.addresses`` for every address check:
+  - RegisterAsset: min_confirmations (0..10^6, default 1), chain (BITCOIN, ETHEREUM, SOLANA or ""),
+    both INVALID_ARGUMENT naming the field, before ALREADY_EXISTS; the event carries the chain
+    resolved by ``addresses.chain_of`` ("" : unchecked).
+  - RegisterWallet: NOT_FOUND participant, NOT_FOUND asset, ``address`` (the asset's chain),
+    ``label`` (at most 256 characters), then ALREADY_EXISTS when the participant has a wallet that
+    is not REVOKED with the same asset and address. Wallet ids are ``WAL-%08d`` from a sequence
+    starting at 1. ApproveWallet: NOT_FOUND, WALLET_NOT_PENDING, then PERMISSION_DENIED ("four
+    eyes") when the approver registered it. RevokeWallet: NOT_FOUND, ``reason`` (at most 256),
+    FAILED_PRECONDITION WALLET_NOT_APPROVED when already REVOKED; a PENDING or APPROVED wallet is
+    revoked. list_wallets(participant_id): "" all, else NOT_FOUND for an unknown participant; by id.
+  - CreateFund/UpdateFund take require_delivery (default false), after the dealing terms.
+  - SubmitOrder/SubmitOrders/CheckOrder: ``payout_wallet_ids`` is checked for shape with the other
+    fields (at most 64 ids, each an id: INVALID_ARGUMENT naming it). On a REDEEM of a fund that
+    requires delivery at decision time the order keeps ``payout_wallet_ids`` = the sorted distinct ids
+    given (else None: not checked), and check 5 is followed by WALLET_NOT_APPROVED unless every given id
+    names an APPROVED wallet of the participant whose asset is in the fund, and each asset of the fund
+    has exactly one. Legs then carry their asset's wallet address as ``destination_address``. A repeat
+    of a key whose order kept ids, with other (sorted distinct) ids: ALREADY_EXISTS. GetCapacity
+    assumes approved wallets: the check never binds there.
+  - RecordDelivery: NOT_FOUND order; ``asset`` (an asset of the order's deliverables), ``quantity``
+    (the asset's decimals, > 0), ``tx_hash`` (1-128 printable ASCII), ``from_address`` (the asset's
+    chain), ``confirmations`` (0..10^6); ORDER_NOT_ACCEPTED (not an ACCEPTED CREATE); a tx_hash the
+    order has: same asset, quantity and from_address -> its confirmations updated (no event when they
+    are unchanged; recorded_at kept), else ALREADY_EXISTS; a new one: WALLET_NOT_APPROVED unless
+    from_address is the address of an APPROVED wallet of the participant for the asset. Deliveries are
+    recorded on any fund; only a fund that requires delivery waits for them. ``excess`` is recomputed
+    on each: per deliverable asset (asset order), deliveries with confirmations >= the asset's
+    min_confirmations minus the deliverable, where above zero.
+  - RecordPayout: NOT_FOUND order; ``custodian_id``, ``asset`` (of the fund), ``quantity`` (> 0),
+    ``tx_hash`` as above; ORDER_NOT_ACCEPTED (not an ACCEPTED REDEEM); INVALID_ARGUMENT naming
+    ``custodian_id`` when no leg is (custodian_id, asset); a tx_hash the order has: same custodian,
+    asset and quantity -> nothing (no event), else ALREADY_EXISTS; PAYOUT_EXCEEDS_LEG when the leg's
+    payouts would exceed its quantity.
+  - SettleOrder: ORDER_NOT_ACCEPTED, NOT_PRICED, then with the fund's require_delivery now:
+    DELIVERY_INCOMPLETE (a deliverable asset whose confirmed deliveries fall short) or
+    PAYOUT_INCOMPLETE (a leg paid less than its quantity), then CUSTODIAN_NOT_LICENSED. The fund gets
+    the deliverables, never the excess.
+  - CancelOrder: NOT_FOUND, ``reason`` (at most 256 characters), ORDER_NOT_ACCEPTED; the reason is kept
+    as cancel_reason.
+  - overdue is computed when an order is read with ``now_ms`` (get_order, list_orders): ACCEPTED, with
+    a settlement_date, its fund on a calendar now, and now_ms >= ``calendar.day_end_ms`` of that date
+    in that calendar. Stored orders and ``state()`` carry overdue False.
 * Errors are ``EngineError``; the ledger is unchanged after one. Messages name the field; for
   FAILED_PRECONDITION they start with the reason code.
 """
@@ -116,6 +159,7 @@ from etf_engine.model import (
     Order,
     OrderRequest,
     Pcf,
+    Wallet,
 )
 
 
@@ -124,7 +168,8 @@ class Ledger(Protocol):
         """Run a state-changing command: validate, apply, return (result, events).
 
         Results: SubmitOrder/SettleOrder/CancelOrder -> Order; SubmitOrders -> list[Order];
-        PublishPrices -> PublishResult; every other command -> None. A refused command raises
+        PublishPrices -> PublishResult; RegisterWallet/ApproveWallet/RevokeWallet -> Wallet;
+        RecordDelivery/RecordPayout -> Order; every other command -> None. A refused command raises
         EngineError and changes nothing (SubmitOrders: no item of the call is recorded).
         """
 
@@ -142,11 +187,15 @@ class Ledger(Protocol):
 
     def get_capacity(self, participant_id: str, fund_id: str, now_ms: int) -> Capacity: ...
 
-    def get_order(self, order_id: str, participant_id: str | None = None) -> Order:
-        """NOT_FOUND for an unknown order or, when participant_id is given, another's order."""
+    def get_order(self, order_id: str, participant_id: str | None = None, now_ms: int | None = None) -> Order:
+        """NOT_FOUND for an unknown order or, when participant_id is given, another's order. With
+        now_ms, ``overdue`` is computed at that time."""
 
-    def list_orders(self, fund_id: str = "", status: str = "", participant_id: str | None = None) -> list[Order]:
-        """Orders in id order; empty fund_id/status match all."""
+    def list_orders(self, fund_id: str = "", status: str = "", participant_id: str | None = None,
+                    now_ms: int | None = None) -> list[Order]:
+        """Orders in id order; empty fund_id/status match all; ``overdue`` as get_order."""
+
+    def list_wallets(self, participant_id: str = "") -> list[Wallet]: ...
 
     def get_calendar(self, calendar_id: str) -> CalendarInfo: ...
 
@@ -161,12 +210,14 @@ class Ledger(Protocol):
 
     def state(self, now_ms: int) -> dict:
         """The whole state as plain data, canonical, for comparison and digests:
-        {"assets": [[symbol, decimals]...], "custodians": [[id, name, licence_number, status, expires]],
+        {"assets": [[symbol, decimals, min_confirmations, chain]...],
+         "custodians": [[id, name, licence_number, status, expires]],
          "participants": [[id, name, [funds], max_order, max_day]], "prices": [[asset, currency, price, as_of]],
          "funds": [[terms as builtins, cash, shares, [[custodian, asset, available, reserved, staked,
          [[release_at, qty], ...]] ...]]], "orders": [order as builtins ...], "next_order_seq": n,
          "calendars": [[id, time_zone, [holidays], [weekend_days], [[date, reason] ...]]],
-         "official_navs": [official nav as builtins ...], "pcfs": [pcf as builtins ...]}
+         "official_navs": [official nav as builtins ...], "pcfs": [pcf as builtins ...],
+         "wallets": [wallet as builtins ...], "next_wallet_seq": n}
         each list sorted by its ids (navs and pcfs by (fund_id, dealing_date)); holdings rows that are
         all zero are omitted, lots released by
         now_ms are counted as available."""

@@ -22,6 +22,8 @@ OPEN = "OPEN"
 DEALING_STATUSES = (OPEN, SUSPENDED)
 LIVE, FORWARD = "LIVE", "FORWARD"
 PRICINGS = (LIVE, FORWARD)
+PENDING, APPROVED = "PENDING", "APPROVED"
+WALLET_STATUSES = (PENDING, APPROVED, REVOKED)
 
 # -- reason codes (SPEC §5, §6) -----------------------------------------------------------------
 FUND_SUSPENDED = "FUND_SUSPENDED"
@@ -42,6 +44,15 @@ NOT_A_DEALING_DAY = "NOT_A_DEALING_DAY"
 EARLIER_DATE_NOT_STRUCK = "EARLIER_DATE_NOT_STRUCK"
 NOT_CLOSABLE = "NOT_CLOSABLE"
 MAX_SETTLEMENT_DAYS = 30
+# wallets and deliveries (SPEC §14)
+WALLET_NOT_APPROVED = "WALLET_NOT_APPROVED"
+DELIVERY_INCOMPLETE = "DELIVERY_INCOMPLETE"
+PAYOUT_INCOMPLETE = "PAYOUT_INCOMPLETE"
+PAYOUT_EXCEEDS_LEG = "PAYOUT_EXCEEDS_LEG"
+WALLET_NOT_PENDING = "WALLET_NOT_PENDING"
+MAX_CONFIRMATIONS = 1_000_000
+MAX_PAYOUT_WALLETS = 64
+MAX_REASON = 256  # characters of a free-text reason or label
 
 DAY_MS = 86_400_000
 FUTURE_TOLERANCE_MS = 5_000
@@ -64,6 +75,8 @@ class Fact(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True
 class RegisterAsset(Struct):
     symbol: str
     decimals: int
+    min_confirmations: int = 1
+    chain: str = ""  # "": BTC, ETH and SOL take theirs, other symbols are unchecked (addresses.chain_of)
 
 
 class RegisterCustodian(Struct):
@@ -116,6 +129,7 @@ class CreateFund(Struct):
     create_settlement_days: int = 2
     redeem_settlement_days: int = 2
     pricing: str = LIVE
+    require_delivery: bool = False
 
 
 class UpdateFund(Struct):
@@ -137,6 +151,7 @@ class UpdateFund(Struct):
     create_settlement_days: int | None = None
     redeem_settlement_days: int | None = None
     pricing: str | None = None
+    require_delivery: bool | None = None
 
 
 class AdjustHolding(Struct):
@@ -192,6 +207,7 @@ class OrderRequest(Struct):
     side: str
     units: int
     client_order_id: str
+    payout_wallet_ids: list[str] = []  # REDEEM of a fund that requires delivery: one wallet per asset
 
 
 class SubmitOrder(Struct):
@@ -207,6 +223,43 @@ class SubmitOrders(Struct):
 class CancelOrder(Struct):
     order_id: str
     participant_id: str | None = None  # None: the issuer
+    reason: str = ""
+
+
+class RegisterWallet(Struct):
+    participant_id: str
+    asset: str
+    address: str
+    label: str = ""
+    principal: str = ""  # the issuer principal registering it (four eyes: another one approves)
+
+
+class ApproveWallet(Struct):
+    wallet_id: str
+    principal: str = ""
+
+
+class RevokeWallet(Struct):
+    wallet_id: str
+    reason: str = ""
+    principal: str = ""
+
+
+class RecordDelivery(Struct):
+    order_id: str
+    asset: str
+    quantity: str
+    tx_hash: str
+    from_address: str
+    confirmations: int
+
+
+class RecordPayout(Struct):
+    order_id: str
+    custodian_id: str
+    asset: str
+    quantity: str
+    tx_hash: str
 
 
 class RegisterCalendar(Struct):
@@ -304,6 +357,28 @@ class Leg(Result):
     custodian_id: str
     asset: str
     quantity: int
+    destination_address: str = ""  # the payout wallet's address (a fund that requires delivery)
+
+
+class Delivery(Result):
+    """An inbound transfer of a CREATE (RecordDelivery); ``recorded_at`` is its first recording."""
+
+    asset: str
+    quantity: int
+    tx_hash: str
+    from_address: str
+    confirmations: int
+    recorded_at: int
+
+
+class Payout(Result):
+    """An outbound transfer of a REDEEM leg (RecordPayout)."""
+
+    custodian_id: str
+    asset: str
+    quantity: int
+    tx_hash: str
+    recorded_at: int
 
 
 class Order(Result):
@@ -330,6 +405,13 @@ class Order(Result):
     settlement_date: str = ""  # "" without a calendar, and on a REJECTED order
     priced: bool = True  # False: an ACCEPTED or REJECTED FORWARD order not yet priced by StrikeNav
     official_nav_per_share: int | None = None  # 1e-4; FORWARD, once priced (None when S = 0 at the strike)
+    # SPEC §14
+    payout_wallet_ids: tuple[str, ...] | None = None  # sorted; None when not checked (CREATE, or no delivery)
+    deliveries: tuple[Delivery, ...] = ()  # in recording order
+    payouts: tuple[Payout, ...] = ()  # in recording order
+    excess: tuple[Line, ...] = ()  # confirmed deliveries above the deliverable, by asset, where above zero
+    overdue: bool = False  # computed when read (ledger.py): ACCEPTED past the end of settlement_date
+    cancel_reason: str = ""
 
 
 class CapacitySide(Struct):
@@ -401,6 +483,21 @@ class Pcf(Fact):
     published_at: int  # ms
 
 
+class Wallet(Fact):
+    wallet_id: str
+    participant_id: str
+    asset: str
+    address: str
+    label: str
+    status: str  # PENDING, APPROVED, REVOKED
+    registered_by: str
+    approved_by: str = ""
+    revoked_by: str = ""
+    revoke_reason: str = ""
+    registered_at: int = 0
+    updated_at: int = 0
+
+
 class StrikeResult(Struct):
     nav: OfficialNav
     pcf: Pcf
@@ -408,13 +505,18 @@ class StrikeResult(Struct):
 
 
 # == events: every state change, in the journal; applying them from empty rebuilds the state ====
-class Event(Fact, tag=True):
+class Event(Fact, tag=True, kw_only=True, omit_defaults=True):
     at: int  # unix ms of the command that produced it
+    # The principal whose call caused it (the audit trail): stamped by the engine when it journals the
+    # event, so ledgers never see it; "" in records from before it was kept.
+    principal: str = ""
 
 
 class AssetRegistered(Event):
     symbol: str
     decimals: int
+    min_confirmations: int = 1
+    chain: str = ""  # the chain its addresses are checked for; "" unchecked (resolved at registration)
 
 
 class CustodianRegistered(Event):
@@ -469,6 +571,7 @@ class FundTerms(Fact):
     create_settlement_days: int = 2
     redeem_settlement_days: int = 2
     pricing: str = LIVE
+    require_delivery: bool = False  # SPEC §14
     # The dealing date an order would have had when the fund got its calendar: StrikeNav's dates run
     # from here without a gap. A fact (computed once, from the time zone data of that moment).
     first_dealing_date: str = ""
@@ -535,6 +638,7 @@ class OrderSettled(Event):
 
 class OrderCancelled(Event):
     order_id: str
+    reason: str = ""
 
 
 class CalendarRegistered(Event):
@@ -586,14 +690,42 @@ class ClockAdvanced(Event):
     offset_ms: int
 
 
+class WalletRegistered(Event):
+    wallet: Wallet  # PENDING
+
+
+class WalletApproved(Event):
+    wallet_id: str
+    approved_by: str
+
+
+class WalletRevoked(Event):
+    wallet_id: str
+    revoked_by: str
+    reason: str
+
+
+class DeliveryRecorded(Event):
+    """A delivery to a CREATE, or new confirmations of one already recorded (same tx_hash)."""
+
+    order_id: str
+    delivery: Delivery
+
+
+class PayoutRecorded(Event):
+    order_id: str
+    payout: Payout
+
+
 EVENT_TYPES = (
     AssetRegistered, CustodianRegistered, LicenceSet, ParticipantRegistered, FundCreated, FundUpdated,
     HoldingAdjusted, CashAdjusted, Staked, Unstaked, RewardRecorded, Slashed, PriceSet, OrderRecorded,
     OrderSettled, OrderCancelled, CalendarRegistered, HolidaysSet, DealingDayClosed, NavStruck, ClockAdvanced,
+    WalletRegistered, WalletApproved, WalletRevoked, DeliveryRecorded, PayoutRecorded,
 )
 AnyEvent = (
     AssetRegistered | CustodianRegistered | LicenceSet | ParticipantRegistered | FundCreated | FundUpdated
     | HoldingAdjusted | CashAdjusted | Staked | Unstaked | RewardRecorded | Slashed | PriceSet | OrderRecorded
     | OrderSettled | OrderCancelled | CalendarRegistered | HolidaysSet | DealingDayClosed | NavStruck
-    | ClockAdvanced
+    | ClockAdvanced | WalletRegistered | WalletApproved | WalletRevoked | DeliveryRecorded | PayoutRecorded
 )

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from etf_engine import addresses
 from etf_engine import calendar as cal_
 from etf_engine import model as m
 from etf_engine.errors import (
@@ -29,6 +30,7 @@ from etf_engine.errors import (
     not_found,
     out_of_range,
     precondition,
+    quote,
 )
 from etf_engine.numbers import (
     FRACTION_DP,
@@ -50,7 +52,9 @@ from etf_engine.numbers import (
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _SYMBOL = re.compile(r"[A-Z0-9]{2,10}")
 _CURRENCY = re.compile(r"[A-Z]{3,10}")
-_DEALING_TERMS = ("calendar_id", "dealing_cutoff", "create_settlement_days", "redeem_settlement_days", "pricing")
+_DEALING_TERMS = ("calendar_id", "dealing_cutoff", "create_settlement_days", "redeem_settlement_days", "pricing",
+                  "require_delivery")
+_TX_HASH = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 # -- small checks and arithmetic ----------------------------------------------------------------
@@ -94,6 +98,24 @@ def _tick_price(tick: m.PriceTick, at: str, now: int) -> int:
     if tick.as_of_unix_ms > now + m.FUTURE_TOLERANCE_MS:
         raise invalid(f"{at}.as_of_unix_ms", "more than 5 s in the future")
     return price
+
+
+def _text(value: str, name: str) -> str:
+    """A free-text reason or label: at most 256 characters."""
+    if len(value) > m.MAX_REASON:
+        raise invalid(name, f"is {len(value)} characters, more than {m.MAX_REASON}")
+    return value
+
+
+def _positive(text: str, name: str, decimals: int) -> int:
+    quantity = parse_scaled(text, name, decimals, limit=MAX_QUANTITY)
+    if quantity == 0:
+        raise invalid(name, "must be positive")
+    return quantity
+
+
+def _sorted_ids(ids: list[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(ids)))
 
 
 def _bucket(value: int, name: str) -> None:
@@ -181,6 +203,9 @@ class ReferenceLedger:
         self.order_keys: dict[tuple[str, str], str] = {}  # (participant, client_order_id) -> order_id
         self.next_order_seq = 1
         self.calendars: dict[str, cal_.Calendar] = {}
+        self.asset_rules: dict[str, tuple[int, str]] = {}  # symbol -> (min_confirmations, chain)
+        self.wallets: dict[str, m.Wallet] = {}
+        self.next_wallet_seq = 1
 
     # == commands ===============================================================================
     def execute(self, command: Any, now_ms: int) -> tuple[Any, list[m.Event]]:
@@ -197,9 +222,14 @@ class ReferenceLedger:
     def _register_asset(self, c: m.RegisterAsset, now: int) -> tuple[None, list[m.Event]]:
         _match(_SYMBOL, c.symbol, "symbol")
         _at_least(c.decimals, 0, "decimals", MAX_DECIMALS)
+        _at_least(c.min_confirmations, 0, "min_confirmations", m.MAX_CONFIRMATIONS)
+        if c.chain:
+            _one_of(c.chain, addresses.CHAINS, "chain")
         if c.symbol in self.assets:
             raise _exists("asset", c.symbol)
-        return None, self._commit(m.AssetRegistered(at=now, symbol=c.symbol, decimals=c.decimals))
+        return None, self._commit(m.AssetRegistered(at=now, symbol=c.symbol, decimals=c.decimals,
+                                                    min_confirmations=c.min_confirmations,
+                                                    chain=addresses.chain_of(c.symbol, c.chain)))
 
     def _register_custodian(self, c: m.RegisterCustodian, now: int) -> tuple[None, list[m.Event]]:
         _match(_ID, c.custodian_id, "custodian_id")
@@ -288,6 +318,10 @@ class ReferenceLedger:
                 return value
             case "pricing":
                 return _one_of(value, m.PRICINGS, name)
+            case "require_delivery":
+                if type(value) is not bool:
+                    raise invalid(name, f"{value!r} is not true or false")
+                return value
         return value  # name: free text
 
     def _with_first_date(self, terms: m.FundTerms, old: m.FundTerms | None, now: int) -> m.FundTerms:
@@ -428,7 +462,7 @@ class ReferenceLedger:
     def _record(self, participant_id: str, request: m.OrderRequest, now: int) -> tuple[m.Order, list[m.Event]]:
         original = self._refusal(participant_id, request, {})
         if original is not None:
-            return original, []
+            return self._with_overdue(original, now), []
         order = self._decide(participant_id, request, now, f"ORD-{self.next_order_seq:08d}")
         events = self._commit(m.OrderRecorded(at=now, order=order))
         return self.orders[order.order_id], events
@@ -441,13 +475,21 @@ class ReferenceLedger:
         if r.units <= 0:
             raise invalid("units", "must be positive")
         _match(_ID, r.client_order_id, "client_order_id")
+        if len(r.payout_wallet_ids) > m.MAX_PAYOUT_WALLETS:
+            raise invalid("payout_wallet_ids", f"more than {m.MAX_PAYOUT_WALLETS} ids")
+        for i, wallet_id in enumerate(r.payout_wallet_ids):
+            _match(_ID, wallet_id, f"payout_wallet_ids[{i}]")
         participant = self.participants.get(participant_id)
         if participant is None:
             raise EngineError(PERMISSION_DENIED, f"participant {participant_id!r} is not registered")
         key = (participant_id, r.client_order_id)
         original = self.orders[self.order_keys[key]] if key in self.order_keys else None
-        for same in (original, earlier.get(key)):
-            if same is not None and (same.fund_id, same.side, same.units) != (r.fund_id, r.side, r.units):
+        kept = [None if original is None else original.payout_wallet_ids]
+        if key in earlier:
+            kept.append(self._kept_wallets(earlier[key]))
+        for same, ids in zip((original, earlier.get(key)), kept, strict=False):
+            if same is not None and ((same.fund_id, same.side, same.units) != (r.fund_id, r.side, r.units)
+                                     or ids not in (None, _sorted_ids(r.payout_wallet_ids))):
                 raise _exists("order with client_order_id", r.client_order_id)
         if original is not None:
             return original
@@ -458,10 +500,31 @@ class ReferenceLedger:
             raise out_of_range("units", "units x creation_unit exceeds 10^15 shares")
         return None
 
+    def _kept_wallets(self, r: m.OrderRequest) -> tuple[str, ...] | None:
+        """The payout wallet ids an order of ``r`` keeps (and is checked for): REDEEM of a fund that
+        requires delivery; None otherwise."""
+        fund = self.funds.get(r.fund_id)
+        if r.side == m.REDEEM and fund is not None and fund.terms.require_delivery:
+            return _sorted_ids(r.payout_wallet_ids)
+        return None
+
+    def _payout_addresses(self, participant_id: str, fund: Fund, ids: tuple[str, ...]) -> dict[str, str] | None:
+        """asset -> address of the payout wallets, or None unless they are one APPROVED wallet of the
+        participant for each asset of the fund."""
+        found: dict[str, str] = {}
+        for wallet_id in ids:
+            w = self.wallets.get(wallet_id)
+            if (w is None or w.participant_id != participant_id or w.status != m.APPROVED
+                    or fund.asset(w.asset) is None or w.asset in found):
+                return None
+            found[w.asset] = w.address
+        return found if len(found) == len(fund.terms.assets) else None
+
     def _decide(self, participant_id: str, r: m.OrderRequest, now: int, order_id: str) -> m.Order:
         fund = self.funds[r.fund_id]
         basket = self._basket(fund, now)
-        reason = self._reason(participant_id, fund, r.side, r.units, now, basket)
+        wallets = self._kept_wallets(r)
+        reason = self._reason(participant_id, fund, r.side, r.units, now, basket, wallets)
         accepted = reason == ""
         fee = fund.terms.creation_fee if r.side == m.CREATE else fund.terms.redemption_fee
         t = fund.terms
@@ -475,7 +538,12 @@ class ReferenceLedger:
                 days = t.create_settlement_days if r.side == m.CREATE else t.redeem_settlement_days
                 settlement_date = cal_.add_dealing_days(self.calendars[t.calendar_id],
                                                         date.fromisoformat(dealing_date), days).isoformat()
+        legs = self._legs(fund, basket, r.units, now) if accepted and r.side == m.REDEEM else ()
+        if wallets is not None and accepted:
+            to = self._payout_addresses(participant_id, fund, wallets) or {}
+            legs = tuple(msgspec.structs.replace(leg, destination_address=to[leg.asset]) for leg in legs)
         return m.Order(
+            payout_wallet_ids=wallets,
             dealing_date=dealing_date, settlement_date=settlement_date, priced=not forward,
             order_id=order_id, client_order_id=r.client_order_id, participant_id=participant_id,
             fund_id=r.fund_id, side=r.side, units=r.units,
@@ -483,12 +551,13 @@ class ReferenceLedger:
             deliverables=tuple(m.Line(asset=ln.asset, quantity=r.units * ln.quantity_per_unit) for ln in basket.lines),
             cash_amount=None if basket.cash_component is None else r.units * basket.cash_component,
             fee=fee if accepted else 0,
-            legs=self._legs(fund, basket, r.units, now) if accepted and r.side == m.REDEEM else (),
-            created_at=now, updated_at=now,
+            legs=legs, created_at=now, updated_at=now,
         )
 
-    def _reason(self, participant_id: str, fund: Fund, side: str, units: int, now: int, basket: m.Basket) -> str:
-        """The reject reason of SPEC §5 (checks in its order), "" when the order is accepted."""
+    def _reason(self, participant_id: str, fund: Fund, side: str, units: int, now: int, basket: m.Basket,
+                wallets: tuple[str, ...] | None = None) -> str:
+        """The reject reason of SPEC §5 (checks in its order, with §14's after check 5), "" when the
+        order is accepted. ``wallets`` None: not checked (GetCapacity assumes approved wallets)."""
         terms, participant = fund.terms, self.participants[participant_id]
         if terms.dealing_status != m.OPEN:
             return m.FUND_SUSPENDED
@@ -502,6 +571,8 @@ class ReferenceLedger:
             return "" if self._licensed(terms.creation_custodian_id, now) else m.CUSTODIAN_NOT_LICENSED
         if units * terms.creation_unit > fund.shares - self._pending_redemption_shares(fund):
             return m.INSUFFICIENT_SHARES
+        if wallets is not None and self._payout_addresses(participant_id, fund, wallets) is None:
+            return m.WALLET_NOT_APPROVED
         for line in basket.lines:  # symbol order
             s = self._sums(fund, line.asset, now)
             q = units * line.quantity_per_unit
@@ -557,6 +628,8 @@ class ReferenceLedger:
         if not order.priced:
             raise precondition(m.NOT_PRICED, f"order {order.order_id} waits for the official NAV")
         fund = self.funds[order.fund_id]
+        if fund.terms.require_delivery:
+            self._check_evidence(order)
         if order.side == m.CREATE:
             custodian_id = fund.terms.creation_custodian_id
             if not self._licensed(custodian_id, now):
@@ -568,9 +641,38 @@ class ReferenceLedger:
         events = self._commit(m.OrderSettled(at=now, order_id=c.order_id))
         return self.orders[c.order_id], events
 
+    def _check_evidence(self, order: m.Order) -> None:
+        """SettleOrder of a fund that requires delivery: every asset delivered, every leg paid."""
+        if order.side == m.CREATE:
+            confirmed = self._confirmed(order)
+            for line in order.deliverables:
+                if confirmed.get(line.asset, 0) < line.quantity:
+                    raise precondition(m.DELIVERY_INCOMPLETE, f"order {order.order_id}: {line.asset} delivered "
+                                                              f"{confirmed.get(line.asset, 0)} of {line.quantity}")
+        else:
+            for leg in order.legs:
+                paid = self._paid(order, leg.custodian_id, leg.asset)
+                if paid < leg.quantity:
+                    raise precondition(m.PAYOUT_INCOMPLETE, f"order {order.order_id}: {leg.asset} from "
+                                                            f"{leg.custodian_id} paid {paid} of {leg.quantity}")
+
+    def _confirmed(self, order: m.Order) -> dict[str, int]:
+        """asset -> quantity delivered with at least the asset's min_confirmations."""
+        total: dict[str, int] = {}
+        for d in order.deliveries:
+            if d.confirmations >= self.asset_rules[d.asset][0]:
+                total[d.asset] = total.get(d.asset, 0) + d.quantity
+        return total
+
+    @staticmethod
+    def _paid(order: m.Order, custodian_id: str, asset: str) -> int:
+        return sum(p.quantity for p in order.payouts if (p.custodian_id, p.asset) == (custodian_id, asset))
+
     def _cancel_order(self, c: m.CancelOrder, now: int) -> tuple[m.Order, list[m.Event]]:
+        self.get_order(c.order_id, c.participant_id)
+        _text(c.reason, "reason")
         self._accepted(c.order_id, c.participant_id)
-        events = self._commit(m.OrderCancelled(at=now, order_id=c.order_id))
+        events = self._commit(m.OrderCancelled(at=now, order_id=c.order_id, reason=c.reason))
         return self.orders[c.order_id], events
 
     def _accepted(self, order_id: str, participant_id: str | None) -> m.Order:
@@ -578,6 +680,107 @@ class ReferenceLedger:
         if order.status != m.ACCEPTED:
             raise precondition(m.ORDER_NOT_ACCEPTED, f"order {order_id!r} is {order.status}")
         return order
+
+    # -- wallets and deliveries (SPEC §14) ------------------------------------------------------
+    def _wallet(self, wallet_id: str) -> m.Wallet:
+        if wallet_id not in self.wallets:
+            raise not_found("wallet", wallet_id)
+        return self.wallets[wallet_id]
+
+    def _register_wallet(self, c: m.RegisterWallet, now: int) -> tuple[m.Wallet, list[m.Event]]:
+        if c.participant_id not in self.participants:
+            raise not_found("participant", c.participant_id)
+        if c.asset not in self.assets:
+            raise not_found("asset", c.asset)
+        addresses.check_address(self.asset_rules[c.asset][1], c.address, "address")
+        _text(c.label, "label")
+        for w in self.wallets.values():
+            same = (w.participant_id, w.asset, w.address) == (c.participant_id, c.asset, c.address)
+            if same and w.status != m.REVOKED:
+                raise EngineError(ALREADY_EXISTS, f"wallet {w.wallet_id} of {c.participant_id} has this address")
+        wallet = m.Wallet(wallet_id=f"WAL-{self.next_wallet_seq:08d}", participant_id=c.participant_id, asset=c.asset,
+                          address=c.address, label=c.label, status=m.PENDING, registered_by=c.principal,
+                          registered_at=now, updated_at=now)
+        events = self._commit(m.WalletRegistered(at=now, wallet=wallet))
+        return self.wallets[wallet.wallet_id], events
+
+    def _approve_wallet(self, c: m.ApproveWallet, now: int) -> tuple[m.Wallet, list[m.Event]]:
+        w = self._wallet(c.wallet_id)
+        if w.status != m.PENDING:
+            raise precondition(m.WALLET_NOT_PENDING, f"wallet {w.wallet_id} is {w.status}")
+        if c.principal == w.registered_by:
+            raise EngineError(PERMISSION_DENIED, f"four eyes: wallet {w.wallet_id} was registered by "
+                                                 f"{quote(c.principal)}; another issuer principal approves it")
+        events = self._commit(m.WalletApproved(at=now, wallet_id=w.wallet_id, approved_by=c.principal))
+        return self.wallets[w.wallet_id], events
+
+    def _revoke_wallet(self, c: m.RevokeWallet, now: int) -> tuple[m.Wallet, list[m.Event]]:
+        w = self._wallet(c.wallet_id)
+        _text(c.reason, "reason")
+        if w.status == m.REVOKED:
+            raise precondition(m.WALLET_NOT_APPROVED, f"wallet {w.wallet_id} is already REVOKED")
+        events = self._commit(m.WalletRevoked(at=now, wallet_id=w.wallet_id, revoked_by=c.principal, reason=c.reason))
+        return self.wallets[w.wallet_id], events
+
+    def _tx_fields(self, order: m.Order, asset: str, quantity: str, tx_hash: str) -> int:
+        """The asset (one of the order's), quantity and tx_hash of a transfer; the quantity parsed."""
+        if asset not in {line.asset for line in order.deliverables}:
+            raise invalid("asset", f"{asset!r} is not an asset of order {order.order_id}")
+        q = _positive(quantity, "quantity", self.assets[asset])
+        _match(_TX_HASH, tx_hash, "tx_hash")
+        return q
+
+    def _record_delivery(self, c: m.RecordDelivery, now: int) -> tuple[m.Order, list[m.Event]]:
+        order = self.get_order(c.order_id)
+        quantity = self._tx_fields(order, c.asset, c.quantity, c.tx_hash)
+        addresses.check_address(self.asset_rules[c.asset][1], c.from_address, "from_address")
+        _at_least(c.confirmations, 0, "confirmations", m.MAX_CONFIRMATIONS)
+        if order.status != m.ACCEPTED or order.side != m.CREATE:
+            raise precondition(m.ORDER_NOT_ACCEPTED, f"order {order.order_id} is a {order.status} {order.side}")
+        known = next((d for d in order.deliveries if d.tx_hash == c.tx_hash), None)
+        if known is not None:
+            if (known.asset, known.quantity, known.from_address) != (c.asset, quantity, c.from_address):
+                raise EngineError(ALREADY_EXISTS, f"tx_hash {quote(c.tx_hash)} is recorded with other figures")
+            if known.confirmations == c.confirmations:
+                return self._with_overdue(order, now), []
+            delivery = msgspec.structs.replace(known, confirmations=c.confirmations)
+        else:
+            if not any(w.participant_id == order.participant_id and w.asset == c.asset and w.address == c.from_address
+                       and w.status == m.APPROVED for w in self.wallets.values()):
+                raise precondition(m.WALLET_NOT_APPROVED, f"{quote(c.from_address)} is not an approved {c.asset} "
+                                                          f"wallet of {order.participant_id}")
+            delivery = m.Delivery(asset=c.asset, quantity=quantity, tx_hash=c.tx_hash, from_address=c.from_address,
+                                  confirmations=c.confirmations, recorded_at=now)
+        events = self._commit(m.DeliveryRecorded(at=now, order_id=order.order_id, delivery=delivery))
+        return self._with_overdue(self.orders[order.order_id], now), events
+
+    def _record_payout(self, c: m.RecordPayout, now: int) -> tuple[m.Order, list[m.Event]]:
+        order = self.get_order(c.order_id)
+        _match(_ID, c.custodian_id, "custodian_id")
+        quantity = self._tx_fields(order, c.asset, c.quantity, c.tx_hash)
+        if order.status != m.ACCEPTED or order.side != m.REDEEM:
+            raise precondition(m.ORDER_NOT_ACCEPTED, f"order {order.order_id} is a {order.status} {order.side}")
+        leg = next((leg for leg in order.legs if (leg.custodian_id, leg.asset) == (c.custodian_id, c.asset)), None)
+        if leg is None:
+            raise invalid("custodian_id", f"order {order.order_id} has no {c.asset} leg at {quote(c.custodian_id)}")
+        known = next((p for p in order.payouts if p.tx_hash == c.tx_hash), None)
+        if known is not None:
+            if (known.custodian_id, known.asset, known.quantity) != (c.custodian_id, c.asset, quantity):
+                raise EngineError(ALREADY_EXISTS, f"tx_hash {quote(c.tx_hash)} is recorded with other figures")
+            return self._with_overdue(order, now), []
+        paid = self._paid(order, c.custodian_id, c.asset)
+        if paid + quantity > leg.quantity:
+            raise precondition(m.PAYOUT_EXCEEDS_LEG, f"order {order.order_id}: {c.asset} from {c.custodian_id} would "
+                                                     f"be paid {paid + quantity} of {leg.quantity}")
+        payout = m.Payout(custodian_id=c.custodian_id, asset=c.asset, quantity=quantity, tx_hash=c.tx_hash,
+                          recorded_at=now)
+        events = self._commit(m.PayoutRecorded(at=now, order_id=order.order_id, payout=payout))
+        return self._with_overdue(self.orders[order.order_id], now), events
+
+    def list_wallets(self, participant_id: str = "") -> list[m.Wallet]:
+        if participant_id and participant_id not in self.participants:
+            raise not_found("participant", participant_id)
+        return [w for _, w in sorted(self.wallets.items()) if participant_id in ("", w.participant_id)]
 
     # -- the dealing day (SPEC §13) -------------------------------------------------------------
     def _calendar(self, calendar_id: str) -> cal_.Calendar:
@@ -736,6 +939,7 @@ class ReferenceLedger:
 
     def _on_asset(self, e: m.AssetRegistered) -> None:
         self.assets[e.symbol] = e.decimals
+        self.asset_rules[e.symbol] = (e.min_confirmations, e.chain)
 
     def _on_custodian(self, e: m.CustodianRegistered) -> None:
         self.custodians[e.custodian_id] = e
@@ -813,7 +1017,37 @@ class ReferenceLedger:
             holding = self._live(order.fund_id, leg.custodian_id, leg.asset, e.at)
             holding.reserved -= leg.quantity
             holding.available += leg.quantity
-        self.orders[e.order_id] = msgspec.structs.replace(order, status=m.CANCELLED, updated_at=e.at)
+        self.orders[e.order_id] = msgspec.structs.replace(order, status=m.CANCELLED, updated_at=e.at,
+                                                          cancel_reason=e.reason)
+
+    def _on_wallet(self, e: m.WalletRegistered) -> None:
+        self.wallets[e.wallet.wallet_id] = e.wallet
+        self.next_wallet_seq += 1
+
+    def _on_wallet_approved(self, e: m.WalletApproved) -> None:
+        self.wallets[e.wallet_id] = msgspec.structs.replace(self.wallets[e.wallet_id], status=m.APPROVED,
+                                                            approved_by=e.approved_by, updated_at=e.at)
+
+    def _on_wallet_revoked(self, e: m.WalletRevoked) -> None:
+        self.wallets[e.wallet_id] = msgspec.structs.replace(self.wallets[e.wallet_id], status=m.REVOKED,
+                                                            revoked_by=e.revoked_by, revoke_reason=e.reason,
+                                                            updated_at=e.at)
+
+    def _on_delivery(self, e: m.DeliveryRecorded) -> None:
+        order = self.orders[e.order_id]
+        d = e.delivery
+        deliveries = [d if old.tx_hash == d.tx_hash else old for old in order.deliveries]
+        if d not in deliveries:
+            deliveries.append(d)
+        order = msgspec.structs.replace(order, deliveries=tuple(deliveries), updated_at=e.at)
+        confirmed = self._confirmed(order)
+        excess = tuple(m.Line(asset=line.asset, quantity=confirmed[line.asset] - line.quantity)
+                       for line in order.deliverables if confirmed.get(line.asset, 0) > line.quantity)
+        self.orders[e.order_id] = msgspec.structs.replace(order, excess=excess)
+
+    def _on_payout(self, e: m.PayoutRecorded) -> None:
+        order = self.orders[e.order_id]
+        self.orders[e.order_id] = msgspec.structs.replace(order, payouts=(*order.payouts, e.payout), updated_at=e.at)
 
     def _on_calendar(self, e: m.CalendarRegistered) -> None:
         self.calendars[e.calendar_id] = cal_.Calendar(
@@ -1008,16 +1242,26 @@ class ReferenceLedger:
             low, high = (mid, high) if reason(mid) == "" else (low, mid - 1)
         return m.CapacitySide(units=low, binding_reason=reason(low + 1))
 
-    def get_order(self, order_id: str, participant_id: str | None = None) -> m.Order:
+    def get_order(self, order_id: str, participant_id: str | None = None, now_ms: int | None = None) -> m.Order:
         order = self.orders.get(order_id)
         if order is None or (participant_id is not None and order.participant_id != participant_id):
             raise not_found("order", order_id)
-        return order
+        return self._with_overdue(order, now_ms)
 
-    def list_orders(self, fund_id: str = "", status: str = "", participant_id: str | None = None) -> list[m.Order]:
-        return [o for _, o in sorted(self.orders.items())
+    def list_orders(self, fund_id: str = "", status: str = "", participant_id: str | None = None,
+                    now_ms: int | None = None) -> list[m.Order]:
+        return [self._with_overdue(o, now_ms) for _, o in sorted(self.orders.items())
                 if fund_id in ("", o.fund_id) and status in ("", o.status)
                 and participant_id in (None, o.participant_id)]
+
+    def _with_overdue(self, order: m.Order, now: int | None) -> m.Order:
+        """The order as read at ``now``: overdue when ACCEPTED past the end of its settlement date in its
+        fund's calendar (ledger.py)."""
+        calendar_id = self.funds[order.fund_id].terms.calendar_id
+        if now is None or order.status != m.ACCEPTED or not order.settlement_date or not calendar_id:
+            return order
+        end = cal_.day_end_ms(self.calendars[calendar_id], date.fromisoformat(order.settlement_date))
+        return msgspec.structs.replace(order, overdue=True) if now >= end else order
 
     def participant_funds(self, participant_id: str) -> tuple[str, ...]:
         if participant_id not in self.participants:
@@ -1031,7 +1275,7 @@ class ReferenceLedger:
                     for (c, a), h in sorted(fund.holdings.items()) if not h.is_empty(now_ms)]
 
         return {
-            "assets": [[s, d] for s, d in sorted(self.assets.items())],
+            "assets": [[s, d, *self.asset_rules[s]] for s, d in sorted(self.assets.items())],
             "custodians": [[c.custodian_id, c.name, c.licence_number, c.licence_status, c.licence_expires_at]
                            for _, c in sorted(self.custodians.items())],
             "participants": [[p.participant_id, p.name, list(p.eligible_fund_ids), p.max_units_per_order,
@@ -1046,6 +1290,8 @@ class ReferenceLedger:
             "official_navs": [msgspec.to_builtins(n) for _, f in sorted(self.funds.items())
                               for _, n in sorted(f.navs.items())],
             "pcfs": [msgspec.to_builtins(p) for _, f in sorted(self.funds.items()) for _, p in sorted(f.pcfs.items())],
+            "wallets": [msgspec.to_builtins(w) for _, w in sorted(self.wallets.items())],
+            "next_wallet_seq": self.next_wallet_seq,
         }
 
     # Exact types: Unstake, RecordStakingReward and RecordSlashing subclass Stake (events likewise).
@@ -1058,6 +1304,8 @@ class ReferenceLedger:
         m.PublishPrices: _publish_prices, m.SettleOrder: _settle_order, m.SubmitOrder: _submit_order,
         m.SubmitOrders: _submit_orders, m.CancelOrder: _cancel_order, m.RegisterCalendar: _register_calendar,
         m.SetHolidays: _set_holidays, m.CloseDealingDay: _close_day, m.StrikeNav: _strike,
+        m.RegisterWallet: _register_wallet, m.ApproveWallet: _approve_wallet, m.RevokeWallet: _revoke_wallet,
+        m.RecordDelivery: _record_delivery, m.RecordPayout: _record_payout,
     }
     _APPLIERS = {
         m.AssetRegistered: _on_asset, m.CustodianRegistered: _on_custodian, m.LicenceSet: _on_licence,
@@ -1067,4 +1315,6 @@ class ReferenceLedger:
         m.PriceSet: _on_price, m.OrderRecorded: _on_order, m.OrderSettled: _on_settled,
         m.OrderCancelled: _on_cancelled, m.CalendarRegistered: _on_calendar, m.HolidaysSet: _on_holidays,
         m.DealingDayClosed: _on_day_closed, m.NavStruck: _on_struck, m.ClockAdvanced: _on_clock,
+        m.WalletRegistered: _on_wallet, m.WalletApproved: _on_wallet_approved, m.WalletRevoked: _on_wallet_revoked,
+        m.DeliveryRecorded: _on_delivery, m.PayoutRecorded: _on_payout,
     }

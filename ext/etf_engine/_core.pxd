@@ -6,6 +6,8 @@ cdef class Asset:
     cdef readonly str symbol
     cdef readonly int decimals
     cdef object factor  # 10**(18 - decimals): one smallest unit in 1e-18 of a whole asset
+    cdef readonly int min_conf  # confirmations a delivery needs to count (SPEC §14)
+    cdef readonly str chain  # the chain its addresses are checked for; "" unchecked
 
 
 cdef class Custodian:
@@ -73,6 +75,7 @@ cdef class Fund:
     cdef int cutoff  # seconds after local midnight
     cdef object create_days, redeem_days
     cdef bint forward
+    cdef bint require_delivery  # SPEC §14: settlement waits for deliveries and payouts
     cdef object fwd_basket, fwd_of  # the cached basket without its cash component, and the basket it is of
     # The dealing window: for now_ms in [win_from, win_until) with the calendars at win_epoch, an order's
     # dealing date is deal_date; computed once per window instead of a time zone conversion per order.
@@ -86,7 +89,8 @@ cdef class Fund:
 
 cdef class Ledger:
     cdef dict assets, custodians, participants, funds, prices, watchers, orders, calendars, _apply, _execute
-    cdef long long next_seq, licence_epoch, calendar_epoch
+    cdef dict wallets, live_wallets  # wallet_id -> Wallet; (participant, asset, address) -> id, unless REVOKED
+    cdef long long next_seq, licence_epoch, calendar_epoch, next_wallet_seq
     cdef _emit(self, list events, event)
     cdef Fund _fund(self, str fund_id)
     cdef Custodian _custodian(self, object custodian_id)
@@ -105,8 +109,13 @@ cdef class Ledger:
     cdef object _available(self, FundAsset fa, Custodian c)
     cdef Holding _need_staked(self, FundAsset fa, Custodian c, object q)
     cdef object _liquid(self, FundAsset fa, long long now_ms)
-    cdef str _reason(self, Participant p, Fund f, bint redeem, object units, long long now_ms)
-    cdef tuple _legs(self, Fund f, object units, long long now_ms)
+    cdef str _reason(self, Participant p, Fund f, bint redeem, object units, long long now_ms, object wallets)
+    cdef tuple _legs(self, Fund f, object units, long long now_ms, dict to)
+    cdef dict _payout_addresses(self, Participant p, Fund f, object ids)
+    cdef object _kept_wallets(self, object req)
+    cdef object _with_overdue(self, object order, object now_ms)
+    cdef object _transfer(self, object order, object asset, object quantity, object tx_hash)
+    cdef dict _confirmed(self, object order)
     cdef object _decide(self, Participant p, Fund f, object req, str order_id, long long now_ms)
     cdef tuple _admit(self, str participant_id, object req, str field, dict pending)
     cdef object _own_order(self, object order_id, object participant_id)

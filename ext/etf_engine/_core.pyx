@@ -18,10 +18,11 @@ from datetime import date as Date, timedelta
 
 import msgspec
 
+from etf_engine import addresses as ADDR
 from etf_engine import calendar as CAL
 from etf_engine import model as M
 from etf_engine.errors import (
-    ALREADY_EXISTS, EngineError, PERMISSION_DENIED, invalid, not_found, out_of_range, precondition,
+    ALREADY_EXISTS, EngineError, PERMISSION_DENIED, invalid, not_found, out_of_range, precondition, quote,
 )
 from etf_engine.numbers import (
     FRACTION_DP, FRACTION_SCALE, MAX_CREATION_UNIT, MAX_QUANTITY, MAX_SHARES, MONEY_DP, PRICE_DP,
@@ -69,6 +70,9 @@ cdef object CapacitySide = M.CapacitySide
 cdef object Capacity = M.Capacity
 cdef object NOT_PRICED = M.NOT_PRICED
 cdef object FORWARD = M.FORWARD
+cdef object APPROVED = M.APPROVED
+cdef object WALLET_NOT_APPROVED = M.WALLET_NOT_APPROVED
+cdef object Wallet = M.Wallet
 cdef object ONE_DAY = timedelta(days=1)
 _replace = msgspec.structs.replace
 _builtins = msgspec.to_builtins
@@ -214,6 +218,8 @@ cdef class Ledger:
         self.next_seq = 1
         self.licence_epoch = 0
         self.calendar_epoch = 0  # bumped by every calendar change: every cached dealing window is void
+        self.wallets, self.live_wallets = {}, {}
+        self.next_wallet_seq = 1
         self._apply = {
             M.AssetRegistered: self._on_asset, M.CustodianRegistered: self._on_custodian,
             M.LicenceSet: self._on_licence, M.ParticipantRegistered: self._on_participant,
@@ -224,7 +230,9 @@ cdef class Ledger:
             M.OrderSettled: self._on_settled, M.OrderCancelled: self._on_cancelled,
             M.CalendarRegistered: self._on_calendar, M.HolidaysSet: self._on_holidays,
             M.DealingDayClosed: self._on_day_closed, M.NavStruck: self._on_struck,
-            M.ClockAdvanced: self._on_clock,
+            M.ClockAdvanced: self._on_clock, M.WalletRegistered: self._on_wallet,
+            M.WalletApproved: self._on_wallet_approved, M.WalletRevoked: self._on_wallet_revoked,
+            M.DeliveryRecorded: self._on_delivery, M.PayoutRecorded: self._on_payout,
         }
         self._execute = {
             M.RegisterAsset: self._register_asset, M.RegisterCustodian: self._register_custodian,
@@ -236,6 +244,9 @@ cdef class Ledger:
             M.SubmitOrders: self._submit_many, M.CancelOrder: self._cancel,
             M.RegisterCalendar: self._register_calendar, M.SetHolidays: self._set_holidays,
             M.CloseDealingDay: self._close_day, M.StrikeNav: self._strike,
+            M.RegisterWallet: self._register_wallet, M.ApproveWallet: self._approve_wallet,
+            M.RevokeWallet: self._revoke_wallet, M.RecordDelivery: self._record_delivery,
+            M.RecordPayout: self._record_payout,
         }
 
     # ---------------------------------------------------------------- entry points
@@ -449,9 +460,10 @@ cdef class Ledger:
         return M.Holdings(fund_id=f.fund_id, holdings=rows, assets=summaries)
 
     # ---------------------------------------------------------------- order decisions
-    cdef str _reason(self, Participant p, Fund f, bint redeem, object units, long long now_ms):
-        """The first failing check of SPEC §5 for a fresh order, or "" to accept it.
-        The basket and the dates must be current (``_basket`` and ``_dates`` called at this now_ms)."""
+    cdef str _reason(self, Participant p, Fund f, bint redeem, object units, long long now_ms, object wallets):
+        """The first failing check of SPEC §5 for a fresh order, or "" to accept it; ``wallets`` are the
+        payout wallet ids of §14 (None: not checked). The basket and the dates must be current
+        (``_basket`` and ``_dates`` called at this now_ms)."""
         cdef FundAsset fa
         cdef Holding h
         if not f.open:
@@ -467,6 +479,8 @@ cdef class Ledger:
             return "" if f.creation_custodian.licensed(now_ms) else CUSTODIAN_NOT_LICENSED
         if units * f.unit > f.shares - f.pending_redeem:
             return INSUFFICIENT_SHARES
+        if wallets is not None and self._payout_addresses(p, f, wallets) is None:
+            return WALLET_NOT_APPROVED
         for fa in f.assets:
             q = units * fa.qpu
             liquid = self._liquid(fa, now_ms)
@@ -480,20 +494,42 @@ cdef class Ledger:
                 return LIQUIDITY_BUFFER_BREACH
         return ""
 
-    cdef tuple _legs(self, Fund f, object units, long long now_ms):
+    cdef tuple _legs(self, Fund f, object units, long long now_ms, dict to):
+        """The payout legs of a redemption; ``to``: asset -> destination address (None: none)."""
         cdef FundAsset fa
         cdef Holding h
         legs = []
         for fa in f.assets:
             left = units * fa.qpu
+            address = "" if to is None else to[fa.info.symbol]
             for h in fa.holdings:
                 if not left:
                     break
                 if h.available and h.custodian.licensed(now_ms):
                     take = h.available if h.available < left else left
                     left -= take
-                    legs.append(Leg(h.custodian.custodian_id, fa.info.symbol, take))
+                    legs.append(Leg(h.custodian.custodian_id, fa.info.symbol, take, address))
         return tuple(legs)
+
+    cdef dict _payout_addresses(self, Participant p, Fund f, object ids):
+        """asset -> address of the payout wallets ``ids``, or None unless they are exactly one APPROVED
+        wallet of the participant per asset of the fund."""
+        found = {}
+        for wallet_id in ids:
+            w = self.wallets.get(wallet_id)
+            if (w is None or w.participant_id != p.participant_id or w.status != APPROVED
+                    or w.asset not in f.asset_map or w.asset in found):
+                return None
+            found[w.asset] = w.address
+        return found if len(found) == len(f.assets) else None
+
+    cdef object _kept_wallets(self, object req):
+        """The sorted distinct payout wallet ids an order of ``req`` keeps and is checked for (REDEEM of a
+        fund that requires delivery), else None."""
+        f = self.funds.get(req.fund_id)
+        if req.side == REDEEM and f is not None and (<Fund>f).require_delivery:
+            return tuple(sorted(set(req.payout_wallet_ids)))
+        return None
 
     cdef object _decide(self, Participant p, Fund f, object req, str order_id, long long now_ms):
         """The order SubmitOrder would record now (not recorded here)."""
@@ -503,7 +539,8 @@ cdef class Ledger:
         basket = self._basket(f, now_ms)
         self._dates(f, now_ms)
         units = req.units
-        reason = self._reason(p, f, redeem, units, now_ms)
+        wallets = self._kept_wallets(req) if f.require_delivery else None
+        reason = self._reason(p, f, redeem, units, now_ms, wallets)
         accepted = not reason
         if f.forward:  # the cash component waits for the official valuation (StrikeNav)
             if f.fwd_of is not basket:
@@ -520,8 +557,9 @@ cdef class Ledger:
             tuple([Line(fa.info.symbol, units * fa.qpu) for fa in f.assets]),
             None if cc is None else units * cc,
             (f.redemption_fee if redeem else f.creation_fee) if accepted else 0,
-            self._legs(f, units, now_ms) if accepted and redeem else (),
-            now_ms, now_ms, f.deal_date, settles, not f.forward, None,
+            self._legs(f, units, now_ms, None if wallets is None else self._payout_addresses(p, f, wallets))
+            if accepted and redeem else (),
+            now_ms, now_ms, f.deal_date, settles, not f.forward, None, wallets,
         )
 
     cdef _dates(self, Fund f, long long now_ms):
@@ -548,19 +586,32 @@ cdef class Ledger:
             raise invalid(f"{field}units", f"{req.units!r} must be a positive integer")
         if not valid_id(req.client_order_id):
             raise invalid(f"{field}client_order_id", f"{req.client_order_id!r} is not 1-64 of [A-Za-z0-9._:-]")
+        ids = req.payout_wallet_ids
+        if ids:
+            if len(ids) > M.MAX_PAYOUT_WALLETS:
+                raise invalid(f"{field}payout_wallet_ids", f"{len(ids)} ids, more than {M.MAX_PAYOUT_WALLETS}")
+            for i, wallet_id in enumerate(ids):
+                if not valid_id(wallet_id):
+                    raise invalid(f"{field}payout_wallet_ids[{i}]", f"{wallet_id!r} is not 1-64 of [A-Za-z0-9._:-]")
         p = self.participants.get(participant_id)
         if p is None:
             raise EngineError(PERMISSION_DENIED, f"participant {participant_id!r} is not registered")
-        prior = None
+        prior = kept = None
         order_id = (<Participant>p).by_client_id.get(req.client_order_id)
         if order_id is not None:
             prior = self.orders[order_id]
+            kept = prior.payout_wallet_ids
         elif pending is not None:
             prior = pending.get(req.client_order_id)
+            if prior is not None:
+                kept = self._kept_wallets(prior)
         if prior is not None:
             if (prior.fund_id, prior.side, prior.units) != (req.fund_id, req.side, req.units):
                 raise EngineError(ALREADY_EXISTS, f"{field}client_order_id {req.client_order_id!r} "
                                   f"names another order ({prior.fund_id} {prior.side} {prior.units})")
+            if kept is not None and kept != tuple(sorted(set(ids))):
+                raise EngineError(ALREADY_EXISTS, f"{field}client_order_id {req.client_order_id!r} "
+                                  f"names an order with other payout_wallet_ids")
             return p, None, prior
         f = self.funds.get(req.fund_id)
         if f is None:
@@ -595,19 +646,19 @@ cdef class Ledger:
             lo, hi = 0, limit  # accepted at lo (or lo == 0); rejected or refused above hi
             while lo < hi:
                 mid = (lo + hi + 1) // 2
-                if self._reason(p, f, redeem, mid, now_ms):
+                if self._reason(p, f, redeem, mid, now_ms, None):
                     hi = mid - 1
                 else:
                     lo = mid
             # At the share limit one more unit is refused outright: no reject reason binds.
-            reason = self._reason(p, f, redeem, lo + 1, now_ms) if lo < share_cap else ""
+            reason = self._reason(p, f, redeem, lo + 1, now_ms, None) if lo < share_cap else ""
             sides.append(CapacitySide(units=lo, binding_reason=reason))
         return Capacity(fund_id=fund_id, create=sides[0], redeem=sides[1])
 
     def _submit(self, cmd, long long now_ms, list events):
         p, f, prior = self._admit(cmd.participant_id, cmd.request, "", None)
         if prior is not None:
-            return prior
+            return self._with_overdue(prior, now_ms)
         order = self._decide(p, f, cmd.request, "ORD-%08d" % self.next_seq, now_ms)
         self._emit(events, M.OrderRecorded(at=now_ms, order=order))
         return order
@@ -636,13 +687,24 @@ cdef class Ledger:
             raise precondition(M.ORDER_NOT_ACCEPTED, f"order {order.order_id} is {order.status}")
         return order
 
-    def get_order(self, order_id, participant_id=None):
-        return self._own_order(order_id, participant_id)
+    def get_order(self, order_id, participant_id=None, now_ms=None):
+        return self._with_overdue(self._own_order(order_id, participant_id), now_ms)
 
-    def list_orders(self, str fund_id="", str status="", participant_id=None):
-        return [o for o in self.orders.values()
+    def list_orders(self, str fund_id="", str status="", participant_id=None, now_ms=None):
+        return [self._with_overdue(o, now_ms) for o in self.orders.values()
                 if (not fund_id or o.fund_id == fund_id) and (not status or o.status == status)
                 and (participant_id is None or o.participant_id == participant_id)]
+
+    cdef object _with_overdue(self, object order, object now_ms):
+        """The order as read at now_ms: overdue when ACCEPTED past the end of its settlement date in its
+        fund's calendar (ledger.py)."""
+        if now_ms is None or order.status != ACCEPTED or not order.settlement_date:
+            return order
+        calendar_id = (<Fund>self.funds[order.fund_id]).calendar_id
+        if not calendar_id:
+            return order
+        end = CAL.day_end_ms(self.calendars[calendar_id], Date.fromisoformat(order.settlement_date))
+        return _replace(order, overdue=True) if now_ms >= end else order
 
     def _settle(self, cmd, long long now_ms, list events):
         cdef Fund f
@@ -650,6 +712,24 @@ cdef class Ledger:
         if not order.priced:
             raise precondition(NOT_PRICED, f"order {order.order_id} waits for the official NAV of {order.dealing_date}")
         f = self.funds[order.fund_id]
+        if f.require_delivery:
+            if order.side == CREATE:
+                confirmed = self._confirmed(order)
+                for line in order.deliverables:
+                    got = confirmed.get(line.asset, 0)
+                    if got < line.quantity:
+                        raise precondition(M.DELIVERY_INCOMPLETE, f"order {order.order_id}: {line.asset} "
+                                                                  f"{got} of {line.quantity} delivered and confirmed")
+            else:
+                paid = {}
+                for payout in order.payouts:
+                    key = (payout.custodian_id, payout.asset)
+                    paid[key] = paid.get(key, 0) + payout.quantity
+                for leg in order.legs:
+                    got = paid.get((leg.custodian_id, leg.asset), 0)
+                    if got < leg.quantity:
+                        raise precondition(M.PAYOUT_INCOMPLETE, f"order {order.order_id}: leg {leg.custodian_id} "
+                                                                f"{leg.asset} paid {got} of {leg.quantity}")
         self._advance(f, now_ms)
         shares = order.units * order.basket.creation_unit
         if order.side == CREATE:
@@ -664,8 +744,11 @@ cdef class Ledger:
         return self.orders[order.order_id]
 
     def _cancel(self, cmd, long long now_ms, list events):
+        self._own_order(cmd.order_id, cmd.participant_id)
+        if len(cmd.reason) > M.MAX_REASON:
+            raise invalid("reason", f"{len(cmd.reason)} characters, more than {M.MAX_REASON}")
         order = self._accepted_order(cmd.order_id, cmd.participant_id)
-        self._emit(events, M.OrderCancelled(at=now_ms, order_id=order.order_id))
+        self._emit(events, M.OrderCancelled(at=now_ms, order_id=order.order_id, reason=cmd.reason))
         return self.orders[order.order_id]
 
     def _on_order(self, event):
@@ -746,19 +829,27 @@ cdef class Ledger:
         del f.open_orders[order.order_id]
         if order.side == REDEEM:
             self._reserve(f, order, -1)
-        self.orders[order.order_id] = _replace(order, status=CANCELLED, updated_at=event.at)
+        self.orders[order.order_id] = _replace(order, status=CANCELLED, updated_at=event.at,
+                                               cancel_reason=event.reason)
 
     # ---------------------------------------------------------------- registrations
     def _register_asset(self, cmd, long long now_ms, list events):
         if not valid_code(cmd.symbol, 2, 10, True):
             raise invalid("symbol", f"{cmd.symbol!r} is not 2-10 of [A-Z0-9]")
         _need_int(cmd.decimals, "decimals", 0, 18)
+        _need_int(cmd.min_confirmations, "min_confirmations", 0, M.MAX_CONFIRMATIONS)
+        if cmd.chain and cmd.chain not in ADDR.CHAINS:
+            raise invalid("chain", f"{cmd.chain!r} is not BITCOIN, ETHEREUM, SOLANA or empty")
         if cmd.symbol in self.assets:
             raise EngineError(ALREADY_EXISTS, f"asset {cmd.symbol!r} exists")
-        self._emit(events, M.AssetRegistered(at=now_ms, symbol=cmd.symbol, decimals=cmd.decimals))
+        self._emit(events, M.AssetRegistered(at=now_ms, symbol=cmd.symbol, decimals=cmd.decimals,
+                                             min_confirmations=cmd.min_confirmations,
+                                             chain=ADDR.chain_of(cmd.symbol, cmd.chain)))
 
     def _on_asset(self, event):
-        self.assets[event.symbol] = Asset(event.symbol, event.decimals)
+        cdef Asset a = Asset(event.symbol, event.decimals)
+        a.min_conf, a.chain = event.min_confirmations, event.chain
+        self.assets[event.symbol] = a
 
     def _check_licence(self, cmd):
         _need_id(cmd.custodian_id, "custodian_id")
@@ -872,7 +963,7 @@ cdef class Ledger:
             assets=tuple(sorted(terms, key=lambda t: t.asset)),
             calendar_id=cmd.calendar_id, dealing_cutoff=cmd.dealing_cutoff,
             create_settlement_days=cmd.create_settlement_days, redeem_settlement_days=cmd.redeem_settlement_days,
-            pricing=cmd.pricing,
+            pricing=cmd.pricing, require_delivery=cmd.require_delivery,
         )
         self._check_fund_scalars(fund_terms)
         fund_terms = self._dealing_terms(fund_terms, None, now_ms)
@@ -903,7 +994,8 @@ cdef class Ledger:
                     raise invalid(f"assets[{i}].asset", f"{spec.asset!r} is not an asset of fund {f.fund_id!r}")
                 by_asset[spec.asset] = self._asset_terms(spec, f"assets[{i}].")
             changes["assets"] = tuple(sorted(by_asset.values(), key=lambda t: t.asset))
-        for name in ("calendar_id", "dealing_cutoff", "create_settlement_days", "redeem_settlement_days", "pricing"):
+        for name in ("calendar_id", "dealing_cutoff", "create_settlement_days", "redeem_settlement_days", "pricing",
+                     "require_delivery"):
             value = getattr(cmd, name)
             if value is not None:
                 changes[name] = value
@@ -927,6 +1019,8 @@ cdef class Ledger:
             raise invalid("pricing", f"{terms.pricing!r} is not LIVE or FORWARD")
         if terms.pricing == FORWARD and cal is None:
             raise invalid("pricing", "FORWARD pricing needs a calendar (calendar_id)")
+        if type(terms.require_delivery) is not bool:
+            raise invalid("require_delivery", f"{terms.require_delivery!r} is not true or false")
         first = ""
         if cal is not None:
             if old is not None and old.calendar_id == terms.calendar_id:
@@ -980,6 +1074,7 @@ cdef class Ledger:
         f.cutoff = CAL.cutoff_seconds(terms.dealing_cutoff)
         f.create_days, f.redeem_days = terms.create_settlement_days, terms.redeem_settlement_days
         f.forward = terms.pricing == FORWARD
+        f.require_delivery = terms.require_delivery
         f.fwd_basket = f.fwd_of = None
         f.win_epoch = -1
         f.deal_date = ""
@@ -1378,6 +1473,169 @@ cdef class Ledger:
             self.orders[order_id] = _replace(o, basket=done[1], cash_amount=o.units * done[2], priced=True,
                                              official_nav_per_share=nps, updated_at=event.at)
 
+    # ---------------------------------------------------------------- wallets and deliveries (SPEC §14)
+    def _wallet(self, wallet_id):
+        w = self.wallets.get(wallet_id)
+        if w is None:
+            raise not_found("wallet", wallet_id)
+        return w
+
+    def _register_wallet(self, cmd, long long now_ms, list events):
+        if cmd.participant_id not in self.participants:
+            raise not_found("participant", cmd.participant_id)
+        asset = self.assets.get(cmd.asset)
+        if asset is None:
+            raise not_found("asset", cmd.asset)
+        ADDR.check_address((<Asset>asset).chain, cmd.address, "address")
+        if len(cmd.label) > M.MAX_REASON:
+            raise invalid("label", f"{len(cmd.label)} characters, more than {M.MAX_REASON}")
+        existing = self.live_wallets.get((cmd.participant_id, cmd.asset, cmd.address))
+        if existing is not None:
+            raise EngineError(ALREADY_EXISTS, f"wallet {existing} of {cmd.participant_id} has this address")
+        wallet = Wallet(wallet_id="WAL-%08d" % self.next_wallet_seq, participant_id=cmd.participant_id,
+                        asset=cmd.asset, address=cmd.address, label=cmd.label, status=M.PENDING,
+                        registered_by=cmd.principal, registered_at=now_ms, updated_at=now_ms)
+        self._emit(events, M.WalletRegistered(at=now_ms, wallet=wallet))
+        return self.wallets[wallet.wallet_id]
+
+    def _approve_wallet(self, cmd, long long now_ms, list events):
+        w = self._wallet(cmd.wallet_id)
+        if w.status != M.PENDING:
+            raise precondition(M.WALLET_NOT_PENDING, f"wallet {w.wallet_id} is {w.status}")
+        if cmd.principal == w.registered_by:
+            raise EngineError(PERMISSION_DENIED, f"four eyes: {quote(cmd.principal)} registered wallet "
+                                                 f"{w.wallet_id}; another issuer principal must approve it")
+        self._emit(events, M.WalletApproved(at=now_ms, wallet_id=w.wallet_id, approved_by=cmd.principal))
+        return self.wallets[w.wallet_id]
+
+    def _revoke_wallet(self, cmd, long long now_ms, list events):
+        w = self._wallet(cmd.wallet_id)
+        if len(cmd.reason) > M.MAX_REASON:
+            raise invalid("reason", f"{len(cmd.reason)} characters, more than {M.MAX_REASON}")
+        if w.status == M.REVOKED:
+            raise precondition(WALLET_NOT_APPROVED, f"wallet {w.wallet_id} is already REVOKED")
+        self._emit(events, M.WalletRevoked(at=now_ms, wallet_id=w.wallet_id, revoked_by=cmd.principal,
+                                           reason=cmd.reason))
+        return self.wallets[w.wallet_id]
+
+    def list_wallets(self, str participant_id=""):
+        if participant_id and participant_id not in self.participants:
+            raise not_found("participant", participant_id)
+        return [self.wallets[k] for k in sorted(self.wallets)
+                if not participant_id or self.wallets[k].participant_id == participant_id]
+
+    def _on_wallet(self, event):
+        w = event.wallet
+        self.wallets[w.wallet_id] = w
+        if w.status != M.REVOKED:  # a restored wallet may be
+            self.live_wallets[(w.participant_id, w.asset, w.address)] = w.wallet_id
+        self.next_wallet_seq = int(w.wallet_id[4:]) + 1
+
+    def _on_wallet_approved(self, event):
+        w = self.wallets[event.wallet_id]
+        self.wallets[w.wallet_id] = _replace(w, status=APPROVED, approved_by=event.approved_by, updated_at=event.at)
+
+    def _on_wallet_revoked(self, event):
+        w = self.wallets[event.wallet_id]
+        self.wallets[w.wallet_id] = _replace(w, status=M.REVOKED, revoked_by=event.revoked_by,
+                                             revoke_reason=event.reason, updated_at=event.at)
+        del self.live_wallets[(w.participant_id, w.asset, w.address)]
+
+    cdef object _transfer(self, object order, object asset, object quantity, object tx_hash):
+        """The checked asset (one of the order's), quantity (parsed, > 0) and tx_hash of a transfer."""
+        for line in order.deliverables:
+            if line.asset == asset:
+                break
+        else:
+            raise invalid("asset", f"{asset!r} is not an asset of order {order.order_id}")
+        q = parse_scaled(quantity, "quantity", (<Asset>self.assets[asset]).decimals, limit=MAXQ)
+        if q == 0:
+            raise invalid("quantity", "must be positive")
+        if not isinstance(tx_hash, str) or not 1 <= len(tx_hash) <= 128 or not all("!" <= ch <= "~" for ch in tx_hash):
+            raise invalid("tx_hash", f"{quote(tx_hash)} is not 1-128 printable ASCII characters")
+        return q
+
+    cdef dict _confirmed(self, object order):
+        """asset -> quantity delivered with at least the asset's min_confirmations."""
+        total = {}
+        for d in order.deliveries:
+            if d.confirmations >= (<Asset>self.assets[d.asset]).min_conf:
+                total[d.asset] = total.get(d.asset, 0) + d.quantity
+        return total
+
+    def _record_delivery(self, cmd, long long now_ms, list events):
+        order = self._own_order(cmd.order_id, None)
+        q = self._transfer(order, cmd.asset, cmd.quantity, cmd.tx_hash)
+        ADDR.check_address((<Asset>self.assets[cmd.asset]).chain, cmd.from_address, "from_address")
+        _need_int(cmd.confirmations, "confirmations", 0, M.MAX_CONFIRMATIONS)
+        if order.status != ACCEPTED or order.side != CREATE:
+            raise precondition(M.ORDER_NOT_ACCEPTED, f"order {order.order_id} is a {order.status} {order.side}")
+        for known in order.deliveries:
+            if known.tx_hash == cmd.tx_hash:
+                if (known.asset, known.quantity, known.from_address) != (cmd.asset, q, cmd.from_address):
+                    raise EngineError(ALREADY_EXISTS, f"tx_hash {quote(cmd.tx_hash)} is recorded with other figures")
+                if known.confirmations == cmd.confirmations:
+                    return self._with_overdue(order, now_ms)
+                delivery = _replace(known, confirmations=cmd.confirmations)
+                break
+        else:
+            wallet_id = self.live_wallets.get((order.participant_id, cmd.asset, cmd.from_address))
+            if wallet_id is None or self.wallets[wallet_id].status != APPROVED:
+                raise precondition(WALLET_NOT_APPROVED, f"{quote(cmd.from_address)} is not an approved {cmd.asset} "
+                                                        f"wallet of {order.participant_id}")
+            delivery = M.Delivery(cmd.asset, q, cmd.tx_hash, cmd.from_address, cmd.confirmations, now_ms)
+        self._emit(events, M.DeliveryRecorded(at=now_ms, order_id=order.order_id, delivery=delivery))
+        return self._with_overdue(self.orders[order.order_id], now_ms)
+
+    def _on_delivery(self, event):
+        order = self.orders[event.order_id]
+        d = event.delivery
+        deliveries = list(order.deliveries)
+        for i, known in enumerate(deliveries):
+            if known.tx_hash == d.tx_hash:
+                deliveries[i] = d
+                break
+        else:
+            deliveries.append(d)
+        order = _replace(order, deliveries=tuple(deliveries), updated_at=event.at)
+        confirmed = self._confirmed(order)
+        excess = []
+        for line in order.deliverables:
+            over = confirmed.get(line.asset, 0) - line.quantity
+            if over > 0:
+                excess.append(Line(line.asset, over))
+        self.orders[order.order_id] = _replace(order, excess=tuple(excess))
+
+    def _record_payout(self, cmd, long long now_ms, list events):
+        order = self._own_order(cmd.order_id, None)
+        _need_id(cmd.custodian_id, "custodian_id")
+        q = self._transfer(order, cmd.asset, cmd.quantity, cmd.tx_hash)
+        if order.status != ACCEPTED or order.side != REDEEM:
+            raise precondition(M.ORDER_NOT_ACCEPTED, f"order {order.order_id} is a {order.status} {order.side}")
+        for leg in order.legs:
+            if leg.custodian_id == cmd.custodian_id and leg.asset == cmd.asset:
+                break
+        else:
+            raise invalid("custodian_id", f"order {order.order_id} has no {cmd.asset} leg at {quote(cmd.custodian_id)}")
+        paid = 0
+        for known in order.payouts:
+            if known.tx_hash == cmd.tx_hash:
+                if (known.custodian_id, known.asset, known.quantity) != (cmd.custodian_id, cmd.asset, q):
+                    raise EngineError(ALREADY_EXISTS, f"tx_hash {quote(cmd.tx_hash)} is recorded with other figures")
+                return self._with_overdue(order, now_ms)
+            if known.custodian_id == cmd.custodian_id and known.asset == cmd.asset:
+                paid += known.quantity
+        if paid + q > leg.quantity:
+            raise precondition(M.PAYOUT_EXCEEDS_LEG, f"order {order.order_id}: leg {cmd.custodian_id} {cmd.asset} "
+                                                     f"would be paid {paid + q} of {leg.quantity}")
+        payout = M.Payout(cmd.custodian_id, cmd.asset, q, cmd.tx_hash, now_ms)
+        self._emit(events, M.PayoutRecorded(at=now_ms, order_id=order.order_id, payout=payout))
+        return self._with_overdue(self.orders[order.order_id], now_ms)
+
+    def _on_payout(self, event):
+        order = self.orders[event.order_id]
+        self.orders[order.order_id] = _replace(order, payouts=order.payouts + (event.payout,), updated_at=event.at)
+
     def _on_clock(self, event):
         pass  # the engine's clock, not the ledger's
 
@@ -1429,7 +1687,8 @@ cdef class Ledger:
             rows.sort()
             funds.append([_builtins(f.terms), f.cash, f.shares, rows])
         return {
-            "assets": [[s, (<Asset>self.assets[s]).decimals] for s in sorted(self.assets)],
+            "assets": [[s, (<Asset>self.assets[s]).decimals, (<Asset>self.assets[s]).min_conf,
+                        (<Asset>self.assets[s]).chain] for s in sorted(self.assets)],
             "custodians": [[c.custodian_id, c.name, c.licence_number, c.status, c.expires_at]
                            for c in [self.custodians[k] for k in sorted(self.custodians)]],
             "participants": [[p.participant_id, p.name, list(p.eligible), p.max_order, p.max_day]
@@ -1445,6 +1704,8 @@ cdef class Ledger:
             "official_navs": [_builtins(f.navs[d]) for f in [self.funds[k] for k in sorted(self.funds)]
                               for d in sorted(f.navs)],
             "pcfs": [_builtins(f.pcfs[d]) for f in [self.funds[k] for k in sorted(self.funds)] for d in sorted(f.pcfs)],
+            "wallets": [_builtins(self.wallets[k]) for k in sorted(self.wallets)],
+            "next_wallet_seq": self.next_wallet_seq,
         }
 
     @classmethod
@@ -1455,8 +1716,9 @@ cdef class Ledger:
         cdef FundAsset fa
         cdef Holding h
         cdef Participant p
-        for symbol, decimals in state["assets"]:
-            ledger._on_asset(M.AssetRegistered(at=0, symbol=symbol, decimals=decimals))
+        for symbol, decimals, *rules in state["assets"]:  # rules: [min_confirmations, chain] since SPEC §14
+            ledger._on_asset(M.AssetRegistered(at=0, symbol=symbol, decimals=decimals,
+                                               **dict(zip(("min_confirmations", "chain"), rules))))
         for cid, name, number, status, expires in state["custodians"]:
             ledger._on_custodian(M.CustodianRegistered(at=0, custodian_id=cid, name=name, licence_number=number,
                                                        licence_status=status, licence_expires_at=expires))
@@ -1508,5 +1770,8 @@ cdef class Ledger:
         for raw in state.get("pcfs", ()):
             pcf = msgspec.convert(raw, M.Pcf)
             (<Fund>ledger.funds[pcf.fund_id]).pcfs[pcf.dealing_date] = pcf
+        for raw in state.get("wallets", ()):
+            ledger._on_wallet(M.WalletRegistered(at=0, wallet=msgspec.convert(raw, Wallet)))
+        ledger.next_wallet_seq = state.get("next_wallet_seq", 1)
         ledger.next_seq = state["next_order_seq"]
         return ledger
