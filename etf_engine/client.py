@@ -63,6 +63,7 @@ class OrderItem:
     side: str  # "CREATE" or "REDEEM"
     units: int
     client_order_id: str
+    payout_wallet_ids: Sequence[str] = ()
 
 
 class NavStream(Protocol):
@@ -138,8 +139,12 @@ class EtfClient:
         return method(request, metadata=self._metadata, timeout=self.timeout)
 
     # ------------------------------------------------------------------ Admin
-    def register_asset(self, symbol: str, decimals: int) -> pb.RegisterAssetReply:
-        return self._call(self._admin.RegisterAsset, pb.RegisterAssetRequest(symbol=symbol, decimals=decimals))
+    def register_asset(self, symbol: str, decimals: int, *, min_confirmations: int | None = None,
+                       chain: str = "") -> pb.RegisterAssetReply:
+        request = pb.RegisterAssetRequest(symbol=symbol, decimals=decimals, chain=chain)
+        if min_confirmations is not None:
+            request.min_confirmations = min_confirmations
+        return self._call(self._admin.RegisterAsset, request)
 
     def register_custodian(self, custodian_id: str, name: str, licence_number: str, licence_status: str,
                            licence_expires_at: int) -> pb.RegisterCustodianReply:
@@ -181,6 +186,7 @@ class EtfClient:
         create_settlement_days: int | None = None,
         redeem_settlement_days: int | None = None,
         pricing: str = "LIVE",
+        require_delivery: bool = False,
     ) -> pb.CreateFundReply:
         request = pb.CreateFundRequest(
             fund_id=fund_id, name=name, base_currency=base_currency, creation_unit=creation_unit,
@@ -189,7 +195,7 @@ class EtfClient:
             creation_custodian_id=creation_custodian_id, custodian_priority=list(custodian_priority),
             assets=[a.message() for a in assets], seed_cash_per_unit=seed_cash_per_unit,
             initial_shares_outstanding=initial_shares_outstanding, calendar_id=calendar_id,
-            dealing_cutoff=dealing_cutoff, pricing=pb.Pricing.Value.Value(pricing))
+            dealing_cutoff=dealing_cutoff, pricing=pb.Pricing.Value.Value(pricing), require_delivery=require_delivery)
         for field, value in (("max_price_age_seconds", max_price_age_seconds),
                              ("create_settlement_days", create_settlement_days),
                              ("redeem_settlement_days", redeem_settlement_days)):
@@ -216,6 +222,7 @@ class EtfClient:
         create_settlement_days: int | None = None,
         redeem_settlement_days: int | None = None,
         pricing: str | None = None,
+        require_delivery: bool | None = None,
     ) -> pb.UpdateFundReply:
         """Only the arguments given change."""
         request = pb.UpdateFundRequest(fund_id=fund_id, assets=[a.message() for a in assets])
@@ -224,7 +231,8 @@ class EtfClient:
                              ("min_liquid_units", min_liquid_units), ("creation_custodian_id", creation_custodian_id),
                              ("seed_cash_per_unit", seed_cash_per_unit), ("calendar_id", calendar_id),
                              ("dealing_cutoff", dealing_cutoff), ("create_settlement_days", create_settlement_days),
-                             ("redeem_settlement_days", redeem_settlement_days)):
+                             ("redeem_settlement_days", redeem_settlement_days),
+                             ("require_delivery", require_delivery)):
             if value is not None:
                 setattr(request, field, value)
         if dealing_status is not None:
@@ -310,22 +318,27 @@ class EtfClient:
             delay = min(delay * 2, 2.0)
         raise AssertionError("unreachable")
 
-    def submit_order(self, fund_id: str, side: str, units: int, client_order_id: str | None = None) -> pb.Order:
+    def submit_order(self, fund_id: str, side: str, units: int, client_order_id: str | None = None, *,
+                     payout_wallet_ids: Sequence[str] = ()) -> pb.Order:
         """Submit one order; without a client_order_id a fresh one is made (and kept across retries)."""
         request = pb.SubmitOrderRequest(fund_id=fund_id, side=side_value(side), units=units,
-                                        client_order_id=client_order_id or new_client_order_id())
+                                        client_order_id=client_order_id or new_client_order_id(),
+                                        payout_wallet_ids=list(payout_wallet_ids))
         return self._retrying(self._dealing.SubmitOrder, request).order
 
     def submit_orders(self, items: Sequence[OrderItem]) -> list[pb.Order]:
         request = pb.SubmitOrdersRequest(requests=[
             pb.OrderRequest(fund_id=i.fund_id, side=side_value(i.side), units=i.units,
-                            client_order_id=i.client_order_id) for i in items])
+                            client_order_id=i.client_order_id, payout_wallet_ids=list(i.payout_wallet_ids))
+            for i in items])
         return list(self._retrying(self._dealing.SubmitOrders, request).orders)
 
-    def check_order(self, fund_id: str, side: str, units: int, client_order_id: str | None = None) -> pb.Order:
+    def check_order(self, fund_id: str, side: str, units: int, client_order_id: str | None = None, *,
+                    payout_wallet_ids: Sequence[str] = ()) -> pb.Order:
         return self._call(self._dealing.CheckOrder, pb.CheckOrderRequest(
             fund_id=fund_id, side=side_value(side), units=units,
-            client_order_id=client_order_id or new_client_order_id())).order
+            client_order_id=client_order_id or new_client_order_id(),
+            payout_wallet_ids=list(payout_wallet_ids))).order
 
     def get_capacity(self, fund_id: str) -> pb.Capacity:
         return self._call(self._dealing.GetCapacity, pb.GetCapacityRequest(fund_id=fund_id))
@@ -346,8 +359,33 @@ class EtfClient:
             if not token:
                 return orders
 
-    def cancel_order(self, order_id: str) -> pb.Order:
-        return self._call(self._dealing.CancelOrder, pb.CancelOrderRequest(order_id=order_id)).order
+    def cancel_order(self, order_id: str, reason: str = "") -> pb.Order:
+        return self._call(self._dealing.CancelOrder, pb.CancelOrderRequest(order_id=order_id, reason=reason)).order
+
+    # ------------------------------------------------------------------ wallets and deliveries (Admin)
+    def register_wallet(self, participant_id: str, asset: str, address: str, label: str = "") -> pb.Wallet:
+        return self._call(self._admin.RegisterWallet, pb.RegisterWalletRequest(
+            participant_id=participant_id, asset=asset, address=address, label=label)).wallet
+
+    def approve_wallet(self, wallet_id: str) -> pb.Wallet:
+        """By an issuer principal other than the one who registered it (four eyes)."""
+        return self._call(self._admin.ApproveWallet, pb.ApproveWalletRequest(wallet_id=wallet_id)).wallet
+
+    def revoke_wallet(self, wallet_id: str, reason: str = "") -> pb.Wallet:
+        return self._call(self._admin.RevokeWallet, pb.RevokeWalletRequest(wallet_id=wallet_id, reason=reason)).wallet
+
+    def list_wallets(self, participant_id: str = "") -> list[pb.Wallet]:
+        return list(self._call(self._admin.ListWallets, pb.ListWalletsRequest(participant_id=participant_id)).wallets)
+
+    def record_delivery(self, order_id: str, asset: str, quantity: str, tx_hash: str, from_address: str,
+                        confirmations: int) -> pb.Order:
+        return self._call(self._admin.RecordDelivery, pb.RecordDeliveryRequest(
+            order_id=order_id, asset=asset, quantity=quantity, tx_hash=tx_hash, from_address=from_address,
+            confirmations=confirmations)).order
+
+    def record_payout(self, order_id: str, custodian_id: str, asset: str, quantity: str, tx_hash: str) -> pb.Order:
+        return self._call(self._admin.RecordPayout, pb.RecordPayoutRequest(
+            order_id=order_id, custodian_id=custodian_id, asset=asset, quantity=quantity, tx_hash=tx_hash)).order
 
     # ------------------------------------------------------------------ Valuation
     def get_nav(self, fund_id: str) -> pb.Nav:

@@ -25,11 +25,14 @@ are rebuilt the same way on replay.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
+
+import msgspec
 
 from etf_engine import model as M
 from etf_engine.errors import FAILED_PRECONDITION, EngineError, invalid
@@ -47,6 +50,11 @@ INLINE_COMMIT_MAX = 1  # events a commit may hold and still be made on the loop'
 
 # An operation runs on the loop's thread: (ledger, now_ms) -> (result, events it produced).
 Operation = Callable[[Ledger, int], tuple[Any, list[M.Event]]]
+
+
+# The name of the principal whose call is being served (the API's interceptor sets it): every event an
+# operation produces is journaled with it, the audit trail of SPEC §14-15. "" for the engine's own work.
+acting_principal: contextvars.ContextVar[str] = contextvars.ContextVar("etf_engine_acting", default="")
 
 
 def wall_clock_ms() -> int:
@@ -161,7 +169,7 @@ class _Index:
 
     def load(self, state: dict[str, Any]) -> None:
         """Start from a snapshot's state instead of the events before it."""
-        self.decimals.update(dict(state["assets"]))
+        self.decimals.update({row[0]: row[1] for row in state["assets"]})
         for terms, _cash, _shares, _rows in state["funds"]:
             for a in terms["assets"]:
                 self._funds_by_price.setdefault((a["asset"], terms["base_currency"]), set()).add(terms["fund_id"])
@@ -318,6 +326,9 @@ class Engine:
             future.set_exception(EngineError(INTERNAL, f"internal error: {type(e).__name__}"))
             return future
         if produced:
+            principal = acting_principal.get()
+            if principal:
+                produced = [msgspec.structs.replace(event, principal=principal) for event in produced]
             for event in produced:
                 self._index.observe(event, self._changed)
             self._unjournaled.extend(produced)

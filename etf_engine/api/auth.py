@@ -23,6 +23,7 @@ import grpc.aio
 from google.protobuf import descriptor_pool
 from google.protobuf.message import DecodeError
 
+from etf_engine.engine import acting_principal
 from etf_engine.errors import INVALID_ARGUMENT, PERMISSION_DENIED, EngineError
 
 ISSUER, PARTICIPANT, OBSERVER = "issuer", "participant", "observer"
@@ -40,8 +41,9 @@ ACCESS: dict[str, frozenset[str]] = {
         "RegisterAsset", "RegisterCustodian", "SetCustodianLicence", "RegisterParticipant", "CreateFund",
         "UpdateFund", "AdjustHolding", "AdjustCash", "Stake", "Unstake", "RecordStakingReward",
         "RecordSlashing", "PublishPrices", "SettleOrder", "RegisterCalendar", "SetHolidays", "CloseDealingDay",
-        "StrikeNav")},
+        "StrikeNav", "RegisterWallet", "ApproveWallet", "RevokeWallet", "RecordDelivery", "RecordPayout")},
     f"/{PACKAGE}.Admin/GetHoldings": frozenset({ISSUER, OBSERVER}),
+    f"/{PACKAGE}.Admin/ListWallets": _ALL,  # a participant: its own only (the servicer checks)
     f"/{PACKAGE}.Admin/GetCalendar": frozenset({ISSUER, OBSERVER}),
     **{f"/{PACKAGE}.Dealing/{m}": frozenset({PARTICIPANT}) for m in (
         "SubmitOrder", "SubmitOrders", "CheckOrder", "GetCapacity")},
@@ -140,6 +142,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         principal = self._auth.authenticate(context.invocation_metadata())
         authorize(method, principal)
         _principal.set(principal)
+        acting_principal.set(principal.name)
         metadata = self._initial_metadata()
         if metadata is not None:
             await context.send_initial_metadata(metadata)

@@ -43,6 +43,8 @@ LICENCE_NAME = {
 }
 DEALING_NAME = {pb.DealingStatus.OPEN: M.OPEN, pb.DealingStatus.SUSPENDED: M.SUSPENDED}
 PRICING_NAME = {pb.Pricing.LIVE: M.LIVE, pb.Pricing.FORWARD: M.FORWARD}
+WALLET_STATUS_VALUE = {M.PENDING: pb.WalletStatus.PENDING, M.APPROVED: pb.WalletStatus.APPROVED,
+                       M.REVOKED: pb.WalletStatus.REVOKED}
 
 
 def enum_name(names: Mapping[int, str], value: int) -> str:
@@ -55,7 +57,8 @@ def enum_name(names: Mapping[int, str], value: int) -> str:
 
 # == requests -> commands ===========================================================================
 def register_asset(r: pb.RegisterAssetRequest) -> M.RegisterAsset:
-    return M.RegisterAsset(symbol=r.symbol, decimals=r.decimals)
+    optional = {"min_confirmations": r.min_confirmations} if r.HasField("min_confirmations") else {}
+    return M.RegisterAsset(symbol=r.symbol, decimals=r.decimals, chain=r.chain, **optional)
 
 
 def register_custodian(r: pb.RegisterCustodianRequest) -> M.RegisterCustodian:
@@ -119,6 +122,7 @@ def create_fund(r: pb.CreateFundRequest) -> M.CreateFund:
         optional["pricing"] = enum_name(PRICING_NAME, r.pricing)
     return M.CreateFund(
         calendar_id=r.calendar_id,
+        require_delivery=r.require_delivery,
         fund_id=r.fund_id,
         name=r.name,
         base_currency=r.base_currency,
@@ -136,7 +140,7 @@ def update_fund(r: pb.UpdateFundRequest) -> M.UpdateFund:
     changes: dict[str, object] = {}
     for name in ("name", "max_price_age_seconds", "creation_fee", "redemption_fee", "min_liquid_units",
                  "creation_custodian_id", "seed_cash_per_unit", "calendar_id", "dealing_cutoff",
-                 "create_settlement_days", "redeem_settlement_days"):
+                 "create_settlement_days", "redeem_settlement_days", "require_delivery"):
         if r.HasField(name):
             changes[name] = getattr(r, name)
     if r.dealing_status:
@@ -208,7 +212,22 @@ def order_request(
     r: pb.OrderRequest | pb.SubmitOrderRequest | pb.CheckOrderRequest,
 ) -> M.OrderRequest:
     return M.OrderRequest(fund_id=r.fund_id, side=enum_name(SIDE_NAME, r.side), units=r.units,
-                          client_order_id=r.client_order_id)
+                          client_order_id=r.client_order_id, payout_wallet_ids=list(r.payout_wallet_ids))
+
+
+def register_wallet(r: pb.RegisterWalletRequest, principal: str) -> M.RegisterWallet:
+    return M.RegisterWallet(participant_id=r.participant_id, asset=r.asset, address=r.address, label=r.label,
+                            principal=principal)
+
+
+def record_delivery(r: pb.RecordDeliveryRequest) -> M.RecordDelivery:
+    return M.RecordDelivery(order_id=r.order_id, asset=r.asset, quantity=r.quantity, tx_hash=r.tx_hash,
+                            from_address=r.from_address, confirmations=r.confirmations)
+
+
+def record_payout(r: pb.RecordPayoutRequest) -> M.RecordPayout:
+    return M.RecordPayout(order_id=r.order_id, custodian_id=r.custodian_id, asset=r.asset, quantity=r.quantity,
+                          tx_hash=r.tx_hash)
 
 
 # == results -> replies =============================================================================
@@ -287,7 +306,8 @@ def order(o: M.Order, decimals: Decimals) -> pb.Order:
         cash_amount=_text(o.cash_amount, format_money),
         fee=format_money(o.fee),
         legs=[pb.Leg(custodian_id=leg.custodian_id, asset=leg.asset,
-                     quantity=_quantity(leg.quantity, leg.asset, decimals))
+                     quantity=_quantity(leg.quantity, leg.asset, decimals),
+                     destination_address=leg.destination_address)
               for leg in o.legs],
         created_at=o.created_at,
         updated_at=o.updated_at,
@@ -295,7 +315,26 @@ def order(o: M.Order, decimals: Decimals) -> pb.Order:
         settlement_date=o.settlement_date,
         priced=o.priced,
         official_nav_per_share=nav_per_share_text(o.official_nav_per_share),
+        payout_wallet_ids=o.payout_wallet_ids or (),
+        deliveries=[pb.Delivery(asset=d.asset, quantity=_quantity(d.quantity, d.asset, decimals), tx_hash=d.tx_hash,
+                                from_address=d.from_address, confirmations=d.confirmations,
+                                recorded_at=d.recorded_at)
+                    for d in o.deliveries],
+        payouts=[pb.Payout(custodian_id=p.custodian_id, asset=p.asset,
+                           quantity=_quantity(p.quantity, p.asset, decimals), tx_hash=p.tx_hash,
+                           recorded_at=p.recorded_at)
+                 for p in o.payouts],
+        excess=[pb.Line(asset=x.asset, quantity=_quantity(x.quantity, x.asset, decimals)) for x in o.excess],
+        overdue=o.overdue,
+        cancel_reason=o.cancel_reason,
     )
+
+
+def wallet(w: M.Wallet) -> pb.Wallet:
+    return pb.Wallet(wallet_id=w.wallet_id, participant_id=w.participant_id, asset=w.asset, address=w.address,
+                     label=w.label, status=WALLET_STATUS_VALUE[w.status], registered_by=w.registered_by,
+                     approved_by=w.approved_by, revoked_by=w.revoked_by, revoke_reason=w.revoke_reason,
+                     registered_at=w.registered_at, updated_at=w.updated_at)
 
 
 def nav(n: M.Nav, decimals: Decimals) -> pb.Nav:

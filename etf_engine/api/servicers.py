@@ -155,6 +155,37 @@ class AdminServicer(_Servicer, rpc.AdminServicer):
         return pb.StrikeNavReply(nav=convert.official_nav(result.nav, decimals), pcf=convert.pcf(result.pcf, decimals),
                                  priced_orders=result.priced_orders)
 
+    async def RegisterWallet(self, request: pb.RegisterWalletRequest, context: Context) -> pb.RegisterWalletReply:
+        command = convert.register_wallet(request, current_principal().name)
+        return pb.RegisterWalletReply(wallet=convert.wallet(await self.engine.execute(command)))
+
+    async def ApproveWallet(self, request: pb.ApproveWalletRequest, context: Context) -> pb.ApproveWalletReply:
+        command = M.ApproveWallet(wallet_id=request.wallet_id, principal=current_principal().name)
+        return pb.ApproveWalletReply(wallet=convert.wallet(await self.engine.execute(command)))
+
+    async def RevokeWallet(self, request: pb.RevokeWalletRequest, context: Context) -> pb.RevokeWalletReply:
+        command = M.RevokeWallet(wallet_id=request.wallet_id, reason=request.reason,
+                                 principal=current_principal().name)
+        return pb.RevokeWalletReply(wallet=convert.wallet(await self.engine.execute(command)))
+
+    async def ListWallets(self, request: pb.ListWalletsRequest, context: Context) -> pb.ListWalletsReply:
+        principal = current_principal()
+        participant_id = request.participant_id
+        if principal.role == PARTICIPANT:
+            own = _participant_id(principal)
+            if participant_id not in ("", own):
+                raise EngineError(PERMISSION_DENIED, f"participant_id: participant {own} may list only its own "
+                                                     "wallets")
+            participant_id = own
+        wallets = await self.engine.read(lambda ledger, now_ms: ledger.list_wallets(participant_id))
+        return pb.ListWalletsReply(wallets=[convert.wallet(w) for w in wallets])
+
+    async def RecordDelivery(self, request: pb.RecordDeliveryRequest, context: Context) -> pb.RecordDeliveryReply:
+        return pb.RecordDeliveryReply(order=self.order(await self.engine.execute(convert.record_delivery(request))))
+
+    async def RecordPayout(self, request: pb.RecordPayoutRequest, context: Context) -> pb.RecordPayoutReply:
+        return pb.RecordPayoutReply(order=self.order(await self.engine.execute(convert.record_payout(request))))
+
     async def GetHoldings(self, request: pb.GetHoldingsRequest, context: Context) -> pb.Holdings:
         fund_id = request.fund_id
         result = await self.engine.read(lambda ledger, now_ms: ledger.get_holdings(fund_id, now_ms))
@@ -192,7 +223,7 @@ class DealingServicer(_Servicer, rpc.DealingServicer):
         order_id = request.order_id
 
         def read(ledger: Ledger, now_ms: int) -> M.Order:
-            order = ledger.get_order(order_id)
+            order = ledger.get_order(order_id, None, now_ms)
             _check_order(principal, order)
             return order
 
@@ -216,7 +247,7 @@ class DealingServicer(_Servicer, rpc.DealingServicer):
         fund_id = request.fund_id
 
         def read(ledger: Ledger, now_ms: int) -> tuple[list[M.Order], bool]:
-            orders = ledger.list_orders(fund_id, status, owner)
+            orders = ledger.list_orders(fund_id, status, owner, now_ms)
             if after:
                 orders = [o for o in orders if _order_seq(o.order_id) > after]
             return orders[:size], len(orders) > size
@@ -227,12 +258,12 @@ class DealingServicer(_Servicer, rpc.DealingServicer):
 
     async def CancelOrder(self, request: pb.CancelOrderRequest, context: Context) -> pb.CancelOrderReply:
         principal = current_principal()
-        order_id = request.order_id
-        participant_id = principal.participant_id if principal.role == PARTICIPANT else None
+        command = M.CancelOrder(order_id=request.order_id, reason=request.reason,
+                                participant_id=principal.participant_id if principal.role == PARTICIPANT else None)
 
         def cancel(ledger: Ledger, now_ms: int) -> tuple[Any, list[M.Event]]:
-            _check_order(principal, ledger.get_order(order_id))
-            return ledger.execute(M.CancelOrder(order_id=order_id, participant_id=participant_id), now_ms)
+            _check_order(principal, ledger.get_order(command.order_id))
+            return ledger.execute(command, now_ms)
 
         return pb.CancelOrderReply(order=self.order(await self.engine.submit(cancel)))
 
