@@ -32,10 +32,11 @@ from tests.pg_cluster import pg_cluster as pg_cluster  # the fixture, for the Po
 T0 = 1_750_000_000_000  # fixed "now" of the engine, unix ms
 EXPIRY = T0 // 1000 + 365 * 86_400
 FUND, FUND2 = "F1", "F2"
-TOKENS = {"issuer": "tok-issuer", "observer": "tok-observer", "ap1": "tok-ap1", "ap2": "tok-ap2",
-          "ap-unregistered": "tok-ap-x"}
+TOKENS = {"issuer": "tok-issuer", "issuer2": "tok-issuer2", "observer": "tok-observer", "ap1": "tok-ap1",
+          "ap2": "tok-ap2", "ap-unregistered": "tok-ap-x"}
 PRINCIPALS = (
     Principal("ops", ISSUER, hash_token(TOKENS["issuer"])),
+    Principal("ops-2", ISSUER, hash_token(TOKENS["issuer2"])),  # the second pair of eyes (SPEC §14)
     Principal("auditor", OBSERVER, hash_token(TOKENS["observer"])),
     Principal("ap1", PARTICIPANT, hash_token(TOKENS["ap1"]), "AP-1"),
     Principal("ap2", PARTICIPANT, hash_token(TOKENS["ap2"]), "AP-2"),
