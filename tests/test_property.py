@@ -6,7 +6,10 @@ DESIGN.md must hold: no bucket below zero, assets conserved, NAV per share kept 
 up to the cash component's rounding, no settlement of an order not priced, and the events replayed
 into empty ledgers rebuild the state. F-2 deals on a calendar (drawn weekend, holidays, cut-off,
 settlement days and pricing); the rules close days, change holidays, strike official NAVs and move
-the fund on and off its calendar while time passes across cut-offs and midnights.
+the fund on and off its calendar while time passes across cut-offs and midnights. Wallets (SPEC §14)
+are registered, approved (four eyes) and revoked; F-1 may require delivery, redemptions name payout
+wallets, deliveries and payouts are recorded, and no order of a fund that requires delivery ever
+settles without its full evidence.
 """
 
 from __future__ import annotations
@@ -37,6 +40,13 @@ FUNDS = ("F-1", "F-2")
 CALENDAR = "HK"
 HONG_KONG = CAL.Calendar(CALENDAR, "Asia/Hong_Kong", frozenset(), frozenset())  # for local dates only
 
+ADDRESSES = {  # valid mainnet addresses per asset's chain, and one malformed
+    "BTC": ("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2", "bc1qbad"),
+    "ETH": ("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "0xfb6916095ca1df60bb79ce92ce3ea74c37c5d359",
+            "0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
+    "SOL": ("11111111111111111111111111111111", "So11111111111111111111111111111111111111112", "0OIl"),
+}
+ISSUERS = ("ops", "ops-2")
 quantities = st.integers(min_value=1, max_value=10**6)
 REFUSED = object()
 
@@ -103,13 +113,15 @@ class CoreAgainstReference(RuleBasedStateMachine):
         cutoff=st.sampled_from(["16:00", "08:00:01", "23:59:59", "00:00"]),
         settlement=st.tuples(st.integers(0, 3), st.integers(0, 3)),
         pricing=st.sampled_from(M.PRICINGS),
+        confirmations=st.lists(st.integers(0, 2), min_size=3, max_size=3),
+        delivery=st.booleans(),
     )
     def setup(self, caps, buffers, unit, min_liquid, shares, holdings, weekend, holidays, cutoff, settlement,
-              pricing):
+              pricing, confirmations, delivery):
         self.both(M.RegisterCalendar(calendar_id=CALENDAR, time_zone="Asia/Hong_Kong", weekend_days=weekend,
                                      holidays=[self.day(d) for d in holidays]))
-        for symbol, decimals in DECIMALS.items():
-            self.both(M.RegisterAsset(symbol=symbol, decimals=decimals))
+        for (symbol, decimals), needed in zip(DECIMALS.items(), confirmations, strict=True):
+            self.both(M.RegisterAsset(symbol=symbol, decimals=decimals, min_confirmations=needed))
         for cid in CUSTODIANS:
             self.both(M.RegisterCustodian(custodian_id=cid, name=cid, licence_number="L-" + cid,
                                           licence_status="ACTIVE", licence_expires_at=T0 // 1000 + 10 * 86_400))
@@ -121,6 +133,7 @@ class CoreAgainstReference(RuleBasedStateMachine):
                 fund_id=fund_id, name=fund_id, base_currency="HKD", creation_unit=unit,
                 creation_custodian_id="CUS-A", custodian_priority=["CUS-B", "CUS-A"],
                 min_liquid_units=min_liquid, initial_shares_outstanding=shares, seed_cash_per_unit="12.34",
+                require_delivery=delivery and fund_id == "F-1",
                 redemption_fee="100", creation_fee="50.5",
                 assets=[M.FundAssetSpec(asset=a, staking_cap=text(c, 4), liquidity_buffer=text(b, 4),
                                         unbonding_seconds=3600, seed_quantity_per_unit=text(7 * 10**d, d))
@@ -133,6 +146,11 @@ class CoreAgainstReference(RuleBasedStateMachine):
                 asset = list(DECIMALS)[i % 3]
                 if q:
                     self.adjust(fund_id, CUSTODIANS[i // 3], asset, q)
+        for pick, pid in enumerate(PARTICIPANTS):  # whitelisted from the start; the rules add and revoke
+            for asset in DECIMALS:
+                wallet = self.both(M.RegisterWallet(participant_id=pid, asset=asset, address=ADDRESSES[asset][pick],
+                                                    principal="ops"))
+                self.both(M.ApproveWallet(wallet_id=wallet.wallet_id, principal="ops-2"))
         self.both(M.PublishPrices(ticks=[
             M.PriceTick(asset="BTC", currency="HKD", price="712345.67891234", as_of_unix_ms=self.now),
             M.PriceTick(asset="ETH", currency="HKD", price="24567.1", as_of_unix_ms=self.now),
@@ -164,10 +182,24 @@ class CoreAgainstReference(RuleBasedStateMachine):
             self.flow[(fund_id, asset)] += q
 
     # -- rules -------------------------------------------------------------------------------
+    def wallet_ids(self, data, participant: str) -> list[str]:
+        """Payout wallets for a redemption: mostly one of the participant's per asset, sometimes any."""
+        wallets = self.core.list_wallets("")
+        if not wallets:
+            return []
+        own = {}
+        for w in wallets:
+            if w.participant_id == participant and w.status == M.APPROVED:
+                own.setdefault(w.asset, w.wallet_id)
+        if data.draw(st.booleans()) and own:
+            return list(own.values())
+        return data.draw(st.lists(st.sampled_from([w.wallet_id for w in wallets] + ["WAL-99"]), max_size=4))
+
     @rule(fund=st.sampled_from(FUNDS), participant=st.sampled_from(PARTICIPANTS),
-          side=st.sampled_from(M.SIDES), units=st.integers(1, 25), key=st.integers(0, 30))
-    def submit(self, fund, participant, side, units, key):
-        request = M.OrderRequest(fund_id=fund, side=side, units=units, client_order_id=f"c-{key}")
+          side=st.sampled_from(M.SIDES), units=st.integers(1, 25), key=st.integers(0, 30), data=st.data())
+    def submit(self, fund, participant, side, units, key, data):
+        request = M.OrderRequest(fund_id=fund, side=side, units=units, client_order_id=f"c-{key}",
+                                 payout_wallet_ids=self.wallet_ids(data, participant))
         checked = self.read("check_order", participant, request, self.now)
         known = self.core.list_orders("", "", participant)
         order = self.both(M.SubmitOrder(participant_id=participant, request=request))
@@ -187,14 +219,29 @@ class CoreAgainstReference(RuleBasedStateMachine):
 
     @precondition(lambda self: self.orders(M.ACCEPTED))
     @rule(data=st.data(), cancel=st.booleans())
-    def settle_or_cancel(self, data, cancel):
-        order = data.draw(st.sampled_from(self.orders(M.ACCEPTED)))
+    def settle_or_cancel(self, data, cancel, order=None):
+        order = order or data.draw(st.sampled_from(self.orders(M.ACCEPTED)))
         if cancel:
-            self.both(M.CancelOrder(order_id=order.order_id, participant_id=order.participant_id))
+            self.both(M.CancelOrder(order_id=order.order_id, participant_id=order.participant_id,
+                                    reason=data.draw(st.sampled_from(["", "overdue", "x" * 257]))))
             return
         before = nav_per_share(self.core, order.fund_id, self.now)
+        evidence_needed = self.requires_delivery(order.fund_id)
         if self.both(M.SettleOrder(order_id=order.order_id)) is REFUSED:
             return
+        if evidence_needed:  # never a settlement without full evidence
+            order = self.core.get_order(order.order_id)
+            if order.side == M.CREATE:
+                needed = {a: n for a, _d, n, _chain in self.core.state(self.now)["assets"]}
+                for line in order.deliverables:
+                    got = sum(d.quantity for d in order.deliveries
+                              if d.asset == line.asset and d.confirmations >= needed[line.asset])
+                    assert got >= line.quantity, order
+            else:
+                for leg in order.legs:
+                    paid = sum(p.quantity for p in order.payouts if (p.custodian_id, p.asset) == (leg.custodian_id,
+                                                                                                  leg.asset))
+                    assert paid == leg.quantity, order
         sign = 1 if order.side == M.CREATE else -1
         for line in order.deliverables:
             self.flow[(order.fund_id, line.asset)] += sign * line.quantity
@@ -249,6 +296,74 @@ class CoreAgainstReference(RuleBasedStateMachine):
                             unbonding_seconds=3600, seed_quantity_per_unit="7")],
             calendar_id=calendar, pricing=pricing, dealing_cutoff=cutoff, redeem_settlement_days=days))
 
+    def requires_delivery(self, fund_id: str) -> bool:
+        return next(t for t, *_ in self.core.state(self.now)["funds"] if t["fund_id"] == fund_id)["require_delivery"]
+
+    # -- wallets and deliveries (SPEC §14) ----------------------------------------------------
+    @rule(participant=st.sampled_from((*PARTICIPANTS, "AP-9")), asset=st.sampled_from(list(DECIMALS)),
+          pick=st.integers(0, 2), by=st.sampled_from(ISSUERS))
+    def register_wallet(self, participant, asset, pick, by):
+        self.both(M.RegisterWallet(participant_id=participant, asset=asset, address=ADDRESSES[asset][pick],
+                                   label="desk", principal=by))
+
+    @precondition(lambda self: self.core.list_wallets(""))
+    @rule(data=st.data(), by=st.sampled_from(ISSUERS), revoke=st.sampled_from([False, False, False, True]))
+    def approve_or_revoke(self, data, by, revoke):
+        wallet = data.draw(st.sampled_from(self.core.list_wallets("")))
+        if revoke:
+            self.both(M.RevokeWallet(wallet_id=wallet.wallet_id, reason="rotated", principal=by))
+        else:
+            self.both(M.ApproveWallet(wallet_id=wallet.wallet_id, principal=by))
+
+    @precondition(lambda self: self.core.list_orders("", "", None))
+    @rule(data=st.data(), share=st.sampled_from([(1, 1), (1, 1), (1, 2), (3, 2), (0, 1)]),
+          tx=st.integers(0, 5), confirmations=st.integers(-1, 3), pick=st.sampled_from([None, None, None, 0, 1, 2]))
+    def record_delivery(self, data, share, tx, confirmations, pick):
+        """Mostly to an ACCEPTED CREATE from the participant's own wallet (pick None), else anything."""
+        orders = self.core.list_orders("", "", None)
+        creations = [o for o in orders if o.status == M.ACCEPTED and o.side == M.CREATE]
+        order = data.draw(st.sampled_from(creations if creations and pick is None else orders))
+        line = data.draw(st.sampled_from(order.deliverables))
+        q = line.quantity * share[0] // share[1]
+        address = ADDRESSES[line.asset][PARTICIPANTS.index(order.participant_id) if pick is None else pick]
+        self.both(M.RecordDelivery(order_id=order.order_id, asset=line.asset, quantity=text(q, DECIMALS[line.asset]),
+                                   tx_hash=f"tx-{tx}-{line.asset}", from_address=address,
+                                   confirmations=confirmations))
+
+    @precondition(lambda self: any(o.legs for o in self.core.list_orders("", "", None)))
+    @rule(data=st.data(), share=st.sampled_from([(1, 1), (1, 1), (1, 2), (3, 2)]), tx=st.integers(0, 5),
+          other_custodian=st.booleans())
+    def record_payout(self, data, share, tx, other_custodian):
+        order = data.draw(st.sampled_from([o for o in self.core.list_orders("", "", None) if o.legs]))
+        leg = data.draw(st.sampled_from(order.legs))
+        q = max(1, leg.quantity * share[0] // share[1])
+        self.both(M.RecordPayout(order_id=order.order_id, custodian_id="CUS-C" if other_custodian else leg.custodian_id,
+                                 asset=leg.asset, quantity=text(q, DECIMALS[leg.asset]), tx_hash=f"p-{tx}"))
+
+    @precondition(lambda self: self.orders(M.ACCEPTED))
+    @rule(data=st.data(), short=st.sampled_from([0, 0, 0, 1]), confirmations=st.integers(0, 3))
+    def deliver_or_pay_in_full(self, data, short, confirmations):
+        """The whole evidence of one order (one smallest unit short when ``short``), then often SettleOrder."""
+        order = data.draw(st.sampled_from(self.orders(M.ACCEPTED)))
+        for i, line in enumerate(order.deliverables if order.side == M.CREATE else order.legs):
+            q = line.quantity - (short if i == 0 else 0)
+            if q <= 0:
+                continue
+            if order.side == M.CREATE:
+                address = ADDRESSES[line.asset][PARTICIPANTS.index(order.participant_id)]
+                self.both(M.RecordDelivery(order_id=order.order_id, asset=line.asset,
+                                           quantity=text(q, DECIMALS[line.asset]), tx_hash=f"full-{line.asset}",
+                                           from_address=address, confirmations=confirmations))
+            else:
+                self.both(M.RecordPayout(order_id=order.order_id, custodian_id=line.custodian_id, asset=line.asset,
+                                         quantity=text(q, DECIMALS[line.asset]), tx_hash=f"full-{i}"))
+        if data.draw(st.booleans()):
+            self.settle_or_cancel(data, False, order)
+
+    @rule(delivery=st.booleans())
+    def require_delivery(self, delivery):
+        self.both(M.UpdateFund(fund_id="F-1", require_delivery=delivery))
+
     # -- the dealing day (SPEC §13) ----------------------------------------------------------
     @rule(offsets=st.lists(st.integers(-2, 20), max_size=4))
     def holidays(self, offsets):
@@ -283,9 +398,13 @@ class CoreAgainstReference(RuleBasedStateMachine):
     def capacity(self, fund, participant):
         cap = self.read("get_capacity", participant, fund, self.now)
         for side, got in ((M.CREATE, cap.create), (M.REDEEM, cap.redeem)):
-            request = M.OrderRequest(fund_id=fund, side=side, units=got.units + 1, client_order_id="probe")
+            # GetCapacity assumes approved wallets: the probe names them, or says nothing without them.
+            wallets = {w.asset: w.wallet_id for w in self.core.list_wallets(participant) if w.status == M.APPROVED}
+            request = M.OrderRequest(fund_id=fund, side=side, units=got.units + 1, client_order_id="probe",
+                                     payout_wallet_ids=list(wallets.values()))
             beyond = self.core.check_order(participant, request, self.now)
-            assert beyond.reject_reason == got.binding_reason
+            if beyond.reject_reason != M.WALLET_NOT_APPROVED or len(wallets) == len(DECIMALS):
+                assert beyond.reject_reason == got.binding_reason
 
     # -- invariants --------------------------------------------------------------------------
     @invariant()
@@ -296,6 +415,7 @@ class CoreAgainstReference(RuleBasedStateMachine):
         for fund in FUNDS:
             for method in ("get_nav", "get_basket", "get_holdings"):
                 self.read(method, fund, self.now)
+        self.read("list_orders", "", "", None, self.now)  # with overdue computed now
 
     @invariant()
     def dates_and_pricing(self):
