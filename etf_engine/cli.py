@@ -29,7 +29,7 @@ from etf_engine import calendar
 from etf_engine.api.auth import ISSUER, OBSERVER, PARTICIPANT, Principal, hash_token
 from etf_engine.bench.run import add_arguments as add_bench_arguments
 from etf_engine.bench.run import run as run_bench
-from etf_engine.client import EtfClient, FundAssetTerms, Tick, side_name, status_name
+from etf_engine.client import EtfClient, FundAssetTerms, Tick, side_name, status_name, wallet_status
 from etf_engine.config import Config, ConfigError, load_config
 from etf_engine.journal import JournalError
 from etf_engine.journal.sqlite import DataDirInUse
@@ -131,9 +131,10 @@ def _money(text: str) -> str:
 def run_demo(out: TextIO, ledger_kind: str = "auto") -> int:
     from etf_engine.api.server import BackgroundServer
 
-    tokens = {role: secrets.token_urlsafe(24) for role in (ISSUER, PARTICIPANT, OBSERVER)}
+    tokens = {role: secrets.token_urlsafe(24) for role in (ISSUER, CHECKER, PARTICIPANT, OBSERVER)}
     principals = (
         Principal("demo-issuer", ISSUER, hash_token(tokens[ISSUER])),
+        Principal("demo-checker", ISSUER, hash_token(tokens[CHECKER])),  # the second pair of eyes
         Principal("victory-pd", PARTICIPANT, hash_token(tokens[PARTICIPANT]), "AP-VICTORY"),
         Principal("auditor", OBSERVER, hash_token(tokens[OBSERVER])),
     )
@@ -147,11 +148,12 @@ def run_demo(out: TextIO, ledger_kind: str = "auto") -> int:
             issuer = EtfClient(server.target, tokens[ISSUER])
             dealer = EtfClient(server.target, tokens[PARTICIPANT])
             auditor = EtfClient(server.target, tokens[OBSERVER])
+            checker = EtfClient(server.target, tokens[CHECKER])
             try:
                 now = int(time.time())
                 # -- the fund, as an issuer would load it ------------------------------------------
-                issuer.register_asset("BTC", 8)
-                issuer.register_asset("ETH", 18)
+                issuer.register_asset("BTC", 8, min_confirmations=2)
+                issuer.register_asset("ETH", 18, min_confirmations=12)
                 for cid, name, licence in (("HK-VATP-A", "Harbour Digital Custody Ltd", "BVX101"),
                                            ("HK-VATP-B", "Kowloon Virtual Asset Trust Ltd", "BVX202")):
                     issuer.register_custodian(cid, name, licence, "ACTIVE", now + 365 * 86_400)
@@ -218,9 +220,12 @@ def run_demo(out: TextIO, ledger_kind: str = "auto") -> int:
                 table(["order", "side", "units", "status", "reason", "cash amount"],
                       [(o.order_id, side_name(o.side), o.units, status_name(o.status),
                         o.reject_reason or "-", _money(o.cash_amount)) for o in orders], out)
-                _forward_act(issuer, dealer, auditor, out)
+                clock_ms = _forward_act(issuer, dealer, auditor, out)
+                issuer.publish_prices([Tick("BTC", "USD", "97400.00", clock_ms),  # fresh at the test clock's time
+                                       Tick("ETH", "USD", "3420.10", clock_ms)])
+                _in_kind_act(fund, issuer, checker, dealer, auditor, out)
             finally:
-                for client in (issuer, dealer, auditor):
+                for client in (issuer, dealer, auditor, checker):
                     client.close()
     print("\ndemo complete.", file=out)
     return 0
@@ -230,9 +235,10 @@ HOLIDAYS = ("2026-12-25", "2026-12-26", "2027-01-01")  # a few Hong Kong holiday
 FORWARD_FUND = "HK-BTC-FWD"
 
 
-def _forward_act(issuer: EtfClient, dealer: EtfClient, auditor: EtfClient, out: TextIO) -> None:
+def _forward_act(issuer: EtfClient, dealer: EtfClient, auditor: EtfClient, out: TextIO) -> int:
     """Act two: a FORWARD fund on the Hong Kong dealing calendar (SPEC §13). Orders before the cut-off
-    wait for the official NAV; the strike prices them and publishes the next dealing day's PCF."""
+    wait for the official NAV; the strike prices them and publishes the next dealing day's PCF.
+    Returns the time the test clock was moved to."""
     fund = FORWARD_FUND
     print("\n== Act two: a forward-priced fund on the Hong Kong dealing calendar ==\n", file=out)
     issuer.register_calendar("HKEX", "Asia/Hong_Kong", list(HOLIDAYS))
@@ -286,6 +292,68 @@ def _forward_act(issuer: EtfClient, dealer: EtfClient, auditor: EtfClient, out: 
     print("Official NAV history (as the auditor sees it)", file=out)
     table(["dealing date", "NAV", "NAV per share", "shares"],
           [(n.dealing_date, _money(n.nav), n.nav_per_share, f"{n.shares_outstanding:,}") for n in history], out)
+    return cutoff
+
+
+CHECKER = "checker"  # the demo's second issuer principal
+DEMO_WALLETS = {"BTC": "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",  # AP-VICTORY's (test vectors of BIP-173
+                "ETH": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"}  # and EIP-55)
+
+
+def _in_kind_act(fund: str, issuer: EtfClient, checker: EtfClient, dealer: EtfClient, auditor: EtfClient,
+                 out: TextIO) -> None:
+    """Act three (SPEC §14): whitelisted wallets approved by a second principal, a creation delivered on
+    chain in two transfers, and a redemption paid out to the dealer's whitelisted wallets."""
+    print("\n== Act three: in kind, for real: whitelisted wallets, deliveries and payouts ==\n", file=out)
+    issuer.update_fund(fund, require_delivery=True)
+    wallets = [issuer.register_wallet("AP-VICTORY", asset, address, f"Victory {asset} settlement")
+               for asset, address in DEMO_WALLETS.items()]
+    try:
+        issuer.approve_wallet(wallets[0].wallet_id)
+    except grpc.RpcError as e:
+        print(f"demo-issuer approving its own registration: refused, {e.code().name} {e.details()}", file=out)
+    for w in wallets:
+        checker.approve_wallet(w.wallet_id)
+    print(f"{fund} now requires delivery. AP-VICTORY's wallets (as the auditor sees them):", file=out)
+    table(["wallet", "asset", "address", "status", "registered by", "approved by"],
+          [(w.wallet_id, w.asset, w.address, wallet_status(w.status), w.registered_by, w.approved_by)
+           for w in auditor.list_wallets("AP-VICTORY")], out)
+
+    order = dealer.submit_order(fund, "CREATE", 1, "victory-create-0002")
+    print(f"\nCreation of 1 unit: {order.order_id} {status_name(order.status)}; BTC needs 2 confirmations, "
+          "ETH 12.", file=out)
+    (btc, eth) = order.deliverables
+    issuer.record_delivery(order.order_id, "BTC", btc.quantity, "btc-tx-7f3a", DEMO_WALLETS["BTC"], 1)
+    delivered = issuer.record_delivery(order.order_id, "ETH", eth.quantity, "eth-tx-91c2", DEMO_WALLETS["ETH"], 12)
+    _print_deliveries(delivered, out)
+    try:
+        issuer.settle_order(order.order_id)
+    except grpc.RpcError as e:
+        print(f"  SettleOrder: refused, {e.code().name} {e.details()}", file=out)
+    delivered = issuer.record_delivery(order.order_id, "BTC", btc.quantity, "btc-tx-7f3a", DEMO_WALLETS["BTC"], 2)
+    print("  the custodian reports the BTC transfer at 2 confirmations:", file=out)
+    _print_deliveries(delivered, out)
+    print(f"  SettleOrder: {status_name(issuer.settle_order(order.order_id).status)}\n", file=out)
+
+    ids = [w.wallet_id for w in wallets]
+    redemption = dealer.submit_order(fund, "REDEEM", 1, "victory-redeem-0002", payout_wallet_ids=ids)
+    print(f"Redemption of 1 unit to wallets {', '.join(ids)}: {redemption.order_id} "
+          f"{status_name(redemption.status)}", file=out)
+    table(["custodian", "asset", "quantity", "pay to"],
+          [(leg.custodian_id, leg.asset, leg.quantity, leg.destination_address) for leg in redemption.legs], out)
+    try:
+        issuer.settle_order(redemption.order_id)
+    except grpc.RpcError as e:
+        print(f"  SettleOrder: refused, {e.code().name} {e.details()}", file=out)
+    for i, leg in enumerate(redemption.legs):
+        paid = issuer.record_payout(redemption.order_id, leg.custodian_id, leg.asset, leg.quantity, f"payout-tx-{i}")
+    print(f"  {len(paid.payouts)} payouts recorded from the custodians' withdrawal reports; SettleOrder: "
+          f"{status_name(issuer.settle_order(redemption.order_id).status)}", file=out)
+
+
+def _print_deliveries(order: pb.Order, out: TextIO) -> None:
+    table(["asset", "quantity", "tx hash", "from", "confirmations"],
+          [(d.asset, d.quantity, d.tx_hash, d.from_address, d.confirmations) for d in order.deliveries], out)
 
 
 def _print_forward_orders(orders: Sequence[pb.Order], out: TextIO) -> None:

@@ -89,6 +89,10 @@ def status_name(value: int) -> str:
     return pb.OrderStatus.Value.Name(value)
 
 
+def wallet_status(value: int) -> str:
+    return pb.WalletStatus.Value.Name(value)
+
+
 def new_client_order_id() -> str:
     return uuid.uuid4().hex
 

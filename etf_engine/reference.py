@@ -45,6 +45,7 @@ from etf_engine.numbers import (
     NAV_PER_SHARE_DP,
     PRICE_DP,
     PRICE_SCALE,
+    format_quantity,
     parse_scaled,
     round_half_even,
 )
@@ -648,13 +649,18 @@ class ReferenceLedger:
             for line in order.deliverables:
                 if confirmed.get(line.asset, 0) < line.quantity:
                     raise precondition(m.DELIVERY_INCOMPLETE, f"order {order.order_id}: {line.asset} delivered "
-                                                              f"{confirmed.get(line.asset, 0)} of {line.quantity}")
+                                       f"{self._qty(line.asset, confirmed.get(line.asset, 0))} of "
+                                       f"{self._qty(line.asset, line.quantity)}")
         else:
             for leg in order.legs:
                 paid = self._paid(order, leg.custodian_id, leg.asset)
                 if paid < leg.quantity:
                     raise precondition(m.PAYOUT_INCOMPLETE, f"order {order.order_id}: {leg.asset} from "
-                                                            f"{leg.custodian_id} paid {paid} of {leg.quantity}")
+                                       f"{leg.custodian_id} paid {self._qty(leg.asset, paid)} of "
+                                       f"{self._qty(leg.asset, leg.quantity)}")
+
+    def _qty(self, asset: str, quantity: int) -> str:
+        return format_quantity(quantity, self.assets[asset])
 
     def _confirmed(self, order: m.Order) -> dict[str, int]:
         """asset -> quantity delivered with at least the asset's min_confirmations."""
@@ -771,7 +777,7 @@ class ReferenceLedger:
         paid = self._paid(order, c.custodian_id, c.asset)
         if paid + quantity > leg.quantity:
             raise precondition(m.PAYOUT_EXCEEDS_LEG, f"order {order.order_id}: {c.asset} from {c.custodian_id} would "
-                                                     f"be paid {paid + quantity} of {leg.quantity}")
+                               f"be paid {self._qty(c.asset, paid + quantity)} of {self._qty(c.asset, leg.quantity)}")
         payout = m.Payout(custodian_id=c.custodian_id, asset=c.asset, quantity=quantity, tx_hash=c.tx_hash,
                           recorded_at=now)
         events = self._commit(m.PayoutRecorded(at=now, order_id=order.order_id, payout=payout))

@@ -176,5 +176,5 @@ def test_demo_runs_to_completion() -> None:
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for expected in ("NAV per share", "Basket per creation unit", "ACCEPTED", "SETTLED", "STAKING_CAP_BREACH",
-                     "GetCapacity", "demo complete"):
+                     "GetCapacity", "four eyes", "DELIVERY_INCOMPLETE", "PAYOUT_INCOMPLETE", "demo complete"):
         assert expected in out

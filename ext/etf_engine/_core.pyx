@@ -26,7 +26,7 @@ from etf_engine.errors import (
 )
 from etf_engine.numbers import (
     FRACTION_DP, FRACTION_SCALE, MAX_CREATION_UNIT, MAX_QUANTITY, MAX_SHARES, MONEY_DP, PRICE_DP,
-    MAX_PRICE, POW10, parse_scaled,
+    MAX_PRICE, POW10, format_quantity, parse_scaled,
 )
 
 # nav_num counts 1e-26 of base currency (a 1e-8 price unit times 1e-18 of an asset)
@@ -719,7 +719,8 @@ cdef class Ledger:
                     got = confirmed.get(line.asset, 0)
                     if got < line.quantity:
                         raise precondition(M.DELIVERY_INCOMPLETE, f"order {order.order_id}: {line.asset} "
-                                                                  f"{got} of {line.quantity} delivered and confirmed")
+                                           f"{self._qty(line.asset, got)} of {self._qty(line.asset, line.quantity)} "
+                                           "delivered and confirmed")
             else:
                 paid = {}
                 for payout in order.payouts:
@@ -729,7 +730,8 @@ cdef class Ledger:
                     got = paid.get((leg.custodian_id, leg.asset), 0)
                     if got < leg.quantity:
                         raise precondition(M.PAYOUT_INCOMPLETE, f"order {order.order_id}: leg {leg.custodian_id} "
-                                                                f"{leg.asset} paid {got} of {leg.quantity}")
+                                           f"{leg.asset} paid {self._qty(leg.asset, got)} of "
+                                           f"{self._qty(leg.asset, leg.quantity)}")
         self._advance(f, now_ms)
         shares = order.units * order.basket.creation_unit
         if order.side == CREATE:
@@ -1555,6 +1557,10 @@ cdef class Ledger:
             raise invalid("tx_hash", f"{quote(tx_hash)} is not 1-128 printable ASCII characters")
         return q
 
+    def _qty(self, asset, quantity):
+        """A quantity as the wire writes it (the asset's decimals), for messages."""
+        return format_quantity(quantity, (<Asset>self.assets[asset]).decimals)
+
     cdef dict _confirmed(self, object order):
         """asset -> quantity delivered with at least the asset's min_confirmations."""
         total = {}
@@ -1627,7 +1633,8 @@ cdef class Ledger:
                 paid += known.quantity
         if paid + q > leg.quantity:
             raise precondition(M.PAYOUT_EXCEEDS_LEG, f"order {order.order_id}: leg {cmd.custodian_id} {cmd.asset} "
-                                                     f"would be paid {paid + q} of {leg.quantity}")
+                               f"would be paid {self._qty(cmd.asset, paid + q)} of "
+                               f"{self._qty(cmd.asset, leg.quantity)}")
         payout = M.Payout(cmd.custodian_id, cmd.asset, q, cmd.tx_hash, now_ms)
         self._emit(events, M.PayoutRecorded(at=now_ms, order_id=order.order_id, payout=payout))
         return self._with_overdue(self.orders[order.order_id], now_ms)
