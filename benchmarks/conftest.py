@@ -23,12 +23,16 @@ LEDGERS = {"core": Ledger, "reference": ReferenceLedger}
 
 
 CALENDAR = "HK"  # Asia/Hong_Kong, no weekend: every date is a dealing day, whatever day the run is
+WALLETS = {"BTC": "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", "ETH": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+           "SOL": "So11111111111111111111111111111111111111112"}  # AP-1's payout wallets, WAL-00000001..3
 
 
-def load_fund(ledger, fund_id: str = "F-1", *, calendar: bool = False, pricing: str = M.LIVE) -> None:
+def load_fund(ledger, fund_id: str = "F-1", *, calendar: bool = False, pricing: str = M.LIVE,
+              delivery: bool = False) -> None:
     """The fund ``etf-engine bench`` loads over gRPC (etf_engine.bench.fixture): 3 assets at 5 licensed
     custodians, priced, 10M shares outstanding; the assets, custodians, participant and prices are
-    registered with the first fund. ``calendar``: the fund deals on CALENDAR (cut-off 16:00 HKT)."""
+    registered with the first fund. ``calendar``: the fund deals on CALENDAR (cut-off 16:00 HKT).
+    ``delivery``: the fund requires delivery and AP-1 has an approved wallet per asset (WALLETS)."""
     run = ledger.execute
     if calendar:
         try:
@@ -51,8 +55,12 @@ def load_fund(ledger, fund_id: str = "F-1", *, calendar: bool = False, pricing: 
         initial_shares_outstanding=SHARES_OUTSTANDING, min_liquid_units=1,
         assets=[M.FundAssetSpec(asset=a, staking_cap=STAKING_CAP, liquidity_buffer=LIQUIDITY_BUFFER,
                                 unbonding_seconds=UNBONDING_SECONDS) for a in ASSETS],
-        calendar_id=CALENDAR if calendar else "", pricing=pricing,
+        calendar_id=CALENDAR if calendar else "", pricing=pricing, require_delivery=delivery,
     ), NOW)
+    if delivery and not ledger.list_wallets("AP-1"):
+        for asset, address in WALLETS.items():
+            wallet, _ = run(M.RegisterWallet(participant_id="AP-1", asset=asset, address=address, principal="ops"), NOW)
+            run(M.ApproveWallet(wallet_id=wallet.wallet_id, principal="ops-2"), NOW)
     for cid in CUSTODIANS:
         for symbol in ASSETS:
             run(M.AdjustHolding(fund_id=fund_id, custodian_id=cid, asset=symbol, delta=OPENING_HOLDING), NOW)

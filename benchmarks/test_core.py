@@ -1,5 +1,5 @@
-"""Core against reference, side by side in one run: a REDEEM decision (without and with a dealing
-calendar), a tick over 1,000 funds, a basket, and StrikeNav over 10,000 FORWARD orders.
+"""Core against reference, side by side in one run: a REDEEM decision (plain, with a dealing calendar,
+with payout wallets), a tick over 1,000 funds, a basket, and StrikeNav over 10,000 FORWARD orders.
 
 Run: .venv/bin/python -m pytest benchmarks/test_core.py --benchmark-group-by=func
 Figures and their reading go to benchmarks/RESULTS.md.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 
+import msgspec
 import pytest
 
 from benchmarks.conftest import LEDGERS, NOW, load_fund
@@ -16,6 +17,8 @@ from etf_engine import calendar as CAL
 from etf_engine import model as M
 
 REDEEM = M.OrderRequest(fund_id="F-1", side="REDEEM", units=3, client_order_id="bench-redeem")
+REDEEM_TO_WALLETS = msgspec.structs.replace(REDEEM, payout_wallet_ids=["WAL-00000003", "WAL-00000001",
+                                                                       "WAL-00000002"])
 
 
 @pytest.mark.parametrize("impl", ["core", "reference"])
@@ -35,6 +38,16 @@ def test_redeem_decision_calendar(benchmark, impl: str) -> None:
     load_fund(ledger, calendar=True)
     order = benchmark(ledger.check_order, "AP-1", REDEEM, NOW)
     assert order.status == M.ACCEPTED and order.dealing_date == "2026-01-01" and order.settlement_date == "2026-01-03"
+
+
+@pytest.mark.parametrize("impl", ["core", "reference"])
+def test_redeem_decision_wallets(benchmark, impl: str) -> None:
+    """The same REDEEM on a fund that requires delivery, naming one approved payout wallet per asset (in
+    another order than the assets'): the wallet check of SPEC §14 and a destination on every leg."""
+    ledger = LEDGERS[impl]()
+    load_fund(ledger, delivery=True)
+    order = benchmark(ledger.check_order, "AP-1", REDEEM_TO_WALLETS, NOW)
+    assert order.status == M.ACCEPTED and all(leg.destination_address for leg in order.legs)
 
 
 STRIKE_ORDERS = 10_000

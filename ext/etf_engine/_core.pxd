@@ -28,6 +28,11 @@ cdef class Participant:
     cdef object max_order, max_day
     cdef dict by_client_id  # client_order_id -> order_id
     cdef dict daily  # fund_id -> {day: units accepted or settled that day}
+    # The payout route of its last redemption: (payout_wallet_ids as given, fund, wallet epoch) ->
+    # (kept ids, asset -> address or None); a dealer names the same wallets order after order.
+    cdef tuple route_given, route
+    cdef object route_fund
+    cdef long long route_epoch
 
 
 cdef class Holding:
@@ -90,7 +95,8 @@ cdef class Fund:
 cdef class Ledger:
     cdef dict assets, custodians, participants, funds, prices, watchers, orders, calendars, _apply, _execute
     cdef dict wallets, live_wallets  # wallet_id -> Wallet; (participant, asset, address) -> id, unless REVOKED
-    cdef long long next_seq, licence_epoch, calendar_epoch, next_wallet_seq
+    cdef dict approved  # wallet_id -> (participant_id, asset, address) of every APPROVED wallet
+    cdef long long next_seq, licence_epoch, calendar_epoch, next_wallet_seq, wallet_epoch
     cdef _emit(self, list events, event)
     cdef Fund _fund(self, str fund_id)
     cdef Custodian _custodian(self, object custodian_id)
@@ -109,10 +115,11 @@ cdef class Ledger:
     cdef object _available(self, FundAsset fa, Custodian c)
     cdef Holding _need_staked(self, FundAsset fa, Custodian c, object q)
     cdef object _liquid(self, FundAsset fa, long long now_ms)
-    cdef str _reason(self, Participant p, Fund f, bint redeem, object units, long long now_ms, object wallets)
+    cdef str _reason(self, Participant p, Fund f, bint redeem, object units, long long now_ms, bint no_wallets)
     cdef tuple _legs(self, Fund f, object units, long long now_ms, dict to)
     cdef dict _payout_addresses(self, Participant p, Fund f, object ids)
     cdef object _kept_wallets(self, object req)
+    cdef tuple _payout_route(self, Participant p, Fund f, object req)
     cdef object _with_overdue(self, object order, object now_ms)
     cdef object _transfer(self, object order, object asset, object quantity, object tx_hash)
     cdef dict _confirmed(self, object order)

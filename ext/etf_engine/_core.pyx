@@ -218,8 +218,9 @@ cdef class Ledger:
         self.next_seq = 1
         self.licence_epoch = 0
         self.calendar_epoch = 0  # bumped by every calendar change: every cached dealing window is void
-        self.wallets, self.live_wallets = {}, {}
+        self.wallets, self.live_wallets, self.approved = {}, {}, {}
         self.next_wallet_seq = 1
+        self.wallet_epoch = 1  # bumped by every wallet change: every memoised payout route is void
         self._apply = {
             M.AssetRegistered: self._on_asset, M.CustodianRegistered: self._on_custodian,
             M.LicenceSet: self._on_licence, M.ParticipantRegistered: self._on_participant,
@@ -460,9 +461,9 @@ cdef class Ledger:
         return M.Holdings(fund_id=f.fund_id, holdings=rows, assets=summaries)
 
     # ---------------------------------------------------------------- order decisions
-    cdef str _reason(self, Participant p, Fund f, bint redeem, object units, long long now_ms, object wallets):
-        """The first failing check of SPEC §5 for a fresh order, or "" to accept it; ``wallets`` are the
-        payout wallet ids of §14 (None: not checked). The basket and the dates must be current
+    cdef str _reason(self, Participant p, Fund f, bint redeem, object units, long long now_ms, bint no_wallets):
+        """The first failing check of SPEC §5 for a fresh order, or "" to accept it; ``no_wallets``: the
+        payout wallets of §14 are required and missing. The basket and the dates must be current
         (``_basket`` and ``_dates`` called at this now_ms)."""
         cdef FundAsset fa
         cdef Holding h
@@ -479,7 +480,7 @@ cdef class Ledger:
             return "" if f.creation_custodian.licensed(now_ms) else CUSTODIAN_NOT_LICENSED
         if units * f.unit > f.shares - f.pending_redeem:
             return INSUFFICIENT_SHARES
-        if wallets is not None and self._payout_addresses(p, f, wallets) is None:
+        if no_wallets:
             return WALLET_NOT_APPROVED
         for fa in f.assets:
             q = units * fa.qpu
@@ -514,14 +515,26 @@ cdef class Ledger:
     cdef dict _payout_addresses(self, Participant p, Fund f, object ids):
         """asset -> address of the payout wallets ``ids``, or None unless they are exactly one APPROVED
         wallet of the participant per asset of the fund."""
+        cdef tuple info
         found = {}
+        pid, assets = p.participant_id, f.asset_map
         for wallet_id in ids:
-            w = self.wallets.get(wallet_id)
-            if (w is None or w.participant_id != p.participant_id or w.status != APPROVED
-                    or w.asset not in f.asset_map or w.asset in found):
+            info = self.approved.get(wallet_id)
+            if info is None or info[0] != pid or info[1] not in assets or info[1] in found:
                 return None
-            found[w.asset] = w.address
+            found[info[1]] = info[2]
         return found if len(found) == len(f.assets) else None
+
+    cdef tuple _payout_route(self, Participant p, Fund f, object req):
+        """(kept payout wallet ids, asset -> address or None) of a redemption on a fund that requires
+        delivery; memoised per participant while no wallet changes."""
+        given = tuple(req.payout_wallet_ids)
+        if p.route_epoch == self.wallet_epoch and p.route_fund is f and p.route_given == given:
+            return p.route
+        kept = tuple(sorted(set(given)))
+        p.route_given, p.route_fund, p.route_epoch = given, f, self.wallet_epoch
+        p.route = (kept, self._payout_addresses(p, f, kept))
+        return p.route
 
     cdef object _kept_wallets(self, object req):
         """The sorted distinct payout wallet ids an order of ``req`` keeps and is checked for (REDEEM of a
@@ -539,8 +552,10 @@ cdef class Ledger:
         basket = self._basket(f, now_ms)
         self._dates(f, now_ms)
         units = req.units
-        wallets = self._kept_wallets(req) if f.require_delivery else None
-        reason = self._reason(p, f, redeem, units, now_ms, wallets)
+        wallets = to = None
+        if f.require_delivery and redeem:
+            wallets, to = self._payout_route(p, f, req)
+        reason = self._reason(p, f, redeem, units, now_ms, wallets is not None and to is None)
         accepted = not reason
         if f.forward:  # the cash component waits for the official valuation (StrikeNav)
             if f.fwd_of is not basket:
@@ -557,8 +572,7 @@ cdef class Ledger:
             tuple([Line(fa.info.symbol, units * fa.qpu) for fa in f.assets]),
             None if cc is None else units * cc,
             (f.redemption_fee if redeem else f.creation_fee) if accepted else 0,
-            self._legs(f, units, now_ms, None if wallets is None else self._payout_addresses(p, f, wallets))
-            if accepted and redeem else (),
+            self._legs(f, units, now_ms, to) if accepted and redeem else (),
             now_ms, now_ms, f.deal_date, settles, not f.forward, None, wallets,
         )
 
@@ -646,12 +660,12 @@ cdef class Ledger:
             lo, hi = 0, limit  # accepted at lo (or lo == 0); rejected or refused above hi
             while lo < hi:
                 mid = (lo + hi + 1) // 2
-                if self._reason(p, f, redeem, mid, now_ms, None):
+                if self._reason(p, f, redeem, mid, now_ms, False):
                     hi = mid - 1
                 else:
                     lo = mid
             # At the share limit one more unit is refused outright: no reject reason binds.
-            reason = self._reason(p, f, redeem, lo + 1, now_ms, None) if lo < share_cap else ""
+            reason = self._reason(p, f, redeem, lo + 1, now_ms, False) if lo < share_cap else ""
             sides.append(CapacitySide(units=lo, binding_reason=reason))
         return Capacity(fund_id=fund_id, create=sides[0], redeem=sides[1])
 
@@ -1527,21 +1541,28 @@ cdef class Ledger:
                 if not participant_id or self.wallets[k].participant_id == participant_id]
 
     def _on_wallet(self, event):
+        self.wallet_epoch += 1
         w = event.wallet
         self.wallets[w.wallet_id] = w
         if w.status != M.REVOKED:  # a restored wallet may be
             self.live_wallets[(w.participant_id, w.asset, w.address)] = w.wallet_id
+        if w.status == APPROVED:
+            self.approved[w.wallet_id] = (w.participant_id, w.asset, w.address)
         self.next_wallet_seq = int(w.wallet_id[4:]) + 1
 
     def _on_wallet_approved(self, event):
+        self.wallet_epoch += 1
         w = self.wallets[event.wallet_id]
         self.wallets[w.wallet_id] = _replace(w, status=APPROVED, approved_by=event.approved_by, updated_at=event.at)
+        self.approved[w.wallet_id] = (w.participant_id, w.asset, w.address)
 
     def _on_wallet_revoked(self, event):
+        self.wallet_epoch += 1
         w = self.wallets[event.wallet_id]
         self.wallets[w.wallet_id] = _replace(w, status=M.REVOKED, revoked_by=event.revoked_by,
                                              revoke_reason=event.reason, updated_at=event.at)
         del self.live_wallets[(w.participant_id, w.asset, w.address)]
+        self.approved.pop(w.wallet_id, None)
 
     cdef object _transfer(self, object order, object asset, object quantity, object tx_hash):
         """The checked asset (one of the order's), quantity (parsed, > 0) and tx_hash of a transfer."""
