@@ -189,3 +189,27 @@ def test_seed_basket_over_grpcurl(target: str, fund: str, figures: dict) -> None
     nav = ok_json(run(["-plaintext", "-emit-defaults", "-H", f"authorization: Bearer {DEALER_TOKEN}",
                        "-d", json.dumps({"fund_id": fund}), target, "etf_engine.v1.Valuation/GetNav"]))
     assert nav["nav_per_share"] == ""
+
+
+# -- README's "Wallets and deliveries" block, run as written, in order ----------------------------
+def test_readme_wallet_commands(tmp_path: Path) -> None:
+    """RegisterWallet by the issuer, ApproveWallet by the second issuer (README's s3cret-checker), then
+    RecordDelivery of a transfer to a creation of 2 units (ORD-00000001: 10 BTC to deliver)."""
+    section = README.read_text(encoding="utf-8").split("## Wallets and deliveries", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [shlex.split(line) for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+    assert [argv[-1].removeprefix("etf_engine.v1.Admin/") for argv in commands] == [
+        "RegisterWallet", "ApproveWallet", "RecordDelivery"]
+    principals = (*PRINCIPALS, Principal("issuer-checker", ISSUER, hash_token("s3cret-checker")))
+    with BackgroundServer(config(principals=principals, data_dir=tmp_path), clock=Clock()) as server:
+        with EtfClient(server.target, ISSUER_TOKEN) as issuer, EtfClient(server.target, DEALER_TOKEN) as dealer:
+            load_fund(issuer)
+            issuer.update_fund(FUND, require_delivery=True)
+            assert dealer.submit_order(FUND, "CREATE", 2, "readme-create").order_id == "ORD-00000001"
+        replies = [ok_json(run([server.target if arg == ADDRESS else arg for arg in argv[1:]])) for argv in commands]
+    wallet, approved, order = replies[0]["wallet"], replies[1]["wallet"], replies[2]["order"]
+    assert (wallet["wallet_id"], wallet["status"], wallet["registered_by"]) == ("WAL-00000001", "PENDING", "issuer-ops")
+    assert (approved["status"], approved["approved_by"]) == ("APPROVED", "issuer-checker")
+    assert order["deliveries"] == [{"asset": "BTC", "quantity": "10", "tx_hash": "9f2c0e71", "confirmations": "2",
+                                    "from_address": "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+                                    "recorded_at": str(T0)}]
