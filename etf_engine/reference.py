@@ -945,7 +945,7 @@ class ReferenceLedger:
 
     def _on_asset(self, e: m.AssetRegistered) -> None:
         self.assets[e.symbol] = e.decimals
-        self.asset_rules[e.symbol] = (e.min_confirmations, e.chain)
+        self.asset_rules[e.symbol] = (e.min_confirmations, addresses.chain_of(e.symbol, e.chain))  # also old records
 
     def _on_custodian(self, e: m.CustodianRegistered) -> None:
         self.custodians[e.custodian_id] = e

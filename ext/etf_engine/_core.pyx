@@ -864,7 +864,8 @@ cdef class Ledger:
 
     def _on_asset(self, event):
         cdef Asset a = Asset(event.symbol, event.decimals)
-        a.min_conf, a.chain = event.min_confirmations, event.chain
+        # chain_of: a record from before SPEC §14 has no chain; BTC, ETH and SOL take theirs then too
+        a.min_conf, a.chain = event.min_confirmations, ADDR.chain_of(event.symbol, event.chain)
         self.assets[event.symbol] = a
 
     def _check_licence(self, cmd):

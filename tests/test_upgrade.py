@@ -1,0 +1,93 @@
+"""Data written by the version before SPEC §14 still starts and verifies.
+
+A snapshot stores the ledger's canonical state as that version wrote it: asset rows without
+min_confirmations and chain, orders without deliveries, payouts, excess, payout wallets, overdue or
+cancel reason, legs without a destination, fund terms without require_delivery, no wallets. The core
+restores such a state with the defaults (journaled events decode with the same defaults), and
+``verify`` compares a snapshot in its current form, so an old snapshot is not read as damage.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import msgspec
+import pytest
+from conftest import F1, T0, sample
+
+from etf_engine import model as m
+from etf_engine.journal.records import Snapshot, current_form
+
+core = pytest.importorskip("etf_engine._core")
+reference = pytest.importorskip("etf_engine.reference")
+
+ORDER_FIELDS_OF_14 = ("payout_wallet_ids", "deliveries", "payouts", "excess", "overdue", "cancel_reason")
+
+
+def before_14(state: dict) -> dict:
+    """``state`` as the version before SPEC §14 wrote it."""
+    old = copy.deepcopy(state)
+    old["assets"] = [row[:2] for row in old["assets"]]
+    del old["wallets"], old["next_wallet_seq"]
+    for terms, *_ in old["funds"]:
+        del terms["require_delivery"]
+    for order in old["orders"]:
+        for name in ORDER_FIELDS_OF_14:
+            del order[name]
+        for leg in order["legs"]:
+            del leg["destination_address"]
+    return old
+
+
+def a_ledger_with_history() -> tuple[object, dict]:
+    ledger = core.Ledger()
+    desk = sample(ledger)
+    desk.order(m.CREATE, 2)
+    redeemed = desk.order(m.REDEEM, 1)
+    assert redeemed.status == m.ACCEPTED and redeemed.legs
+    desk.settle(desk.order(m.CREATE, 1).order_id)
+    return ledger, ledger.state(T0)
+
+
+def test_an_old_state_restores_to_the_current_one() -> None:
+    ledger, state = a_ledger_with_history()
+    old = before_14(state)
+    assert old != state
+    restored = core.Ledger.restore(old)
+    assert restored.state(T0) == state
+    assert restored.get_order("ORD-00000002").legs == ledger.get_order("ORD-00000002").legs
+
+
+def test_verify_reads_an_old_snapshot_in_its_current_form() -> None:
+    ledger, state = a_ledger_with_history()
+    assert current_form(ledger, Snapshot(seq=1, at=T0, state=before_14(state))) == state
+
+
+def test_the_restored_ledger_deals_on() -> None:
+    _, state = a_ledger_with_history()
+    restored = core.Ledger.restore(before_14(state))
+    order, events = restored.execute(m.SubmitOrder(participant_id="AP-1", request=m.OrderRequest(
+        fund_id=F1, side=m.CREATE, units=1, client_order_id="after-upgrade")), T0)
+    assert order.status == m.ACCEPTED and order.order_id == f"ORD-{len(state['orders']) + 1:08d}"
+    wallet, _ = restored.execute(m.RegisterWallet(participant_id="AP-1", asset="BTC", principal="ops",
+                                                  address="bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"), T0)
+    assert wallet.wallet_id == "WAL-00000001"
+
+
+def test_old_records_decode_with_the_defaults() -> None:
+    """Records as the version before SPEC §14 journaled them (no principal, chain, confirmations or reason)."""
+    decode = msgspec.json.Decoder(m.AnyEvent).decode
+    asset = decode(b'{"type":"AssetRegistered","at":5,"symbol":"BTC","decimals":8}')
+    assert (asset.principal, asset.min_confirmations, asset.chain) == ("", 1, "")
+    cancelled = decode(b'{"type":"OrderCancelled","at":6,"order_id":"ORD-00000001"}')
+    assert (cancelled.principal, cancelled.reason) == ("", "")
+    for ledger in (core.Ledger(), reference.ReferenceLedger()):
+        ledger.apply(asset)
+        assert ledger.state(T0)["assets"] == [["BTC", 8, 1, "BITCOIN"]]  # checked as bitcoin, as SPEC §14 says
+
+
+def test_a_principal_is_journaled_only_when_there_is_one() -> None:
+    encode = msgspec.json.encode
+    event = m.CashAdjusted(at=7, fund_id=F1, delta=100)
+    assert b"principal" not in encode(event)
+    assert b'"principal":"ops"' in encode(msgspec.structs.replace(event, principal="ops"))
