@@ -97,8 +97,9 @@ def deal(target: str, pid: str, round_no: int, acked: dict, tried: dict, stop: t
             for item in items:
                 tried[(pid, item.client_order_id)] = item
             try:
-                replies = ([client.submit_order(*vars(items[0]).values())] if len(items) == 1
-                           else client.submit_orders(items))
+                one = items[0]
+                replies = ([client.submit_order(one.fund_id, one.side, one.units, one.client_order_id)]
+                           if len(items) == 1 else client.submit_orders(items))
             except grpc.RpcError:
                 return
             for item, order in zip(items, replies, strict=True):
@@ -131,6 +132,9 @@ def test_acknowledged_orders_survive_sigkill(tmp_path: Path, backend: str, reque
         proc, target = start(config)
     try:
         assert acked, "no order was acknowledged before the kills"
+        # Each dealer was acknowledged at least once: a dealer thread that died of a bug would leave
+        # only the others' orders, and the test would check less than it says.
+        assert {pid for pid, _ in acked} == {"AP-1", "AP-2"}, sorted({pid for pid, _ in acked})
         with EtfClient(target, TOKENS["issuer"]) as ops:
             for (pid, client_id), (order_id, status, reason, side, units) in acked.items():
                 order = ops.get_order(order_id)
