@@ -378,6 +378,9 @@ class EtfClient:
     def revoke_wallet(self, wallet_id: str, reason: str = "") -> pb.Wallet:
         return self._call(self._admin.RevokeWallet, pb.RevokeWalletRequest(wallet_id=wallet_id, reason=reason)).wallet
 
+    def list_participants(self) -> list[pb.Participant]:
+        return list(self._call(self._admin.ListParticipants, pb.ListParticipantsRequest()).participants)
+
     def list_wallets(self, participant_id: str = "") -> list[pb.Wallet]:
         return list(self._call(self._admin.ListWallets, pb.ListWalletsRequest(participant_id=participant_id)).wallets)
 
@@ -413,6 +416,16 @@ class EtfClient:
 
     def get_pcf(self, fund_id: str, dealing_date: str) -> pb.Pcf:
         return self._call(self._valuation.GetPcf, pb.GetPcfRequest(fund_id=fund_id, dealing_date=dealing_date))
+
+    def list_funds(self) -> list[pb.FundSummary]:
+        """The funds this principal may read."""
+        return list(self._call(self._valuation.ListFunds, pb.ListFundsRequest()).funds)
+
+    def stream_events(self, after_seq: int = 0, timeout: float | None = None) -> Iterator[pb.JournalRecord]:
+        """Every journaled record after ``after_seq``, then new ones as they commit, until cancelled
+        (``cancel()``), the server stops or ``timeout`` passes. Resume with the last seq seen."""
+        return self._valuation.StreamEvents(pb.StreamEventsRequest(after_seq=after_seq), metadata=self._metadata,
+                                            timeout=timeout)
 
     # ------------------------------------------------------------------ Diagnostics
     def ping(self) -> pb.PingReply:

@@ -37,6 +37,7 @@ import msgspec
 from etf_engine import model as M
 from etf_engine.errors import FAILED_PRECONDITION, EngineError, invalid
 from etf_engine.journal import JournalError, collector_paused, recover, state_digest
+from etf_engine.journal.records import StoredRecord, stored_record
 from etf_engine.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ Operation = Callable[[Ledger, int], tuple[Any, list[M.Event]]]
 # The name of the principal whose call is being served (the API's interceptor sets it): every event an
 # operation produces is journaled with it, the audit trail of SPEC §14-15. "" for the engine's own work.
 acting_principal: contextvars.ContextVar[str] = contextvars.ContextVar("etf_engine_acting", default="")
+ANY_RECORD = ""  # the ChangeFeed key bumped by every commit (no fund has an empty id): StreamEvents waits on it
 
 
 def wall_clock_ms() -> int:
@@ -374,6 +376,15 @@ class Engine:
         """Run a read, in order with the commands; released once what it saw is durable."""
         return await self.submit(lambda ledger, now_ms: (fn(ledger, now_ms), []), writes=False)
 
+    async def records(self, after: int, limit: int) -> list[StoredRecord]:
+        """Up to ``limit`` committed records after seq ``after``, each checked, read on a worker thread
+        from the journal's own read connection (StreamEvents)."""
+        read = getattr(self.journal, "stored_records", None)
+        if read is None:
+            raise EngineError(FAILED_PRECONDITION, "this engine keeps no journal: there are no records to stream")
+        rows = await asyncio.to_thread(read, after, limit)
+        return [stored_record(self.journal.name, after + 1 + i, *row) for i, row in enumerate(rows)]
+
     # ------------------------------------------------------------------ following
     def apply_followed(self, events: list[M.Event]) -> None:
         """A follower's step: records the leader committed, applied in order (on the loop's thread,
@@ -384,7 +395,7 @@ class Engine:
             self._index.observe(event, changed)
         if events:
             self._last_now = max(self._last_now, events[-1].at)
-            self.feed.bump(changed)
+            self.feed.bump((*changed, ANY_RECORD))
 
     def lead(self) -> None:
         """This follower holds the lease now and has applied the journal to its end: accept writes."""
@@ -434,7 +445,7 @@ class Engine:
 
     def _committed(self, changed: set[str], upto: int) -> None:
         self._durable = upto
-        self.feed.bump(changed)
+        self.feed.bump((*changed, ANY_RECORD))
         waiters = self._waiters
         while waiters and waiters[0][0] <= upto:
             _, future, result, error = waiters.popleft()

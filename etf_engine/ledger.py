@@ -153,11 +153,13 @@ from etf_engine.model import (
     CalendarInfo,
     Capacity,
     Event,
+    FundTerms,
     Holdings,
     Nav,
     OfficialNav,
     Order,
     OrderRequest,
+    ParticipantRegistered,
     Pcf,
     Wallet,
 )
@@ -196,6 +198,12 @@ class Ledger(Protocol):
         """Orders in id order; empty fund_id/status match all; ``overdue`` as get_order."""
 
     def list_wallets(self, participant_id: str = "") -> list[Wallet]: ...
+
+    def list_funds(self) -> list[FundTerms]:
+        """Every fund's terms, by fund_id."""
+
+    def list_participants(self) -> list[ParticipantRegistered]:
+        """Every participant as registered (``at`` 0), by participant_id."""
 
     def get_calendar(self, calendar_id: str) -> CalendarInfo: ...
 

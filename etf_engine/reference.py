@@ -1269,6 +1269,12 @@ class ReferenceLedger:
         end = cal_.day_end_ms(self.calendars[calendar_id], date.fromisoformat(order.settlement_date))
         return msgspec.structs.replace(order, overdue=True) if now >= end else order
 
+    def list_funds(self) -> list[m.FundTerms]:
+        return [f.terms for _, f in sorted(self.funds.items())]
+
+    def list_participants(self) -> list[m.ParticipantRegistered]:
+        return [msgspec.structs.replace(p, at=0) for _, p in sorted(self.participants.items())]  # as the core
+
     def participant_funds(self, participant_id: str) -> tuple[str, ...]:
         if participant_id not in self.participants:
             raise not_found("participant", participant_id)

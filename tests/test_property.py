@@ -416,6 +416,8 @@ class CoreAgainstReference(RuleBasedStateMachine):
             for method in ("get_nav", "get_basket", "get_holdings"):
                 self.read(method, fund, self.now)
         self.read("list_orders", "", "", None, self.now)  # with overdue computed now
+        self.read("list_funds")
+        self.read("list_participants")
 
     @invariant()
     def dates_and_pricing(self):

@@ -45,13 +45,15 @@ ACCESS: dict[str, frozenset[str]] = {
     f"/{PACKAGE}.Admin/GetHoldings": frozenset({ISSUER, OBSERVER}),
     f"/{PACKAGE}.Admin/ListWallets": _ALL,  # a participant: its own only (the servicer checks)
     f"/{PACKAGE}.Admin/GetCalendar": frozenset({ISSUER, OBSERVER}),
+    f"/{PACKAGE}.Admin/ListParticipants": frozenset({ISSUER, OBSERVER}),
+    f"/{PACKAGE}.Valuation/StreamEvents": frozenset({ISSUER, OBSERVER}),
     **{f"/{PACKAGE}.Dealing/{m}": frozenset({PARTICIPANT}) for m in (
         "SubmitOrder", "SubmitOrders", "CheckOrder", "GetCapacity")},
     f"/{PACKAGE}.Dealing/GetOrder": _ALL,
     f"/{PACKAGE}.Dealing/ListOrders": _ALL,
     f"/{PACKAGE}.Dealing/CancelOrder": frozenset({PARTICIPANT, ISSUER}),
     **{f"/{PACKAGE}.Valuation/{m}": _ALL for m in (
-        "GetNav", "StreamNav", "GetBasket", "GetOfficialNav", "ListOfficialNavs", "GetPcf")},
+        "GetNav", "StreamNav", "GetBasket", "GetOfficialNav", "ListOfficialNavs", "GetPcf", "ListFunds")},
     f"/{PACKAGE}.Diagnostics/Ping": _ALL,
     f"/{PACKAGE}.Diagnostics/GetLeader": _ALL,
     f"/{PACKAGE}.Diagnostics/AdvanceClock": _ISSUER,  # and only with test_clock = true

@@ -330,6 +330,11 @@ def order(o: M.Order, decimals: Decimals) -> pb.Order:
     )
 
 
+def fund_summary(t: M.FundTerms) -> pb.FundSummary:
+    return pb.FundSummary(fund_id=t.fund_id, name=t.name, base_currency=t.base_currency,
+                          dealing_status=pb.DealingStatus.Value.Value(t.dealing_status))
+
+
 def wallet(w: M.Wallet) -> pb.Wallet:
     return pb.Wallet(wallet_id=w.wallet_id, participant_id=w.participant_id, asset=w.asset, address=w.address,
                      label=w.label, status=WALLET_STATUS_VALUE[w.status], registered_by=w.registered_by,

@@ -16,7 +16,7 @@ import grpc.aio
 from etf_engine import model as M
 from etf_engine.api import convert
 from etf_engine.api.auth import PARTICIPANT, Principal, current_principal
-from etf_engine.engine import Engine
+from etf_engine.engine import ANY_RECORD, Engine
 from etf_engine.errors import PERMISSION_DENIED, EngineError, invalid, quote
 from etf_engine.ledger import Ledger
 from etf_engine.v1 import engine_pb2 as pb
@@ -27,6 +27,7 @@ T = TypeVar("T")
 MAX_BATCH = 1000  # SubmitOrders items per call: keeps a reply of full orders well under the message cap
 DEFAULT_PAGE = 1000
 MAX_PAGE = 5000
+EVENTS_PAGE = 500  # StreamEvents reads the journal this many records at a time
 
 
 def _participant_id(principal: Principal) -> str:
@@ -186,6 +187,15 @@ class AdminServicer(_Servicer, rpc.AdminServicer):
     async def RecordPayout(self, request: pb.RecordPayoutRequest, context: Context) -> pb.RecordPayoutReply:
         return pb.RecordPayoutReply(order=self.order(await self.engine.execute(convert.record_payout(request))))
 
+    async def ListParticipants(
+        self, request: pb.ListParticipantsRequest, context: Context
+    ) -> pb.ListParticipantsReply:
+        participants = await self.engine.read(lambda ledger, now_ms: ledger.list_participants())
+        return pb.ListParticipantsReply(participants=[
+            pb.Participant(participant_id=p.participant_id, name=p.name, eligible_fund_ids=p.eligible_fund_ids,
+                           max_units_per_order=p.max_units_per_order, max_units_per_day=p.max_units_per_day)
+            for p in participants])
+
     async def GetHoldings(self, request: pb.GetHoldingsRequest, context: Context) -> pb.Holdings:
         fund_id = request.fund_id
         result = await self.engine.read(lambda ledger, now_ms: ledger.get_holdings(fund_id, now_ms))
@@ -331,6 +341,38 @@ class ValuationServicer(_Servicer, rpc.ValuationServicer):
             return result
 
         return convert.basket(await self.engine.read(read), self.engine.decimals)
+
+    async def ListFunds(self, request: pb.ListFundsRequest, context: Context) -> pb.ListFundsReply:
+        principal = current_principal()
+
+        def read(ledger: Ledger, now_ms: int) -> list[M.FundTerms]:
+            funds = ledger.list_funds()
+            if principal.role != PARTICIPANT:
+                return funds
+            try:
+                eligible = set(ledger.participant_funds(_participant_id(principal)))
+            except EngineError:  # not registered (yet): eligible for nothing
+                eligible = set()
+            return [t for t in funds if t.fund_id in eligible]
+
+        return pb.ListFundsReply(funds=[convert.fund_summary(t) for t in await self.engine.read(read)])
+
+    async def StreamEvents(self, request: pb.StreamEventsRequest,
+                           context: Context) -> AsyncIterator[pb.JournalRecord]:
+        """Every record after after_seq from the journal, in pages; then each new one as its commit
+        wakes the stream (and at least every second, for a follower's records)."""
+        if request.after_seq < 0:
+            raise invalid("after_seq", "must not be negative")
+        after, feed = request.after_seq, self.engine.feed
+        while not feed.closed:
+            seen = feed.version(ANY_RECORD)
+            page = await self.engine.records(after, EVENTS_PAGE)
+            for r in page:
+                yield pb.JournalRecord(seq=r.seq, at=r.at, type=r.type, principal=r.principal, body=r.body)
+            if page:
+                after = page[-1].seq
+            if len(page) < EVENTS_PAGE:
+                await feed.wait(ANY_RECORD, seen, 1.0)
 
     async def StreamNav(self, request: pb.StreamNavRequest, context: Context) -> AsyncIterator[pb.NavUpdate]:
         """Snapshot, then coalesced changes and heartbeats. The writer only bumps a version: this

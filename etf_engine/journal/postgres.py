@@ -118,6 +118,8 @@ class PgJournal:
         self._closing = threading.Event()
         self._closed = threading.Event()
         self._db = self._connect()
+        self._reader: psycopg.Connection[Any] | None = None  # StreamEvents' own connection
+        self._reader_lock = threading.Lock()
         if not read_only:
             threading.Thread(target=self._watch, name="pg-journal-watchdog", daemon=True).start()
         if read_only:
@@ -297,6 +299,20 @@ class PgJournal:
             self.last_seq, self.last_at = self.last_seq + len(page), page[-1].at
         return page
 
+    def stored_records(self, after: int, limit: int) -> list[tuple[int, int, bytes]]:
+        """(seq, crc, body) of up to ``limit`` committed records after ``after``, as stored, for
+        StreamEvents; from a connection of their own, on any thread, beside the writer."""
+        with self._reader_lock:
+            try:
+                if self._reader is None or self._reader.broken or self._reader.closed:
+                    self._reader = psycopg.connect(self.dsn, autocommit=True,
+                                                   application_name=f"etf-engine {self.node_name} events".strip())
+                rows = self._reader.execute("SELECT seq, crc, body FROM etf_events WHERE shard = %s AND seq > %s "
+                                            "ORDER BY seq LIMIT %s", (self.shard, after, limit)).fetchall()
+            except psycopg.Error as error:
+                raise JournalError(f"{self.name}: cannot read records after {after}: {_first_line(error)}") from error
+        return [(seq, crc, bytes(body)) for seq, crc, body in rows]
+
     def _page(self, after: int, limit: int = 10_000) -> list[M.Event]:
         try:
             rows = self._ready().execute("SELECT seq, crc, body FROM etf_events WHERE shard = %s AND seq > %s "
@@ -336,6 +352,9 @@ class PgJournal:
         self._writer.shutdown(wait=True)
         self._closed.set()
         self._db.close()
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
 
     # -- tools (etf-engine verify --dsn, etf-engine journal copy) ---------------------------------------
     def transaction(self) -> Any:

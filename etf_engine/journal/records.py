@@ -54,6 +54,38 @@ def encode_records(first_seq: int, events: list[M.Event]) -> list[tuple[int, int
     return rows
 
 
+class StoredRecord(msgspec.Struct, frozen=True):
+    """A record as StreamEvents sends it: the event's own JSON, and what a reader filters by."""
+
+    seq: int
+    at: int
+    type: str
+    principal: str
+    body: str
+
+
+class _Envelope(msgspec.Struct):
+    type: str
+    at: int
+    principal: str = ""
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+
+
+def stored_record(where: str, expected: int, seq: int, crc: int, body: bytes) -> StoredRecord:
+    """The record ``seq`` as stored, checked as ``decode_record`` checks it (its place and its CRC)."""
+    if seq != expected:
+        raise JournalError(f"{where}: record {expected} is missing (the next one stored is {seq})")
+    if zlib.crc32(body) != crc:
+        raise JournalError(f"{where}: record {seq} is damaged: checksum mismatch")
+    try:
+        head = _envelope.decode(body)
+    except msgspec.DecodeError as error:
+        raise JournalError(f"{where}: record {seq} is damaged: {error}") from error
+    return StoredRecord(seq=seq, at=head.at, type=head.type, principal=head.principal, body=body.decode())
+
+
 def decode_record(where: str, expected: int, seq: int, crc: int, body: bytes) -> M.Event:
     """The event of a record stored in ``where`` (the journal's name, for messages), checked: it is the
     one expected next, its CRC holds, it decodes."""

@@ -21,6 +21,7 @@ import logging
 import os
 import resource
 import sqlite3
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -72,6 +73,8 @@ class SqliteJournal:
         self._lock_file: Any = None
         self._writer: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None  # StreamEvents' own read-only connection
+        self._reader_lock = threading.Lock()
         self.torn_tail_frames = 0  # frames of an unacknowledged commit found after the last one (and cut if owner)
         check = lock if check is None else check
         if lock:
@@ -216,6 +219,19 @@ class SqliteJournal:
         except sqlite3.DatabaseError as error:
             raise JournalError(f"journal {self.path} is damaged near record {expected}: {error}") from error
 
+    def stored_records(self, after: int, limit: int) -> list[tuple[int, int, bytes]]:
+        """(seq, crc, body) of up to ``limit`` committed records after ``after``, as stored, for
+        StreamEvents; from a connection of their own, on any thread, beside the writer."""
+        with self._reader_lock:
+            try:
+                if self._reader is None:
+                    self._reader = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, isolation_level=None,
+                                                   check_same_thread=False)
+                return self._reader.execute("SELECT seq, crc, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                                            (after, limit)).fetchall()
+            except sqlite3.DatabaseError as error:
+                raise JournalError(f"journal {self.path}: cannot read records after {after}: {error}") from error
+
     def committed_seq(self) -> int:
         """The last record committed, by this or another connection (a checkpointer follows the server)."""
         try:
@@ -246,6 +262,10 @@ class SqliteJournal:
         if self._db is not None:
             self._db.close()
             self._db = None
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None

@@ -921,6 +921,19 @@ cdef class Ledger:
         p.by_client_id, p.daily = {}, {}
         self.participants[p.participant_id] = p
 
+    def list_funds(self):
+        return [(<Fund>self.funds[k]).terms for k in sorted(self.funds)]
+
+    def list_participants(self):
+        cdef Participant p
+        found = []
+        for k in sorted(self.participants):
+            p = self.participants[k]
+            found.append(M.ParticipantRegistered(at=0, participant_id=p.participant_id, name=p.name,
+                                                 eligible_fund_ids=p.eligible, max_units_per_order=p.max_order,
+                                                 max_units_per_day=p.max_day))
+        return found
+
     def participant_funds(self, str participant_id):
         p = self.participants.get(participant_id)
         if p is None:
