@@ -64,6 +64,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                    f"{server.engine.node_name}" if j.postgresql else f"journal in {config.data_dir}")
         print(f"etf-engine: listening on {host}:{server.port} ({security}, reflection "
               f"{'on' if config.reflection else 'off'}, {len(config.principals)} principals, {journal})", flush=True)
+        if server.http_port is not None:
+            web = f"http://{config.http_listen.rpartition(':')[0]}:{server.http_port}"  # type: ignore[union-attr]
+            print(f"etf-engine: console {web}/  Connect {web}/etf_engine.v1.<Service>/<Method>  "
+                  f"metrics {web}/metrics", flush=True)
 
     try:
         status = asyncio.run(serve(config, ledger=ledger, on_ready=ready))

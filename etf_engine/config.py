@@ -88,6 +88,8 @@ class Config:
     journal: JournalConfig = field(default_factory=JournalConfig)
     # SPEC §13: Diagnostics.AdvanceClock may move the engine's clock forward (rehearsals, tests only).
     test_clock: bool = False
+    # SPEC §15: [http] listen: Connect JSON, /metrics and the console; None: no HTTP listener.
+    http_listen: str | None = None
 
 
 def load_config(path: str | Path) -> Config:
@@ -107,7 +109,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: str = "config"
         return ConfigError(f"{source}: {key}: {why}")
 
     allowed = {"listen", "data_dir", "reflection", "heartbeat_seconds", "grace_seconds", "max_message_bytes",
-               "tls", "principals", "journal", "test_clock"}
+               "tls", "principals", "journal", "test_clock", "http"}
     for key in data:
         if key not in allowed:
             raise fail(key, f"unknown key (expected one of {', '.join(sorted(allowed))})")
@@ -138,6 +140,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: str = "config"
     if "tls" in data:
         tls = _parse_tls(data["tls"], base_dir, fail)
     journal = _parse_journal(data.get("journal", {}), fail)
+    http_listen = _parse_http(data.get("http"), fail)
 
     raw = data.get("principals", [])
     if not isinstance(raw, list):
@@ -154,7 +157,22 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: str = "config"
         seen_digests.add(p.token_sha256)
     return Config(listen=listen, data_dir=data_dir, reflection=reflection, heartbeat_seconds=heartbeat,
                   grace_seconds=grace, max_message_bytes=max_bytes, tls=tls, principals=principals,
-                  journal=journal, test_clock=test_clock)
+                  journal=journal, test_clock=test_clock, http_listen=http_listen)
+
+
+def _parse_http(raw: Any, fail: Any) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise fail("http", "expected a table ([http])")
+    for key in raw:
+        if key != "listen":
+            raise fail(f"http.{key}", "unknown key (expected listen)")
+    listen = raw.get("listen")
+    if not isinstance(listen, str):
+        raise fail("http.listen", f"expected a string host:port, got {listen!r}")
+    _check_listen(listen, lambda _key, why: fail("http.listen", why))
+    return listen
 
 
 def _parse_journal(raw: Any, fail: Any) -> JournalConfig:

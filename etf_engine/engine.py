@@ -236,6 +236,10 @@ class Engine:
         self._started = False
         self._failure: str | None = None
         self.on_halt: list[Callable[[str], None]] = []  # told once, with the reason, when the engine stops itself
+        # Metrics (SPEC §15): told of every event a command produced, and of every journal commit's
+        # duration and size. They must be cheap: they run on the engine's path.
+        self.on_events: list[Callable[[list[M.Event]], None]] = []
+        self.on_commit: list[Callable[[float, int], None]] = []
 
     @property
     def decimals(self) -> dict[str, int]:
@@ -333,6 +337,8 @@ class Engine:
                 produced = [msgspec.structs.replace(event, principal=principal) for event in produced]
             for event in produced:
                 self._index.observe(event, self._changed)
+            for observe in self.on_events:
+                observe(produced)
             self._unjournaled.extend(produced)
             self._executed += len(produced)
             if self._committer is None:
@@ -413,11 +419,13 @@ class Engine:
                     self._commit_now()
                     continue
                 events, changed, upto = self._take()
+                started = time.perf_counter()
                 try:
                     await self.journal.append(events)
                 except Exception as e:
                     self._journal_failed(e)
                     return
+                self._observe_commit(started, len(events))
                 self._committed(changed, upto)
         finally:
             self._committer = None
@@ -431,12 +439,19 @@ class Engine:
 
     def _commit_now(self) -> None:
         events, changed, upto = self._take()
+        started = time.perf_counter()
         try:
             self.journal.append_sync(events)  # type: ignore[attr-defined]  # see _inline_commit
         except Exception as e:
             self._journal_failed(e)
             return
+        self._observe_commit(started, len(events))
         self._committed(changed, upto)
+
+    def _observe_commit(self, started: float, events: int) -> None:
+        seconds = time.perf_counter() - started
+        for observe in self.on_commit:
+            observe(seconds, events)
 
     def _take(self) -> tuple[list[M.Event], set[str], int]:
         events, self._unjournaled = self._unjournaled, []

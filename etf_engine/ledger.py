@@ -199,6 +199,9 @@ class Ledger(Protocol):
 
     def list_wallets(self, participant_id: str = "") -> list[Wallet]: ...
 
+    def list_prices(self) -> list[tuple[str, str, int, int]]:
+        """(asset, currency, price, as_of) of every price published, by (asset, currency)."""
+
     def list_funds(self) -> list[FundTerms]:
         """Every fund's terms, by fund_id."""
 

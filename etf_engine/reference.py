@@ -1269,6 +1269,9 @@ class ReferenceLedger:
         end = cal_.day_end_ms(self.calendars[calendar_id], date.fromisoformat(order.settlement_date))
         return msgspec.structs.replace(order, overdue=True) if now >= end else order
 
+    def list_prices(self) -> list[tuple[str, str, int, int]]:
+        return [(a, cur, p, as_of) for (a, cur), (p, as_of) in sorted(self.prices.items())]
+
     def list_funds(self) -> list[m.FundTerms]:
         return [f.terms for _, f in sorted(self.funds.items())]
 

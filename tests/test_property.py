@@ -417,6 +417,7 @@ class CoreAgainstReference(RuleBasedStateMachine):
                 self.read(method, fund, self.now)
         self.read("list_orders", "", "", None, self.now)  # with overdue computed now
         self.read("list_funds")
+        self.read("list_prices")
         self.read("list_participants")
 
     @invariant()

@@ -12,8 +12,10 @@ are checked by the servicers.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import hashlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -110,6 +112,17 @@ class Authenticator:
         return principal
 
 
+def enter(method: str, principal: Principal) -> None:
+    """Admit ``principal`` to ``method`` ("/package.Service/Method") or raise PERMISSION_DENIED; then the
+    servicer and the engine see who calls (the same for gRPC and for the HTTP listener)."""
+    authorize(method, principal)
+    _principal.set(principal)
+    acting_principal.set(principal.name)
+
+
+CallObserver = Callable[[str, str, str, float], None]  # (Service/Method, status code, protocol, seconds)
+
+
 def authorize(method: str, principal: Principal) -> None:
     roles = ACCESS.get(method)
     if roles is None or principal.role not in roles:
@@ -120,8 +133,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates and authorises every etf_engine.v1 call; maps EngineError to its status."""
 
     def __init__(self, authenticator: Authenticator,
-                 initial_metadata: Callable[[], tuple[tuple[str, str], ...] | None] | None = None) -> None:
+                 initial_metadata: Callable[[], tuple[tuple[str, str], ...] | None] | None = None,
+                 observe: CallObserver | None = None) -> None:
         self._auth = authenticator
+        self._observe = observe
         # Metadata every reply starts with while it returns any (a follower's x-etf-journal-seq).
         self._initial_metadata = initial_metadata or _no_metadata
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}  # handlers are per method: wrap once
@@ -141,10 +156,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
     async def _enter(self, method: str, context: grpc.aio.ServicerContext) -> None:
-        principal = self._auth.authenticate(context.invocation_metadata())
-        authorize(method, principal)
-        _principal.set(principal)
-        acting_principal.set(principal.name)
+        enter(method, self._auth.authenticate(context.invocation_metadata()))
         metadata = self._initial_metadata()
         if metadata is not None:
             await context.send_initial_metadata(metadata)
@@ -153,12 +165,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         # gRPC hands the wrapper the raw body (request_deserializer=None): it is parsed only once the
         # caller is known and allowed to call the method.
         deserialize = handler.request_deserializer or _raw
+        short = method.removeprefix(f"/{PACKAGE}.")  # "Service/Method", the metrics' label
         unparsable = f"request body does not parse as {_request_name(method, deserialize)}"
 
         if handler.unary_unary is not None:
             inner_unary = handler.unary_unary
 
             async def unary(body: bytes, context: grpc.aio.ServicerContext) -> Any:
+                started, code = time.perf_counter(), "OK"
                 try:
                     await self._enter(method, context)
                     try:
@@ -167,7 +181,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                         raise _unparsable(unparsable, e) from None
                     return await inner_unary(request, context)
                 except EngineError as e:
+                    code = e.code
                     await context.abort(grpc_status(e.code), e.message)
+                except BaseException:
+                    code = "INTERNAL"
+                    raise
+                finally:
+                    if self._observe is not None:
+                        self._observe(short, code, "grpc", time.perf_counter() - started)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary, request_deserializer=None, response_serializer=handler.response_serializer)
@@ -175,6 +196,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             inner_stream = handler.unary_stream
 
             async def stream(body: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                started, code = time.perf_counter(), "OK"
                 try:
                     await self._enter(method, context)
                     try:
@@ -184,7 +206,17 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     async for item in inner_stream(request, context):
                         yield item
                 except EngineError as e:
+                    code = e.code
                     await context.abort(grpc_status(e.code), e.message)
+                except asyncio.CancelledError:
+                    code = "CANCELLED"
+                    raise
+                except BaseException:
+                    code = "INTERNAL"
+                    raise
+                finally:
+                    if self._observe is not None:
+                        self._observe(short, code, "grpc", time.perf_counter() - started)
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, request_deserializer=None, response_serializer=handler.response_serializer)

@@ -23,6 +23,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from etf_engine.api.auth import Authenticator, AuthInterceptor
+from etf_engine.api.http import HttpListener
+from etf_engine.api.metrics import Metrics
 from etf_engine.api.servicers import AdminServicer, DealingServicer, DiagnosticsServicer, ValuationServicer
 from etf_engine.checkpoint import DEFAULT_EVERY, CheckpointProcess
 from etf_engine.config import Config
@@ -106,12 +108,16 @@ class EngineServer:
         self._background: set[asyncio.Task[None]] = set()
         self._serving = False
         self._stopping = False
+        self.metrics = Metrics(self.engine, shard=config.journal.shard if self._shard is not None else "")
+        self.http: HttpListener | None = None  # [http] listen: Connect JSON, /metrics, the console
+        self.http_port: int | None = None
 
     async def start(self) -> int:
         """Listen, replay the journal (health NOT_SERVING, calls UNAVAILABLE meanwhile), then serve."""
         size = self.config.max_message_bytes
+        authenticator = Authenticator(self.config.principals)
         server = grpc.aio.server(
-            interceptors=[AuthInterceptor(Authenticator(self.config.principals), self._journal_seq)],
+            interceptors=[AuthInterceptor(authenticator, self._journal_seq, self.metrics.call)],
             options=[
                 ("grpc.max_receive_message_length", size),
                 ("grpc.max_send_message_length", size),
@@ -119,10 +125,15 @@ class EngineServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        rpc.add_AdminServicer_to_server(AdminServicer(self.engine), server)
-        rpc.add_DealingServicer_to_server(DealingServicer(self.engine), server)
-        rpc.add_ValuationServicer_to_server(ValuationServicer(self.engine, self.config.heartbeat_seconds), server)
-        rpc.add_DiagnosticsServicer_to_server(DiagnosticsServicer(self.leader_info, self.engine.advance_clock), server)
+        servicers = {"Admin": AdminServicer(self.engine), "Dealing": DealingServicer(self.engine),
+                     "Valuation": ValuationServicer(self.engine, self.config.heartbeat_seconds),
+                     "Diagnostics": DiagnosticsServicer(self.leader_info, self.engine.advance_clock)}
+        rpc.add_AdminServicer_to_server(servicers["Admin"], server)
+        rpc.add_DealingServicer_to_server(servicers["Dealing"], server)
+        rpc.add_ValuationServicer_to_server(servicers["Valuation"], server)
+        rpc.add_DiagnosticsServicer_to_server(servicers["Diagnostics"], server)
+        if self.config.http_listen is not None:
+            self.http = HttpListener(servicers, authenticator, self.metrics)
         if self.config.test_clock:
             log.warning("test_clock = true: Diagnostics.AdvanceClock may move this engine's clock forward; "
                         "for rehearsals and tests only, never in production")
@@ -145,6 +156,11 @@ class EngineServer:
             await server.start()
             self._server = server
             self.port = port
+            if self.http is not None:
+                try:
+                    self.http_port = await self.http.start(self.config.http_listen or "")
+                except OSError as e:
+                    raise OSError(f"cannot listen on {self.config.http_listen} ([http] listen): {e}") from None
             if self._shard is not None:
                 await self._shard.start()
             await self.engine.start()
@@ -155,6 +171,8 @@ class EngineServer:
                 await self._shard.stop()
             await server.stop(0)
             self._server = None
+            if self.http is not None:
+                await self.http.stop()
             await self.engine.stop()
             raise
         self.engine.on_halt.append(self._halted)
@@ -218,6 +236,8 @@ class EngineServer:
         await self._health.enter_graceful_shutdown()
         self.engine.feed.close()  # NAV streams end cleanly instead of being cut at the deadline
         await self._server.stop(self.config.grace_seconds if grace is None else grace)
+        if self.http is not None:
+            await self.http.stop()
         if self._shard is not None:
             await self._shard.stop()
         if self._checkpointer is not None:  # before the engine's own snapshot at stop, which is newer
@@ -275,6 +295,12 @@ class BackgroundServer:
     def port(self) -> int:
         assert self.server is not None and self.server.port is not None
         return self.server.port
+
+    @property
+    def http_url(self) -> str:
+        """The HTTP listener's base URL (``[http] listen`` set)."""
+        assert self.server is not None and self.server.http_port is not None
+        return f"http://127.0.0.1:{self.server.http_port}"
 
     @property
     def target(self) -> str:

@@ -921,6 +921,15 @@ cdef class Ledger:
         p.by_client_id, p.daily = {}, {}
         self.participants[p.participant_id] = p
 
+    def list_prices(self):
+        cdef Price price
+        found = []
+        for key in sorted(self.prices):
+            price = self.prices[key]
+            if price.value is not None:  # a fund's placeholder for a price not published yet
+                found.append((key[0], key[1], price.value, price.as_of))
+        return found
+
     def list_funds(self):
         return [(<Fund>self.funds[k]).terms for k in sorted(self.funds)]
 

@@ -1,0 +1,161 @@
+"""Prometheus metrics (SPEC §15), with prometheus-client: the counters and histograms move with the
+calls, the commits and the orders; the gauges are read from the ledger when ``/metrics`` is scraped,
+in one engine read, never on the order path.
+
+One ``Metrics`` per server, on a registry of its own (several servers may share a process: tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from etf_engine import model as M
+from etf_engine.engine import LEADER, Engine
+from etf_engine.ledger import Ledger
+from etf_engine.numbers import FRACTION_SCALE, NAV_PER_SHARE_DP
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
+
+
+@dataclass
+class Reading:
+    """What the gauges show, read from the ledger in one go (on the engine's loop, between operations)."""
+
+    now_ms: int
+    navs: list[tuple[str, int | None, int | None]] = field(default_factory=list)  # fund, cents, 1e-4
+    ratios: list[tuple[str, str, float | None, float, float | None, float]] = field(default_factory=list)
+    capacity: list[tuple[str, str, int]] = field(default_factory=list)
+    price_ages: list[tuple[str, str, float]] = field(default_factory=list)
+    overdue: list[tuple[str, int]] = field(default_factory=list)
+
+
+def read_gauges(ledger: Ledger, now_ms: int) -> Reading:
+    reading = Reading(now_ms=now_ms)
+    participants = ledger.list_participants()
+    reading.price_ages = [(asset, currency, (now_ms - as_of) / 1000)
+                          for asset, currency, _price, as_of in ledger.list_prices()]
+    for terms in ledger.list_funds():
+        fund_id = terms.fund_id
+        nav = ledger.get_nav(fund_id, now_ms)
+        reading.navs.append((fund_id, nav.nav, nav.nav_per_share))
+        for a in ledger.get_holdings(fund_id, now_ms).assets:
+            staking = a.illiquid / a.committed if a.committed else None
+            liquid = a.liquid / a.committed if a.committed else None
+            reading.ratios.append((fund_id, a.asset, staking, a.staking_cap / FRACTION_SCALE, liquid,
+                                   a.liquidity_buffer / FRACTION_SCALE))
+        eligible = [p.participant_id for p in participants if fund_id in p.eligible_fund_ids]
+        best = {M.CREATE: 0, M.REDEEM: 0}
+        for pid in eligible:
+            cap = ledger.get_capacity(pid, fund_id, now_ms)
+            best[M.CREATE] = max(best[M.CREATE], cap.create.units)
+            best[M.REDEEM] = max(best[M.REDEEM], cap.redeem.units)
+        reading.capacity += [(fund_id, side, units) for side, units in best.items()]
+        overdue = sum(o.overdue for o in ledger.list_orders(fund_id, M.ACCEPTED, None, now_ms))
+        reading.overdue.append((fund_id, overdue))
+    return reading
+
+
+class Metrics:
+    def __init__(self, engine: Engine, shard: str = "") -> None:
+        self.engine = engine
+        self.shard = shard
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.calls = Counter("etf_engine_rpc_calls", "RPC calls by method, status code and protocol",
+                             ["method", "code", "protocol"], registry=self.registry)
+        self.rpc_seconds = Histogram("etf_engine_rpc_seconds", "RPC handling time", ["method"], registry=self.registry)
+        self.commit_seconds = Histogram("etf_engine_journal_commit_seconds", "One journal append (one fsync)",
+                                        registry=self.registry)
+        self.batch_events = Histogram("etf_engine_journal_batch_events", "Events per journal commit",
+                                      buckets=_BATCH_BUCKETS, registry=self.registry)
+        self.orders = Counter("etf_engine_orders", "Orders decided, by fund, side, status and reject reason",
+                              ["fund_id", "side", "status", "reason"], registry=self.registry)
+        self._reading: Reading | None = None
+        self.registry.register(_Gauges(self))
+        engine.on_events.append(self._events)
+        engine.on_commit.append(self._commit)
+
+    # -- on the engine's path: cheap --------------------------------------------------------------
+    def _events(self, events: list[M.Event]) -> None:
+        for event in events:
+            if type(event) is M.OrderRecorded:
+                o = event.order
+                self.orders.labels(o.fund_id, o.side, o.status, o.reject_reason).inc()
+
+    def _commit(self, seconds: float, events: int) -> None:
+        self.commit_seconds.observe(seconds)
+        self.batch_events.observe(events)
+
+    def call(self, method: str, code: str, protocol: str, seconds: float) -> None:
+        """One RPC answered: ``method`` as "Service/Method", ``code`` a gRPC status name (OK, NOT_FOUND)."""
+        self.calls.labels(method, code, protocol).inc()
+        self.rpc_seconds.labels(method).observe(seconds)
+
+    # -- a scrape ---------------------------------------------------------------------------------
+    async def scrape(self) -> bytes:
+        """The text exposition, with gauges read from the ledger now (one engine read)."""
+        self._reading = await self.engine.read(read_gauges) if self.engine.failure is None else None
+        try:
+            return generate_latest(self.registry)
+        finally:
+            self._reading = None
+
+    def leader_and_seq(self) -> tuple[int, int]:
+        journal: Any = self.engine.journal
+        return (1 if self.engine.role == LEADER else 0), int(getattr(journal, "last_seq", 0))
+
+
+class _Gauges(Collector):
+    """The gauges of the reading a scrape took; none outside a scrape (registration's describe)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        r = self.metrics._reading
+        if r is None:
+            return
+        nav = GaugeMetricFamily("etf_engine_nav", "NAV in the base currency (absent while a price is missing)",
+                                labels=["fund_id"])
+        nps = GaugeMetricFamily("etf_engine_nav_per_share", "NAV per share", labels=["fund_id"])
+        for fund_id, cents, per_share in r.navs:
+            if cents is not None:
+                nav.add_metric([fund_id], cents / 100)
+            if per_share is not None:
+                nps.add_metric([fund_id], per_share / 10**NAV_PER_SHARE_DP)
+        staking = GaugeMetricFamily("etf_engine_staking_ratio", "illiquid / committed", labels=["fund_id", "asset"])
+        cap = GaugeMetricFamily("etf_engine_staking_cap", "the staking cap", labels=["fund_id", "asset"])
+        liquid = GaugeMetricFamily("etf_engine_liquid_ratio", "liquid / committed", labels=["fund_id", "asset"])
+        buffer = GaugeMetricFamily("etf_engine_liquidity_buffer", "the liquidity buffer", labels=["fund_id", "asset"])
+        for fund_id, asset, s, c, q, b in r.ratios:
+            if s is not None:
+                staking.add_metric([fund_id, asset], s)
+            if q is not None:
+                liquid.add_metric([fund_id, asset], q)
+            cap.add_metric([fund_id, asset], c)
+            buffer.add_metric([fund_id, asset], b)
+        capacity = GaugeMetricFamily("etf_engine_capacity_units", "the largest order an eligible participant "
+                                     "could place now", labels=["fund_id", "side"])
+        for fund_id, side, units in r.capacity:
+            capacity.add_metric([fund_id, side], units)
+        overdue = GaugeMetricFamily("etf_engine_orders_overdue", "ACCEPTED orders past their settlement date",
+                                    labels=["fund_id"])
+        for fund_id, count in r.overdue:
+            overdue.add_metric([fund_id], count)
+        ages = GaugeMetricFamily("etf_engine_price_age_seconds", "seconds since the price's as-of time",
+                                 labels=["asset", "currency"])
+        for asset, currency, age in r.price_ages:
+            ages.add_metric([asset, currency], age)
+        leader_value, seq = self.metrics.leader_and_seq()
+        leader = GaugeMetricFamily("etf_engine_leader", "1 on the leader, 0 on a follower", labels=["shard"])
+        leader.add_metric([self.metrics.shard], leader_value)
+        applied = GaugeMetricFamily("etf_engine_journal_applied_seq", "the last journal record applied")
+        applied.add_metric([], seq)
+        yield from (nav, nps, staking, cap, liquid, buffer, capacity, overdue, ages, leader, applied)
+
