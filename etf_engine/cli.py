@@ -14,8 +14,10 @@ import argparse
 import asyncio
 import logging
 import secrets
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from datetime import date
@@ -132,7 +134,8 @@ def _money(text: str) -> str:
     return f"{sign}{int(whole):,}{dot}{frac}"
 
 
-def run_demo(out: TextIO, ledger_kind: str = "auto") -> int:
+def run_demo(out: TextIO, ledger_kind: str = "auto", keep: bool = False, http_listen: str = "127.0.0.1:0") -> int:
+    """The demo; ``keep``: then serve on (the console at ``http_listen``) until SIGINT or SIGTERM."""
     from etf_engine.api.server import BackgroundServer
 
     tokens = {role: secrets.token_urlsafe(24) for role in (ISSUER, CHECKER, PARTICIPANT, OBSERVER)}
@@ -146,7 +149,7 @@ def run_demo(out: TextIO, ledger_kind: str = "auto") -> int:
     with tempfile.TemporaryDirectory(prefix="etf-demo-") as data_dir:
         # The test clock lets the second act pass a 16:00 cut-off without waiting for it.
         config = Config(listen="127.0.0.1:0", data_dir=Path(data_dir), principals=principals, grace_seconds=2.0,
-                        test_clock=True)
+                        test_clock=True, http_listen=http_listen if keep else None)
         with BackgroundServer(config, ledger=make_ledger(ledger_kind)) as server:
             print(f"etf-engine demo: server on {server.target}, data in {data_dir}\n", file=out)
             issuer = EtfClient(server.target, tokens[ISSUER])
@@ -231,8 +234,24 @@ def run_demo(out: TextIO, ledger_kind: str = "auto") -> int:
             finally:
                 for client in (issuer, dealer, auditor, checker):
                     client.close()
-    print("\ndemo complete.", file=out)
+            print("\ndemo complete.", file=out)
+            if keep:
+                _serve_on(server.http_url, server.target, principals, tokens, out)
     return 0
+
+
+def _serve_on(url: str, target: str, principals: Sequence[Principal], tokens: dict[str, str], out: TextIO) -> None:
+    """demo --keep: the console's address and each principal's token, once; then wait for a signal."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"\nThe demo server keeps running: console {url}/  (gRPC {target}, Connect {url}/etf_engine.v1.*, "
+          f"metrics {url}/metrics)\nTokens (shown once; enter one in the console):", file=out)
+    roles = {p.name: role for p, role in zip(principals, tokens, strict=True)}
+    table(["principal", "role", "token"], [(p.name, p.role, tokens[roles[p.name]]) for p in principals], out)
+    print("Stop it with Ctrl-C (SIGINT) or SIGTERM.", file=out, flush=True)
+    stop.wait()
+    print("etf-engine demo: stopping.", file=out, flush=True)
 
 
 HOLIDAYS = ("2026-12-25", "2026-12-26", "2027-01-01")  # a few Hong Kong holidays, for the calendar's sake
@@ -392,7 +411,42 @@ def _print_holdings(client: EtfClient, fund: str, out: TextIO, title: str, only:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return run_demo(sys.stdout, args.ledger)
+    return run_demo(sys.stdout, args.ledger, keep=args.keep, http_listen=args.http_listen)
+
+
+# == init ==========================================================================================
+INIT_PRINCIPALS = (  # (name, role, participant_id): a second issuer approves what the first registers
+    ("issuer-ops", ISSUER, None), ("issuer-checker", ISSUER, None), ("dealer", PARTICIPANT, "AP-1"),
+    ("auditor", OBSERVER, None),
+)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """A ready config in DIR with fresh tokens (their digests in the file); each token is printed once."""
+    folder = Path(args.dir)
+    path = folder / "etf.toml"
+    if path.exists() and not args.force:
+        print(f"etf-engine: {path} exists; it is never overwritten (pass --force to replace it)", file=sys.stderr)
+        return 2
+    folder.mkdir(parents=True, exist_ok=True)
+    tokens = {name: secrets.token_urlsafe(32) for name, _role, _pid in INIT_PRINCIPALS}
+    lines = ["# etf-engine config, written by `etf-engine init`. Relative paths are relative to this file.",
+             'listen = "127.0.0.1:50051"', 'data_dir = "etf-data"', "reflection = true", "",
+             "[http]  # the console, Connect JSON and /metrics", 'listen = "127.0.0.1:8080"']
+    for name, role, participant_id in INIT_PRINCIPALS:
+        lines += ["", "[[principals]]", f'name = "{name}"', f'role = "{role}"']
+        if participant_id:
+            lines.append(f'participant_id = "{participant_id}"')
+        lines.append(f'token_sha256 = "{hash_token(tokens[name])}"')
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    load_config(path)  # what was written must load
+    print(f"wrote {path}. Tokens, shown this once (the file keeps only their SHA-256):")
+    table(["principal", "role", "token"], [(n, r + (f" ({p})" if p else ""), tokens[n]) for n, r, p in INIT_PRINCIPALS],
+          sys.stdout)
+    print(f"\nStart the server:  etf-engine serve --config {path}\nOpen the console:  http://127.0.0.1:8080/ "
+          "(enter a token)\nRegister participant AP-1 before the dealer's token can deal.")
+    return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -502,7 +556,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="start a throwaway server with a sample Hong Kong fund and walk through it")
     demo.add_argument("--ledger", choices=LEDGERS, default="auto", help=LEDGER_HELP)
+    demo.add_argument("--keep", action="store_true", help="then keep the server running, with the console, until "
+                                                           "SIGINT or SIGTERM; prints the console URL and tokens once")
+    demo.add_argument("--http-listen", default="127.0.0.1:8080", metavar="HOST:PORT",
+                      help="with --keep: where the console, Connect and /metrics listen (default %(default)s)")
     demo.set_defaults(func=cmd_demo)
+
+    init = sub.add_parser("init", help="write a ready config with fresh tokens into DIR (etf.toml)")
+    init.add_argument("dir", nargs="?", default=".", metavar="DIR", help="created if missing (default: here)")
+    init.add_argument("--force", action="store_true", help="replace an existing etf.toml")
+    init.set_defaults(func=cmd_init)
 
     verify = sub.add_parser("verify", help="replay a data directory or a PostgreSQL shard offline; print counts "
                                            "and the state digest")
