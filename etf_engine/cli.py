@@ -125,7 +125,7 @@ def _is_number(text: str) -> bool:
     return whole.isdigit() and (frac == "" or frac.isdigit())
 
 
-def _money(text: str) -> str:
+def figure(text: str) -> str:
     """'1234567.8900' -> '1,234,567.8900' for reading; wire strings stay exact."""
     if not text:
         return "-"
@@ -187,14 +187,14 @@ def run_demo(out: TextIO, ledger_kind: str = "auto", keep: bool = False, http_li
                 print(f"Basket per creation unit of {basket.creation_unit:,} shares", file=out)
                 table(["asset", "quantity per unit"],
                       [(line.asset, line.quantity_per_unit) for line in basket.lines], out)
-                print(f"  cash component {_money(basket.cash_component)}, NAV per unit "
-                      f"{_money(basket.nav_per_unit)}\n", file=out)
+                print(f"  cash component {figure(basket.cash_component)}, NAV per unit "
+                      f"{figure(basket.nav_per_unit)}\n", file=out)
                 _print_holdings(auditor, fund, out, "Holdings (as the auditor sees them)")
 
                 # -- a creation, accepted and settled ----------------------------------------------
                 order = dealer.submit_order(fund, "CREATE", 2, "victory-create-0001")
                 print(f"Creation of 2 units by AP-VICTORY: {order.order_id} {status_name(order.status)}, "
-                      f"cash {_money(order.cash_amount)}, fee {_money(order.fee)}", file=out)
+                      f"cash {figure(order.cash_amount)}, fee {figure(order.fee)}", file=out)
                 table(["asset", "deliver"], [(d.asset, d.quantity) for d in order.deliverables], out)
                 settled = issuer.settle_order(order.order_id)
                 nav = auditor.get_nav(fund)
@@ -226,7 +226,7 @@ def run_demo(out: TextIO, ledger_kind: str = "auto", keep: bool = False, http_li
                 print("Orders (as the auditor sees them)", file=out)
                 table(["order", "side", "units", "status", "reason", "cash amount"],
                       [(o.order_id, side_name(o.side), o.units, status_name(o.status),
-                        o.reject_reason or "-", _money(o.cash_amount)) for o in orders], out)
+                        o.reject_reason or "-", figure(o.cash_amount)) for o in orders], out)
                 clock_ms = _forward_act(issuer, dealer, auditor, out)
                 issuer.publish_prices([Tick("BTC", "USD", "97400.00", clock_ms),  # fresh at the test clock's time
                                        Tick("ETH", "USD", "3420.10", clock_ms)])
@@ -294,10 +294,10 @@ def _forward_act(issuer: EtfClient, dealer: EtfClient, auditor: EtfClient, out: 
           "fixing is BTC 97,400.00 USD.", file=out)
     struck = issuer.strike_nav(fund, dealing_date, [Tick("BTC", "USD", "97400.00", cutoff)])
     nav = struck.nav
-    print(f"StrikeNav {dealing_date}: official NAV {_money(nav.nav)}, NAV per share {nav.nav_per_share}, "
+    print(f"StrikeNav {dealing_date}: official NAV {figure(nav.nav)}, NAV per share {nav.nav_per_share}, "
           f"shares {nav.shares_outstanding:,}, {struck.priced_orders} orders priced", file=out)
     table(["asset", "quantity", "official price", "value"],
-          [(line.asset, line.quantity, _money(line.price), _money(line.value)) for line in nav.lines], out)
+          [(line.asset, line.quantity, figure(line.price), figure(line.value)) for line in nav.lines], out)
     priced = [auditor.get_order(o.order_id) for o in orders]
     print("\nThe same orders, priced:", file=out)
     _print_forward_orders(priced, out)
@@ -307,14 +307,14 @@ def _forward_act(issuer: EtfClient, dealer: EtfClient, auditor: EtfClient, out: 
     pcf = dealer.get_pcf(fund, struck.pcf.dealing_date)
     print(f"PCF for the next dealing day, {pcf.dealing_date} (published at the strike)", file=out)
     table(["asset", "quantity per unit", "official price"],
-          [(line.asset, line.quantity_per_unit, _money(price.price)) for line, price in zip(pcf.lines, pcf.prices,
+          [(line.asset, line.quantity_per_unit, figure(price.price)) for line, price in zip(pcf.lines, pcf.prices,
                                                                                            strict=True)], out)
-    print(f"  estimated cash component {_money(pcf.estimated_cash_component)}, NAV per unit "
-          f"{_money(pcf.nav_per_unit)}\n", file=out)
+    print(f"  estimated cash component {figure(pcf.estimated_cash_component)}, NAV per unit "
+          f"{figure(pcf.nav_per_unit)}\n", file=out)
     history = auditor.list_official_navs(fund)
     print("Official NAV history (as the auditor sees it)", file=out)
     table(["dealing date", "NAV", "NAV per share", "shares"],
-          [(n.dealing_date, _money(n.nav), n.nav_per_share, f"{n.shares_outstanding:,}") for n in history], out)
+          [(n.dealing_date, figure(n.nav), n.nav_per_share, f"{n.shares_outstanding:,}") for n in history], out)
     return cutoff
 
 
@@ -382,7 +382,7 @@ def _print_deliveries(order: pb.Order, out: TextIO) -> None:
 def _print_forward_orders(orders: Sequence[pb.Order], out: TextIO) -> None:
     table(["order", "units", "status", "dealing date", "settles", "priced", "cash component", "cash amount"],
           [(o.order_id, o.units, status_name(o.status), o.dealing_date, o.settlement_date or "-",
-            "yes" if o.priced else "no", _money(o.basket.cash_component), _money(o.cash_amount)) for o in orders],
+            "yes" if o.priced else "no", figure(o.basket.cash_component), figure(o.cash_amount)) for o in orders],
           out)
 
 
@@ -390,8 +390,8 @@ def _print_nav(client: EtfClient, fund: str, out: TextIO, title: str) -> None:
     nav = client.get_nav(fund)
     print(title, file=out)
     table(["asset", "quantity", "price", "value"],
-          [(line.asset, line.quantity, _money(line.price), _money(line.value)) for line in nav.lines], out)
-    print(f"  cash {_money(nav.cash)}   NAV {_money(nav.nav)}   shares {nav.shares_outstanding:,}   "
+          [(line.asset, line.quantity, figure(line.price), figure(line.value)) for line in nav.lines], out)
+    print(f"  cash {figure(nav.cash)}   NAV {figure(nav.nav)}   shares {nav.shares_outstanding:,}   "
           f"NAV per share {nav.nav_per_share}   stale {str(nav.stale).lower()}\n", file=out)
 
 
