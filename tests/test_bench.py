@@ -315,6 +315,9 @@ def no_run(monkeypatch: pytest.MonkeyPatch) -> None:
     (["--warmup", "-1"], "--warmup"),
     (["--max-inflight", "0"], "--max-inflight"),
     (["--repeat", "0"], "--repeat"),
+    (["--scrape-every", "1"], "--scrape-every"),  # needs --http
+    (["--http", "--scrape-every", "-1"], "--scrape-every"),
+    (["--http", "--target", "127.0.0.1:1", "--fund", "F1"], "--http"),
     (["--json", "/nonexistent-etf-dir/run.json"], "/nonexistent-etf-dir/run.json"),
     (["--plot", "/nonexistent-etf-dir/run.png"], "/nonexistent-etf-dir/run.png"),
 ])

@@ -37,7 +37,8 @@ START_TIMEOUT_SECONDS = 60.0
 class LocalServer:
     """``etf-engine serve`` on 127.0.0.1 with a fresh data directory; stopped with SIGTERM."""
 
-    def __init__(self, *, ledger: str = "core", data_dir: str | None = None, dsn: str | None = None) -> None:
+    def __init__(self, *, ledger: str = "core", data_dir: str | None = None, dsn: str | None = None,
+                 http: bool = False) -> None:
         self.issuer_token = secrets.token_urlsafe(24)
         self.participant_token = secrets.token_urlsafe(24)
         self._tmp = tempfile.mkdtemp(prefix="etf-bench-")
@@ -47,8 +48,10 @@ class LocalServer:
         # With a DSN, the journal is a fresh shard of that PostgreSQL database (SPEC §12).
         journal = (f'[journal]\nbackend = "postgresql"\ndsn = "{dsn}"\nshard = "bench-{secrets.token_hex(4)}"\n'
                    'node_name = "bench"\n\n' if dsn else "")
+        listener = '[http]\nlisten = "127.0.0.1:0"\n\n' if http else ""  # SPEC §15: Connect, /metrics
+        self.http_url: str | None = None
         config.write_text(
-            f'listen = "127.0.0.1:0"\ndata_dir = "{self.data_dir}"\nreflection = false\n\n{journal}'
+            f'listen = "127.0.0.1:0"\ndata_dir = "{self.data_dir}"\nreflection = false\n\n{listener}{journal}'
             f'[[principals]]\nname = "bench-issuer"\nrole = "issuer"\n'
             f'token_sha256 = "{hash_token(self.issuer_token)}"\n\n'
             f'[[principals]]\nname = "bench-dealer"\nrole = "participant"\nparticipant_id = "{PARTICIPANT_ID}"\n'
@@ -56,14 +59,21 @@ class LocalServer:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - the server writes to it until stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "etf_engine.cli", "serve", "--config", str(config), "--ledger", ledger],
-            stdout=subprocess.PIPE, stderr=self._log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            # bufsize 0: readline then takes no more than its line, so select() sees the next one coming
+            stdout=subprocess.PIPE, stderr=self._log, env={**os.environ, "PYTHONUNBUFFERED": "1"}, bufsize=0)
         try:
             self.target = self._wait_listening()
+            if http:
+                self.http_url = self._wait_line(" console ").split(" console ", 1)[1].split()[0].rstrip("/")
         except BaseException:
             self.stop()
             raise
 
     def _wait_listening(self) -> str:
+        return self._wait_line(" listening on ").split(" listening on ", 1)[1].split()[0]
+
+    def _wait_line(self, marker: str) -> str:
+        """The first line of the server's stdout holding ``marker``."""
         assert self.process.stdout is not None
         with selectors.DefaultSelector() as selector:
             selector.register(self.process.stdout, selectors.EVENT_READ)
@@ -74,8 +84,8 @@ class LocalServer:
                 line = self.process.stdout.readline().decode()
                 if not line:  # the server exited
                     break
-                if " listening on " in line:
-                    return line.split(" listening on ", 1)[1].split()[0]
+                if marker in line:
+                    return line
         raise RuntimeError(f"the bench server did not start; its log:\n{self.log_tail()}")
 
     def cpu_ns(self) -> int:

@@ -12,8 +12,11 @@ import importlib.util
 import os
 import secrets
 import shlex
+import statistics
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -85,6 +88,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the ledger of the server the bench starts (default core)")
     parser.add_argument("--dsn", help="the server the bench starts journals to a fresh shard of this PostgreSQL "
                                       "database instead of SQLite (SPEC §12)")
+    parser.add_argument("--http", action="store_true", help="the server the bench starts also runs its HTTP "
+                        "listener (Connect, /metrics, the console; SPEC §15)")
+    parser.add_argument("--scrape-every", type=float, default=0.0, metavar="SECONDS",
+                        help="with --http: scrape /metrics this often during the run, as Prometheus would")
     parser.add_argument("--json", metavar="FILE", help="write the report as JSON")
     parser.add_argument("--compare", metavar="OLD.json", help="show the change of every figure against a report")
     parser.add_argument("--plot", metavar="FILE.png", help="plot the latency percentiles per RPC (matplotlib)")
@@ -102,6 +109,10 @@ def validate(args: argparse.Namespace) -> str | None:
         return "--duration must be positive and --warmup not negative"
     if args.max_inflight < 1:
         return "--max-inflight must be at least 1"
+    if args.scrape_every < 0 or (args.scrape_every and not args.http):
+        return "--scrape-every needs --http and a number of seconds above 0"
+    if args.http and args.target:
+        return "--http is for the server the bench starts, not with --target"
     if args.open_only and not args.rate:
         return "--open-only needs --rate"
     if args.target and not (args.fund and os.environ.get("ETF_ENGINE_TOKEN")):
@@ -256,13 +267,42 @@ def server(args: argparse.Namespace, out: TextIO) -> Iterator[tuple[str, str, st
     if args.target:
         yield args.target, os.environ["ETF_ENGINE_TOKEN"], args.fund, None
         return
-    with fixture.LocalServer(ledger=args.ledger, dsn=args.dsn) as local:
+    with fixture.LocalServer(ledger=args.ledger, dsn=args.dsn, http=args.http) as local:
         print(f"bench: started etf-engine serve on {local.target} (journal in {local.data_dir}, {args.ledger} "
-              "ledger)", file=out, flush=True)
+              f"ledger{', HTTP on ' + str(local.http_url) if local.http_url else ''})", file=out, flush=True)
         fixture.load_fund(local.target, local.issuer_token)
-        yield local.target, local.participant_token, fixture.FUND_ID, local.cpu_ns
+        with scraping(local.http_url, args.scrape_every, out):
+            yield local.target, local.participant_token, fixture.FUND_ID, local.cpu_ns
         if local.process.poll() is not None:
             raise RuntimeError(f"the bench server exited during the run; its log:\n{local.log_tail()}")
+
+
+@contextmanager
+def scraping(url: str | None, every: float, out: TextIO) -> Iterator[None]:
+    """Scrape ``url``/metrics every ``every`` seconds meanwhile (0: never); report the scrapes' median."""
+    if url is None or every <= 0:
+        yield
+        return
+    stop = threading.Event()
+    took: list[float] = []
+
+    def scrape() -> None:
+        while not stop.wait(every):
+            started = time.perf_counter()
+            with urllib.request.urlopen(f"{url}/metrics", timeout=10) as reply:
+                reply.read()
+            took.append(time.perf_counter() - started)
+
+    thread = threading.Thread(target=scrape, name="bench-scraper", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+        if took:
+            print(f"bench: {len(took)} scrapes of /metrics, median {statistics.median(took) * 1e3:.1f} ms",
+                  file=out, flush=True)
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
