@@ -17,6 +17,7 @@ import contextvars
 import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,27 +169,18 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         short = method.removeprefix(f"/{PACKAGE}.")  # "Service/Method", the metrics' label
         unparsable = f"request body does not parse as {_request_name(method, deserialize)}"
 
+        def parse(body: bytes) -> Any:
+            try:
+                return deserialize(body)
+            except Exception as e:
+                raise _unparsable(unparsable, e) from None
+
         if handler.unary_unary is not None:
             inner_unary = handler.unary_unary
 
             async def unary(body: bytes, context: grpc.aio.ServicerContext) -> Any:
-                started, code = time.perf_counter(), "OK"
-                try:
-                    await self._enter(method, context)
-                    try:
-                        request = deserialize(body)
-                    except Exception as e:
-                        raise _unparsable(unparsable, e) from None
-                    return await inner_unary(request, context)
-                except EngineError as e:
-                    code = e.code
-                    await context.abort(grpc_status(e.code), e.message)
-                except BaseException:
-                    code = "INTERNAL"
-                    raise
-                finally:
-                    if self._observe is not None:
-                        self._observe(short, code, "grpc", time.perf_counter() - started)
+                async with self._serving(method, short, context):
+                    return await inner_unary(parse(body), context)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary, request_deserializer=None, response_serializer=handler.response_serializer)
@@ -196,31 +188,34 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             inner_stream = handler.unary_stream
 
             async def stream(body: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                started, code = time.perf_counter(), "OK"
-                try:
-                    await self._enter(method, context)
-                    try:
-                        request = deserialize(body)
-                    except Exception as e:
-                        raise _unparsable(unparsable, e) from None
-                    async for item in inner_stream(request, context):
+                async with self._serving(method, short, context):
+                    async for item in inner_stream(parse(body), context):
                         yield item
-                except EngineError as e:
-                    code = e.code
-                    await context.abort(grpc_status(e.code), e.message)
-                except asyncio.CancelledError:
-                    code = "CANCELLED"
-                    raise
-                except BaseException:
-                    code = "INTERNAL"
-                    raise
-                finally:
-                    if self._observe is not None:
-                        self._observe(short, code, "grpc", time.perf_counter() - started)
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, request_deserializer=None, response_serializer=handler.response_serializer)
         raise TypeError(f"{method}: only unary and server-streaming RPCs are served")
+
+    @asynccontextmanager
+    async def _serving(self, method: str, short: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        """Around one call: the caller admitted, an EngineError turned into its status, and the call
+        counted for the metrics with its code."""
+        started, code = time.perf_counter(), "OK"
+        try:
+            await self._enter(method, context)
+            yield
+        except EngineError as e:
+            code = e.code
+            await context.abort(grpc_status(e.code), e.message)
+        except (asyncio.CancelledError, GeneratorExit):  # the caller went away (a stream it cancelled)
+            code = "CANCELLED"
+            raise
+        except BaseException:
+            code = "INTERNAL"
+            raise
+        finally:
+            if self._observe is not None:
+                self._observe(short, code, "grpc", time.perf_counter() - started)
 
 
 def _unparsable(message: str, error: Exception) -> EngineError:
