@@ -26,9 +26,9 @@ _BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
 
 @dataclass
 class Reading:
-    """What the gauges show, read from the ledger in one go (on the engine's loop, between operations)."""
+    """What the gauges show, read from the ledger in one go (on the engine's loop, between operations).
+    Prometheus samples are floats: the exact figures stay the API's; these are for monitoring only."""
 
-    now_ms: int
     navs: list[tuple[str, int | None, int | None]] = field(default_factory=list)  # fund, cents, 1e-4
     ratios: list[tuple[str, str, float | None, float, float | None, float]] = field(default_factory=list)
     capacity: list[tuple[str, str, int]] = field(default_factory=list)
@@ -37,7 +37,7 @@ class Reading:
 
 
 def read_gauges(ledger: Ledger, now_ms: int) -> Reading:
-    reading = Reading(now_ms=now_ms)
+    reading = Reading()
     participants = ledger.list_participants()
     reading.price_ages = [(asset, currency, (now_ms - as_of) / 1000)
                           for asset, currency, _price, as_of in ledger.list_prices()]
