@@ -75,26 +75,23 @@ _envelope = msgspec.json.Decoder(_Envelope)
 
 def stored_record(where: str, expected: int, seq: int, crc: int, body: bytes) -> StoredRecord:
     """The record ``seq`` as stored, checked as ``decode_record`` checks it (its place and its CRC)."""
-    if seq != expected:
-        raise JournalError(f"{where}: record {expected} is missing (the next one stored is {seq})")
-    if zlib.crc32(body) != crc:
-        raise JournalError(f"{where}: record {seq} is damaged: checksum mismatch")
-    try:
-        head = _envelope.decode(body)
-    except msgspec.DecodeError as error:
-        raise JournalError(f"{where}: record {seq} is damaged: {error}") from error
+    head = _checked(where, expected, seq, crc, body, _envelope)
     return StoredRecord(seq=seq, at=head.at, type=head.type, principal=head.principal, body=body.decode())
 
 
 def decode_record(where: str, expected: int, seq: int, crc: int, body: bytes) -> M.Event:
     """The event of a record stored in ``where`` (the journal's name, for messages), checked: it is the
     one expected next, its CRC holds, it decodes."""
+    return _checked(where, expected, seq, crc, body, _event_decoder)
+
+
+def _checked(where: str, expected: int, seq: int, crc: int, body: bytes, decoder: msgspec.json.Decoder) -> Any:
     if seq != expected:
         raise JournalError(f"{where}: record {expected} is missing (the next one stored is {seq})")
     if zlib.crc32(body) != crc:
         raise JournalError(f"{where}: record {seq} is damaged: checksum mismatch")
     try:
-        return _event_decoder.decode(body)
+        return decoder.decode(body)
     except msgspec.DecodeError as error:
         raise JournalError(f"{where}: record {seq} is damaged: {error}") from error
 
