@@ -31,11 +31,18 @@ def chain_of(symbol: str, chain: str = "") -> str:
     return chain or DEFAULT_CHAINS.get(symbol, "")
 
 
+def check_printable(value: str, field: str) -> str:
+    """``value`` if it is 1-128 printable ASCII characters (an address of an unchecked chain, a tx hash);
+    INVALID_ARGUMENT naming ``field`` otherwise."""
+    if not isinstance(value, str) or _PRINTABLE.fullmatch(value) is None:
+        raise invalid(field, f"{quote(value)} is not 1-{MAX_ADDRESS} printable ASCII characters")
+    return value
+
+
 def check_address(chain: str, address: str, field: str = "address") -> str:
     """``address`` if it is a valid mainnet address of ``chain`` ("" : 1-128 printable ASCII);
     INVALID_ARGUMENT naming ``field`` otherwise."""
-    if not isinstance(address, str) or _PRINTABLE.fullmatch(address) is None:
-        raise invalid(field, f"{quote(address)} is not 1-{MAX_ADDRESS} printable ASCII characters")
+    check_printable(address, field)
     check = _CHECKS.get(chain)
     why = check(address) if check is not None else ""
     if why:

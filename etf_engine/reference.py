@@ -55,7 +55,6 @@ _SYMBOL = re.compile(r"[A-Z0-9]{2,10}")
 _CURRENCY = re.compile(r"[A-Z]{3,10}")
 _DEALING_TERMS = ("calendar_id", "dealing_cutoff", "create_settlement_days", "redeem_settlement_days", "pricing",
                   "require_delivery")
-_TX_HASH = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 # -- small checks and arithmetic ----------------------------------------------------------------
@@ -733,7 +732,7 @@ class ReferenceLedger:
         if asset not in {line.asset for line in order.deliverables}:
             raise invalid("asset", f"{asset!r} is not an asset of order {order.order_id}")
         q = _positive(quantity, "quantity", self.assets[asset])
-        _match(_TX_HASH, tx_hash, "tx_hash")
+        addresses.check_printable(tx_hash, "tx_hash")
         return q
 
     def _record_delivery(self, c: m.RecordDelivery, now: int) -> tuple[m.Order, list[m.Event]]:

@@ -1597,8 +1597,7 @@ cdef class Ledger:
         q = parse_scaled(quantity, "quantity", (<Asset>self.assets[asset]).decimals, limit=MAXQ)
         if q == 0:
             raise invalid("quantity", "must be positive")
-        if not isinstance(tx_hash, str) or not 1 <= len(tx_hash) <= 128 or not all("!" <= ch <= "~" for ch in tx_hash):
-            raise invalid("tx_hash", f"{quote(tx_hash)} is not 1-128 printable ASCII characters")
+        ADDR.check_printable(tx_hash, "tx_hash")
         return q
 
     def _qty(self, asset, quantity):
