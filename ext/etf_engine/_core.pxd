@@ -123,6 +123,7 @@ cdef class Ledger:
     cdef object _with_overdue(self, object order, object now_ms)
     cdef object _transfer(self, object order, object asset, object quantity, object tx_hash)
     cdef dict _confirmed(self, object order)
+    cdef dict _paid(self, object order)
     cdef object _decide(self, Participant p, Fund f, object req, str order_id, long long now_ms)
     cdef tuple _admit(self, str participant_id, object req, str field, dict pending)
     cdef object _own_order(self, object order_id, object participant_id)

@@ -736,10 +736,7 @@ cdef class Ledger:
                                            f"{self._qty(line.asset, got)} of {self._qty(line.asset, line.quantity)} "
                                            "delivered and confirmed")
             else:
-                paid = {}
-                for payout in order.payouts:
-                    key = (payout.custodian_id, payout.asset)
-                    paid[key] = paid.get(key, 0) + payout.quantity
+                paid = self._paid(order)
                 for leg in order.legs:
                     got = paid.get((leg.custodian_id, leg.asset), 0)
                     if got < leg.quantity:
@@ -1612,6 +1609,14 @@ cdef class Ledger:
                 total[d.asset] = total.get(d.asset, 0) + d.quantity
         return total
 
+    cdef dict _paid(self, object order):
+        """(custodian_id, asset) -> quantity paid out on the order's payouts."""
+        total = {}
+        for p in order.payouts:
+            key = (p.custodian_id, p.asset)
+            total[key] = total.get(key, 0) + p.quantity
+        return total
+
     def _record_delivery(self, cmd, long long now_ms, list events):
         order = self._own_order(cmd.order_id, None)
         q = self._transfer(order, cmd.asset, cmd.quantity, cmd.tx_hash)
@@ -1666,14 +1671,12 @@ cdef class Ledger:
                 break
         else:
             raise invalid("custodian_id", f"order {order.order_id} has no {cmd.asset} leg at {quote(cmd.custodian_id)}")
-        paid = 0
         for known in order.payouts:
             if known.tx_hash == cmd.tx_hash:
                 if (known.custodian_id, known.asset, known.quantity) != (cmd.custodian_id, cmd.asset, q):
                     raise EngineError(ALREADY_EXISTS, f"tx_hash {quote(cmd.tx_hash)} is recorded with other figures")
                 return self._with_overdue(order, now_ms)
-            if known.custodian_id == cmd.custodian_id and known.asset == cmd.asset:
-                paid += known.quantity
+        paid = self._paid(order).get((cmd.custodian_id, cmd.asset), 0)
         if paid + q > leg.quantity:
             raise precondition(M.PAYOUT_EXCEEDS_LEG, f"order {order.order_id}: leg {cmd.custodian_id} {cmd.asset} "
                                f"would be paid {self._qty(cmd.asset, paid + q)} of "
