@@ -101,9 +101,9 @@ def _tick_price(tick: m.PriceTick, at: str, now: int) -> int:
 
 
 def _text(value: str, name: str) -> str:
-    """A free-text reason or label: at most 256 characters."""
-    if len(value) > m.MAX_REASON:
-        raise invalid(name, f"is {len(value)} characters, more than {m.MAX_REASON}")
+    """A free-text reason or label: a string of at most 256 characters."""
+    if not isinstance(value, str) or len(value) > m.MAX_REASON:
+        raise invalid(name, f"must be a text of at most {m.MAX_REASON} characters")
     return value
 
 
@@ -814,8 +814,7 @@ class ReferenceLedger:
     def _close_day(self, c: m.CloseDealingDay, now: int) -> tuple[None, list[m.Event]]:
         before = self._calendar(c.calendar_id)
         day = cal_.parse_date(c.date, "date")
-        if not isinstance(c.reason, str) or len(c.reason) > 256:
-            raise invalid("reason", "must be at most 256 characters")
+        _text(c.reason, "reason")
         if not cal_.is_dealing_day(before, day):
             raise precondition(m.NOT_A_DEALING_DAY, f"{c.date} is not a dealing day")
         if day < cal_.local_date(before, now):

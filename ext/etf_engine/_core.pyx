@@ -113,6 +113,12 @@ def _need_id(value, str field):
         raise invalid(field, f"{value!r} is not 1-64 of [A-Za-z0-9._:-]")
 
 
+def _need_text(value, str field):
+    """A free-text reason or label: a string of at most MAX_REASON characters."""
+    if not isinstance(value, str) or len(value) > M.MAX_REASON:
+        raise invalid(field, f"must be a text of at most {M.MAX_REASON} characters")
+
+
 def _need_int(value, str field, lo, hi=None):
     if type(value) is not int:
         raise invalid(field, f"expected an integer, got {value!r}")
@@ -758,8 +764,7 @@ cdef class Ledger:
 
     def _cancel(self, cmd, long long now_ms, list events):
         self._own_order(cmd.order_id, cmd.participant_id)
-        if len(cmd.reason) > M.MAX_REASON:
-            raise invalid("reason", f"{len(cmd.reason)} characters, more than {M.MAX_REASON}")
+        _need_text(cmd.reason, "reason")
         order = self._accepted_order(cmd.order_id, cmd.participant_id)
         self._emit(events, M.OrderCancelled(at=now_ms, order_id=order.order_id, reason=cmd.reason))
         return self.orders[order.order_id]
@@ -1355,8 +1360,7 @@ cdef class Ledger:
         cdef Fund f
         cal = self._calendar(cmd.calendar_id)
         day = CAL.parse_date(cmd.date, "date")
-        if not isinstance(cmd.reason, str) or len(cmd.reason) > 256:
-            raise invalid("reason", "must be at most 256 characters")
+        _need_text(cmd.reason, "reason")
         iso = day.isoformat()
         if not CAL.is_dealing_day(cal, day):
             raise precondition(M.NOT_A_DEALING_DAY, f"{iso} is not a dealing day of {cal.calendar_id}")
@@ -1523,8 +1527,7 @@ cdef class Ledger:
         if asset is None:
             raise not_found("asset", cmd.asset)
         ADDR.check_address((<Asset>asset).chain, cmd.address, "address")
-        if len(cmd.label) > M.MAX_REASON:
-            raise invalid("label", f"{len(cmd.label)} characters, more than {M.MAX_REASON}")
+        _need_text(cmd.label, "label")
         existing = self.live_wallets.get((cmd.participant_id, cmd.asset, cmd.address))
         if existing is not None:
             raise EngineError(ALREADY_EXISTS, f"wallet {existing} of {cmd.participant_id} has this address")
@@ -1546,8 +1549,7 @@ cdef class Ledger:
 
     def _revoke_wallet(self, cmd, long long now_ms, list events):
         w = self._wallet(cmd.wallet_id)
-        if len(cmd.reason) > M.MAX_REASON:
-            raise invalid("reason", f"{len(cmd.reason)} characters, more than {M.MAX_REASON}")
+        _need_text(cmd.reason, "reason")
         if w.status == M.REVOKED:
             raise precondition(WALLET_NOT_APPROVED, f"wallet {w.wallet_id} is already REVOKED")
         self._emit(events, M.WalletRevoked(at=now_ms, wallet_id=w.wallet_id, revoked_by=cmd.principal,
