@@ -37,6 +37,7 @@ from etf_engine.journal import JournalError
 from etf_engine.journal.sqlite import DataDirInUse
 from etf_engine.ledger import make_ledger
 from etf_engine.numbers import format_scaled
+from etf_engine.table import figure, table
 from etf_engine.v1 import engine_pb2 as pb
 
 LEDGERS = ("core", "reference", "auto")
@@ -99,41 +100,6 @@ def cmd_hash_token(args: argparse.Namespace) -> int:
 
 
 # == demo ===========================================================================================
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]], out: TextIO, indent: str = "  ") -> None:
-    """Columns sized to their content; figures (anything that parses as a number) right-aligned."""
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
-
-    def numeric(i: int) -> bool:
-        return bool(cells) and all(_is_number(r[i]) for r in cells)
-
-    right = [numeric(i) for i in range(len(headers))]
-
-    def line(values: Sequence[str]) -> str:
-        return indent + "  ".join(v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right,
-                                                                                    strict=True)).rstrip()
-
-    print(line(headers), file=out)
-    print(indent + "  ".join("-" * w for w in widths), file=out)
-    for row in cells:
-        print(line(row), file=out)
-
-
-def _is_number(text: str) -> bool:
-    body = text.replace(",", "").removeprefix("-")
-    whole, _, frac = body.partition(".")
-    return whole.isdigit() and (frac == "" or frac.isdigit())
-
-
-def figure(text: str) -> str:
-    """'1234567.8900' -> '1,234,567.8900' for reading; wire strings stay exact."""
-    if not text:
-        return "-"
-    sign = "-" if text.startswith("-") else ""
-    whole, dot, frac = text.removeprefix("-").partition(".")
-    return f"{sign}{int(whole):,}{dot}{frac}"
-
-
 def run_demo(out: TextIO, ledger_kind: str = "auto", keep: bool = False, http_listen: str = "127.0.0.1:0") -> int:
     """The demo; ``keep``: then serve on (the console at ``http_listen``) until SIGINT or SIGTERM."""
     from etf_engine.api.server import BackgroundServer

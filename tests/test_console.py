@@ -17,8 +17,8 @@ from playwright import sync_api as playwright_api
 from test_service import FUND, TOKENS, Clock, Desk, config, load_sample
 
 from etf_engine.api.server import BackgroundServer
-from etf_engine.cli import figure  # the console formats as the CLI does
 from etf_engine.client import Tick
+from etf_engine.table import figure  # the console formats as the CLI does
 
 CHROMIUM = shutil.which("chromium")
 

@@ -16,6 +16,7 @@ import msgspec
 
 from etf_engine.bench.stats import PERCENTILES, Summary
 from etf_engine.bench.workers import FLOOR
+from etf_engine.table import table
 
 REPORT_VERSION = 1
 FIGURES = (("calls/s", "calls_per_second", True), ("orders/s", "items_per_second", True),
@@ -103,8 +104,6 @@ HEADERS = ["rpc", "load", "batch", "conns", "calls/s", "orders/s", "p50 ms", "p9
 
 
 def print_report(report: Report, out: TextIO) -> None:
-    from etf_engine.cli import table
-
     print(f"etf-engine bench, {report.date}, target {report.target}, {report.seconds:g} s per phase after "
           f"{report.warmup:g} s warm-up", file=out)
     print(f"machine: {report.machine.get('cpu', '?')}, {report.machine.get('cores', '?')} cores, Python "
@@ -147,8 +146,6 @@ def _change(old: float, new: float) -> str:
 def compare(old: Report, new: Report, out: TextIO) -> int:
     """Print each figure of every phase run in both reports, old -> new and the change; returns the
     number of phases matched."""
-    from etf_engine.cli import table
-
     before = {p.key: p for p in old.phases}
     table_rows = []
     for p in new.phases:
