@@ -717,12 +717,6 @@ class PayoutRecorded(Event):
     payout: Payout
 
 
-EVENT_TYPES = (
-    AssetRegistered, CustodianRegistered, LicenceSet, ParticipantRegistered, FundCreated, FundUpdated,
-    HoldingAdjusted, CashAdjusted, Staked, Unstaked, RewardRecorded, Slashed, PriceSet, OrderRecorded,
-    OrderSettled, OrderCancelled, CalendarRegistered, HolidaysSet, DealingDayClosed, NavStruck, ClockAdvanced,
-    WalletRegistered, WalletApproved, WalletRevoked, DeliveryRecorded, PayoutRecorded,
-)
 AnyEvent = (
     AssetRegistered | CustodianRegistered | LicenceSet | ParticipantRegistered | FundCreated | FundUpdated
     | HoldingAdjusted | CashAdjusted | Staked | Unstaked | RewardRecorded | Slashed | PriceSet | OrderRecorded
