@@ -25,7 +25,7 @@ cdef class Participant:
     cdef str name
     cdef tuple eligible
     cdef set eligible_set
-    cdef object max_order, max_day
+    cdef object max_units_per_order, max_units_per_day
     cdef dict by_client_id  # client_order_id -> order_id
     cdef dict daily  # fund_id -> {day: units accepted or settled that day}
     # The payout route of its last redemption: (payout_wallet_ids as given, fund, wallet epoch) ->
@@ -97,38 +97,3 @@ cdef class Ledger:
     cdef dict wallets, live_wallets  # wallet_id -> Wallet; (participant, asset, address) -> id, unless REVOKED
     cdef dict approved  # wallet_id -> (participant_id, asset, address) of every APPROVED wallet
     cdef long long next_seq, licence_epoch, calendar_epoch, next_wallet_seq, wallet_epoch
-    cdef _emit(self, list events, event)
-    cdef Fund _fund(self, str fund_id)
-    cdef Custodian _custodian(self, object custodian_id)
-    cdef FundAsset _fund_asset(self, Fund f, object asset)
-    cdef Holding _holding(self, FundAsset fa, Custodian c)
-    cdef _order_holdings(self, FundAsset fa)
-    cdef tuple _target(self, cmd)
-    cdef object _quantity(self, FundAsset fa, object text, str field)
-    cdef void _advance(self, Fund f, long long now_ms) except *
-    cdef bint _stale(self, Fund f, long long now_ms)
-    cdef object _basket(self, Fund f, long long now_ms)
-    cdef _total_changed(self, FundAsset fa, object delta)
-    cdef _cash_changed(self, Fund f, object delta)
-    cdef _credit(self, event, object delta)
-    cdef _reserve(self, Fund f, object order, int sign)
-    cdef object _available(self, FundAsset fa, Custodian c)
-    cdef Holding _need_staked(self, FundAsset fa, Custodian c, object q)
-    cdef object _liquid(self, FundAsset fa, long long now_ms)
-    cdef str _reason(self, Participant p, Fund f, bint redeem, object units, long long now_ms, bint no_wallets)
-    cdef tuple _legs(self, Fund f, object units, long long now_ms, dict to)
-    cdef dict _payout_addresses(self, Participant p, Fund f, object ids)
-    cdef object _kept_wallets(self, object req)
-    cdef tuple _payout_route(self, Participant p, Fund f, object req)
-    cdef object _with_overdue(self, object order, object now_ms)
-    cdef object _transfer(self, object order, object asset, object quantity, object tx_hash)
-    cdef dict _confirmed(self, object order)
-    cdef dict _paid(self, object order)
-    cdef object _decide(self, Participant p, Fund f, object req, str order_id, long long now_ms)
-    cdef tuple _admit(self, str participant_id, object req, str field, dict pending)
-    cdef object _own_order(self, object order_id, object participant_id)
-    cdef object _accepted_order(self, object order_id, object participant_id)
-    cdef _set_terms(self, Fund f, object terms)
-    cdef _dates(self, Fund f, long long now_ms)
-    cdef object _calendar(self, object calendar_id)
-    cdef object _dealing_terms(self, object terms, object old, long long now_ms)

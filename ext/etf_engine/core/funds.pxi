@@ -1,0 +1,288 @@
+# Assets, custodians and licences, participants, funds and their terms (SPEC §2, §3, §6, §13 terms).
+
+def _register_asset(Ledger self, cmd, long long now_ms, list events):
+    if not valid_code(cmd.symbol, 2, 10, True):
+        raise invalid("symbol", f"{cmd.symbol!r} is not 2-10 of [A-Z0-9]")
+    _need_int(cmd.decimals, "decimals", 0, 18)
+    _need_int(cmd.min_confirmations, "min_confirmations", 0, M.MAX_CONFIRMATIONS)
+    if cmd.chain and cmd.chain not in ADDR.CHAINS:
+        raise invalid("chain", f"{cmd.chain!r} is not BITCOIN, ETHEREUM, SOLANA or empty")
+    if cmd.symbol in self.assets:
+        raise EngineError(ALREADY_EXISTS, f"asset {cmd.symbol!r} exists")
+    _emit(self, events, M.AssetRegistered(at=now_ms, symbol=cmd.symbol, decimals=cmd.decimals,
+                                         min_confirmations=cmd.min_confirmations,
+                                         chain=ADDR.chain_of(cmd.symbol, cmd.chain)))
+
+
+def _on_asset(Ledger self, event):
+    cdef Asset a = Asset(event.symbol, event.decimals)
+    # chain_of: a record from before SPEC §14 has no chain; BTC, ETH and SOL take theirs then too
+    a.min_conf, a.chain = event.min_confirmations, ADDR.chain_of(event.symbol, event.chain)
+    self.assets[event.symbol] = a
+
+
+def _check_licence(Ledger self, cmd):
+    _need_id(cmd.custodian_id, "custodian_id")
+    if cmd.licence_status not in M.LICENCE_STATUSES:
+        raise invalid("licence_status", f"{cmd.licence_status!r} is not ACTIVE, SUSPENDED or REVOKED")
+    _need_int(cmd.licence_expires_at, "licence_expires_at", 0)
+
+
+def _register_custodian(Ledger self, cmd, long long now_ms, list events):
+    _check_licence(self, cmd)
+    if cmd.custodian_id in self.custodians:
+        raise EngineError(ALREADY_EXISTS, f"custodian {cmd.custodian_id!r} exists")
+    _emit(self, events, M.CustodianRegistered(
+        at=now_ms, custodian_id=cmd.custodian_id, name=cmd.name, licence_number=cmd.licence_number,
+        licence_status=cmd.licence_status, licence_expires_at=cmd.licence_expires_at))
+
+
+def _on_custodian(Ledger self, event):
+    c = Custodian()
+    c.custodian_id, c.name, c.licence_number = event.custodian_id, event.name, event.licence_number
+    c.set_licence(event.licence_status, event.licence_expires_at)
+    self.custodians[c.custodian_id] = c
+
+
+def _set_licence(Ledger self, cmd, long long now_ms, list events):
+    _check_licence(self, cmd)
+    _custodian(self, cmd.custodian_id)
+    _emit(self, events, M.LicenceSet(at=now_ms, custodian_id=cmd.custodian_id,
+                                    licence_status=cmd.licence_status,
+                                    licence_expires_at=cmd.licence_expires_at))
+
+
+def _on_licence(Ledger self, event):
+    self.licence_epoch += 1  # every cached liquid() may have changed
+    (<Custodian>self.custodians[event.custodian_id]).set_licence(event.licence_status, event.licence_expires_at)
+
+
+def _register_participant(Ledger self, cmd, long long now_ms, list events):
+    _need_id(cmd.participant_id, "participant_id")
+    for i, fund_id in enumerate(cmd.eligible_fund_ids):
+        _need_id(fund_id, f"eligible_fund_ids[{i}]")
+    _need_int(cmd.max_units_per_order, "max_units_per_order", 1, MAX_SHARES)
+    _need_int(cmd.max_units_per_day, "max_units_per_day", 1, MAX_SHARES)
+    if cmd.participant_id in self.participants:
+        raise EngineError(ALREADY_EXISTS, f"participant {cmd.participant_id!r} exists")
+    _emit(self, events, M.ParticipantRegistered(
+        at=now_ms, participant_id=cmd.participant_id, name=cmd.name,
+        eligible_fund_ids=tuple(sorted(set(cmd.eligible_fund_ids))),
+        max_units_per_order=cmd.max_units_per_order, max_units_per_day=cmd.max_units_per_day))
+
+
+def _on_participant(Ledger self, event):
+    p = Participant()
+    p.participant_id, p.name = event.participant_id, event.name
+    p.eligible = tuple(event.eligible_fund_ids)
+    p.eligible_set = set(p.eligible)
+    p.max_units_per_order, p.max_units_per_day = event.max_units_per_order, event.max_units_per_day
+    p.by_client_id, p.daily = {}, {}
+    self.participants[p.participant_id] = p
+
+
+def list_funds(Ledger self):
+    return [(<Fund>self.funds[k]).terms for k in sorted(self.funds)]
+
+
+def list_participants(Ledger self):
+    cdef Participant p
+    found = []
+    for k in sorted(self.participants):
+        p = self.participants[k]
+        found.append(M.ParticipantRegistered(at=0, participant_id=p.participant_id, name=p.name,
+                                             eligible_fund_ids=p.eligible, max_units_per_order=p.max_units_per_order,
+                                             max_units_per_day=p.max_units_per_day))
+    return found
+
+
+def participant_funds(Ledger self, str participant_id):
+    p = self.participants.get(participant_id)
+    if p is None:
+        raise not_found("participant", participant_id)
+    return (<Participant>p).eligible
+
+
+def _asset_terms(Ledger self, spec, str field):
+    asset = self.assets.get(spec.asset)
+    if asset is None:
+        raise not_found(f"{field}asset", spec.asset)
+    _need_int(spec.unbonding_seconds, f"{field}unbonding_seconds", 0, POW10[9])
+    return M.FundAssetTerms(
+        asset=spec.asset, staking_cap=_fraction(spec.staking_cap, f"{field}staking_cap"),
+        liquidity_buffer=_fraction(spec.liquidity_buffer, f"{field}liquidity_buffer"),
+        unbonding_seconds=spec.unbonding_seconds,
+        seed_quantity_per_unit=parse_scaled(spec.seed_quantity_per_unit, f"{field}seed_quantity_per_unit",
+                                            (<Asset>asset).decimals, limit=MAX_QUANTITY),
+    )
+
+
+def _check_custodians(Ledger self, creation_custodian_id, priority):
+    _custodian(self, creation_custodian_id)
+    for cid in priority:
+        _custodian(self, cid)
+    if len(set(priority)) != len(priority):
+        raise invalid("custodian_priority", "lists a custodian twice")
+
+
+def _check_fund_scalars(Ledger self, terms):
+    """Range checks shared by create and update, on the merged terms."""
+    if terms.dealing_status not in M.DEALING_STATUSES:
+        raise invalid("dealing_status", f"{terms.dealing_status!r} is not OPEN or SUSPENDED")
+    _need_int(terms.max_price_age_seconds, "max_price_age_seconds", 1, POW10[9])
+    _need_int(terms.min_liquid_units, "min_liquid_units", 0, MAX_SHARES)
+
+
+def _create_fund(Ledger self, cmd, long long now_ms, list events):
+    _need_id(cmd.fund_id, "fund_id")
+    if not valid_code(cmd.base_currency, 3, 10, False):
+        raise invalid("base_currency", f"{cmd.base_currency!r} is not 3-10 of [A-Z]")
+    _need_int(cmd.creation_unit, "creation_unit", 1, MAX_CREATION_UNIT)
+    _need_int(cmd.initial_shares_outstanding, "initial_shares_outstanding", 0, MAX_SHARES)
+    if cmd.fund_id in self.funds:
+        raise EngineError(ALREADY_EXISTS, f"fund {cmd.fund_id!r} exists")
+    _check_custodians(self, cmd.creation_custodian_id, cmd.custodian_priority)
+    if not cmd.assets:
+        raise invalid("assets", "a fund holds at least one asset")
+    terms = [_asset_terms(self, spec, f"assets[{i}].") for i, spec in enumerate(cmd.assets)]
+    if len({t.asset for t in terms}) != len(terms):
+        raise invalid("assets", "lists an asset twice")
+    fund_terms = M.FundTerms(
+        fund_id=cmd.fund_id, name=cmd.name, base_currency=cmd.base_currency, creation_unit=cmd.creation_unit,
+        dealing_status=cmd.dealing_status, max_price_age_seconds=cmd.max_price_age_seconds,
+        creation_fee=parse_scaled(cmd.creation_fee, "creation_fee", MONEY_DP),
+        redemption_fee=parse_scaled(cmd.redemption_fee, "redemption_fee", MONEY_DP),
+        min_liquid_units=cmd.min_liquid_units, creation_custodian_id=cmd.creation_custodian_id,
+        custodian_priority=tuple(cmd.custodian_priority),
+        seed_cash_per_unit=parse_scaled(cmd.seed_cash_per_unit, "seed_cash_per_unit", MONEY_DP, signed=True),
+        assets=tuple(sorted(terms, key=lambda t: t.asset)),
+        calendar_id=cmd.calendar_id, dealing_cutoff=cmd.dealing_cutoff,
+        create_settlement_days=cmd.create_settlement_days, redeem_settlement_days=cmd.redeem_settlement_days,
+        pricing=cmd.pricing, require_delivery=cmd.require_delivery,
+    )
+    _check_fund_scalars(self, fund_terms)
+    fund_terms = _dealing_terms(self, fund_terms, None, now_ms)
+    _emit(self, events, M.FundCreated(at=now_ms, terms=fund_terms,
+                                     shares_outstanding=cmd.initial_shares_outstanding))
+
+
+def _update_fund(Ledger self, cmd, long long now_ms, list events):
+    cdef Fund f = _fund(self, cmd.fund_id)
+    old = f.terms
+    changes = {}
+    for name in ("name", "dealing_status", "max_price_age_seconds", "min_liquid_units",
+                 "creation_custodian_id"):
+        value = getattr(cmd, name)
+        if value is not None:
+            changes[name] = value
+    for name in ("creation_fee", "redemption_fee"):
+        if getattr(cmd, name) is not None:
+            changes[name] = parse_scaled(getattr(cmd, name), name, MONEY_DP)
+    if cmd.seed_cash_per_unit is not None:
+        changes["seed_cash_per_unit"] = parse_scaled(cmd.seed_cash_per_unit, "seed_cash_per_unit",
+                                                     MONEY_DP, signed=True)
+    if cmd.custodian_priority is not None:
+        changes["custodian_priority"] = tuple(cmd.custodian_priority)
+    if cmd.assets is not None:
+        by_asset = {t.asset: t for t in old.assets}
+        for i, spec in enumerate(cmd.assets):
+            if spec.asset not in by_asset:
+                raise invalid(f"assets[{i}].asset", f"{spec.asset!r} is not an asset of fund {f.fund_id!r}")
+            by_asset[spec.asset] = _asset_terms(self, spec, f"assets[{i}].")
+        changes["assets"] = tuple(sorted(by_asset.values(), key=lambda t: t.asset))
+    for name in ("calendar_id", "dealing_cutoff", "create_settlement_days", "redeem_settlement_days", "pricing",
+                 "require_delivery"):
+        value = getattr(cmd, name)
+        if value is not None:
+            changes[name] = value
+    terms = _replace(old, **changes)
+    _check_fund_scalars(self, terms)
+    _check_custodians(self, terms.creation_custodian_id, terms.custodian_priority)
+    terms = _dealing_terms(self, terms, old, now_ms)
+    _emit(self, events, M.FundUpdated(at=now_ms, terms=terms))
+
+
+cdef object _dealing_terms(Ledger self, object terms, object old, long long now_ms):
+    """Check a fund's §13 terms (ledger.py order); return them normalised, with first_dealing_date."""
+    cal = None
+    if terms.calendar_id:
+        cal = _calendar(self, terms.calendar_id)
+    cutoff = CAL.parse_cutoff(terms.dealing_cutoff, "dealing_cutoff")
+    for name in ("create_settlement_days", "redeem_settlement_days"):
+        value = getattr(terms, name)
+        if type(value) is not int or not 0 <= value <= M.MAX_SETTLEMENT_DAYS:
+            raise invalid(name, f"{value!r} is not a number of dealing days 0-{M.MAX_SETTLEMENT_DAYS}")
+    if terms.pricing not in M.PRICINGS:
+        raise invalid("pricing", f"{terms.pricing!r} is not LIVE or FORWARD")
+    if terms.pricing == FORWARD and cal is None:
+        raise invalid("pricing", "FORWARD pricing needs a calendar (calendar_id)")
+    if type(terms.require_delivery) is not bool:
+        raise invalid("require_delivery", f"{terms.require_delivery!r} is not true or false")
+    first = ""
+    if cal is not None:
+        if old is not None and old.calendar_id == terms.calendar_id:
+            first = old.first_dealing_date
+        else:
+            first = CAL.dealing_date(cal, CAL.cutoff_seconds(cutoff), now_ms).isoformat()
+    return _replace(terms, dealing_cutoff=cutoff, first_dealing_date=first)
+
+
+def _on_fund_created(Ledger self, event):
+    cdef Fund f = Fund()
+    cdef FundAsset fa
+    f.fund_id = event.terms.fund_id
+    f.cash = f.pending_redeem = 0
+    f.shares = event.shares_outstanding
+    f.nav_num = 0
+    f.next_release = LLONG_MAX
+    f.assets, f.asset_map = [], {}
+    f.open_orders, f.forward_orders, f.navs, f.pcfs = {}, {}, {}, {}
+    for t in event.terms.assets:
+        fa = FundAsset()
+        fa.fund, fa.info = f, self.assets[t.asset]
+        fa.holdings, fa.by_custodian = [], {}
+        fa.total = fa.reserved = fa.illiquid = 0
+        fa.qpu = 0
+        f.assets.append(fa)
+        f.asset_map[t.asset] = fa
+    _set_terms(self, f, event.terms)
+    self.funds[f.fund_id] = f
+
+
+def _on_fund_updated(Ledger self, event):
+    _set_terms(self, self.funds[event.terms.fund_id], event.terms)
+
+
+cdef _set_terms(Ledger self, Fund f, object terms):
+    cdef FundAsset fa
+    old_currency = None if f.terms is None else f.terms.base_currency
+    f.terms = terms
+    f.unit = terms.creation_unit
+    f.open = terms.dealing_status == M.OPEN
+    f.max_age_ms = terms.max_price_age_seconds * 1000
+    f.creation_fee, f.redemption_fee = terms.creation_fee, terms.redemption_fee
+    f.min_liquid, f.seed_cash = terms.min_liquid_units, terms.seed_cash_per_unit
+    f.creation_custodian = self.custodians[terms.creation_custodian_id]
+    f.rank = {cid: i for i, cid in enumerate(terms.custodian_priority)}
+    f.calendar_id = terms.calendar_id
+    f.cutoff = CAL.cutoff_seconds(terms.dealing_cutoff)
+    f.create_days, f.redeem_days = terms.create_settlement_days, terms.redeem_settlement_days
+    f.forward = terms.pricing == FORWARD
+    f.require_delivery = terms.require_delivery
+    f.fwd_basket = f.fwd_of = None
+    f.win_epoch = -1
+    f.deal_date = ""
+    for t in terms.assets:
+        fa = f.asset_map[t.asset]
+        fa.cap, fa.buffer, fa.seed_qpu = t.staking_cap, t.liquidity_buffer, t.seed_quantity_per_unit
+        fa.unbonding_seconds = t.unbonding_seconds
+        _order_holdings(self, fa)
+        if old_currency is None:
+            key = (t.asset, terms.base_currency)
+            fa.price = self.prices.get(key)
+            if fa.price is None:
+                fa.price = self.prices[key] = Price()
+            self.watchers.setdefault(key, []).append(fa)
+            if fa.price.value is None:
+                f.missing_prices += 1
+    f.basket = None

@@ -1,0 +1,276 @@
+# The Ledger: state, dispatch of commands and events to the concept modules, lookups, canonical state.
+
+cdef class Ledger:
+    """The exact ledger of every fund (see etf_engine/ledger.py for the contract)."""
+
+    def __init__(self):
+        self.assets = {}
+        self.custodians = {}
+        self.participants = {}
+        self.funds = {}
+        self.prices = {}  # (asset, currency) -> Price
+        self.watchers = {}  # (asset, currency) -> [FundAsset]
+        self.orders = {}  # order_id -> Order (replaced, never mutated)
+        self.calendars = {}  # calendar_id -> calendar.Calendar (replaced, never mutated)
+        self.next_seq = 1
+        self.licence_epoch = 0
+        self.calendar_epoch = 0  # bumped by every calendar change: every cached dealing window is void
+        self.wallets, self.live_wallets, self.approved = {}, {}, {}
+        self.next_wallet_seq = 1
+        self.wallet_epoch = 1  # bumped by every wallet change: every memoised payout route is void
+        self._apply = {
+            M.AssetRegistered: _on_asset, M.CustodianRegistered: _on_custodian,
+            M.LicenceSet: _on_licence, M.ParticipantRegistered: _on_participant,
+            M.FundCreated: _on_fund_created, M.FundUpdated: _on_fund_updated,
+            M.HoldingAdjusted: _on_holding_adjusted, M.CashAdjusted: _on_cash,
+            M.Staked: _on_staked, M.Unstaked: _on_unstaked, M.RewardRecorded: _on_reward,
+            M.Slashed: _on_slashed, M.PriceSet: _on_price, M.OrderRecorded: _on_order,
+            M.OrderSettled: _on_settled, M.OrderCancelled: _on_cancelled,
+            M.CalendarRegistered: _on_calendar, M.HolidaysSet: _on_holidays,
+            M.DealingDayClosed: _on_day_closed, M.NavStruck: _on_struck,
+            M.ClockAdvanced: _on_clock, M.WalletRegistered: _on_wallet,
+            M.WalletApproved: _on_wallet_approved, M.WalletRevoked: _on_wallet_revoked,
+            M.DeliveryRecorded: _on_delivery, M.PayoutRecorded: _on_payout,
+        }
+        self._execute = {
+            M.RegisterAsset: _register_asset, M.RegisterCustodian: _register_custodian,
+            M.SetCustodianLicence: _set_licence, M.RegisterParticipant: _register_participant,
+            M.CreateFund: _create_fund, M.UpdateFund: _update_fund,
+            M.AdjustHolding: _adjust_holding, M.AdjustCash: _adjust_cash, M.Stake: _stake,
+            M.Unstake: _unstake, M.RecordStakingReward: _reward, M.RecordSlashing: _slash,
+            M.PublishPrices: _publish, M.SettleOrder: _settle, M.SubmitOrder: _submit,
+            M.SubmitOrders: _submit_many, M.CancelOrder: _cancel,
+            M.RegisterCalendar: _register_calendar, M.SetHolidays: _set_holidays,
+            M.CloseDealingDay: _close_day, M.StrikeNav: _strike,
+            M.RegisterWallet: _register_wallet, M.ApproveWallet: _approve_wallet,
+            M.RevokeWallet: _revoke_wallet, M.RecordDelivery: _record_delivery,
+            M.RecordPayout: _record_payout,
+        }
+
+    def execute(self, command, long long now_ms):
+        handler = self._execute.get(type(command))
+        if handler is None:
+            raise invalid("command", f"unknown command {type(command).__name__}")
+        events = []
+        result = handler(self, command, now_ms, events)
+        return result, events
+
+    def apply(self, event):
+        cdef Fund f
+        handler = self._apply.get(type(event))
+        if handler is None:
+            raise invalid("event", f"unknown event {type(event).__name__}")
+        fund_id = getattr(event, "fund_id", None)
+        if fund_id is not None:
+            f = self.funds.get(fund_id)
+            if f is not None:
+                _advance(self, f, event.at)
+        handler(self, event)
+
+    @classmethod
+    def restore(cls, dict state):
+        """A ledger holding exactly ``state`` (as ``state()`` returned it): the snapshot's way back."""
+        cdef Ledger ledger = cls()
+        cdef Fund f
+        cdef FundAsset fa
+        cdef Holding h
+        cdef Participant p
+        for symbol, decimals, *rules in state["assets"]:  # rules: [min_confirmations, chain] since SPEC §14
+            _on_asset(ledger, M.AssetRegistered(at=0, symbol=symbol, decimals=decimals,
+                                               **dict(zip(("min_confirmations", "chain"), rules))))
+        for cid, name, number, status, expires in state["custodians"]:
+            _on_custodian(ledger, M.CustodianRegistered(at=0, custodian_id=cid, name=name, licence_number=number,
+                                                       licence_status=status, licence_expires_at=expires))
+        for cid, zone_name, holidays, weekend, closed in state.get("calendars", ()):
+            _put_calendar(ledger, CAL.Calendar(cid, zone_name, frozenset(map(Date.fromisoformat, holidays)),
+                                              frozenset(weekend), {Date.fromisoformat(d): r for d, r in closed}))
+        for pid, name, funds, max_order, max_day in state["participants"]:
+            _on_participant(ledger, M.ParticipantRegistered(at=0, participant_id=pid, name=name,
+                                                           eligible_fund_ids=tuple(funds),
+                                                           max_units_per_order=max_order, max_units_per_day=max_day))
+        for terms, cash, shares, rows in state["funds"]:
+            _on_fund_created(ledger, M.FundCreated(at=0, terms=msgspec.convert(terms, M.FundTerms),
+                                                  shares_outstanding=shares))
+            f = ledger.funds[terms["fund_id"]]
+            _cash_changed(ledger, f, cash)
+            for cid, asset, available, reserved, staked, lots in rows:
+                fa = f.asset_map[asset]
+                h = _holding(ledger, fa, ledger.custodians[cid])
+                h.available, h.reserved, h.staked = available, reserved, staked
+                fa.liquid = None
+                h.lots = [list(lot) for lot in lots]
+                h.unbonding = sum(lot[1] for lot in lots)
+                fa.reserved += reserved
+                fa.illiquid += staked + h.unbonding
+                _total_changed(ledger, fa, available + reserved + staked + h.unbonding)
+                for lot in lots:
+                    f.next_release = min(f.next_release, lot[0])
+        for asset, currency, price, as_of in state["prices"]:
+            _on_price(ledger, M.PriceSet(at=0, asset=asset, currency=currency, price=price, as_of=as_of))
+        for raw in state["orders"]:
+            order = msgspec.convert(raw, Order)
+            ledger.orders[order.order_id] = order
+            p = ledger.participants[order.participant_id]
+            p.by_client_id[order.client_order_id] = order.order_id
+            if order.status in (ACCEPTED, SETTLED):
+                days = p.daily.setdefault(order.fund_id, {})
+                day = _day_key(order)
+                days[day] = days.get(day, 0) + order.units
+            f = ledger.funds[order.fund_id]
+            if order.status == ACCEPTED:
+                f.open_orders[order.order_id] = None
+                if not order.priced:
+                    f.forward_orders.setdefault(order.dealing_date, []).append(order.order_id)
+            if order.status == ACCEPTED and order.side == REDEEM:
+                f.pending_redeem += order.units * order.basket.creation_unit
+        for raw in state.get("official_navs", ()):
+            nav = msgspec.convert(raw, M.OfficialNav)
+            (<Fund>ledger.funds[nav.fund_id]).navs[nav.dealing_date] = nav
+        for raw in state.get("pcfs", ()):
+            pcf = msgspec.convert(raw, M.Pcf)
+            (<Fund>ledger.funds[pcf.fund_id]).pcfs[pcf.dealing_date] = pcf
+        for raw in state.get("wallets", ()):
+            _on_wallet(ledger, M.WalletRegistered(at=0, wallet=msgspec.convert(raw, Wallet)))
+        ledger.next_wallet_seq = state.get("next_wallet_seq", 1)
+        ledger.next_seq = state["next_order_seq"]
+        return ledger
+    def get_nav(self, str fund_id, long long now_ms):
+        return get_nav(self, fund_id, now_ms)
+
+    def get_basket(self, str fund_id, long long now_ms):
+        return get_basket(self, fund_id, now_ms)
+
+    def get_holdings(self, str fund_id, long long now_ms):
+        return get_holdings(self, fund_id, now_ms)
+
+    def check_order(self, str participant_id, req, long long now_ms):
+        return check_order(self, participant_id, req, now_ms)
+
+    def get_capacity(self, str participant_id, str fund_id, long long now_ms):
+        return get_capacity(self, participant_id, fund_id, now_ms)
+
+    def get_order(self, order_id, participant_id=None, now_ms=None):
+        return get_order(self, order_id, participant_id, now_ms)
+
+    def list_orders(self, str fund_id="", str status="", participant_id=None, now_ms=None):
+        return list_orders(self, fund_id, status, participant_id, now_ms)
+
+    def list_prices(self, ):
+        return list_prices(self)
+
+    def list_funds(self, ):
+        return list_funds(self)
+
+    def list_participants(self, ):
+        return list_participants(self)
+
+    def participant_funds(self, str participant_id):
+        return participant_funds(self, participant_id)
+
+    def list_wallets(self, str participant_id=""):
+        return list_wallets(self, participant_id)
+
+    def get_calendar(self, str calendar_id):
+        return get_calendar(self, calendar_id)
+
+    def get_official_nav(self, str fund_id, dealing_date):
+        return get_official_nav(self, fund_id, dealing_date)
+
+    def list_official_navs(self, str fund_id, str from_date="", str to_date=""):
+        return list_official_navs(self, fund_id, from_date, to_date)
+
+    def get_pcf(self, str fund_id, dealing_date):
+        return get_pcf(self, fund_id, dealing_date)
+
+    def state(self, long long now_ms):
+        return state(self, now_ms)
+
+
+cdef _emit(Ledger self, list events, event):
+    self.apply(event)
+    events.append(event)
+
+
+cdef Fund _fund(Ledger self, str fund_id):
+    f = self.funds.get(fund_id)
+    if f is None:
+        raise not_found("fund", fund_id)
+    return <Fund>f
+
+
+cdef Custodian _custodian(Ledger self, object custodian_id):
+    c = self.custodians.get(custodian_id)
+    if c is None:
+        raise not_found("custodian", custodian_id)
+    return <Custodian>c
+
+
+cdef FundAsset _fund_asset(Ledger self, Fund f, object asset):
+    fa = f.asset_map.get(asset)
+    if fa is None:
+        raise invalid("asset", f"{asset!r} is not an asset of fund {f.fund_id!r}")
+    return <FundAsset>fa
+
+
+cdef Holding _holding(Ledger self, FundAsset fa, Custodian c):
+    """The holding of (fund, custodian, asset), created empty on first use."""
+    h = fa.by_custodian.get(c.custodian_id)
+    if h is None:
+        h = Holding(c, fa.info.symbol)
+        fa.by_custodian[c.custodian_id] = h
+        fa.holdings.append(h)
+        _order_holdings(self, fa)
+    return <Holding>h
+
+
+cdef _order_holdings(Ledger self, FundAsset fa):
+    rank = fa.fund.rank
+    n = len(rank)
+    fa.holdings.sort(key=lambda h: (rank.get((<Holding>h).custodian.custodian_id, n),
+                                    (<Holding>h).custodian.custodian_id))
+
+
+def _on_clock(Ledger self, event):
+    pass  # the engine's clock, not the ledger's
+
+
+def state(Ledger self, long long now_ms):
+    cdef Fund f
+    cdef FundAsset fa
+    cdef Holding h
+    cdef Custodian c
+    cdef Participant p
+    cdef Price pr
+    funds = []
+    for fund_id in sorted(self.funds):
+        f = self.funds[fund_id]
+        _advance(self, f, now_ms)
+        rows = []
+        for fa in f.assets:
+            for h in fa.holdings:
+                if h.available or h.reserved or h.staked or h.lots:
+                    rows.append([h.custodian.custodian_id, h.asset, h.available, h.reserved, h.staked,
+                                 sorted([list(lot) for lot in h.lots])])
+        rows.sort()
+        funds.append([_builtins(f.terms), f.cash, f.shares, rows])
+    return {
+        "assets": [[s, (<Asset>self.assets[s]).decimals, (<Asset>self.assets[s]).min_conf,
+                    (<Asset>self.assets[s]).chain] for s in sorted(self.assets)],
+        "custodians": [[c.custodian_id, c.name, c.licence_number, c.status, c.expires_at]
+                       for c in [self.custodians[k] for k in sorted(self.custodians)]],
+        "participants": [[p.participant_id, p.name, list(p.eligible), p.max_units_per_order, p.max_units_per_day]
+                         for p in [self.participants[k] for k in sorted(self.participants)]],
+        "prices": [[k[0], k[1], (<Price>v).value, (<Price>v).as_of] for k, v in sorted(self.prices.items())
+                   if (<Price>v).value is not None],
+        "funds": funds,
+        "orders": [_builtins(self.orders[k]) for k in sorted(self.orders)],
+        "next_order_seq": self.next_seq,
+        "calendars": [[cal.calendar_id, cal.time_zone, sorted(d.isoformat() for d in cal.holidays),
+                       sorted(cal.weekend_days), [[d.isoformat(), r] for d, r in sorted(cal.closed.items())]]
+                      for cal in [self.calendars[k] for k in sorted(self.calendars)]],
+        "official_navs": [_builtins(f.navs[d]) for f in [self.funds[k] for k in sorted(self.funds)]
+                          for d in sorted(f.navs)],
+        "pcfs": [_builtins(f.pcfs[d]) for f in [self.funds[k] for k in sorted(self.funds)] for d in sorted(f.pcfs)],
+        "wallets": [_builtins(self.wallets[k]) for k in sorted(self.wallets)],
+        "next_wallet_seq": self.next_wallet_seq,
+    }
