@@ -429,7 +429,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 2
 
     from etf_engine.journal import SqliteJournal
-    from etf_engine.journal.copy import verify_journal
+    from etf_engine.journal.verify import verify_journal
 
     if not Path(args.data_dir, "journal.sqlite3").exists():
         print(f"etf-engine verify: no journal in {args.data_dir}", file=sys.stderr)
@@ -459,7 +459,7 @@ def _print_verified(records: int, state: dict, digest: str) -> None:
 def _tool_failed(command: str, error: BaseException) -> int:
     """One line, never a traceback: 2 for what was asked wrongly (bad arguments, a shard or data
     directory that may not be used), 1 for damage or a database that cannot be read."""
-    from etf_engine.journal.copy import ToolRefused
+    from etf_engine.journal.verify import ToolRefused
 
     if isinstance(error, ToolRefused | DataDirInUse):
         print(f"etf-engine {command}: {error}", file=sys.stderr)
@@ -473,7 +473,7 @@ def _tool_failed(command: str, error: BaseException) -> int:
 
 
 def _verify_shard(dsn: str, shard: str) -> int:
-    from etf_engine.journal.copy import verify_shard
+    from etf_engine.journal.verify import verify_shard
 
     try:
         verified = verify_shard(dsn, shard)

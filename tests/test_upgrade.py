@@ -16,7 +16,8 @@ import pytest
 from conftest import F1, T0, sample
 
 from etf_engine import model as m
-from etf_engine.journal.records import Snapshot, current_form
+from etf_engine.journal.records import Snapshot
+from etf_engine.journal.verify import current_form
 
 core = pytest.importorskip("etf_engine._core")
 reference = pytest.importorskip("etf_engine.reference")

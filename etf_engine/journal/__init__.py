@@ -1,14 +1,17 @@
-"""The durable journal: the record format and its checks (``records``), one module per backend
-(``sqlite``), and the SQLite WAL reader that start-up and ``verify`` run before SQLite opens (``wal``)."""
+"""The durable journal.
 
-from etf_engine.journal.records import (
-    JournalError,
-    Snapshot,
-    collector_paused,
-    recover,
-    state_digest,
-    verify,
-)
+``records``   the record format and its checks, snapshots, the state digest, recovery (every backend's)
+``sqlite``    the journal of a data directory; ``wal`` reads its WAL frame by frame before SQLite opens it
+``postgres``  the journal of a PostgreSQL shard, fenced by a lease with an epoch
+``verify``    a whole journal checked, on either backend (``etf-engine verify``)
+``copy``      a stopped server's SQLite journal into an empty shard (``etf-engine journal copy``)
+
+Handed on here is what the engine, the checkpointer and ``verify --data-dir`` use; the PostgreSQL side
+(psycopg) is imported from its modules by whoever needs it.
+"""
+
+from etf_engine.journal.records import JournalError, Snapshot, collector_paused, recover, state_digest
 from etf_engine.journal.sqlite import SqliteJournal
+from etf_engine.journal.verify import verify  # the function: bound over the module's name here
 
 __all__ = ["JournalError", "Snapshot", "SqliteJournal", "collector_paused", "recover", "state_digest", "verify"]

@@ -1,10 +1,8 @@
-"""The tools of a PostgreSQL journal shard (SPEC §12): ``verify_shard`` (``etf-engine verify --dsn``) and
-``copy_to_shard`` (``etf-engine journal copy``: a stopped server's SQLite journal into an empty shard).
+"""``etf-engine journal copy`` (SPEC §12 "Tools"): a stopped server's SQLite journal into an empty
+PostgreSQL shard.
 
-Both check as ``etf-engine verify --data-dir`` does (records.verify: every record from the first, the
-snapshot against them) and give the same state digest, the one a server logs at stop. On a shard they
-also check what replaying cannot see: that the records end where the lease says the journal ends (a
-lost tail) and that the snapshot is not past the last record.
+The source is checked as ``etf-engine verify --data-dir`` checks it, and the copy as ``--dsn`` does
+(verify.verify_journal, verify.verify_pg): both must give the same records and state digest.
 
 A copy is one transaction: the lease row first (it serialises with a server taking the lease and with
 a second copy), the records by COPY, the snapshot, then the verification of what was written, in the
@@ -15,92 +13,20 @@ no leader and ``last_seq`` = the last record: the first server started on the sh
 
 from __future__ import annotations
 
-import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 from etf_engine.journal.postgres import PgJournal, _first_line
-from etf_engine.journal.records import JournalError, collector_paused, read_snapshot_stored, state_digest, verify
+from etf_engine.journal.records import JournalError, read_snapshot_stored
 from etf_engine.journal.sqlite import DB_NAME, SNAPSHOT_NAME, SqliteJournal
+from etf_engine.journal.verify import ToolRefused, Verified, check_arguments, verify_journal, verify_pg
 
-SHARD_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # as config.py accepts [journal] shard
 COPY_BATCH = 5_000  # rows read from SQLite at a time and streamed to COPY
 
 
-class ToolRefused(JournalError):
-    """The tool will not do what it was asked (bad arguments, a shard that is not empty): exit status 2."""
-
-
-@dataclass(frozen=True)
-class Verified:
-    records: int
-    state: dict[str, Any]
-    digest: str
-
-
-def check_arguments(dsn: str, shard: str) -> None:
-    if not SHARD_NAME.fullmatch(shard):
-        raise ToolRefused(f"--shard {shard[:64]!r}: expected 1-64 of [A-Za-z0-9._:-]")
-    try:
-        conninfo_to_dict(dsn)
-    except psycopg.Error as error:
-        raise ToolRefused(f"--dsn is not a PostgreSQL connection string: {_first_line(error)}") from None
-
-
-def verify_journal(journal: Any) -> Verified:
-    """records.verify on the compiled ledger, and the state and digest as of the last record."""
-    from etf_engine._core import Ledger as CoreLedger
-
-    ledger = verify(journal, CoreLedger())
-    with collector_paused():
-        state = ledger.state(journal.last_at)
-        return Verified(journal.last_seq, state, state_digest(state))
-
-
-# == verify --dsn ===================================================================================
-def verify_shard(dsn: str, shard: str) -> Verified:
-    """Check every record of the shard and its snapshot, writing nothing (a standby will do)."""
-    check_arguments(dsn, shard)
-    journal = PgJournal(dsn, shard, node_name="verify", read_only=True)
-    try:
-        with journal.transaction():  # REPEATABLE READ: the lease, records and snapshot of one moment
-            return _verify_pg(journal, empty_ok=False)
-    except psycopg.Error as error:
-        raise JournalError(f"{journal.name}: cannot read it: {_first_line(error)}") from error
-    finally:
-        journal.close()
-
-
-def _verify_pg(journal: PgJournal, *, empty_ok: bool) -> Verified:
-    db = journal.connection()
-    lease = journal.lease()
-    row = db.execute("SELECT seq FROM etf_snapshots WHERE shard = %s", (journal.shard,)).fetchone()
-    snapshot_seq = None if row is None else int(row[0])
-    count, top = journal.stored_bounds()
-    if not empty_ok and lease is None and count == 0 and snapshot_seq is None:
-        raise JournalError(f"{journal.name} does not exist: no records, no lease, no snapshot")
-    result = verify_journal(journal)  # every record from 1, in order, each checked; a gap is named
-    if count != result.records or top != result.records:
-        raise JournalError(f"{journal.name} is damaged: {count} records stored, numbered up to {top}, but they "
-                           f"run without a gap only to record {result.records}")
-    if lease is not None and lease.last_seq != result.records:
-        if lease.last_seq > result.records:
-            raise JournalError(f"{journal.name} is damaged: records {result.records + 1} to {lease.last_seq} are "
-                               f"missing (the lease says the journal ends at record {lease.last_seq})")
-        raise JournalError(f"{journal.name} is damaged: records {lease.last_seq + 1} to {result.records} are "
-                           f"stored after the end the lease records (record {lease.last_seq})")
-    if snapshot_seq is not None and snapshot_seq > result.records:
-        raise JournalError(f"{journal.name}: the snapshot is at record {snapshot_seq} but the journal ends at "
-                           f"record {result.records}")
-    return result
-
-
-# == journal copy ===================================================================================
 @dataclass(frozen=True)
 class Copied:
     source: Verified
@@ -135,7 +61,7 @@ def copy_to_shard(data_dir: str | Path, dsn: str, shard: str) -> Copied:
                         target.connection().execute(
                             "INSERT INTO etf_snapshots (shard, seq, at, crc, body) VALUES (%s, %s, %s, %s, %s)",
                             (shard, seq, at, crc, body))
-                    copied = _verify_pg(target, empty_ok=True)
+                    copied = verify_pg(target, empty_ok=True)
                     if (copied.records, copied.digest) != (verified.records, verified.digest):
                         raise JournalError(f"{target.name}: the copy differs from {data_dir} ({copied.records} "
                                            f"records, digest {copied.digest}; the source has {verified.records}, "

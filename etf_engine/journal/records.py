@@ -173,29 +173,3 @@ def recover(
         if on_event is not None:
             on_event(event)
     return ledger
-
-
-def current_form(ledger: Any, snapshot: Snapshot) -> dict[str, Any]:
-    """The snapshot's state as this version's ledger writes it: a snapshot taken before a field was added
-    lacks it (restore fills its default), and must not read as a disagreement. Only the core restores;
-    with the reference the state is compared as stored."""
-    restore = getattr(type(ledger), "restore", None)
-    return snapshot.state if restore is None else restore(snapshot.state).state(snapshot.at)
-
-
-def verify(journal: Any, ledger: Any) -> Any:
-    """Every record from the first, each checked, applied to the empty ``ledger``; the snapshot, if
-    there is one, must equal the state those records give at its seq (damage under a snapshot counts
-    too, and a snapshot that disagrees with the journal would restart a server on the wrong state)."""
-    snapshot = journal.load_snapshot()
-    if snapshot is not None and snapshot.seq == 0:
-        snapshot = None
-    for event in journal.replay(after=0):
-        apply_record(journal, ledger, event)
-        if snapshot is not None and journal.last_seq == snapshot.seq:
-            with collector_paused():
-                equal = state_digest(ledger.state(snapshot.at)) == state_digest(current_form(ledger, snapshot))
-            if not equal:
-                raise JournalError(f"the snapshot at record {snapshot.seq} differs from the state that records 1 "
-                                   f"to {snapshot.seq} give")
-    return ledger
