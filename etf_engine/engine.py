@@ -1,25 +1,32 @@
 """The single writer: every operation runs on the event loop's one thread, in call order; replies
 wait for the journal.
 
-A handler hands the engine an operation (a command for ``Ledger.execute`` or a read function). It
-runs at once, inside the handler's own step: the loop is one thread, so operations never overlap
-and the ledger needs no lock, and no hop to a writer task is paid per call. Its events join the
-unjournaled ones; one committer task appends everything unjournaled to the journal in ONE call
+A handler hands the engine an operation (``execute``: a command for ``Ledger.execute``; ``read``: a
+read function; ``advance_clock``: the test clock's step). It runs at once, inside the handler's own
+step: the loop is one thread, so operations never overlap and the ledger needs no lock, and no hop to
+a writer task is paid per call. Its events, stamped with the acting principal (the audit trail), join
+the unjournaled ones; one committer task appends everything unjournaled to the journal in ONE call
 (group commit: every command that ran while the previous fsync was under way shares the next one)
 and then releases each caller whose reply depends only on durable events. A read or refusal that
 saw nothing unjournaled replies at once; otherwise it waits for the commit that covers what it saw,
 so that no reply ever shows state a crash could lose. Under light load (a lone small commit, nothing
-else ready to run) the commit is made right there on the loop's thread: handing it to the journal's
-thread and back would cost more latency than holding the loop for one fsync. If the journal fails,
-memory is ahead of disk: the engine stops and every unreleased and later call gets UNAVAILABLE.
+else ready to run, a journal that can commit inline) the commit is made right there on the loop's
+thread: handing it to the journal's thread and back would cost more latency than holding the loop
+for one fsync. benchmarks/RESULTS.md has the figures against the writer task this replaced.
 
-(Before: a writer task took queued calls in batches and awaited each batch's append before the next;
-every call paid two task switches, and commands waited for the previous fsync before running.
-``etf-engine bench`` shows the difference; see benchmarks/RESULTS.md.)
+The engine halts for good when memory may be ahead of disk or another node leads: the journal
+failed, a command raised an unexpected error (it may have changed memory part-way), or ``halt`` was
+called (a deposed leader); every unreleased and later call gets UNAVAILABLE.
 
-The engine also keeps what the API needs beside the ledger's protocol: each asset's ``decimals``
-(to format quantities) and a per-fund change feed for StreamNav, both derived from events so they
-are rebuilt the same way on replay.
+``start`` rebuilds the ledger from the journal (the latest snapshot, then the records after it) on a
+thread of its own; ``stop`` lets the commits under way finish, writes a snapshot if records came
+after the last one, and logs the state digest. A follower (SPEC §12) refuses writes, applies the
+leader's records (``apply_followed``) and becomes the leader by ``lead``. ``records`` reads committed
+records back for StreamEvents.
+
+Beside the ledger's protocol the engine keeps, derived from events so that replay rebuilds them the
+same way: each asset's ``decimals`` (to format quantities), the test clock's offset (SPEC §13), and
+a change feed per fund for StreamNav, plus one bumped by every commit for StreamEvents.
 """
 
 from __future__ import annotations
