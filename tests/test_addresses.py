@@ -8,6 +8,8 @@ import pytest
 from etf_engine.addresses import BITCOIN, ETHEREUM, SOLANA, chain_of, check_address, eip55
 from etf_engine.errors import INVALID_ARGUMENT, EngineError
 
+pytestmark = pytest.mark.unit
+
 # BIP-350 "valid segwit addresses" (the mainnet ones; BIP-173's v0 vectors are among them)
 VALID_SEGWIT = [
     "BC1QW508D6QEJXTDG4Y5R3ZARVARY0C5XW7KV8F3T4",

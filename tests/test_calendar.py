@@ -16,6 +16,8 @@ import pytest
 from etf_engine import calendar as cal
 from etf_engine.errors import FAILED_PRECONDITION, INVALID_ARGUMENT, EngineError
 
+pytestmark = pytest.mark.unit
+
 MS = 1
 SECOND = 1000 * MS
 HOUR = 3600 * SECOND

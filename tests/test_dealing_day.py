@@ -52,6 +52,8 @@ from etf_engine.model import (
     SUSPENDED,
 )
 
+pytestmark = pytest.mark.unit
+
 replace = msgspec.structs.replace
 SIDES = (CREATE, REDEEM)
 HK = "HK"

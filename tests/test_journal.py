@@ -12,6 +12,8 @@ from etf_engine import model as M
 from etf_engine._core import Ledger
 from etf_engine.journal import JournalError, SqliteJournal, recover, state_digest
 
+pytestmark = pytest.mark.unit
+
 NOW = 1_767_225_600_000
 
 

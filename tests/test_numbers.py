@@ -21,6 +21,8 @@ from etf_engine.numbers import (
     round_half_even,
 )
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(("text", "dp", "signed", "expected"), [
     ("0", 2, False, 0),

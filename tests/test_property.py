@@ -29,6 +29,8 @@ from etf_engine import calendar as CAL
 from etf_engine import model as M
 from etf_engine.errors import EngineError
 
+pytestmark = pytest.mark.unit
+
 core = pytest.importorskip("etf_engine._core")
 reference = pytest.importorskip("etf_engine.reference")
 

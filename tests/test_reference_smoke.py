@@ -10,6 +10,8 @@ from etf_engine import model as m
 from etf_engine.errors import ALREADY_EXISTS, FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND, EngineError
 from etf_engine.reference import ReferenceLedger
 
+pytestmark = pytest.mark.unit
+
 T0 = 1_700_000_000_000  # ms
 ETH_WEI = 1_234_567_891_234_567_891_234_567  # 1,234,567.891234567891234567 ETH: more than 10^24 wei
 

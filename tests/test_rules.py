@@ -45,6 +45,8 @@ from etf_engine.model import (
     SUSPENDED,
 )
 
+pytestmark = pytest.mark.unit
+
 SIDES = (CREATE, REDEEM)
 IN_30_S = NOW // 1000 + 30  # a licence expiry 30 s after NOW (unix seconds): unlicensed from NOW + 30_000 ms
 replace = msgspec.structs.replace

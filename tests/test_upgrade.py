@@ -19,6 +19,8 @@ from etf_engine import model as m
 from etf_engine.journal.records import Snapshot
 from etf_engine.journal.verify import current_form
 
+pytestmark = pytest.mark.unit
+
 core = pytest.importorskip("etf_engine._core")
 reference = pytest.importorskip("etf_engine.reference")
 

@@ -50,6 +50,8 @@ from etf_engine.model import (
     WALLET_NOT_PENDING,
 )
 
+pytestmark = pytest.mark.unit
+
 replace = msgspec.structs.replace
 BTC_A = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"  # BIP-173 P2WPKH
 BTC_B = "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2"  # base58check P2PKH
