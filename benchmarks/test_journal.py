@@ -172,6 +172,6 @@ def test_snapshot_write(benchmark, journal, book) -> None:
     path = journal.dir / "snapshot.bin"
     loaded = journal.load_snapshot()
     assert loaded is not None and loaded.seq == journal.last_seq == 1
-    assert len(loaded.state["orders"]) == BOOK_ORDERS
+    assert len(loaded.state.orders) == BOOK_ORDERS
     benchmark.extra_info["orders"] = BOOK_ORDERS
     benchmark.extra_info["snapshot_bytes"] = path.stat().st_size

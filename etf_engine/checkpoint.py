@@ -50,7 +50,7 @@ class Checkpointer:
         self.journal = SqliteJournal(data_dir, lock=False)
         snapshot = self.journal.load_snapshot()
         self.snapshot_seq = snapshot.seq if snapshot is not None else 0
-        self.interval = max(every, len(snapshot.state["orders"]) if snapshot is not None else 0)
+        self.interval = max(every, len(snapshot.state.orders) if snapshot is not None else 0)
         self.ledger = recover(self.journal, make_ledger("auto"))
 
     def committed(self) -> int:
@@ -67,7 +67,7 @@ class Checkpointer:
             state = self.ledger.state(self.journal.last_at)
             self.journal.write_snapshot(state)
         self.snapshot_seq = self.journal.last_seq
-        self.interval = max(self.every, len(state["orders"]))
+        self.interval = max(self.every, len(state.orders))
         log.info("snapshot at record %d", self.snapshot_seq)
         return True
 

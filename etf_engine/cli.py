@@ -37,6 +37,7 @@ from etf_engine.journal import JournalError
 from etf_engine.journal.sqlite import DataDirInUse
 from etf_engine.ledger import make_ledger
 from etf_engine.numbers import format_scaled
+from etf_engine.snapshot import LedgerState
 from etf_engine.table import figure, table
 from etf_engine.v1 import engine_pb2 as pb
 
@@ -450,9 +451,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_verified(records: int, state: dict, digest: str) -> None:
-    print(f"records {records}, funds {len(state['funds'])}, orders {len(state['orders'])}, "
-          f"participants {len(state['participants'])}, prices {len(state['prices'])}")
+def _print_verified(records: int, state: LedgerState, digest: str) -> None:
+    print(f"records {records}, funds {len(state.funds)}, orders {len(state.orders)}, "
+          f"participants {len(state.participants)}, prices {len(state.prices)}")
     print(f"digest {digest}")
 
 

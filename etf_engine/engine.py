@@ -46,6 +46,7 @@ from etf_engine.errors import FAILED_PRECONDITION, EngineError, invalid
 from etf_engine.journal import JournalError, collector_paused, recover, state_digest
 from etf_engine.journal.records import StoredRecord, stored_record
 from etf_engine.ledger import Ledger
+from etf_engine.snapshot import LedgerState
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class Journal(Protocol):
 
     async def append(self, events: list[M.Event]) -> None: ...
 
-    def write_snapshot(self, state: dict[str, Any]) -> None: ...
+    def write_snapshot(self, state: LedgerState) -> None: ...
 
     def load_snapshot(self) -> Any:
         """The latest snapshot (``.seq``, ``.state``) or None."""
@@ -98,7 +99,7 @@ class NullJournal:
         if events:
             self.last_at = events[-1].at
 
-    def write_snapshot(self, state: dict[str, Any]) -> None:
+    def write_snapshot(self, state: LedgerState) -> None:
         return None
 
     def load_snapshot(self) -> None:
@@ -176,13 +177,14 @@ class _Index:
         self._open_orders: dict[str, str] = {}  # accepted order_id -> fund_id, until settled/cancelled
         self.clock_offset = 0  # ms the engine's clock runs ahead of the wall clock (the last ClockAdvanced)
 
-    def load(self, state: dict[str, Any]) -> None:
+    def load(self, state: LedgerState) -> None:
         """Start from a snapshot's state instead of the events before it."""
-        self.decimals.update({row[0]: row[1] for row in state["assets"]})
-        for terms, _cash, _shares, _rows in state["funds"]:
-            for a in terms["assets"]:
-                self._funds_by_price.setdefault((a["asset"], terms["base_currency"]), set()).add(terms["fund_id"])
-        self._open_orders.update({o["order_id"]: o["fund_id"] for o in state["orders"] if o["status"] == M.ACCEPTED})
+        self.decimals.update({a.symbol: a.decimals for a in state.assets})
+        for fund in state.funds:
+            terms = fund.terms
+            for a in terms.assets:
+                self._funds_by_price.setdefault((a.asset, terms.base_currency), set()).add(terms.fund_id)
+        self._open_orders.update({o.order_id: o.fund_id for o in state.orders if o.status == M.ACCEPTED})
 
     def observe(self, event: M.Event, changed: set[str]) -> None:
         """Record ``event``; add the funds whose NAV it may change to ``changed``."""
@@ -268,7 +270,7 @@ class Engine:
         of its own so that the loop answers meanwhile (health says NOT_SERVING, calls get UNAVAILABLE)."""
         ignored: set[str] = set()
 
-        def snapshot_loaded(state: dict[str, Any]) -> None:
+        def snapshot_loaded(state: LedgerState) -> None:
             self._index.load(state)
             if self.test_clock:
                 # A snapshot holds the ledger's state, not the clock (ledgers ignore ClockAdvanced): the last

@@ -78,6 +78,11 @@ def cents(text: str) -> int:
 
 
 # -- the desk ------------------------------------------------------------------------------------
+def plain(state: Any) -> dict:
+    """A canonical state as the JSON the digest hashes, read back: lists, dicts, ints and strings."""
+    return msgspec.json.decode(msgspec.json.encode(state))
+
+
 class Desk:
     """A ledger, the time of the next call, every event it produced and short-hands for commands."""
 
@@ -112,14 +117,15 @@ class Desk:
         return error
 
     def state(self, now: int | None = None) -> dict:
-        return self.ledger.state(self.now if now is None else now)
+        """The canonical state as plain data (what the digest encodes): rows as positional lists."""
+        return plain(self.ledger.state(self.now if now is None else now))
 
     def replayed_state(self, now: int | None = None) -> dict:
         """state(now) of a fresh ledger of the same class after applying every event so far."""
         fresh = type(self.ledger)()
         for event in self.events:
             fresh.apply(event)
-        return fresh.state(self.now if now is None else now)
+        return plain(fresh.state(self.now if now is None else now))
 
     # orders
     def request(self, side: str, n: int, coid: str | None = None, fund: str = F1) -> m.OrderRequest:

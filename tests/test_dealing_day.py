@@ -17,7 +17,7 @@ from fractions import Fraction
 
 import msgspec
 import pytest
-from conftest import DECIMALS, EXPIRES, F1, F2, T0, btc, cents, eth, sample
+from conftest import DECIMALS, EXPIRES, F1, F2, T0, btc, cents, eth, plain, sample
 
 from etf_engine import model as m
 from etf_engine.errors import (
@@ -736,7 +736,7 @@ def test_pcf_is_for_the_next_dealing_day(ledger):
     raises(ledger.get_pcf, F1, FRI, code=NOT_FOUND, names=FRI)
     raises(ledger.get_pcf, "F9", NEXT_TUE, code=NOT_FOUND, names="F9")
     raises(ledger.get_pcf, F1, "2026-1-13", code=INVALID_ARGUMENT, names="dealing_date")
-    assert desk.state()["pcfs"] == [msgspec.to_builtins(pcf)]
+    assert desk.state()["pcfs"] == [plain(pcf)]
 
 
 def test_a_later_strike_replaces_the_pcf_of_the_same_date(ledger):
@@ -908,7 +908,7 @@ def test_official_nav_reads(ledger):
     raises(ledger.list_official_navs, F1, "", "2026-13-01", code=INVALID_ARGUMENT, names="to_date")
     raises(ledger.list_official_navs, "F9", "", "", code=NOT_FOUND, names="F9")
     state = desk.state()
-    assert state["official_navs"] == [msgspec.to_builtins(n) for n in navs]
+    assert state["official_navs"] == [plain(n) for n in navs]
     assert [p["dealing_date"] for p in state["pcfs"]] == [TUE, WED, THU]
 
 

@@ -267,5 +267,5 @@ def test_replay_rebuilds_the_state(desk: Desk) -> None:
     for now in (T0 + 7, T0 + 30_000, T0 + 60_000):  # before and after the unbonding lot matures
         assert replayed.state(now) == desk.ledger.state(now)
         assert replayed.get_nav("FUND1", now) == desk.ledger.get_nav("FUND1", now)
-    assert desk.ledger.state(T0 + 7)["funds"][0][3][0][5] == [[T0 + 30_000, 100_000_000]]
-    assert desk.ledger.state(T0 + 30_000)["funds"][0][3][0][5] == []
+    assert desk.ledger.state(T0 + 7).funds[0].holdings[0].lots == [(T0 + 30_000, 100_000_000)]
+    assert desk.ledger.state(T0 + 30_000).funds[0].holdings[0].lots == []

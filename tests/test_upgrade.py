@@ -10,14 +10,18 @@ restores such a state with the defaults (journaled events decode with the same d
 from __future__ import annotations
 
 import copy
+import shutil
+from pathlib import Path
 
 import msgspec
 import pytest
-from conftest import F1, T0, sample
+from conftest import F1, T0, plain, sample
 
 from etf_engine import model as m
-from etf_engine.journal.records import Snapshot
-from etf_engine.journal.verify import current_form
+from etf_engine.journal.records import Snapshot, read_snapshot_stored, recover, state_digest
+from etf_engine.journal.sqlite import SqliteJournal
+from etf_engine.journal.verify import current_form, verify_journal
+from etf_engine.snapshot import LedgerState
 
 pytestmark = pytest.mark.unit
 
@@ -43,32 +47,38 @@ def before_14(state: dict) -> dict:
 
 
 def a_ledger_with_history() -> tuple[object, dict]:
+    """A core ledger with some history, and its canonical state as plain data."""
     ledger = core.Ledger()
     desk = sample(ledger)
     desk.order(m.CREATE, 2)
     redeemed = desk.order(m.REDEEM, 1)
     assert redeemed.status == m.ACCEPTED and redeemed.legs
     desk.settle(desk.order(m.CREATE, 1).order_id)
-    return ledger, ledger.state(T0)
+    return ledger, plain(ledger.state(T0))
+
+
+def read_back(state: dict) -> LedgerState:
+    """``state`` as a snapshot file holding it decodes."""
+    return msgspec.json.decode(msgspec.json.encode(state), type=LedgerState)
 
 
 def test_an_old_state_restores_to_the_current_one() -> None:
     ledger, state = a_ledger_with_history()
     old = before_14(state)
     assert old != state
-    restored = core.Ledger.restore(old)
-    assert restored.state(T0) == state
+    restored = core.Ledger.restore(read_back(old))
+    assert plain(restored.state(T0)) == state
     assert restored.get_order("ORD-00000002").legs == ledger.get_order("ORD-00000002").legs
 
 
 def test_verify_reads_an_old_snapshot_in_its_current_form() -> None:
     ledger, state = a_ledger_with_history()
-    assert current_form(ledger, Snapshot(seq=1, at=T0, state=before_14(state))) == state
+    assert plain(current_form(ledger, Snapshot(seq=1, at=T0, state=read_back(before_14(state))))) == state
 
 
 def test_the_restored_ledger_deals_on() -> None:
     _, state = a_ledger_with_history()
-    restored = core.Ledger.restore(before_14(state))
+    restored = core.Ledger.restore(read_back(before_14(state)))
     order, events = restored.execute(m.SubmitOrder(participant_id="AP-1", request=m.OrderRequest(
         fund_id=F1, side=m.CREATE, units=1, client_order_id="after-upgrade")), T0)
     assert order.status == m.ACCEPTED and order.order_id == f"ORD-{len(state['orders']) + 1:08d}"
@@ -86,7 +96,7 @@ def test_old_records_decode_with_the_defaults() -> None:
     assert (cancelled.principal, cancelled.reason) == ("", "")
     for ledger in (core.Ledger(), reference.ReferenceLedger()):
         ledger.apply(asset)
-        assert ledger.state(T0)["assets"] == [["BTC", 8, 1, "BITCOIN"]]  # checked as bitcoin, as SPEC §14 says
+        assert plain(ledger.state(T0))["assets"] == [["BTC", 8, 1, "BITCOIN"]]  # checked as bitcoin, as SPEC §14 says
 
 
 def test_a_principal_is_journaled_only_when_there_is_one() -> None:
@@ -94,3 +104,31 @@ def test_a_principal_is_journaled_only_when_there_is_one() -> None:
     event = m.CashAdjusted(at=7, fund_id=F1, delta=100)
     assert b"principal" not in encode(event)
     assert b'"principal":"ops"' in encode(msgspec.structs.replace(event, principal="ops"))
+
+
+BEFORE_18 = Path(__file__).parent / "data" / "before-issue-18"
+BEFORE_18_DIGEST = "45cf2400a31c2820373dede7bcc3a1c236451e6b89308708ef88d0914d298b53"  # its README
+
+
+def test_a_snapshot_of_positional_lists_restores_to_its_digest() -> None:
+    """The snapshot file as the version before the versioned schema wrote it: its state, read through
+    etf_engine.snapshot, restores to a ledger whose state has the digest of the state as stored."""
+    snapshot, _crc, body = read_snapshot_stored(BEFORE_18 / "snapshot.bin")
+    assert snapshot.version == 1 and snapshot.seq == 59
+    as_stored = msgspec.json.decode(body)["state"]
+    assert isinstance(as_stored["assets"][0], list)  # positional rows, as written then
+    restored = core.Ledger.restore(snapshot.state)
+    assert state_digest(restored.state(snapshot.at)) == state_digest(as_stored)
+
+
+def test_a_data_directory_written_before_verifies_to_the_same_digest(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(BEFORE_18, data)
+    for check in (verify_journal, lambda j: recover(j, core.Ledger())):
+        journal = SqliteJournal(data)
+        try:
+            result = check(journal)
+            digest = result.digest if check is verify_journal else state_digest(result.state(journal.last_at))
+            assert (journal.last_seq, digest) == (62, BEFORE_18_DIGEST)
+        finally:
+            journal.close()

@@ -36,6 +36,7 @@ import psycopg
 
 from etf_engine import model as M
 from etf_engine.journal.records import JournalError, Snapshot, _encoder, decode_record, encode_records
+from etf_engine.snapshot import VERSION, LedgerState
 
 log = logging.getLogger(__name__)
 
@@ -338,8 +339,8 @@ class PgJournal:
         self.last_seq, self.last_at = snapshot.seq, at  # replay goes on after it
         return snapshot
 
-    def write_snapshot(self, state: dict[str, Any]) -> None:
-        body = _encoder.encode(Snapshot(seq=self.last_seq, at=self.last_at, state=state))
+    def write_snapshot(self, state: LedgerState) -> None:
+        body = _encoder.encode(Snapshot(seq=self.last_seq, at=self.last_at, state=state, version=VERSION))
         self._ready().execute(
             "INSERT INTO etf_snapshots (shard, seq, at, crc, body) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (shard) "
             "DO UPDATE SET seq = EXCLUDED.seq, at = EXCLUDED.at, crc = EXCLUDED.crc, body = EXCLUDED.body "

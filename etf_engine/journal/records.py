@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from etf_engine import model as M
+from etf_engine.snapshot import LedgerState
 
 SNAPSHOT_MAGIC = b"ETFSNAP1"
 _encoder = msgspec.json.Encoder()  # JSON: exact integers of any size (msgpack stops at 64 bits)
@@ -26,9 +27,13 @@ class JournalError(RuntimeError):
 
 
 class Snapshot(msgspec.Struct):
+    """A ledger's canonical state after record ``seq`` (at ``at``). ``version``: the schema it was written
+    in (etf_engine/snapshot.py); older ones decode through that schema's defaults."""
+
     seq: int
     at: int
-    state: dict[str, Any]
+    state: LedgerState
+    version: int = 1  # snapshots before the versioned schema carry none
 
 
 @contextmanager
@@ -137,7 +142,7 @@ def write_snapshot_file(path: Path, snapshot: Snapshot) -> None:
         os.close(directory)
 
 
-def state_digest(state: dict[str, Any]) -> str:
+def state_digest(state: LedgerState) -> str:
     """SHA-256 of the canonical state: equal digests, equal ledgers."""
     return hashlib.sha256(msgspec.json.encode(state)).hexdigest()
 
@@ -156,7 +161,7 @@ def recover(
     journal: Any,
     ledger: Any,
     *,
-    on_snapshot: Callable[[dict[str, Any]], None] | None = None,
+    on_snapshot: Callable[[LedgerState], None] | None = None,
     on_event: Callable[[M.Event], None] | None = None,
 ) -> Any:
     """The ledger as of the journal's last record: the latest snapshot (restored by the class of the

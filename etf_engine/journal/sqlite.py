@@ -37,6 +37,7 @@ from etf_engine.journal.records import (
     write_snapshot_file,
 )
 from etf_engine.journal.wal import discard_torn_tail, scan_wal
+from etf_engine.snapshot import VERSION, LedgerState
 
 log = logging.getLogger(__name__)
 
@@ -250,9 +251,10 @@ class SqliteJournal:
         self.last_at = snapshot.at
         return snapshot
 
-    def write_snapshot(self, state: dict[str, Any]) -> None:
+    def write_snapshot(self, state: LedgerState) -> None:
         """Store ``state`` as of the last appended event."""
-        write_snapshot_file(self.dir / SNAPSHOT_NAME, Snapshot(seq=self.last_seq, at=self.last_at, state=state))
+        snapshot = Snapshot(seq=self.last_seq, at=self.last_at, state=state, version=VERSION)
+        write_snapshot_file(self.dir / SNAPSHOT_NAME, snapshot)
         self.since_snapshot = 0
 
     def close(self) -> None:

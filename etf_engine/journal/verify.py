@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from etf_engine.journal.records import JournalError, Snapshot, apply_record, collector_paused, state_digest
+from etf_engine.snapshot import LedgerState
 
 if TYPE_CHECKING:
     from etf_engine.journal.postgres import PgJournal
@@ -33,11 +34,11 @@ class ToolRefused(JournalError):
 @dataclass(frozen=True)
 class Verified:
     records: int
-    state: dict[str, Any]
+    state: LedgerState
     digest: str
 
 
-def current_form(ledger: Any, snapshot: Snapshot) -> dict[str, Any]:
+def current_form(ledger: Any, snapshot: Snapshot) -> LedgerState:
     """The snapshot's state as this version's ledger writes it: a snapshot taken before a field was added
     lacks it (restore fills its default), and must not read as a disagreement. Only the core restores;
     with the reference the state is compared as stored."""

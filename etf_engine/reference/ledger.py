@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from etf_engine import calendar as cal_
 from etf_engine import model as m
+from etf_engine import snapshot as S
 from etf_engine.errors import invalid, not_found
 from etf_engine.reference.custody import Custody
 from etf_engine.reference.dealing_day import DealingDay
@@ -92,31 +91,32 @@ class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wal
         return [self.orders[order_id] for order_id in fund.order_ids]
 
     # -- the state, as tests compare it with the core's --------------------------------------------
-    def state(self, now_ms: int) -> dict:
-        def rows(fund: Fund) -> list:
-            return [[c, a, h.free(now_ms), h.reserved, h.staked,
-                     sorted([t, q] for t, q in h.lots if t > now_ms)]
+    def state(self, now_ms: int) -> S.LedgerState:
+        def rows(fund: Fund) -> list[S.HoldingState]:
+            return [S.HoldingState(c, a, h.free(now_ms), h.reserved, h.staked,
+                                   sorted((t, q) for t, q in h.lots if t > now_ms))
                     for (c, a), h in sorted(fund.holdings.items()) if not h.is_empty(now_ms)]
 
-        return {
-            "assets": [[s, d, *self.asset_rules[s]] for s, d in sorted(self.assets.items())],
-            "custodians": [[c.custodian_id, c.name, c.licence_number, c.licence_status, c.licence_expires_at]
-                           for _, c in sorted(self.custodians.items())],
-            "participants": [[p.participant_id, p.name, list(p.eligible_fund_ids), p.max_units_per_order,
-                              p.max_units_per_day] for _, p in sorted(self.participants.items())],
-            "prices": [[a, cur, p, as_of] for (a, cur), (p, as_of) in sorted(self.prices.items())],
-            "funds": [[msgspec.to_builtins(f.terms), f.cash, f.shares, rows(f)] for _, f in sorted(self.funds.items())],
-            "orders": [msgspec.to_builtins(o) for _, o in sorted(self.orders.items())],
-            "next_order_seq": self.next_order_seq,
-            "calendars": [[c.calendar_id, c.time_zone, sorted(d.isoformat() for d in c.holidays),
-                           sorted(c.weekend_days), [[d.isoformat(), r] for d, r in sorted(c.closed.items())]]
-                          for _, c in sorted(self.calendars.items())],
-            "official_navs": [msgspec.to_builtins(n) for _, f in sorted(self.funds.items())
-                              for _, n in sorted(f.navs.items())],
-            "pcfs": [msgspec.to_builtins(p) for _, f in sorted(self.funds.items()) for _, p in sorted(f.pcfs.items())],
-            "wallets": [msgspec.to_builtins(w) for _, w in sorted(self.wallets.items())],
-            "next_wallet_seq": self.next_wallet_seq,
-        }
+        funds = [f for _, f in sorted(self.funds.items())]
+        return S.LedgerState(
+            assets=[S.AssetState(s, d, *self.asset_rules[s]) for s, d in sorted(self.assets.items())],
+            custodians=[S.CustodianState(c.custodian_id, c.name, c.licence_number, c.licence_status,
+                                         c.licence_expires_at) for _, c in sorted(self.custodians.items())],
+            participants=[S.ParticipantState(p.participant_id, p.name, list(p.eligible_fund_ids), p.max_units_per_order,
+                                             p.max_units_per_day) for _, p in sorted(self.participants.items())],
+            prices=[S.PriceState(a, cur, p, as_of) for (a, cur), (p, as_of) in sorted(self.prices.items())],
+            funds=[S.FundState(f.terms, f.cash, f.shares, rows(f)) for f in funds],
+            orders=[o for _, o in sorted(self.orders.items())],
+            next_order_seq=self.next_order_seq,
+            calendars=[S.CalendarState(c.calendar_id, c.time_zone, sorted(d.isoformat() for d in c.holidays),
+                                       sorted(c.weekend_days),
+                                       [(d.isoformat(), r) for d, r in sorted(c.closed.items())])
+                       for _, c in sorted(self.calendars.items())],
+            official_navs=[n for f in funds for _, n in sorted(f.navs.items())],
+            pcfs=[p for f in funds for _, p in sorted(f.pcfs.items())],
+            wallets=[w for _, w in sorted(self.wallets.items())],
+            next_wallet_seq=self.next_wallet_seq,
+        )
 
     def _on_clock(self, e: m.ClockAdvanced) -> None:
         return None  # the engine's clock, not the ledger's

@@ -81,13 +81,15 @@ class Orders:
         if participant is None:
             raise EngineError(PERMISSION_DENIED, f"participant {participant_id!r} is not registered")
         key = (participant_id, r.client_order_id)
-        original = self.orders[self.order_keys[key]] if key in self.order_keys else None
-        kept = [None if original is None else original.payout_wallet_ids]
-        if key in earlier:
-            kept.append(self._kept_wallets(earlier[key]))
-        for same, ids in zip((original, earlier.get(key)), kept, strict=False):
-            if same is None:
-                continue
+        # The request is checked against the order its key names: the recorded one, else an earlier
+        # item of the same batch (each item "exactly as if submitted alone").
+        if key in self.order_keys:
+            same = original = self.orders[self.order_keys[key]]
+            ids = original.payout_wallet_ids
+        else:
+            original, same = None, earlier.get(key)
+            ids = None if same is None else self._kept_wallets(same)
+        if same is not None:
             if (same.fund_id, same.side, same.units) != (r.fund_id, r.side, r.units):
                 raise EngineError(ALREADY_EXISTS, f"{field}client_order_id {r.client_order_id!r} "
                                   f"names another order ({same.fund_id} {same.side} {same.units})")

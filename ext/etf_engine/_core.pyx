@@ -21,6 +21,7 @@ import msgspec
 from etf_engine import addresses as ADDR
 from etf_engine import calendar as CAL
 from etf_engine import model as M
+from etf_engine import snapshot as S
 from etf_engine.errors import (
     ALREADY_EXISTS, EngineError, PERMISSION_DENIED, invalid, not_found, out_of_range, precondition, quote,
 )
@@ -72,7 +73,6 @@ cdef object WALLET_NOT_APPROVED = M.WALLET_NOT_APPROVED
 cdef object Wallet = M.Wallet
 cdef object ONE_DAY = timedelta(days=1)
 _replace = msgspec.structs.replace
-_builtins = msgspec.to_builtins
 
 cdef class Asset:
     def __cinit__(self, str symbol, int decimals):

@@ -68,72 +68,13 @@ cdef class Ledger:
         handler(self, event)
 
     @classmethod
-    def restore(cls, dict state):
-        """A ledger holding exactly ``state`` (as ``state()`` returned it): the snapshot's way back."""
+    def restore(cls, state):
+        """A ledger holding exactly ``state`` (a LedgerState, as ``state()`` returns it): the snapshot's
+        way back."""
         cdef Ledger ledger = cls()
-        cdef Fund f
-        cdef FundAsset fa
-        cdef Holding h
-        cdef Participant p
-        for symbol, decimals, *rules in state["assets"]:  # rules: [min_confirmations, chain] since SPEC §14
-            _on_asset(ledger, M.AssetRegistered(at=0, symbol=symbol, decimals=decimals,
-                                               **dict(zip(("min_confirmations", "chain"), rules))))
-        for cid, name, number, status, expires in state["custodians"]:
-            _on_custodian(ledger, M.CustodianRegistered(at=0, custodian_id=cid, name=name, licence_number=number,
-                                                       licence_status=status, licence_expires_at=expires))
-        for cid, zone_name, holidays, weekend, closed in state.get("calendars", ()):
-            _put_calendar(ledger, CAL.Calendar(cid, zone_name, frozenset(map(Date.fromisoformat, holidays)),
-                                              frozenset(weekend), {Date.fromisoformat(d): r for d, r in closed}))
-        for pid, name, funds, max_order, max_day in state["participants"]:
-            _on_participant(ledger, M.ParticipantRegistered(at=0, participant_id=pid, name=name,
-                                                           eligible_fund_ids=tuple(funds),
-                                                           max_units_per_order=max_order, max_units_per_day=max_day))
-        for terms, cash, shares, rows in state["funds"]:
-            _on_fund_created(ledger, M.FundCreated(at=0, terms=msgspec.convert(terms, M.FundTerms),
-                                                  shares_outstanding=shares))
-            f = ledger.funds[terms["fund_id"]]
-            _cash_changed(ledger, f, cash)
-            for cid, asset, available, reserved, staked, lots in rows:
-                fa = f.asset_map[asset]
-                h = _holding(ledger, fa, ledger.custodians[cid])
-                h.available, h.reserved, h.staked = available, reserved, staked
-                fa.liquid = None
-                h.lots = [list(lot) for lot in lots]
-                h.unbonding = sum(lot[1] for lot in lots)
-                fa.reserved += reserved
-                fa.illiquid += staked + h.unbonding
-                _total_changed(ledger, fa, available + reserved + staked + h.unbonding)
-                for lot in lots:
-                    f.next_release = min(f.next_release, lot[0])
-        for asset, currency, price, as_of in state["prices"]:
-            _on_price(ledger, M.PriceSet(at=0, asset=asset, currency=currency, price=price, as_of=as_of))
-        for raw in state["orders"]:
-            order = msgspec.convert(raw, Order)
-            ledger.orders[order.order_id] = order
-            p = ledger.participants[order.participant_id]
-            p.by_client_id[order.client_order_id] = order.order_id
-            if order.status in (ACCEPTED, SETTLED):
-                days = p.daily.setdefault(order.fund_id, {})
-                day = _day_key(order)
-                days[day] = days.get(day, 0) + order.units
-            f = ledger.funds[order.fund_id]
-            if order.status == ACCEPTED:
-                f.open_orders[order.order_id] = None
-                if not order.priced:
-                    f.forward_orders.setdefault(order.dealing_date, []).append(order.order_id)
-            if order.status == ACCEPTED and order.side == REDEEM:
-                f.pending_redeem += order.units * order.basket.creation_unit
-        for raw in state.get("official_navs", ()):
-            nav = msgspec.convert(raw, M.OfficialNav)
-            (<Fund>ledger.funds[nav.fund_id]).navs[nav.dealing_date] = nav
-        for raw in state.get("pcfs", ()):
-            pcf = msgspec.convert(raw, M.Pcf)
-            (<Fund>ledger.funds[pcf.fund_id]).pcfs[pcf.dealing_date] = pcf
-        for raw in state.get("wallets", ()):
-            _on_wallet(ledger, M.WalletRegistered(at=0, wallet=msgspec.convert(raw, Wallet)))
-        ledger.next_wallet_seq = state.get("next_wallet_seq", 1)
-        ledger.next_seq = state["next_order_seq"]
+        _restore(ledger, state)
         return ledger
+
     def get_nav(self, str fund_id, long long now_ms):
         return get_nav(self, fund_id, now_ms)
 
@@ -238,6 +179,7 @@ def state(Ledger self, long long now_ms):
     cdef Fund f
     cdef FundAsset fa
     cdef Holding h
+    cdef Asset a
     cdef Custodian c
     cdef Participant p
     cdef Price pr
@@ -249,28 +191,93 @@ def state(Ledger self, long long now_ms):
         for fa in f.assets:
             for h in fa.holdings:
                 if h.available or h.reserved or h.staked or h.lots:
-                    rows.append([h.custodian.custodian_id, h.asset, h.available, h.reserved, h.staked,
-                                 sorted([list(lot) for lot in h.lots])])
-        rows.sort()
-        funds.append([_builtins(f.terms), f.cash, f.shares, rows])
-    return {
-        "assets": [[s, (<Asset>self.assets[s]).decimals, (<Asset>self.assets[s]).min_conf,
-                    (<Asset>self.assets[s]).chain] for s in sorted(self.assets)],
-        "custodians": [[c.custodian_id, c.name, c.licence_number, c.status, c.expires_at]
-                       for c in [self.custodians[k] for k in sorted(self.custodians)]],
-        "participants": [[p.participant_id, p.name, list(p.eligible), p.max_units_per_order, p.max_units_per_day]
-                         for p in [self.participants[k] for k in sorted(self.participants)]],
-        "prices": [[k[0], k[1], (<Price>v).value, (<Price>v).as_of] for k, v in sorted(self.prices.items())
-                   if (<Price>v).value is not None],
-        "funds": funds,
-        "orders": [_builtins(self.orders[k]) for k in sorted(self.orders)],
-        "next_order_seq": self.next_seq,
-        "calendars": [[cal.calendar_id, cal.time_zone, sorted(d.isoformat() for d in cal.holidays),
-                       sorted(cal.weekend_days), [[d.isoformat(), r] for d, r in sorted(cal.closed.items())]]
-                      for cal in [self.calendars[k] for k in sorted(self.calendars)]],
-        "official_navs": [_builtins(f.navs[d]) for f in [self.funds[k] for k in sorted(self.funds)]
-                          for d in sorted(f.navs)],
-        "pcfs": [_builtins(f.pcfs[d]) for f in [self.funds[k] for k in sorted(self.funds)] for d in sorted(f.pcfs)],
-        "wallets": [_builtins(self.wallets[k]) for k in sorted(self.wallets)],
-        "next_wallet_seq": self.next_wallet_seq,
-    }
+                    rows.append(S.HoldingState(h.custodian.custodian_id, h.asset, h.available, h.reserved, h.staked,
+                                               sorted([(lot[0], lot[1]) for lot in h.lots])))
+        rows.sort(key=lambda r: (r.custodian_id, r.asset))
+        funds.append(S.FundState(f.terms, f.cash, f.shares, rows))
+    by_fund = [self.funds[k] for k in sorted(self.funds)]
+    return S.LedgerState(
+        assets=[S.AssetState(a.symbol, a.decimals, a.min_conf, a.chain)
+                for a in [self.assets[k] for k in sorted(self.assets)]],
+        custodians=[S.CustodianState(c.custodian_id, c.name, c.licence_number, c.status, c.expires_at)
+                    for c in [self.custodians[k] for k in sorted(self.custodians)]],
+        participants=[S.ParticipantState(p.participant_id, p.name, list(p.eligible), p.max_units_per_order,
+                                         p.max_units_per_day)
+                      for p in [self.participants[k] for k in sorted(self.participants)]],
+        prices=[S.PriceState(k[0], k[1], (<Price>v).value, (<Price>v).as_of) for k, v in sorted(self.prices.items())
+                if (<Price>v).value is not None],
+        funds=funds,
+        orders=[self.orders[k] for k in sorted(self.orders)],
+        next_order_seq=self.next_seq,
+        calendars=[S.CalendarState(cal.calendar_id, cal.time_zone, sorted(d.isoformat() for d in cal.holidays),
+                                   sorted(cal.weekend_days), [(d.isoformat(), r) for d, r in sorted(cal.closed.items())])
+                   for cal in [self.calendars[k] for k in sorted(self.calendars)]],
+        official_navs=[(<Fund>f).navs[d] for f in by_fund for d in sorted((<Fund>f).navs)],
+        pcfs=[(<Fund>f).pcfs[d] for f in by_fund for d in sorted((<Fund>f).pcfs)],
+        wallets=[self.wallets[k] for k in sorted(self.wallets)],
+        next_wallet_seq=self.next_wallet_seq,
+    )
+
+
+cdef _restore(Ledger ledger, state):
+    cdef Fund f
+    cdef FundAsset fa
+    cdef Holding h
+    cdef Participant p
+    for a in state.assets:
+        _on_asset(ledger, M.AssetRegistered(at=0, symbol=a.symbol, decimals=a.decimals,
+                                            min_confirmations=a.min_confirmations, chain=a.chain))
+    for c in state.custodians:
+        _on_custodian(ledger, M.CustodianRegistered(
+            at=0, custodian_id=c.custodian_id, name=c.name, licence_number=c.licence_number,
+            licence_status=c.licence_status, licence_expires_at=c.licence_expires_at))
+    for cal in state.calendars:
+        _put_calendar(ledger, CAL.Calendar(cal.calendar_id, cal.time_zone,
+                                           frozenset(map(Date.fromisoformat, cal.holidays)),
+                                           frozenset(cal.weekend_days),
+                                           {Date.fromisoformat(d): r for d, r in cal.closed}))
+    for x in state.participants:
+        _on_participant(ledger, M.ParticipantRegistered(
+            at=0, participant_id=x.participant_id, name=x.name, eligible_fund_ids=tuple(x.eligible_fund_ids),
+            max_units_per_order=x.max_units_per_order, max_units_per_day=x.max_units_per_day))
+    for fs in state.funds:
+        _on_fund_created(ledger, M.FundCreated(at=0, terms=fs.terms, shares_outstanding=fs.shares_outstanding))
+        f = ledger.funds[fs.terms.fund_id]
+        _cash_changed(ledger, f, fs.cash)
+        for row in fs.holdings:
+            fa = f.asset_map[row.asset]
+            h = _holding(ledger, fa, ledger.custodians[row.custodian_id])
+            h.available, h.reserved, h.staked = row.available, row.reserved, row.staked
+            fa.liquid = None
+            h.lots = [[t, q] for t, q in row.lots]
+            h.unbonding = sum(q for _, q in row.lots)
+            fa.reserved += row.reserved
+            fa.illiquid += row.staked + h.unbonding
+            _total_changed(ledger, fa, row.available + row.reserved + row.staked + h.unbonding)
+            for t, _ in row.lots:
+                f.next_release = min(f.next_release, t)
+    for x in state.prices:
+        _on_price(ledger, M.PriceSet(at=0, asset=x.asset, currency=x.currency, price=x.price, as_of=x.as_of))
+    for order in state.orders:
+        ledger.orders[order.order_id] = order
+        p = ledger.participants[order.participant_id]
+        p.by_client_id[order.client_order_id] = order.order_id
+        if order.status in (ACCEPTED, SETTLED):
+            days = p.daily.setdefault(order.fund_id, {})
+            day = _day_key(order)
+            days[day] = days.get(day, 0) + order.units
+        f = ledger.funds[order.fund_id]
+        if order.status == ACCEPTED:
+            f.open_orders[order.order_id] = None
+            if not order.priced:
+                f.forward_orders.setdefault(order.dealing_date, []).append(order.order_id)
+            if order.side == REDEEM:
+                f.pending_redeem += order.units * order.basket.creation_unit
+    for nav in state.official_navs:
+        (<Fund>ledger.funds[nav.fund_id]).navs[nav.dealing_date] = nav
+    for pcf in state.pcfs:
+        (<Fund>ledger.funds[pcf.fund_id]).pcfs[pcf.dealing_date] = pcf
+    for wallet in state.wallets:
+        _on_wallet(ledger, M.WalletRegistered(at=0, wallet=wallet))
+    ledger.next_wallet_seq = state.next_wallet_seq
+    ledger.next_seq = state.next_order_seq

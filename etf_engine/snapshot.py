@@ -1,0 +1,94 @@
+"""The canonical state of a ledger: what ``state()`` returns in both ledgers, the body of a snapshot and
+the input of the state digest.
+
+Each row is an ``array_like`` Struct, so it encodes as the positional list that snapshots have always
+held (the digest of a state is unchanged by this schema) while code reads it by name. A field added
+later takes a default, and a snapshot written before it decodes with that default: the way old data
+loads, instead of hand-patched lists. ``VERSION`` names this schema in every snapshot written.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from etf_engine import model as M
+
+VERSION = 2  # 1: the positional lists before this module (read the same, with the defaults below)
+
+
+class Row(msgspec.Struct, array_like=True, frozen=True):
+    """A positional row of the canonical state."""
+
+
+class AssetState(Row):
+    symbol: str
+    decimals: int
+    min_confirmations: int = 1  # SPEC §14; a snapshot from before it has none, as AssetRegistered
+    chain: str = ""
+
+
+class CustodianState(Row):
+    custodian_id: str
+    name: str
+    licence_number: str
+    licence_status: str
+    licence_expires_at: int
+
+
+class ParticipantState(Row):
+    participant_id: str
+    name: str
+    eligible_fund_ids: list[str]
+    max_units_per_order: int
+    max_units_per_day: int
+
+
+class PriceState(Row):
+    asset: str
+    currency: str
+    price: int
+    as_of: int
+
+
+class HoldingState(Row):
+    """A (custodian, asset) of a fund that holds something; lots released by the state's time count as
+    available."""
+
+    custodian_id: str
+    asset: str
+    available: int
+    reserved: int
+    staked: int
+    lots: list[tuple[int, int]]  # (release_at ms, quantity), sorted
+
+
+class FundState(Row):
+    terms: M.FundTerms
+    cash: int
+    shares_outstanding: int
+    holdings: list[HoldingState]
+
+
+class CalendarState(Row):
+    calendar_id: str
+    time_zone: str
+    holidays: list[str]
+    weekend_days: list[int]
+    closed: list[tuple[str, str]] = []  # (date, reason)
+
+
+class LedgerState(msgspec.Struct):
+    """Every list sorted by its ids (official NAVs and PCFs by fund, then dealing date)."""
+
+    assets: list[AssetState]
+    custodians: list[CustodianState]
+    participants: list[ParticipantState]
+    prices: list[PriceState]
+    funds: list[FundState]
+    orders: list[M.Order]
+    next_order_seq: int
+    calendars: list[CalendarState] = []  # SPEC §13
+    official_navs: list[M.OfficialNav] = []
+    pcfs: list[M.Pcf] = []
+    wallets: list[M.Wallet] = []  # SPEC §14
+    next_wallet_seq: int = 1
