@@ -163,6 +163,26 @@ from etf_engine.model import (
     Pcf,
     Wallet,
 )
+from etf_engine.snapshot import LedgerState
+
+# The invariants both ledgers keep (check_invariants), by the names a broken one is reported under.
+INV_NEGATIVE = "no negative bucket"
+INV_RESERVED = "reserved = open redemption legs"
+INV_CONSERVED = "assets conserved"
+INV_SHARES = "shares = created + settled creations - settled redemptions"
+INV_CACHES = "cached sums = what they sum"  # the core's running totals; the reference keeps none
+
+
+class InvariantBroken(AssertionError):
+    """A ledger's state breaks one of its invariants: a bug or damage, never a refused request."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(f"invariant {name!r} broken: {detail}")
+        self.name = name
+
+
+def invariant_broken(name: str, detail: str) -> InvariantBroken:
+    return InvariantBroken(name, detail)
 
 
 class Ledger(Protocol):
@@ -219,19 +239,18 @@ class Ledger(Protocol):
     def participant_funds(self, participant_id: str) -> tuple[str, ...]:
         """Eligible fund ids of a participant (NOT_FOUND if unknown); the API uses it for access."""
 
-    def state(self, now_ms: int) -> dict:
-        """The whole state as plain data, canonical, for comparison and digests:
-        {"assets": [[symbol, decimals, min_confirmations, chain]...],
-         "custodians": [[id, name, licence_number, status, expires]],
-         "participants": [[id, name, [funds], max_order, max_day]], "prices": [[asset, currency, price, as_of]],
-         "funds": [[terms as builtins, cash, shares, [[custodian, asset, available, reserved, staked,
-         [[release_at, qty], ...]] ...]]], "orders": [order as builtins ...], "next_order_seq": n,
-         "calendars": [[id, time_zone, [holidays], [weekend_days], [[date, reason] ...]]],
-         "official_navs": [official nav as builtins ...], "pcfs": [pcf as builtins ...],
-         "wallets": [wallet as builtins ...], "next_wallet_seq": n}
-        each list sorted by its ids (navs and pcfs by (fund_id, dealing_date)); holdings rows that are
-        all zero are omitted, lots released by
-        now_ms are counted as available."""
+    def check_invariants(self, now_ms: int) -> None:
+        """Raise InvariantBroken unless, at now_ms: no bucket, shares or pending redemption is negative;
+        each holding's reserved is the sum of the open legs of ACCEPTED redemptions there; per fund
+        asset, what is held = what came in - what went out (settled creations, positive adjustments and
+        rewards in; settled redemptions, negative adjustments and slashing out); shares outstanding =
+        as created + settled creations - settled redemptions. The core also checks its running sums."""
+
+    def state(self, now_ms: int) -> LedgerState:
+        """The whole state, canonical, for comparison, snapshots and digests (etf_engine/snapshot.py's
+        LedgerState, which encodes as positional rows): each list sorted by its ids (official NAVs and
+        PCFs by fund, then dealing date); holdings that are all zero are omitted; lots released by now_ms
+        count as available."""
 
 
 def make_ledger(kind: str) -> Ledger:

@@ -95,8 +95,10 @@ class Desk:
 
     # running commands
     def run(self, command: Any, now: int | None = None) -> Any:
-        result, events = self.ledger.execute(command, self.now if now is None else now)
+        at = self.now if now is None else now
+        result, events = self.ledger.execute(command, at)
         self.events += events
+        self.ledger.check_invariants(at)
         return result
 
     def refused(self, command: Any, code: str, *, names: str | None = None, reason: str | None = None,

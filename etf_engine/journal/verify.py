@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from etf_engine.journal.records import JournalError, Snapshot, apply_record, collector_paused, state_digest
+from etf_engine.ledger import InvariantBroken
 from etf_engine.snapshot import LedgerState
 
 if TYPE_CHECKING:
@@ -49,7 +50,8 @@ def current_form(ledger: Any, snapshot: Snapshot) -> LedgerState:
 def verify(journal: Any, ledger: Any) -> Any:
     """Every record from the first, each checked, applied to the empty ``ledger``; the snapshot, if
     there is one, must equal the state those records give at its seq (damage under a snapshot counts
-    too, and a snapshot that disagrees with the journal would restart a server on the wrong state)."""
+    too, and a snapshot that disagrees with the journal would restart a server on the wrong state); the
+    state after the last record must keep the ledger's invariants (etf_engine/ledger.py)."""
     snapshot = journal.load_snapshot()
     if snapshot is not None and snapshot.seq == 0:
         snapshot = None
@@ -61,6 +63,10 @@ def verify(journal: Any, ledger: Any) -> Any:
             if not equal:
                 raise JournalError(f"the snapshot at record {snapshot.seq} differs from the state that records 1 "
                                    f"to {snapshot.seq} give")
+    try:
+        ledger.check_invariants(journal.last_at)
+    except InvariantBroken as error:
+        raise JournalError(f"{journal.name}: the state after record {journal.last_seq} breaks an {error}") from error
     return ledger
 
 

@@ -45,6 +45,7 @@ class Custody:
 
     def _on_holding(self, e: m.HoldingAdjusted) -> None:
         self._live(e.fund_id, e.custodian_id, e.asset, e.at).available += e.delta
+        self.funds[e.fund_id].flow(e.asset, e.delta)
 
     def _adjust_cash(self, c: m.AdjustCash, now: int) -> tuple[None, list[m.Event]]:
         self._fund(c.fund_id)
@@ -106,6 +107,7 @@ class Custody:
 
     def _on_reward(self, e: m.RewardRecorded) -> None:
         self._live(e.fund_id, e.custodian_id, e.asset, e.at).available += e.quantity
+        self.funds[e.fund_id].flow(e.asset, e.quantity)
 
     def _record_slashing(self, c: m.RecordSlashing, now: int) -> tuple[None, list[m.Event]]:
         _, holding, q = self._instruction(c, c.quantity, "quantity")
@@ -115,3 +117,4 @@ class Custody:
 
     def _on_slashed(self, e: m.Slashed) -> None:
         self._live(e.fund_id, e.custodian_id, e.asset, e.at).staked -= e.quantity
+        self.funds[e.fund_id].flow(e.asset, -e.quantity)

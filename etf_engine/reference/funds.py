@@ -92,7 +92,8 @@ class Funds:
         return None, self._commit(m.FundCreated(at=now, terms=fund_terms, shares_outstanding=shares))
 
     def _on_fund_created(self, e: m.FundCreated) -> None:
-        self.funds[e.terms.fund_id] = Fund(terms=e.terms, cash=0, shares=e.shares_outstanding)
+        self.funds[e.terms.fund_id] = Fund(terms=e.terms, cash=0, shares=e.shares_outstanding,
+                                           initial_shares=e.shares_outstanding)
 
     def _update_fund(self, c: m.UpdateFund, now: int) -> tuple[None, list[m.Event]]:
         fund = self._fund(c.fund_id)

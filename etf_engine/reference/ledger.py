@@ -23,6 +23,7 @@ from etf_engine.errors import invalid, not_found
 from etf_engine.reference.custody import Custody
 from etf_engine.reference.dealing_day import DealingDay
 from etf_engine.reference.funds import Funds
+from etf_engine.reference.invariants import Invariants
 from etf_engine.reference.orders import Orders
 from etf_engine.reference.prices import Prices
 from etf_engine.reference.state import Fund, Holding
@@ -30,7 +31,7 @@ from etf_engine.reference.valuation import Valuation
 from etf_engine.reference.wallets import Wallets
 
 
-class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wallets):
+class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wallets, Invariants):
     """The state, the dispatch of commands and events to the concepts' handlers, and the lookups they share."""
 
     def __init__(self) -> None:

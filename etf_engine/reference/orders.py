@@ -278,11 +278,13 @@ class Orders:
             for line in order.deliverables:
                 holding = self._live(order.fund_id, fund.terms.creation_custodian_id, line.asset, e.at)
                 holding.available += line.quantity
+                fund.flow(line.asset, line.quantity)
             fund.cash += order.cash_amount
             fund.shares += shares
         else:
             for leg in order.legs:
                 self._live(order.fund_id, leg.custodian_id, leg.asset, e.at).reserved -= leg.quantity
+                fund.flow(leg.asset, -leg.quantity)
             fund.cash -= order.cash_amount
             fund.shares -= shares
         self.orders[e.order_id] = msgspec.structs.replace(order, status=m.SETTLED, updated_at=e.at)

@@ -39,6 +39,16 @@ class Fund:
     order_ids: list[str] = field(default_factory=list)
     navs: dict[str, m.OfficialNav] = field(default_factory=dict)  # dealing_date -> official NAV
     pcfs: dict[str, m.Pcf] = field(default_factory=dict)  # dealing_date -> PCF
+    initial_shares: int = 0  # as created (check_invariants)
+    came_in: dict[str, int] = field(default_factory=dict)  # asset -> every quantity that entered the holdings
+    went_out: dict[str, int] = field(default_factory=dict)  # asset -> every quantity that left them
+
+    def flow(self, asset: str, quantity: int) -> None:
+        """Count ``quantity`` of ``asset`` entering (> 0) or leaving (< 0) the fund's holdings."""
+        if quantity > 0:
+            self.came_in[asset] = self.came_in.get(asset, 0) + quantity
+        else:
+            self.went_out[asset] = self.went_out.get(asset, 0) - quantity
 
     def asset(self, symbol: str) -> m.FundAssetTerms | None:
         return next((a for a in self.terms.assets if a.asset == symbol), None)

@@ -55,6 +55,7 @@ cdef class FundAsset:
     cdef list holdings  # Holding in payout order: custodian_priority, then the rest by id
     cdef dict by_custodian
     cdef object total, reserved, illiquid
+    cdef object came_in, went_out  # every quantity that entered or left the fund's holdings (check_invariants)
     cdef object qpu  # quantity_per_unit of the cached basket
     cdef object liquid  # cached liquid(a), None when stale; valid in [liquid_from, liquid_until)
     cdef long long liquid_from, liquid_until, liquid_epoch
@@ -64,6 +65,7 @@ cdef class Fund:
     cdef object terms  # FundTerms
     cdef str fund_id
     cdef bint open
+    cdef object initial_shares  # as created; shares = this + settled creations - settled redemptions
     cdef object unit, cash, shares, pending_redeem, min_liquid, creation_fee, redemption_fee, seed_cash
     cdef long long max_age_ms
     cdef list assets  # FundAsset by symbol

@@ -22,6 +22,9 @@ from etf_engine import addresses as ADDR
 from etf_engine import calendar as CAL
 from etf_engine import model as M
 from etf_engine import snapshot as S
+from etf_engine.ledger import (
+    INV_CACHES, INV_CONSERVED, INV_NEGATIVE, INV_RESERVED, INV_SHARES, invariant_broken,
+)
 from etf_engine.errors import (
     ALREADY_EXISTS, EngineError, PERMISSION_DENIED, invalid, not_found, out_of_range, precondition, quote,
 )
@@ -127,3 +130,4 @@ include "core/orders.pxi"
 include "core/custody.pxi"
 include "core/dealing_day.pxi"
 include "core/wallets.pxi"
+include "core/invariants.pxi"

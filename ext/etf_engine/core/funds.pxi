@@ -232,7 +232,7 @@ def _on_fund_created(Ledger self, event):
     cdef FundAsset fa
     f.fund_id = event.terms.fund_id
     f.cash = f.pending_redeem = 0
-    f.shares = event.shares_outstanding
+    f.shares = f.initial_shares = event.shares_outstanding
     f.nav_num = 0
     f.next_release = LLONG_MAX
     f.assets, f.asset_map = [], {}
@@ -241,7 +241,7 @@ def _on_fund_created(Ledger self, event):
         fa = FundAsset()
         fa.fund, fa.info = f, self.assets[t.asset]
         fa.holdings, fa.by_custodian = [], {}
-        fa.total = fa.reserved = fa.illiquid = 0
+        fa.total = fa.reserved = fa.illiquid = fa.came_in = fa.went_out = 0
         fa.qpu = 0
         f.assets.append(fa)
         f.asset_map[t.asset] = fa

@@ -123,6 +123,9 @@ cdef class Ledger:
     def get_pcf(self, str fund_id, dealing_date):
         return get_pcf(self, fund_id, dealing_date)
 
+    def check_invariants(self, long long now_ms):
+        return check_invariants(self, now_ms)
+
     def state(self, long long now_ms):
         return state(self, now_ms)
 
@@ -273,6 +276,10 @@ cdef _restore(Ledger ledger, state):
                 f.forward_orders.setdefault(order.dealing_date, []).append(order.order_id)
             if order.side == REDEEM:
                 f.pending_redeem += order.units * order.basket.creation_unit
+    for order in state.orders:  # what a snapshot does not keep: the shares the fund was created with
+        if order.status == SETTLED:
+            f = ledger.funds[order.fund_id]
+            f.initial_shares -= (1 if order.side == CREATE else -1) * order.units * order.basket.creation_unit
     for nav in state.official_navs:
         (<Fund>ledger.funds[nav.fund_id]).navs[nav.dealing_date] = nav
     for pcf in state.pcfs:

@@ -47,8 +47,13 @@ cdef object _basket(Ledger self, Fund f, long long now_ms):
 
 
 cdef _total_changed(Ledger self, FundAsset fa, object delta):
+    """The one way a fund asset's holdings grow or shrink: the total, the NAV and the flows follow."""
     cdef Fund f = fa.fund
     fa.total += delta
+    if delta > 0:
+        fa.came_in += delta
+    else:
+        fa.went_out -= delta
     if fa.price.value is not None:
         f.nav_num += delta * fa.price.value * fa.info.factor
     f.basket = None
