@@ -1,13 +1,14 @@
 """Who may call what (SPEC §8, §10): bearer tokens -> principals, roles -> RPCs.
 
 One server interceptor authenticates every call of the etf_engine.v1 services, checks the role
-against ``ACCESS``, makes the principal available to the servicer (``current_principal``) and turns
-an ``EngineError`` into the gRPC status of the same name. It also parses the request body, after
-the token and the role are checked (SPEC §11: no body is read for a caller without a valid token),
-and refuses one that does not parse with INVALID_ARGUMENT. Health and reflection stay open: load
-balancers and grpcurl-style tools use them without a token, and they reveal no fund data.
-Finer rules (a participant sees only its eligible funds and its own orders) need ledger data and
-are checked by the servicers.
+against ``ACCESS`` (each method's access option in the proto, see ``access``), makes the principal
+available to the servicer (``current_principal``) and turns an ``EngineError`` into the gRPC status
+of the same name. It also parses the request body, after the token and the role are checked (SPEC
+§11: no body is read for a caller without a valid token), and refuses one that does not parse with
+INVALID_ARGUMENT. Health and reflection stay open: load balancers and grpcurl-style tools use them
+without a token, and they reveal no fund data. Finer rules (a participant sees only its eligible
+funds and its own orders: the option's participant_scope) need ledger data and are checked by the
+servicers.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import grpc.aio
 from google.protobuf import descriptor_pool
 from google.protobuf.message import DecodeError
 
+from etf_engine.api.access import RULES
 from etf_engine.engine import acting_principal
 from etf_engine.errors import INVALID_ARGUMENT, PERMISSION_DENIED, EngineError
 
@@ -34,33 +36,10 @@ ROLES = (ISSUER, PARTICIPANT, OBSERVER)
 UNAUTHENTICATED = "UNAUTHENTICATED"
 
 PACKAGE = "etf_engine.v1"
-_ALL = frozenset(ROLES)
-_ISSUER = frozenset({ISSUER})
 
-# "/package.Service/Method" -> roles allowed (SPEC §10's table). A method of our package missing
-# here is refused to everyone: access fails closed.
-ACCESS: dict[str, frozenset[str]] = {
-    **{f"/{PACKAGE}.Admin/{m}": _ISSUER for m in (
-        "RegisterAsset", "RegisterCustodian", "SetCustodianLicence", "RegisterParticipant", "CreateFund",
-        "UpdateFund", "AdjustHolding", "AdjustCash", "Stake", "Unstake", "RecordStakingReward",
-        "RecordSlashing", "PublishPrices", "SettleOrder", "RegisterCalendar", "SetHolidays", "CloseDealingDay",
-        "StrikeNav", "RegisterWallet", "ApproveWallet", "RevokeWallet", "RecordDelivery", "RecordPayout")},
-    f"/{PACKAGE}.Admin/GetHoldings": frozenset({ISSUER, OBSERVER}),
-    f"/{PACKAGE}.Admin/ListWallets": _ALL,  # a participant: its own only (the servicer checks)
-    f"/{PACKAGE}.Admin/GetCalendar": frozenset({ISSUER, OBSERVER}),
-    f"/{PACKAGE}.Admin/ListParticipants": frozenset({ISSUER, OBSERVER}),
-    f"/{PACKAGE}.Valuation/StreamEvents": frozenset({ISSUER, OBSERVER}),
-    **{f"/{PACKAGE}.Dealing/{m}": frozenset({PARTICIPANT}) for m in (
-        "SubmitOrder", "SubmitOrders", "CheckOrder", "GetCapacity")},
-    f"/{PACKAGE}.Dealing/GetOrder": _ALL,
-    f"/{PACKAGE}.Dealing/ListOrders": _ALL,
-    f"/{PACKAGE}.Dealing/CancelOrder": frozenset({PARTICIPANT, ISSUER}),
-    **{f"/{PACKAGE}.Valuation/{m}": _ALL for m in (
-        "GetNav", "StreamNav", "GetBasket", "GetOfficialNav", "ListOfficialNavs", "GetPcf", "ListFunds")},
-    f"/{PACKAGE}.Diagnostics/Ping": _ALL,
-    f"/{PACKAGE}.Diagnostics/GetLeader": _ALL,
-    f"/{PACKAGE}.Diagnostics/AdvanceClock": _ISSUER,  # and only with test_clock = true
-}
+# "/package.Service/Method" -> roles allowed, from each method's access option in the proto (access.py).
+# A method of our package missing here is refused to everyone: access fails closed.
+ACCESS: dict[str, frozenset[str]] = {path: rule.roles for path, rule in RULES.items()}
 
 
 @dataclass(frozen=True)

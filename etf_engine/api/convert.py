@@ -9,9 +9,16 @@ prices as given, fractions with at least 2 dp; a figure the ledger could not com
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from functools import lru_cache
+from functools import cache, lru_cache
+from typing import Any, TypeVar, get_args
+
+import msgspec
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
 
 from etf_engine import model as M
+from etf_engine.errors import invalid
 from etf_engine.numbers import (
     FRACTION_DP,
     NAV_PER_SHARE_DP,
@@ -25,6 +32,8 @@ from etf_engine.numbers import (
 from etf_engine.v1 import engine_pb2 as pb
 
 Decimals = Mapping[str, int]
+S = TypeVar("S", bound=M.Struct)
+R = TypeVar("R", bound=Message)
 
 # -- enumerations: wire value <-> SPEC name ---------------------------------------------------------
 SIDE_NAME = {pb.Side.CREATE: M.CREATE, pb.Side.REDEEM: M.REDEEM}
@@ -36,15 +45,6 @@ STATUS_NAME = {
     pb.OrderStatus.CANCELLED: M.CANCELLED,
 }
 STATUS_VALUE = {name: value for value, name in STATUS_NAME.items()}
-LICENCE_NAME = {
-    pb.LicenceStatus.ACTIVE: M.ACTIVE,
-    pb.LicenceStatus.SUSPENDED: M.SUSPENDED,
-    pb.LicenceStatus.REVOKED: M.REVOKED,
-}
-DEALING_NAME = {pb.DealingStatus.OPEN: M.OPEN, pb.DealingStatus.SUSPENDED: M.SUSPENDED}
-PRICING_NAME = {pb.Pricing.LIVE: M.LIVE, pb.Pricing.FORWARD: M.FORWARD}
-WALLET_STATUS_VALUE = {M.PENDING: pb.WalletStatus.PENDING, M.APPROVED: pb.WalletStatus.APPROVED,
-                       M.REVOKED: pb.WalletStatus.REVOKED}
 
 
 def enum_name(names: Mapping[int, str], value: int) -> str:
@@ -56,181 +56,229 @@ def enum_name(names: Mapping[int, str], value: int) -> str:
 
 
 # == requests -> commands ===========================================================================
-def register_asset(r: pb.RegisterAssetRequest) -> M.RegisterAsset:
-    optional = {"min_confirmations": r.min_confirmations} if r.HasField("min_confirmations") else {}
-    return M.RegisterAsset(symbol=r.symbol, decimals=r.decimals, chain=r.chain, **optional)
+# ``command`` builds a command from its request with msgspec.convert(from_attributes=True), which
+# reads the request through a ``_View`` under the wire's conventions (engine.proto's header):
+# - a field is copied to the command's field of the same name; a repeated one as a list, a message
+#   (or a repeated one) converted the same way into the Struct the command's field holds;
+# - an enum gives its value's name (the SPEC name; one unknown to this server: the number's text);
+# - "not given" takes the command field's default: an `optional` field or a message left absent, an
+#   enum's zero value (*_UNSPECIFIED) and an empty string. Where the field has no default, the zero
+#   value and the empty string go to the ledger, which refuses them naming the field.
+# What these rules cannot say is written by hand in ``FIELDS``: the fields it sets, the rest by the rules.
+MAX_BATCH = 1000  # SubmitOrders items per call: keeps a reply of full orders well under the message cap
+Hand = Callable[[Any], dict[str, Any]]  # request -> the command fields it sets
+FIELDS: dict[type[M.Struct], Hand] = {}
 
 
-def register_custodian(r: pb.RegisterCustodianRequest) -> M.RegisterCustodian:
-    return M.RegisterCustodian(
-        custodian_id=r.custodian_id,
-        name=r.name,
-        licence_number=r.licence_number,
-        licence_status=enum_name(LICENCE_NAME, r.licence_status),
-        licence_expires_at=r.licence_expires_at,
-    )
+def _fields(command_type: type[M.Struct]) -> Callable[[Hand], Hand]:
+    def register(fn: Hand) -> Hand:
+        FIELDS[command_type] = fn
+        return fn
+
+    return register
 
 
-def set_custodian_licence(r: pb.SetCustodianLicenceRequest) -> M.SetCustodianLicence:
-    return M.SetCustodianLicence(
-        custodian_id=r.custodian_id,
-        licence_status=enum_name(LICENCE_NAME, r.licence_status),
-        licence_expires_at=r.licence_expires_at,
-    )
+def command(command_type: type[S], request: Message, caller: dict[str, Any]) -> S:
+    """The command for ``request``; ``caller`` sets the fields that come from who calls (they win)."""
+    hand = FIELDS.get(command_type)
+    given = {**hand(request), **caller} if hand is not None else caller
+    if len(given) == len(command_type.__struct_fields__):  # nothing left to read from the request
+        return command_type(**given)
+    return msgspec.convert(_view(type(request), command_type)(request, given), command_type, from_attributes=True)
 
 
-def register_participant(r: pb.RegisterParticipantRequest) -> M.RegisterParticipant:
-    return M.RegisterParticipant(
-        participant_id=r.participant_id,
-        name=r.name,
-        eligible_fund_ids=list(r.eligible_fund_ids),
-        max_units_per_order=r.max_units_per_order,
-        max_units_per_day=r.max_units_per_day,
-    )
+_NO_VALUE = object()  # no wire value is "not given" for a number or a bool
 
 
-def _asset_spec(a: pb.FundAsset, *, defaults: bool) -> M.FundAssetSpec:
-    """With ``defaults`` (CreateFund) empty strings take the model's defaults; without (UpdateFund,
-    where an entry replaces the asset's whole terms) they go to the ledger, which refuses them, so
-    that a partial entry can never silently zero a cap or a buffer."""
-    values = {
-        "staking_cap": a.staking_cap,
-        "liquidity_buffer": a.liquidity_buffer,
-        "seed_quantity_per_unit": a.seed_quantity_per_unit,
-    }
-    if defaults:
-        values = {k: v for k, v in values.items() if v != ""}
-    return M.FundAssetSpec(asset=a.asset, unbonding_seconds=a.unbonding_seconds, **values)
+class _View:
+    """A request message as msgspec reads it for a Struct type: a property per field of both (the
+    rules above), what ``given`` holds winning; an AttributeError leaves a field to its default."""
+
+    __slots__ = ("_message", "_given")
+
+    def __init__(self, message: Message, given: Mapping[str, Any]) -> None:
+        self._message = message
+        self._given = given
+
+    def __getattr__(self, name: str) -> Any:  # a field only ``given`` sets (principal)
+        try:
+            return self._given[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
-def create_fund(r: pb.CreateFundRequest) -> M.CreateFund:
-    optional: dict[str, object] = {}
-    for name in ("creation_fee", "redemption_fee", "seed_cash_per_unit"):
-        value = getattr(r, name)
-        if value != "":
-            optional[name] = value
-    if r.dealing_status:
-        optional["dealing_status"] = enum_name(DEALING_NAME, r.dealing_status)
-    if r.HasField("max_price_age_seconds"):
-        optional["max_price_age_seconds"] = r.max_price_age_seconds
-    if r.dealing_cutoff != "":
-        optional["dealing_cutoff"] = r.dealing_cutoff
-    for name in ("create_settlement_days", "redeem_settlement_days"):
-        if r.HasField(name):
-            optional[name] = getattr(r, name)
-    if r.pricing:
-        optional["pricing"] = enum_name(PRICING_NAME, r.pricing)
-    return M.CreateFund(
-        calendar_id=r.calendar_id,
-        require_delivery=r.require_delivery,
-        fund_id=r.fund_id,
-        name=r.name,
-        base_currency=r.base_currency,
-        creation_unit=r.creation_unit,
-        creation_custodian_id=r.creation_custodian_id,
-        custodian_priority=list(r.custodian_priority),
-        assets=[_asset_spec(a, defaults=True) for a in r.assets],
-        min_liquid_units=r.min_liquid_units,
-        initial_shares_outstanding=r.initial_shares_outstanding,
-        **optional,  # type: ignore[arg-type]
-    )
+@cache
+def _view(message_type: type[Message], struct_type: type[M.Struct]) -> type[_View]:
+    fields = {f.name: f for f in msgspec.structs.fields(struct_type)}
+    readers = {f.name: property(_reader(f, fields[f.name])) for f in message_type.DESCRIPTOR.fields if f.name in fields}
+    return type(f"{message_type.__name__}As{struct_type.__name__}", (_View,), {"__slots__": (), **readers})
 
 
-def update_fund(r: pb.UpdateFundRequest) -> M.UpdateFund:
-    changes: dict[str, object] = {}
-    for name in ("name", "max_price_age_seconds", "creation_fee", "redemption_fee", "min_liquid_units",
-                 "creation_custodian_id", "seed_cash_per_unit", "calendar_id", "dealing_cutoff",
-                 "create_settlement_days", "redeem_settlement_days", "require_delivery"):
-        if r.HasField(name):
-            changes[name] = getattr(r, name)
-    if r.dealing_status:
-        changes["dealing_status"] = enum_name(DEALING_NAME, r.dealing_status)
-    if r.HasField("custodian_priority"):
-        changes["custodian_priority"] = list(r.custodian_priority.custodian_ids)
-    if r.pricing:
-        changes["pricing"] = enum_name(PRICING_NAME, r.pricing)
-    if r.assets:
-        changes["assets"] = [_asset_spec(a, defaults=False) for a in r.assets]
-    return M.UpdateFund(fund_id=r.fund_id, **changes)  # type: ignore[arg-type]
+def _reader(field: FieldDescriptor, target: msgspec.structs.FieldInfo) -> Callable[[_View], Any]:
+    read = _read(field, target)
+    name = field.name
+
+    def reader(view: _View) -> Any:
+        given = view._given
+        return given[name] if name in given else read(view._message)
+
+    return reader
 
 
-def adjust_holding(r: pb.AdjustHoldingRequest) -> M.AdjustHolding:
-    return M.AdjustHolding(fund_id=r.fund_id, custodian_id=r.custodian_id, asset=r.asset, delta=r.delta,
-                           reason=r.reason)
+def _read(field: FieldDescriptor, target: msgspec.structs.FieldInfo) -> Callable[[Any], Any]:
+    name = field.name
+    has_default = target.default is not msgspec.NODEFAULT or target.default_factory is not msgspec.NODEFAULT
+    if field.message_type is not None:
+        nested = _struct_in(target.type)
+        if nested is None:  # a wrapper on the wire (WeekendDays): FIELDS unwraps it
+            return lambda m: getattr(m, name)
+        view = _view(GetMessageClass(field.message_type), nested)
+        if field.is_repeated:
+            return lambda m: [view(item, _NOTHING) for item in getattr(m, name)]
+
+        def message(m: Message) -> Any:
+            if not m.HasField(name):
+                raise AttributeError(name)
+            return view(getattr(m, name), _NOTHING)
+
+        return message
+    if field.is_repeated:
+        return lambda m: list(getattr(m, name))
+    enum = field.enum_type
+    names = {v.number: v.name for v in enum.values} if enum is not None else {}
+    empty: Any = 0 if enum is not None else "" if field.type == FieldDescriptor.TYPE_STRING else _NO_VALUE
+    presence = field.has_presence
+
+    def scalar(m: Message) -> Any:
+        value = getattr(m, name)
+        if presence:
+            if not m.HasField(name):
+                raise AttributeError(name)
+        elif value == empty and has_default:
+            raise AttributeError(name)
+        if enum is None:
+            return value
+        return names.get(value, str(value)) if value else ""
+
+    return scalar
 
 
-def adjust_cash(r: pb.AdjustCashRequest) -> M.AdjustCash:
-    return M.AdjustCash(fund_id=r.fund_id, delta=r.delta, reason=r.reason)
+_NOTHING: Mapping[str, Any] = {}
 
 
-def stake(r: pb.StakeRequest) -> M.Stake:
-    return M.Stake(fund_id=r.fund_id, custodian_id=r.custodian_id, asset=r.asset, quantity=r.quantity)
+def _struct_in(annotation: Any) -> Any:
+    """The Struct type in a field's type (``list[FundAssetSpec]``, ``PriceTick | None``); else None."""
+    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+        return annotation
+    return next(filter(None, map(_struct_in, get_args(annotation))), None)
 
 
-def unstake(r: pb.UnstakeRequest) -> M.Unstake:
-    return M.Unstake(fund_id=r.fund_id, custodian_id=r.custodian_id, asset=r.asset, quantity=r.quantity)
-
-
-def record_staking_reward(r: pb.RecordStakingRewardRequest) -> M.RecordStakingReward:
-    return M.RecordStakingReward(fund_id=r.fund_id, custodian_id=r.custodian_id, asset=r.asset,
-                                 quantity=r.quantity)
-
-
-def record_slashing(r: pb.RecordSlashingRequest) -> M.RecordSlashing:
-    return M.RecordSlashing(fund_id=r.fund_id, custodian_id=r.custodian_id, asset=r.asset,
-                            quantity=r.quantity)
-
-
-def publish_prices(r: pb.PublishPricesRequest) -> M.PublishPrices:
-    return M.PublishPrices(ticks=price_ticks(r.ticks))
-
-
-def price_ticks(ticks: Iterable[pb.PriceTick]) -> list[M.PriceTick]:
-    return [M.PriceTick(asset=t.asset, currency=t.currency, price=t.price, as_of_unix_ms=t.as_of_unix_ms)
-            for t in ticks]
-
-
-def register_calendar(r: pb.RegisterCalendarRequest) -> M.RegisterCalendar:
-    weekend = list(r.weekend_days.days) if r.HasField("weekend_days") else None
-    return M.RegisterCalendar(calendar_id=r.calendar_id, time_zone=r.time_zone, holidays=list(r.holidays),
-                              weekend_days=weekend)
-
-
-def set_holidays(r: pb.SetHolidaysRequest) -> M.SetHolidays:
-    return M.SetHolidays(calendar_id=r.calendar_id, holidays=list(r.holidays))
-
-
-def close_dealing_day(r: pb.CloseDealingDayRequest) -> M.CloseDealingDay:
-    return M.CloseDealingDay(calendar_id=r.calendar_id, date=r.date, reason=r.reason)
-
-
-def strike_nav(r: pb.StrikeNavRequest) -> M.StrikeNav:
-    return M.StrikeNav(fund_id=r.fund_id, dealing_date=r.dealing_date, ticks=price_ticks(r.ticks))
+def unconverted(message_type: type[Message], struct_type: type[M.Struct], given: Iterable[str] = ()) -> list[str]:
+    """What the rules above would get wrong for a request and its command (one without a ``FIELDS``
+    entry), found when the server starts: a request field no command field takes (it would be dropped)
+    and a command field without a default that neither the request nor ``given`` sets."""
+    fields = {f.name: f for f in msgspec.structs.fields(struct_type)}
+    problems = [f"{message_type.__name__}.{f.name}: {struct_type.__name__} has no such field"
+                for f in message_type.DESCRIPTOR.fields if f.name not in fields]
+    wire = message_type.DESCRIPTOR.fields_by_name
+    for name, f in fields.items():
+        if name in given:
+            continue
+        if name not in wire:
+            if f.default is msgspec.NODEFAULT and f.default_factory is msgspec.NODEFAULT:
+                problems.append(f"{struct_type.__name__}.{name}: not in {message_type.__name__}")
+        elif wire[name].message_type is not None:
+            nested = _struct_in(f.type)
+            if nested is None:
+                problems.append(f"{struct_type.__name__}.{name}: a message on the wire, no Struct here")
+            else:
+                problems += unconverted(GetMessageClass(wire[name].message_type), nested)
+    return problems
 
 
 def order_request(
     r: pb.OrderRequest | pb.SubmitOrderRequest | pb.CheckOrderRequest,
 ) -> M.OrderRequest:
+    """Written out: every order passes here (the rules would cost a microsecond more each)."""
     return M.OrderRequest(fund_id=r.fund_id, side=enum_name(SIDE_NAME, r.side), units=r.units,
                           client_order_id=r.client_order_id, payout_wallet_ids=list(r.payout_wallet_ids))
 
 
-def register_wallet(r: pb.RegisterWalletRequest, principal: str) -> M.RegisterWallet:
-    return M.RegisterWallet(participant_id=r.participant_id, asset=r.asset, address=r.address, label=r.label,
-                            principal=principal)
+@_fields(M.SubmitOrder)
+def _submit_order(r: pb.SubmitOrderRequest) -> dict[str, Any]:
+    return {"request": order_request(r)}  # the request's fields are the order's
 
 
-def record_delivery(r: pb.RecordDeliveryRequest) -> M.RecordDelivery:
-    return M.RecordDelivery(order_id=r.order_id, asset=r.asset, quantity=r.quantity, tx_hash=r.tx_hash,
-                            from_address=r.from_address, confirmations=r.confirmations)
+@_fields(M.SubmitOrders)
+def _submit_orders(r: pb.SubmitOrdersRequest) -> dict[str, Any]:
+    if len(r.requests) > MAX_BATCH:
+        raise invalid("requests", f"{len(r.requests)} items; at most {MAX_BATCH} per call")
+    return {"requests": [order_request(item) for item in r.requests]}
 
 
-def record_payout(r: pb.RecordPayoutRequest) -> M.RecordPayout:
-    return M.RecordPayout(order_id=r.order_id, custodian_id=r.custodian_id, asset=r.asset, quantity=r.quantity,
-                          tx_hash=r.tx_hash)
+@_fields(M.UpdateFund)
+def _update_fund(r: pb.UpdateFundRequest) -> dict[str, Any]:
+    """custodian_priority comes wrapped (present and empty clears it). An assets entry replaces all of
+    that asset's terms: its empty fields go to the ledger, which refuses them, never to a default
+    that would silently zero a cap or a buffer."""
+    return {
+        "custodian_priority": list(r.custodian_priority.custodian_ids) if r.HasField("custodian_priority") else None,
+        "assets": [M.FundAssetSpec(asset=a.asset, staking_cap=a.staking_cap, liquidity_buffer=a.liquidity_buffer,
+                                   unbonding_seconds=a.unbonding_seconds,
+                                   seed_quantity_per_unit=a.seed_quantity_per_unit) for a in r.assets] or None,
+    }
+
+
+@_fields(M.RegisterCalendar)
+def _register_calendar(r: pb.RegisterCalendarRequest) -> dict[str, Any]:
+    return {"weekend_days": list(r.weekend_days.days) if r.HasField("weekend_days") else None}  # comes wrapped
 
 
 # == results -> replies =============================================================================
+def reply(message_type: type[R], value: Any, decimals: Decimals) -> R:
+    """The ``message_type`` message for a result (a Struct, a list of them or None)."""
+    return _builder(message_type)(value, decimals)  # type: ignore[return-value]
+
+
+_NOT_THERE = object()
+
+
+@cache
+def _builder(message_type: type[Message]) -> Callable[[Any, Decimals], Message]:
+    """How a message is made: by its formatter in ``FORMATTERS`` where figures are formatted; else
+    field by field from the result's attributes of the same names (a message field made the same way,
+    a repeated one item by item, an enum from its name, None left out), and a message of one field
+    from the whole result when it has no attribute of that name (SettleOrderReply.order: the Order)."""
+    formatter = FORMATTERS.get(message_type.DESCRIPTOR.full_name)
+    if formatter is not None:
+        return formatter
+    fields = [(f.name, _field_builder(f)) for f in message_type.DESCRIPTOR.fields]
+    whole = len(fields) == 1
+
+    def build(value: Any, decimals: Decimals) -> Message:
+        values = {}
+        for name, make in fields:
+            item = getattr(value, name, _NOT_THERE) if isinstance(value, msgspec.Struct) else _NOT_THERE
+            if item is _NOT_THERE:
+                if not whole:
+                    raise TypeError(f"{type(value).__name__} has no {name} for {message_type.__name__}")
+                item = value
+            if item is not None:
+                values[name] = item if make is None else make(item, decimals)
+        return message_type(**values)
+
+    return build
+
+
+def _field_builder(field: FieldDescriptor) -> Callable[[Any, Decimals], Any] | None:
+    if field.message_type is None:
+        return None  # copied (an enum by its name)
+    make = _builder(GetMessageClass(field.message_type))
+    if field.is_repeated:
+        return lambda items, decimals: [make(item, decimals) for item in items]
+    return make
+
+
 def _text(value: int | None, fmt: Callable[[int], str]) -> str:
     return "" if value is None else fmt(value)
 
@@ -330,18 +378,6 @@ def order(o: M.Order, decimals: Decimals) -> pb.Order:
     )
 
 
-def fund_summary(t: M.FundTerms) -> pb.FundSummary:
-    return pb.FundSummary(fund_id=t.fund_id, name=t.name, base_currency=t.base_currency,
-                          dealing_status=pb.DealingStatus.Value.Value(t.dealing_status))
-
-
-def wallet(w: M.Wallet) -> pb.Wallet:
-    return pb.Wallet(wallet_id=w.wallet_id, participant_id=w.participant_id, asset=w.asset, address=w.address,
-                     label=w.label, status=WALLET_STATUS_VALUE[w.status], registered_by=w.registered_by,
-                     approved_by=w.approved_by, revoked_by=w.revoked_by, revoke_reason=w.revoke_reason,
-                     registered_at=w.registered_at, updated_at=w.updated_at)
-
-
 def nav(n: M.Nav, decimals: Decimals) -> pb.Nav:
     return pb.Nav(
         fund_id=n.fund_id,
@@ -377,24 +413,6 @@ def holdings(h: M.Holdings, decimals: Decimals) -> pb.Holdings:
     )
 
 
-def capacity(c: M.Capacity) -> pb.Capacity:
-    return pb.Capacity(
-        fund_id=c.fund_id,
-        create=pb.CapacitySide(units=c.create.units, binding_reason=c.create.binding_reason),
-        redeem=pb.CapacitySide(units=c.redeem.units, binding_reason=c.redeem.binding_reason),
-    )
-
-
-def publish_result(r: M.PublishResult) -> pb.PublishPricesReply:
-    return pb.PublishPricesReply(applied=r.applied, ignored=r.ignored)
-
-
-def calendar(c: M.CalendarInfo) -> pb.Calendar:
-    return pb.Calendar(calendar_id=c.calendar_id, time_zone=c.time_zone, holidays=c.holidays,
-                       weekend_days=c.weekend_days,
-                       closed=[pb.ClosedDay(date=d.date, reason=d.reason) for d in c.closed])
-
-
 def official_nav(n: M.OfficialNav, decimals: Decimals) -> pb.OfficialNav:
     return pb.OfficialNav(
         fund_id=n.fund_id, dealing_date=n.dealing_date, nav=format_money(n.nav),
@@ -418,3 +436,10 @@ def pcf(p: M.Pcf, decimals: Decimals) -> pb.Pcf:
         prices=[pb.PcfPrice(asset=line.asset, price=format_price(line.price)) for line in p.prices],
         published_at=p.published_at,
     )
+
+
+# The messages whose figures are formatted (the rest are made field by field: ``reply``).
+FORMATTERS: dict[str, Callable[[Any, Decimals], Message]] = {
+    message.DESCRIPTOR.full_name: formatter for message, formatter in (
+        (pb.Basket, basket), (pb.Order, order), (pb.Nav, nav), (pb.Holdings, holdings),
+        (pb.OfficialNav, official_nav), (pb.Pcf, pcf))}

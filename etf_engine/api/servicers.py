@@ -1,5 +1,12 @@
 """The servicers of etf_engine.v1: parse a request, hand it to the engine, format the reply.
 
+Command RPCs are served by one generic path, from ``COMMANDS``: an RPC named as a command of
+``model.py`` (RegisterAsset -> ``M.RegisterAsset``) converts its request into that command
+(``convert.command``), executes it and makes the reply from the result (``convert.reply``). The
+fields that come from who calls are set from the principal: ``principal`` always, ``participant_id``
+for a participant acting as itself or on its own orders (the method's participant_scope in the
+proto). A new command RPC therefore needs nothing here. Reads and streams are written out below.
+
 Authentication, the role table and error mapping live in the interceptor (``auth``); what needs
 ledger data (a participant's eligible funds, whose order it is) is checked here, inside the
 operation the writer runs, so that the check and the read see the same state.
@@ -9,12 +16,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc.aio
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
 
 from etf_engine import model as M
 from etf_engine.api import convert
+from etf_engine.api.access import AS_ITSELF, OWN_ORDERS, RULES
 from etf_engine.api.auth import PARTICIPANT, Principal, current_principal
 from etf_engine.engine import ANY_RECORD, Engine
 from etf_engine.errors import PERMISSION_DENIED, EngineError, invalid, quote
@@ -24,7 +36,7 @@ from etf_engine.v1 import engine_pb2_grpc as rpc
 
 Context = grpc.aio.ServicerContext
 T = TypeVar("T")
-MAX_BATCH = 1000  # SubmitOrders items per call: keeps a reply of full orders well under the message cap
+R = TypeVar("R", bound=Message)
 DEFAULT_PAGE = 1000
 MAX_PAGE = 5000
 EVENTS_PAGE = 500  # StreamEvents reads the journal this many records at a time
@@ -60,114 +72,88 @@ def _order_seq(order_id: str) -> int:
     return int(order_id[4:])
 
 
+# == command RPCs ===================================================================================
+# Command fields that come from who calls, never from the request.
+FROM_CALLER: dict[str, Callable[[Principal], Any]] = {
+    "principal": lambda p: p.name,  # every command that has the field (who did it: the audit trail)
+    "participant_id": lambda p: p.participant_id,  # participant_scope AS_ITSELF or OWN_ORDERS (issuer: None)
+}
+
+
+@dataclass(frozen=True)
+class Command:
+    type: type[M.Struct]  # the command of model.py the request becomes
+    reply: type[Message]  # made from the command's result
+    scope: str  # the method's participant_scope: OWN_ORDERS checks that the order is the caller's
+    caller: tuple[str, ...]  # its fields set from FROM_CALLER
+
+
+def _commands(service: ServiceDescriptor) -> dict[str, Command]:
+    """RPC name -> Command for every unary RPC of ``service`` named as a command of model.py."""
+    table = {}
+    for method in service.methods:
+        command_type = getattr(M, method.name, None)
+        if method.server_streaming or not (isinstance(command_type, type) and issubclass(command_type, M.Struct)):
+            continue
+        rule = RULES.get(f"/{service.full_name}/{method.name}")
+        scope = rule.participant_scope if rule is not None else ""
+        caller = tuple(n for n in FROM_CALLER if n in command_type.__struct_fields__ and (
+            n != "participant_id" or scope in (AS_ITSELF, OWN_ORDERS)))
+        problems = [] if command_type in convert.FIELDS else convert.unconverted(
+            GetMessageClass(method.input_type), command_type, caller)
+        if problems:
+            raise TypeError(f"{method.full_name}: " + "; ".join(problems))
+        table[method.name] = Command(command_type, GetMessageClass(method.output_type), scope, caller)
+    return table
+
+
+COMMANDS: dict[str, dict[str, Command]] = {s.name: _commands(s) for s in pb.DESCRIPTOR.services_by_name.values()}
+
+
+def _serve(name: str, spec: Command) -> Callable[[Any, Message, Context], Awaitable[Message]]:
+    async def serve(self: _Servicer, request: Message, context: Context) -> Message:
+        principal = current_principal()
+        command: Any = convert.command(spec.type, request, {n: FROM_CALLER[n](principal) for n in spec.caller})
+        if spec.scope == OWN_ORDERS:  # checked in the writer's operation, on the state the command meets
+
+            def own(ledger: Ledger, now_ms: int) -> tuple[Any, list[M.Event]]:
+                _check_order(principal, ledger.get_order(command.order_id))
+                return ledger.execute(command, now_ms)
+
+            result = await self.engine.submit(own)
+        else:
+            result = await self.engine.execute(command)
+        return convert.reply(spec.reply, result, self.engine.decimals)
+
+    serve.__name__ = serve.__qualname__ = name
+    return serve
+
+
 class _Servicer:
+    SERVICE = ""  # the proto service: its command RPCs not written out in the class are served generically
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, spec in COMMANDS.get(cls.SERVICE, {}).items():
+            if name not in cls.__dict__:
+                setattr(cls, name, _serve(name, spec))
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def order(self, o: M.Order) -> pb.Order:
         return convert.order(o, self.engine.decimals)
 
+    def reply(self, message_type: type[R], value: Any) -> R:
+        return convert.reply(message_type, value, self.engine.decimals)
+
 
 class AdminServicer(_Servicer, rpc.AdminServicer):
-    async def RegisterAsset(self, request: pb.RegisterAssetRequest, context: Context) -> pb.RegisterAssetReply:
-        await self.engine.execute(convert.register_asset(request))
-        return pb.RegisterAssetReply()
-
-    async def RegisterCustodian(
-        self, request: pb.RegisterCustodianRequest, context: Context
-    ) -> pb.RegisterCustodianReply:
-        await self.engine.execute(convert.register_custodian(request))
-        return pb.RegisterCustodianReply()
-
-    async def SetCustodianLicence(
-        self, request: pb.SetCustodianLicenceRequest, context: Context
-    ) -> pb.SetCustodianLicenceReply:
-        await self.engine.execute(convert.set_custodian_licence(request))
-        return pb.SetCustodianLicenceReply()
-
-    async def RegisterParticipant(
-        self, request: pb.RegisterParticipantRequest, context: Context
-    ) -> pb.RegisterParticipantReply:
-        await self.engine.execute(convert.register_participant(request))
-        return pb.RegisterParticipantReply()
-
-    async def CreateFund(self, request: pb.CreateFundRequest, context: Context) -> pb.CreateFundReply:
-        await self.engine.execute(convert.create_fund(request))
-        return pb.CreateFundReply()
-
-    async def UpdateFund(self, request: pb.UpdateFundRequest, context: Context) -> pb.UpdateFundReply:
-        await self.engine.execute(convert.update_fund(request))
-        return pb.UpdateFundReply()
-
-    async def AdjustHolding(self, request: pb.AdjustHoldingRequest, context: Context) -> pb.AdjustHoldingReply:
-        await self.engine.execute(convert.adjust_holding(request))
-        return pb.AdjustHoldingReply()
-
-    async def AdjustCash(self, request: pb.AdjustCashRequest, context: Context) -> pb.AdjustCashReply:
-        await self.engine.execute(convert.adjust_cash(request))
-        return pb.AdjustCashReply()
-
-    async def Stake(self, request: pb.StakeRequest, context: Context) -> pb.StakeReply:
-        await self.engine.execute(convert.stake(request))
-        return pb.StakeReply()
-
-    async def Unstake(self, request: pb.UnstakeRequest, context: Context) -> pb.UnstakeReply:
-        await self.engine.execute(convert.unstake(request))
-        return pb.UnstakeReply()
-
-    async def RecordStakingReward(
-        self, request: pb.RecordStakingRewardRequest, context: Context
-    ) -> pb.RecordStakingRewardReply:
-        await self.engine.execute(convert.record_staking_reward(request))
-        return pb.RecordStakingRewardReply()
-
-    async def RecordSlashing(self, request: pb.RecordSlashingRequest, context: Context) -> pb.RecordSlashingReply:
-        await self.engine.execute(convert.record_slashing(request))
-        return pb.RecordSlashingReply()
-
-    async def PublishPrices(self, request: pb.PublishPricesRequest, context: Context) -> pb.PublishPricesReply:
-        return convert.publish_result(await self.engine.execute(convert.publish_prices(request)))
-
-    async def SettleOrder(self, request: pb.SettleOrderRequest, context: Context) -> pb.SettleOrderReply:
-        order = await self.engine.execute(M.SettleOrder(order_id=request.order_id))
-        return pb.SettleOrderReply(order=self.order(order))
-
-    async def RegisterCalendar(
-        self, request: pb.RegisterCalendarRequest, context: Context
-    ) -> pb.RegisterCalendarReply:
-        await self.engine.execute(convert.register_calendar(request))
-        return pb.RegisterCalendarReply()
-
-    async def SetHolidays(self, request: pb.SetHolidaysRequest, context: Context) -> pb.SetHolidaysReply:
-        await self.engine.execute(convert.set_holidays(request))
-        return pb.SetHolidaysReply()
-
-    async def CloseDealingDay(self, request: pb.CloseDealingDayRequest, context: Context) -> pb.CloseDealingDayReply:
-        await self.engine.execute(convert.close_dealing_day(request))
-        return pb.CloseDealingDayReply()
+    SERVICE = "Admin"
 
     async def GetCalendar(self, request: pb.GetCalendarRequest, context: Context) -> pb.Calendar:
         calendar_id = request.calendar_id
-        return convert.calendar(await self.engine.read(lambda ledger, now_ms: ledger.get_calendar(calendar_id)))
-
-    async def StrikeNav(self, request: pb.StrikeNavRequest, context: Context) -> pb.StrikeNavReply:
-        result = await self.engine.execute(convert.strike_nav(request))
-        decimals = self.engine.decimals
-        return pb.StrikeNavReply(nav=convert.official_nav(result.nav, decimals), pcf=convert.pcf(result.pcf, decimals),
-                                 priced_orders=result.priced_orders)
-
-    async def RegisterWallet(self, request: pb.RegisterWalletRequest, context: Context) -> pb.RegisterWalletReply:
-        command = convert.register_wallet(request, current_principal().name)
-        return pb.RegisterWalletReply(wallet=convert.wallet(await self.engine.execute(command)))
-
-    async def ApproveWallet(self, request: pb.ApproveWalletRequest, context: Context) -> pb.ApproveWalletReply:
-        command = M.ApproveWallet(wallet_id=request.wallet_id, principal=current_principal().name)
-        return pb.ApproveWalletReply(wallet=convert.wallet(await self.engine.execute(command)))
-
-    async def RevokeWallet(self, request: pb.RevokeWalletRequest, context: Context) -> pb.RevokeWalletReply:
-        command = M.RevokeWallet(wallet_id=request.wallet_id, reason=request.reason,
-                                 principal=current_principal().name)
-        return pb.RevokeWalletReply(wallet=convert.wallet(await self.engine.execute(command)))
+        return self.reply(pb.Calendar, await self.engine.read(lambda ledger, now_ms: ledger.get_calendar(calendar_id)))
 
     async def ListWallets(self, request: pb.ListWalletsRequest, context: Context) -> pb.ListWalletsReply:
         principal = current_principal()
@@ -179,22 +165,13 @@ class AdminServicer(_Servicer, rpc.AdminServicer):
                                                      "wallets")
             participant_id = own
         wallets = await self.engine.read(lambda ledger, now_ms: ledger.list_wallets(participant_id))
-        return pb.ListWalletsReply(wallets=[convert.wallet(w) for w in wallets])
-
-    async def RecordDelivery(self, request: pb.RecordDeliveryRequest, context: Context) -> pb.RecordDeliveryReply:
-        return pb.RecordDeliveryReply(order=self.order(await self.engine.execute(convert.record_delivery(request))))
-
-    async def RecordPayout(self, request: pb.RecordPayoutRequest, context: Context) -> pb.RecordPayoutReply:
-        return pb.RecordPayoutReply(order=self.order(await self.engine.execute(convert.record_payout(request))))
+        return self.reply(pb.ListWalletsReply, wallets)
 
     async def ListParticipants(
         self, request: pb.ListParticipantsRequest, context: Context
     ) -> pb.ListParticipantsReply:
         participants = await self.engine.read(lambda ledger, now_ms: ledger.list_participants())
-        return pb.ListParticipantsReply(participants=[
-            pb.Participant(participant_id=p.participant_id, name=p.name, eligible_fund_ids=p.eligible_fund_ids,
-                           max_units_per_order=p.max_units_per_order, max_units_per_day=p.max_units_per_day)
-            for p in participants])
+        return self.reply(pb.ListParticipantsReply, participants)
 
     async def GetHoldings(self, request: pb.GetHoldingsRequest, context: Context) -> pb.Holdings:
         fund_id = request.fund_id
@@ -203,18 +180,7 @@ class AdminServicer(_Servicer, rpc.AdminServicer):
 
 
 class DealingServicer(_Servicer, rpc.DealingServicer):
-    async def SubmitOrder(self, request: pb.SubmitOrderRequest, context: Context) -> pb.SubmitOrderReply:
-        command = M.SubmitOrder(participant_id=_participant_id(current_principal()),
-                                request=convert.order_request(request))
-        return pb.SubmitOrderReply(order=self.order(await self.engine.execute(command)))
-
-    async def SubmitOrders(self, request: pb.SubmitOrdersRequest, context: Context) -> pb.SubmitOrdersReply:
-        if len(request.requests) > MAX_BATCH:
-            raise invalid("requests", f"{len(request.requests)} items; at most {MAX_BATCH} per call")
-        command = M.SubmitOrders(participant_id=_participant_id(current_principal()),
-                                 requests=[convert.order_request(r) for r in request.requests])
-        orders = await self.engine.execute(command)
-        return pb.SubmitOrdersReply(orders=[self.order(o) for o in orders])
+    SERVICE = "Dealing"
 
     async def CheckOrder(self, request: pb.CheckOrderRequest, context: Context) -> pb.CheckOrderReply:
         pid = _participant_id(current_principal())
@@ -226,7 +192,7 @@ class DealingServicer(_Servicer, rpc.DealingServicer):
         pid = _participant_id(current_principal())
         fund_id = request.fund_id
         result = await self.engine.read(lambda ledger, now_ms: ledger.get_capacity(pid, fund_id, now_ms))
-        return convert.capacity(result)
+        return self.reply(pb.Capacity, result)
 
     async def GetOrder(self, request: pb.GetOrderRequest, context: Context) -> pb.GetOrderReply:
         principal = current_principal()
@@ -266,19 +232,10 @@ class DealingServicer(_Servicer, rpc.DealingServicer):
         return pb.ListOrdersReply(orders=[self.order(o) for o in page],
                                   next_page_token=page[-1].order_id if more else "")
 
-    async def CancelOrder(self, request: pb.CancelOrderRequest, context: Context) -> pb.CancelOrderReply:
-        principal = current_principal()
-        command = M.CancelOrder(order_id=request.order_id, reason=request.reason,
-                                participant_id=principal.participant_id if principal.role == PARTICIPANT else None)
-
-        def cancel(ledger: Ledger, now_ms: int) -> tuple[Any, list[M.Event]]:
-            _check_order(principal, ledger.get_order(command.order_id))
-            return ledger.execute(command, now_ms)
-
-        return pb.CancelOrderReply(order=self.order(await self.engine.submit(cancel)))
-
 
 class ValuationServicer(_Servicer, rpc.ValuationServicer):
+    SERVICE = "Valuation"
+
     def __init__(self, engine: Engine, heartbeat_seconds: float = 15.0) -> None:
         super().__init__(engine)
         self.heartbeat_seconds = heartbeat_seconds
@@ -324,7 +281,7 @@ class ValuationServicer(_Servicer, rpc.ValuationServicer):
     ) -> pb.ListOfficialNavsReply:
         fund_id, low, high = request.fund_id, request.from_date, request.to_date
         navs = await self._fund_read(fund_id, lambda ledger: ledger.list_official_navs(fund_id, low, high))
-        return pb.ListOfficialNavsReply(navs=[convert.official_nav(n, self.engine.decimals) for n in navs])
+        return self.reply(pb.ListOfficialNavsReply, navs)
 
     async def GetPcf(self, request: pb.GetPcfRequest, context: Context) -> pb.Pcf:
         fund_id, day = request.fund_id, request.dealing_date
@@ -355,7 +312,7 @@ class ValuationServicer(_Servicer, rpc.ValuationServicer):
                 eligible = set()
             return [t for t in funds if t.fund_id in eligible]
 
-        return pb.ListFundsReply(funds=[convert.fund_summary(t) for t in await self.engine.read(read)])
+        return self.reply(pb.ListFundsReply, await self.engine.read(read))
 
     async def StreamEvents(self, request: pb.StreamEventsRequest,
                            context: Context) -> AsyncIterator[pb.JournalRecord]:
