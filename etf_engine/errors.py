@@ -104,3 +104,19 @@ def not_found(what: str, ident: object) -> EngineError:
 
 def precondition(reason: str, detail: str) -> EngineError:
     return EngineError(FAILED_PRECONDITION, f"{reason}: {detail}")
+
+
+# The invariants both ledgers keep (check_invariants), by the names a broken one is reported under.
+INV_NEGATIVE = "no negative bucket"
+INV_RESERVED = "reserved = open redemption legs"
+INV_CONSERVED = "assets conserved"
+INV_SHARES = "shares = created + settled creations - settled redemptions"
+INV_CACHES = "cached sums = what they sum"  # the core's running totals; the reference keeps none
+
+
+class InvariantBroken(AssertionError):
+    """A ledger's state breaks one of its invariants: a bug or damage, never a refused request."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(f"invariant {name!r} broken: {detail}")
+        self.name = name

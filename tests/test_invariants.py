@@ -15,10 +15,10 @@ import pytest
 from conftest import F1, NOW, sample
 
 from etf_engine import model as m
+from etf_engine.errors import INV_CONSERVED, INV_NEGATIVE, INV_RESERVED, INV_SHARES, InvariantBroken
 from etf_engine.journal.records import JournalError
 from etf_engine.journal.sqlite import SqliteJournal
 from etf_engine.journal.verify import verify
-from etf_engine.ledger import INV_CONSERVED, INV_NEGATIVE, INV_RESERVED, INV_SHARES, InvariantBroken
 from etf_engine.reference import ReferenceLedger
 
 pytestmark = pytest.mark.unit

@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from etf_engine.errors import InvariantBroken
 from etf_engine.journal.records import JournalError, Snapshot, apply_record, collector_paused, state_digest
-from etf_engine.ledger import InvariantBroken
 from etf_engine.snapshot import LedgerState
 
 if TYPE_CHECKING:

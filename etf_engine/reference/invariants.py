@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from etf_engine import model as m
-from etf_engine.ledger import INV_CONSERVED, INV_NEGATIVE, INV_RESERVED, INV_SHARES, InvariantBroken
+from etf_engine.errors import INV_CONSERVED, INV_NEGATIVE, INV_RESERVED, INV_SHARES, InvariantBroken
 from etf_engine.reference.state import Fund
 
 

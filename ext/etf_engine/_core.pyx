@@ -22,11 +22,9 @@ from etf_engine import addresses as ADDR
 from etf_engine import calendar as CAL
 from etf_engine import model as M
 from etf_engine import snapshot as S
-from etf_engine.ledger import (
-    INV_CACHES, INV_CONSERVED, INV_NEGATIVE, INV_RESERVED, INV_SHARES, invariant_broken,
-)
 from etf_engine.errors import (
-    ALREADY_EXISTS, EngineError, PERMISSION_DENIED, invalid, not_found, out_of_range, precondition, quote,
+    ALREADY_EXISTS, EngineError, INV_CACHES, INV_CONSERVED, INV_NEGATIVE, INV_RESERVED, INV_SHARES, InvariantBroken,
+    PERMISSION_DENIED, invalid, not_found, out_of_range, precondition, quote,
 )
 from etf_engine.numbers import (
     FRACTION_DP, FRACTION_SCALE, MAX_CREATION_UNIT, MAX_QUANTITY, MAX_SHARES, MONEY_DP, PRICE_DP,

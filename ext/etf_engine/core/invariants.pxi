@@ -23,12 +23,12 @@ def check_invariants(Ledger self, long long now_ms):
                     key = (leg.custodian_id, leg.asset)
                     legs[key] = legs.get(key, 0) + leg.quantity
         if f.shares < 0 or f.pending_redeem < 0:
-            raise invariant_broken(INV_NEGATIVE, f"fund {fund_id}: shares {f.shares}, pending {f.pending_redeem}")
+            raise InvariantBroken(INV_NEGATIVE, f"fund {fund_id}: shares {f.shares}, pending {f.pending_redeem}")
         if f.shares != f.initial_shares + settled:
-            raise invariant_broken(INV_SHARES, f"fund {fund_id}: {f.shares} outstanding, {f.initial_shares} "
+            raise InvariantBroken(INV_SHARES, f"fund {fund_id}: {f.shares} outstanding, {f.initial_shares} "
                                    f"created with {settled:+} settled")
         if f.pending_redeem != pending:
-            raise invariant_broken(INV_RESERVED, f"fund {fund_id}: {f.pending_redeem} shares pending, {pending} "
+            raise InvariantBroken(INV_RESERVED, f"fund {fund_id}: {f.pending_redeem} shares pending, {pending} "
                                    "in accepted redemptions")
         nav_num = f.cash * CENT
         for fa in f.assets:
@@ -36,29 +36,29 @@ def check_invariants(Ledger self, long long now_ms):
             for h in fa.holdings:
                 where = f"fund {fund_id} {h.custodian.custodian_id} {h.asset}"
                 if h.available < 0 or h.reserved < 0 or h.staked < 0 or h.unbonding < 0:
-                    raise invariant_broken(INV_NEGATIVE, f"{where}: {h.available} available, {h.reserved} "
+                    raise InvariantBroken(INV_NEGATIVE, f"{where}: {h.available} available, {h.reserved} "
                                            f"reserved, {h.staked} staked, {h.unbonding} unbonding")
                 if h.unbonding != sum([lot[1] for lot in h.lots]):
-                    raise invariant_broken(INV_CACHES, f"{where}: unbonding {h.unbonding} is not its lots")
+                    raise InvariantBroken(INV_CACHES, f"{where}: unbonding {h.unbonding} is not its lots")
                 if h.reserved != legs.get((h.custodian.custodian_id, h.asset), 0):
-                    raise invariant_broken(INV_RESERVED, f"{where}: {h.reserved} reserved, "
+                    raise InvariantBroken(INV_RESERVED, f"{where}: {h.reserved} reserved, "
                                            f"{legs.get((h.custodian.custodian_id, h.asset), 0)} in open legs")
                 held += h.available + h.reserved + h.staked + h.unbonding
                 reserved += h.reserved
                 illiquid += h.staked + h.unbonding
             for custodian_id, asset in legs:
                 if asset == fa.info.symbol and custodian_id not in fa.by_custodian:
-                    raise invariant_broken(INV_RESERVED, f"fund {fund_id}: an open leg at {custodian_id} {asset}, "
+                    raise InvariantBroken(INV_RESERVED, f"fund {fund_id}: an open leg at {custodian_id} {asset}, "
                                            "which holds nothing")
             if held != fa.came_in - fa.went_out:
-                raise invariant_broken(INV_CONSERVED, f"fund {fund_id} {fa.info.symbol}: {held} held, "
+                raise InvariantBroken(INV_CONSERVED, f"fund {fund_id} {fa.info.symbol}: {held} held, "
                                        f"{fa.came_in} came in, {fa.went_out} went out")
             if (fa.total, fa.reserved, fa.illiquid) != (held, reserved, illiquid):
-                raise invariant_broken(INV_CACHES, f"fund {fund_id} {fa.info.symbol}: cached total, reserved, "
+                raise InvariantBroken(INV_CACHES, f"fund {fund_id} {fa.info.symbol}: cached total, reserved, "
                                        f"illiquid {fa.total}, {fa.reserved}, {fa.illiquid}; held {held}, "
                                        f"{reserved}, {illiquid}")
             if fa.price.value is not None:
                 nav_num += held * fa.price.value * fa.info.factor
         if f.nav_num != nav_num:  # the priced assets' worth and the cash, whether or not a price is missing
-            raise invariant_broken(INV_CACHES, f"fund {fund_id}: cached NAV {f.nav_num} is not {nav_num} "
+            raise InvariantBroken(INV_CACHES, f"fund {fund_id}: cached NAV {f.nav_num} is not {nav_num} "
                                    "(1e-26 of base currency)")
