@@ -70,7 +70,7 @@ def test_group_commit_and_replies_wait_for_the_journal() -> None:
         await journal.waiting.wait()  # the writer is inside the first batch's append
         rest = [asyncio.ensure_future(engine.execute(M.RegisterAsset(symbol=f"A{i}", decimals=i)))
                 for i in range(9)]
-        read = asyncio.ensure_future(engine.read(lambda ledger, now_ms: ledger.state(now_ms)["assets"]))
+        read = asyncio.ensure_future(engine.read(lambda ledger, now_ms: ledger.state(now_ms).assets))
         await _settle_loop()
         assert not first.done() and not read.done()  # nothing is released before it is durable
         journal.gate.set()
@@ -111,14 +111,14 @@ def test_reads_and_refusals_wait_only_for_what_they_saw() -> None:
         engine = Engine(ledger(), journal, clock=lambda: T0)
         await engine.start()
         await engine.execute(M.RegisterAsset(symbol="BTC", decimals=8))
-        assets = engine.submit(lambda ledger, now_ms: (ledger.state(now_ms)["assets"], []), writes=False)
+        assets = engine.submit(lambda ledger, now_ms: (ledger.state(now_ms).assets, []), writes=False)
         assert assets.done() and len(assets.result()) == 1  # everything it saw is durable: no wait at all
         journal.gate.clear()
         first = engine.submit(lambda ledger, now_ms: ledger.execute(M.RegisterAsset(symbol="ETH", decimals=18),
                                                                     now_ms))
         again = engine.submit(lambda ledger, now_ms: ledger.execute(M.RegisterAsset(symbol="ETH", decimals=18),
                                                                     now_ms))
-        seen = engine.submit(lambda ledger, now_ms: (ledger.state(now_ms)["assets"], []), writes=False)
+        seen = engine.submit(lambda ledger, now_ms: (ledger.state(now_ms).assets, []), writes=False)
         await _settle_loop()
         # The refusal (ETH exists) and the read both saw the unjournaled ETH: neither is released yet.
         assert not first.done() and not again.done() and not seen.done()
