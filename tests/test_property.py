@@ -10,29 +10,43 @@ the fund on and off its calendar while time passes across cut-offs and midnights
 are registered, approved (four eyes) and revoked; F-1 may require delivery, redemptions name payout
 wallets, deliveries and payouts are recorded, and no order of a fund that requires delivery ever
 settles without its full evidence.
+
+A refusal is compared by its gRPC code and by what its message names (``refusal``): the field
+(INVALID_ARGUMENT, OUT_OF_RANGE, a batch item's as ``requests[i].units``), the reason code
+(FAILED_PRECONDITION), what was not found (NOT_FOUND), the batch item (other codes).
+Values are drawn near every limit of SPEC §1 (``near``): quantities at 10^30 smallest units and at
+10^30 minus a bucket, shares at 10^15, creation units at 10^8, units at the participant's order and
+daily limits and at the capacity GetCapacity reports, prices at 10^12, money at the engine's bound,
+caps and buffers at 0 and 1 and at the exact boundary of each §6 check, each with its neighbours.
+A mismatch the ledgers are known to have (``KNOWN``) is reproduced alone by a strict xfail at the end
+of this file and tolerated here (an example in which only one ledger accepted a command ends there,
+rejected); when the ledgers are made to agree, its xfail passes, which fails the run: then the xfail
+mark and the ``KNOWN`` entry go.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections import defaultdict
 from datetime import date, timedelta
 from fractions import Fraction
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, note, reject, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from etf_engine import calendar as CAL
 from etf_engine import model as M
-from etf_engine.errors import EngineError
+from etf_engine.errors import FAILED_PRECONDITION, INVALID_ARGUMENT, OUT_OF_RANGE, EngineError
+from etf_engine.numbers import MAX_MONEY
 
 pytestmark = pytest.mark.unit
 
 core = pytest.importorskip("etf_engine._core")
-reference = pytest.importorskip("etf_engine.reference")
+from etf_engine.reference import ReferenceLedger  # noqa: E402  (after the skip: no core, no comparison)
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DECIMALS = {"BTC": 8, "ETH": 18, "SOL": 9}
@@ -49,8 +63,95 @@ ADDRESSES = {  # valid mainnet addresses per asset's chain, and one malformed
     "SOL": ("11111111111111111111111111111111", "So11111111111111111111111111111111111111112", "0OIl"),
 }
 ISSUERS = ("ops", "ops-2")
-quantities = st.integers(min_value=1, max_value=10**6)
 REFUSED = object()
+INSTRUCTIONS = ("stake", "unstake", "reward", "slash", "add", "remove")
+SPOILED = {  # OrderRequest field -> values SubmitOrder refuses outright (SPEC §5)
+    "units": [0, -1], "side": ["HOLD", ""], "fund_id": ["F-9"], "client_order_id": ["", "c 1", "x" * 65],
+}
+
+# SPEC §1: exact up to these, refused beyond (MAX_MONEY, in cents, is the engine's own bound: §1 sets none)
+MAX_QUANTITY = 10**30  # smallest units in a bucket
+MAX_SHARES = 10**15  # shares outstanding, and units x creation_unit of one order
+MAX_UNIT = 10**8  # shares per creation unit
+MAX_PRICE = 10**12 * 10**8  # 10^12 base currency per whole asset, in 1e-8
+ONE = 10_000  # the fraction 1 (caps, buffers) in 1e-4
+
+
+def near(normal, *limits: int, low: int | None = None):
+    """``normal`` values half the time, else one of ``limits`` or a neighbour (limit - 1, limit + 1),
+    all at least ``low``."""
+    edges = sorted({v + d for v in limits for d in (-1, 0, 1) if low is None or v + d >= low})
+    return st.one_of(normal, st.sampled_from(edges)) if edges else normal
+
+
+# -- comparing refusals ---------------------------------------------------------------------------
+_ITEM = re.compile(r"requests\[\d+\]")
+
+
+def refusal(outcome) -> tuple | str:
+    """What an outcome is compared by when either ledger refuses: "accepted", or the refusal's code and
+    what its message names (errors.EngineError: "message names the field or the reason code").
+    INVALID_ARGUMENT and OUT_OF_RANGE messages start with the field, FAILED_PRECONDITION ones with the
+    reason code, before the first ": " (errors.invalid, out_of_range, precondition; SPEC §1, §6, §11);
+    NOT_FOUND ones are errors.not_found's "<what> '<id>' not found", compared whole; ALREADY_EXISTS and
+    PERMISSION_DENIED ones are free wording, compared by the batch item they name (SPEC §5)."""
+    if not isinstance(outcome, EngineError):
+        return "accepted"
+    if outcome.code in (INVALID_ARGUMENT, OUT_OF_RANGE, FAILED_PRECONDITION):
+        return outcome.code, outcome.message.split(": ", 1)[0]
+    if outcome.code == "NOT_FOUND":
+        return outcome.code, outcome.message
+    return outcome.code, tuple(_ITEM.findall(outcome.message))
+
+
+def _is(outcome, code: str, name: str) -> bool:
+    return refusal(outcome) == (code, name)
+
+
+def _accepted(outcome) -> bool:
+    return not isinstance(outcome, EngineError)
+
+
+def _code(outcome) -> str:
+    return outcome.code if isinstance(outcome, EngineError) else "accepted"
+
+
+# Mismatches found and not fixed yet: the name of the strict xfail below that reproduces it -> does a pair
+# of outcomes (command or read, core's, reference's) show it? Any other difference fails the run.
+KNOWN = {
+    # the reference has no bound on these: it accepts, or names what it checks later
+    "test_mismatch_participant_limit_beyond_shares": lambda c, core_out, ref_out: (
+        isinstance(c, M.RegisterParticipant)
+        and refusal(core_out) in {(OUT_OF_RANGE, "max_units_per_order"), (OUT_OF_RANGE, "max_units_per_day")}),
+    # the core has no bound on these: it accepts, or names a field it checks later
+    "test_mismatch_fund_money_beyond_bound": lambda c, core_out, ref_out: (
+        isinstance(c, (M.CreateFund, M.UpdateFund))
+        and refusal(ref_out) in {(OUT_OF_RANGE, f) for f in ("creation_fee", "redemption_fee", "seed_cash_per_unit")}),
+    "test_mismatch_min_liquid_units_beyond_shares": lambda c, core_out, ref_out: (
+        isinstance(c, (M.CreateFund, M.UpdateFund)) and refusal(core_out) == (OUT_OF_RANGE, "min_liquid_units")),
+    "test_mismatch_create_fund_exists_before_fields": lambda c, core_out, ref_out: (
+        isinstance(c, M.CreateFund) and _code(core_out) == "ALREADY_EXISTS"
+        and _code(ref_out) in (INVALID_ARGUMENT, OUT_OF_RANGE)),
+    "test_mismatch_create_fund_shares_before_assets": lambda c, core_out, ref_out: (
+        isinstance(c, M.CreateFund) and refusal(core_out)[1:] == ("initial_shares_outstanding",)
+        and _code(ref_out) in (INVALID_ARGUMENT, OUT_OF_RANGE) and ref_out.message.startswith("assets[")),
+    "test_mismatch_capacity_at_share_limit": lambda c, core_out, ref_out: (
+        isinstance(c, tuple) and c[0] == "get_capacity"
+        and isinstance(core_out, M.Capacity) and isinstance(ref_out, M.Capacity)
+        and all(a.units == b.units and a.binding_reason == "" != b.binding_reason or a == b
+                for a, b in ((core_out.create, ref_out.create), (core_out.redeem, ref_out.redeem)))),
+    "test_mismatch_settle_names_field": lambda c, core_out, ref_out: (
+        isinstance(c, M.SettleOrder) and refusal(ref_out) == (OUT_OF_RANGE, "order_id")
+        and refusal(core_out) in {(OUT_OF_RANGE, "quantity"), (OUT_OF_RANGE, "shares_outstanding")}),
+    "test_mismatch_cash_delta_beyond_bound": lambda c, core_out, ref_out: (
+        isinstance(c, M.AdjustCash) and _accepted(core_out) and _is(ref_out, OUT_OF_RANGE, "delta")),
+    "test_mismatch_cash_balance_beyond_bound": lambda c, core_out, ref_out: (
+        isinstance(c, M.AdjustCash) and _is(core_out, OUT_OF_RANGE, "delta") and _accepted(ref_out)),
+    "test_mismatch_unstake_counts_matured_lot": lambda c, core_out, ref_out: (
+        type(c) is M.Unstake and _is(core_out, OUT_OF_RANGE, "quantity") and _accepted(ref_out)),
+    "test_mismatch_reward_misses_matured_lot": lambda c, core_out, ref_out: (
+        type(c) is M.RecordStakingReward and _accepted(core_out) and _is(ref_out, OUT_OF_RANGE, "quantity")),
+}
 
 
 def text(q: int, decimals: int) -> str:
@@ -60,29 +161,34 @@ def text(q: int, decimals: int) -> str:
     return f"{sign}{whole}.{str(frac).rjust(decimals, '0')}" if decimals else f"{sign}{whole}"
 
 
+def attempt(call, *args):
+    """call(*args), or the EngineError it raised."""
+    try:
+        return call(*args)
+    except EngineError as error:
+        return error
+
+
 class CoreAgainstReference(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.core = core.Ledger()
-        self.ref = reference.ReferenceLedger()
+        self.ref = ReferenceLedger()
         self.now = T0
         self.events: list[M.Event] = []
         self.flow: dict[tuple[str, str], int] = defaultdict(int)  # (fund, asset) -> in - out
         self.nps_at_acceptance: dict[str, Fraction] = {}
+        self.diverged = False  # a known mismatch left the two ledgers in different states
+        self.refused: tuple | str = ""  # refusal() of the last command refused
 
     # -- driving both ------------------------------------------------------------------------
     def both(self, command):
-        """Execute on both ledgers; both refuse with the same code or both return the same.
+        """Execute on both ledgers; both refuse alike (``refusal``) or both return the same.
         Returns REFUSED or the result."""
-        outcomes = []
-        for ledger in (self.core, self.ref):
-            try:
-                outcomes.append(ledger.execute(command, self.now))
-            except EngineError as error:
-                outcomes.append(error.code)
-        (core_out, ref_out) = outcomes
-        if isinstance(core_out, str) or isinstance(ref_out, str):
-            assert core_out == ref_out, (command, core_out, ref_out)
+        core_out, ref_out = (attempt(ledger.execute, command, self.now) for ledger in (self.core, self.ref))
+        if isinstance(core_out, EngineError) or isinstance(ref_out, EngineError):
+            self.agree(command, core_out, ref_out, refusal(core_out) == refusal(ref_out))
+            self.refused = refusal(core_out)
             return REFUSED
         assert core_out[0] == ref_out[0], command
         assert core_out[1] == ref_out[1], command
@@ -90,26 +196,65 @@ class CoreAgainstReference(RuleBasedStateMachine):
         return core_out[0]
 
     def read(self, method: str, *args):
-        outcomes = []
-        for ledger in (self.core, self.ref):
-            try:
-                outcomes.append(getattr(ledger, method)(*args))
-            except EngineError as error:
-                outcomes.append(error.code)
-        assert outcomes[0] == outcomes[1], (method, args, outcomes)
-        return outcomes[0]
+        """A read on both ledgers: the same answer or the same refusal. Returns REFUSED or the answer."""
+        core_out, ref_out = (attempt(getattr(ledger, method), *args) for ledger in (self.core, self.ref))
+        if isinstance(core_out, EngineError) or isinstance(ref_out, EngineError):
+            self.agree((method, *args), core_out, ref_out, refusal(core_out) == refusal(ref_out))
+            return REFUSED
+        self.agree((method, *args), core_out, ref_out, core_out == ref_out)
+        return core_out
+
+    def agree(self, what, core_out, ref_out, same: bool) -> None:
+        """The two outcomes must be the ``same``, unless the pair is a KNOWN mismatch. A known one where
+        only one ledger refused a command leaves them apart: the example ends there (rejected)."""
+        if same:
+            return
+        known = [name for name, shows in KNOWN.items() if shows(what, core_out, ref_out)]
+        self.diverged = self.diverged or not known  # no replay check in teardown after a failure
+        assert known, (f"mismatch: core {refusal(core_out)}, reference {refusal(ref_out)} on {what!r}: "
+                       f"core {core_out!r}, reference {ref_out!r}")
+        event(f"known mismatch ({known[0]})")
+        note(f"known mismatch ({known[0]}) on {what!r}: core {core_out!r}, reference {ref_out!r}")
+        if isinstance(core_out, EngineError) != isinstance(ref_out, EngineError) and isinstance(what, M.Struct):
+            self.diverged = True
+            reject()
 
     def orders(self, status: str) -> list[M.Order]:
         return self.core.list_orders("", status, None)
 
+    def figures(self, fund_id: str, custodian_id: str, asset: str) -> tuple[M.HoldingRow, M.AssetSummary]:
+        """The holding and the asset's sums now, as the reference reads them (a read of the core would
+        release its matured lots, which a command must do by itself)."""
+        holdings = self.ref.get_holdings(fund_id, self.now)
+        row = next((h for h in holdings.holdings if (h.custodian_id, h.asset) == (custodian_id, asset)),
+                   M.HoldingRow(custodian_id=custodian_id, asset=asset, available=0, reserved=0, staked=0,
+                                unbonding=0, licensed=True))
+        return row, next(a for a in holdings.assets if a.asset == asset)
+
+    def fund_state(self, fund_id: str):
+        """The fund's row of the reference's state (snapshot.FundState)."""
+        return next(f for f in self.ref.state(self.now).funds if f.terms.fund_id == fund_id)
+
+    def terms(self, fund_id: str) -> M.FundTerms:
+        return self.fund_state(fund_id).terms
+
+    def limits(self, participant: str) -> tuple[int, int]:
+        """(max_units_per_order, max_units_per_day) of a participant."""
+        p = next(p for p in self.ref.list_participants() if p.participant_id == participant)
+        return p.max_units_per_order, p.max_units_per_day
+
     # -- set-up ------------------------------------------------------------------------------
     @initialize(
-        caps=st.lists(st.integers(0, 10_000), min_size=3, max_size=3),
-        buffers=st.lists(st.integers(0, 5_000), min_size=3, max_size=3),
-        unit=st.sampled_from([1, 10, 50_000]),
+        caps=st.lists(st.one_of(st.integers(0, ONE), st.sampled_from([0, 1, ONE - 1, ONE])), min_size=3, max_size=3),
+        buffers=st.lists(st.one_of(st.integers(0, 5_000), st.sampled_from([0, 1, ONE - 1, ONE])), min_size=3,
+                         max_size=3),
+        unit=st.sampled_from([1, 10, 50_000, MAX_UNIT - 1, MAX_UNIT]),
         min_liquid=st.integers(0, 2),
-        shares=st.sampled_from([0, 1_000_000]),
-        holdings=st.lists(st.integers(0, 10**12), min_size=9, max_size=9),
+        shares=st.sampled_from([0, 1_000_000, MAX_SHARES - 1, MAX_SHARES]),
+        holdings=st.lists(near(st.integers(0, 10**12), MAX_QUANTITY, low=0), min_size=9, max_size=9),
+        staked=st.lists(st.sampled_from([0, 0, 1, 2]), min_size=9, max_size=9),  # none, half, all
+        limits=st.lists(st.tuples(st.sampled_from([20, 20, 20, 1, MAX_SHARES // 2, MAX_SHARES]),
+                                  st.sampled_from([60, 60, 20, 21, MAX_SHARES])), min_size=2, max_size=2),
         weekend=st.sampled_from([None, [], [5, 6, 7]]),
         holidays=st.lists(st.integers(0, 12), max_size=3, unique=True),
         cutoff=st.sampled_from(["16:00", "08:00:01", "23:59:59", "00:00"]),
@@ -118,8 +263,8 @@ class CoreAgainstReference(RuleBasedStateMachine):
         confirmations=st.lists(st.integers(0, 2), min_size=3, max_size=3),
         delivery=st.booleans(),
     )
-    def setup(self, caps, buffers, unit, min_liquid, shares, holdings, weekend, holidays, cutoff, settlement,
-              pricing, confirmations, delivery):
+    def setup(self, caps, buffers, unit, min_liquid, shares, holdings, staked, limits, weekend, holidays, cutoff,
+              settlement, pricing, confirmations, delivery):
         self.both(M.RegisterCalendar(calendar_id=CALENDAR, time_zone="Asia/Hong_Kong", weekend_days=weekend,
                                      holidays=[self.day(d) for d in holidays]))
         for (symbol, decimals), needed in zip(DECIMALS.items(), confirmations, strict=True):
@@ -127,9 +272,9 @@ class CoreAgainstReference(RuleBasedStateMachine):
         for cid in CUSTODIANS:
             self.both(M.RegisterCustodian(custodian_id=cid, name=cid, licence_number="L-" + cid,
                                           licence_status="ACTIVE", licence_expires_at=T0 // 1000 + 10 * 86_400))
-        for pid in PARTICIPANTS:
+        for pid, (per_order, per_day) in zip(PARTICIPANTS, limits, strict=True):
             self.both(M.RegisterParticipant(participant_id=pid, name=pid, eligible_fund_ids=list(FUNDS),
-                                            max_units_per_order=20, max_units_per_day=60))
+                                            max_units_per_order=per_order, max_units_per_day=per_day))
         for fund_id in FUNDS:
             self.both(M.CreateFund(
                 fund_id=fund_id, name=fund_id, base_currency="HKD", creation_unit=unit,
@@ -137,17 +282,23 @@ class CoreAgainstReference(RuleBasedStateMachine):
                 min_liquid_units=min_liquid, initial_shares_outstanding=shares, seed_cash_per_unit="12.34",
                 require_delivery=delivery and fund_id == "F-1",
                 redemption_fee="100", creation_fee="50.5",
-                assets=[M.FundAssetSpec(asset=a, staking_cap=text(c, 4), liquidity_buffer=text(b, 4),
-                                        unbonding_seconds=3600, seed_quantity_per_unit=text(7 * 10**d, d))
-                        for (a, d), c, b in zip(DECIMALS.items(), caps, buffers, strict=True)],
+                assets=[M.FundAssetSpec(asset=a, staking_cap="1", liquidity_buffer="0", unbonding_seconds=3600,
+                                        seed_quantity_per_unit=text(7 * 10**d, d)) for a, d in DECIMALS.items()],
                 **({} if fund_id == "F-1" else {
                     "calendar_id": CALENDAR, "dealing_cutoff": cutoff, "create_settlement_days": settlement[0],
                     "redeem_settlement_days": settlement[1], "pricing": pricing}),
             ))
-            for i, q in enumerate(holdings):
+            for i, (q, share) in enumerate(zip(holdings, staked, strict=True)):
                 asset = list(DECIMALS)[i % 3]
                 if q:
                     self.adjust(fund_id, CUSTODIANS[i // 3], asset, q)
+                if q * share // 2:  # staked under a cap of 1, then the drawn caps: a fund may start in breach
+                    self.both(M.Stake(fund_id=fund_id, custodian_id=CUSTODIANS[i // 3], asset=asset,
+                                      quantity=text(q * share // 2, DECIMALS[asset])))
+            self.both(M.UpdateFund(fund_id=fund_id, assets=[
+                M.FundAssetSpec(asset=a, staking_cap=text(c, 4), liquidity_buffer=text(b, 4), unbonding_seconds=3600,
+                                seed_quantity_per_unit=text(7 * 10**d, d))
+                for (a, d), c, b in zip(DECIMALS.items(), caps, buffers, strict=True)]))
         for pick, pid in enumerate(PARTICIPANTS):  # whitelisted from the start; the rules add and revoke
             for asset in DECIMALS:
                 wallet = self.both(M.RegisterWallet(participant_id=pid, asset=asset, address=ADDRESSES[asset][pick],
@@ -165,23 +316,25 @@ class CoreAgainstReference(RuleBasedStateMachine):
 
     def next_unstruck(self, fund_id: str) -> str | None:
         """The dealing day StrikeNav would take next for the fund (None without a calendar)."""
-        terms = next(t for t, *_ in self.core.state(self.now)["funds"] if t["fund_id"] == fund_id)
-        if not terms["calendar_id"]:
+        terms = self.terms(fund_id)
+        if not terms.calendar_id:
             return None
         info = self.core.get_calendar(CALENDAR)
         cal = CAL.Calendar(CALENDAR, info.time_zone, frozenset(map(date.fromisoformat, info.holidays)),
                            frozenset(info.weekend_days), {date.fromisoformat(c.date): c.reason for c in info.closed})
         struck = {nav.dealing_date for nav in self.core.list_official_navs(fund_id, "", "")}
-        day = date.fromisoformat(terms["first_dealing_date"])
+        day = date.fromisoformat(terms.first_dealing_date)
         while not CAL.is_dealing_day(cal, day) or day.isoformat() in struck:
             day += timedelta(days=1)
         return day.isoformat()
 
-    def adjust(self, fund_id: str, custodian_id: str, asset: str, q: int) -> None:
+    def adjust(self, fund_id: str, custodian_id: str, asset: str, q: int) -> bool:
         command = M.AdjustHolding(fund_id=fund_id, custodian_id=custodian_id, asset=asset,
                                   delta=text(q, DECIMALS[asset]))
-        if self.both(command) is not REFUSED:
-            self.flow[(fund_id, asset)] += q
+        if self.both(command) is REFUSED:
+            return False
+        self.flow[(fund_id, asset)] += q
+        return True
 
     # -- rules -------------------------------------------------------------------------------
     def wallet_ids(self, data, participant: str) -> list[str]:
@@ -197,11 +350,27 @@ class CoreAgainstReference(RuleBasedStateMachine):
             return list(own.values())
         return data.draw(st.lists(st.sampled_from([w.wallet_id for w in wallets] + ["WAL-99"]), max_size=4))
 
-    @rule(fund=st.sampled_from(FUNDS), participant=st.sampled_from(PARTICIPANTS),
-          side=st.sampled_from(M.SIDES), units=st.integers(1, 25), key=st.integers(0, 30), data=st.data())
-    def submit(self, fund, participant, side, units, key, data):
+    def units_near(self, participant: str, fund: str, few: int):
+        """Order units: 1..few, or at a limit with its neighbours: the participant's order and daily limits,
+        what is left of its daily limit, one unit beyond the capacity GetCapacity reports (the first one
+        rejected), 10^15 shares' worth; 0 and -1 are malformed."""
+        per_order, per_day = self.limits(participant)
+        today = self.now // M.DAY_MS
+        dealt = sum(o.units for o in self.core.list_orders(fund, "", participant)
+                    if o.status in (M.ACCEPTED, M.SETTLED) and o.created_at // M.DAY_MS == today)
+        capacity = attempt(self.core.get_capacity, participant, fund, self.now)
+        beyond = [] if isinstance(capacity, EngineError) else [capacity.create.units + 1, capacity.redeem.units + 1]
+        return near(st.integers(1, few), per_order, per_day, per_day - dealt, *beyond,
+                    MAX_SHARES // self.terms(fund).creation_unit, low=-1)
+
+    @rule(fund=st.sampled_from(FUNDS), participant=st.sampled_from(PARTICIPANTS), side=st.sampled_from(M.SIDES),
+          key=st.integers(0, 30), spoil=st.sampled_from([None] * 12 + list(SPOILED)), data=st.data())
+    def submit(self, fund, participant, side, key, spoil, data):
+        units = data.draw(self.units_near(participant, fund, 25), label="units")
         request = M.OrderRequest(fund_id=fund, side=side, units=units, client_order_id=f"c-{key}",
                                  payout_wallet_ids=self.wallet_ids(data, participant))
+        if spoil:
+            request = msgspec.structs.replace(request, **{spoil: data.draw(st.sampled_from(SPOILED[spoil]))})
         checked = self.read("check_order", participant, request, self.now)
         known = self.core.list_orders("", "", participant)
         order = self.both(M.SubmitOrder(participant_id=participant, request=request))
@@ -211,12 +380,17 @@ class CoreAgainstReference(RuleBasedStateMachine):
         if order.status == M.ACCEPTED and order not in known:
             self.nps_at_acceptance[order.order_id] = nav_per_share(self.core, fund, self.now)
 
-    @rule(participant=st.sampled_from(PARTICIPANTS), data=st.data())
-    def submit_batch(self, participant, data):
+    @rule(participant=st.sampled_from(PARTICIPANTS), spoil=st.sampled_from([None, None, *SPOILED]), data=st.data())
+    def submit_batch(self, participant, spoil, data):
+        """Up to five orders, units near the limits; with ``spoil`` one item (anywhere) is malformed, names
+        an unknown fund or is refused outright: the whole call is refused naming that item (SPEC §5)."""
         requests = data.draw(st.lists(st.builds(
             M.OrderRequest, fund_id=st.sampled_from(FUNDS), side=st.sampled_from(M.SIDES),
-            units=st.integers(0, 6), client_order_id=st.integers(0, 40).map(lambda k: f"c-{k}")),
-            min_size=1, max_size=5))
+            units=self.units_near(participant, "F-1", 6), client_order_id=st.integers(0, 40).map(lambda k: f"c-{k}")),
+            min_size=1, max_size=5), label="requests")
+        if spoil:
+            at = data.draw(st.integers(0, len(requests) - 1), label="spoiled item")
+            requests[at] = msgspec.structs.replace(requests[at], **{spoil: data.draw(st.sampled_from(SPOILED[spoil]))})
         self.both(M.SubmitOrders(participant_id=participant, requests=requests))
 
     @precondition(lambda self: self.orders(M.ACCEPTED))
@@ -234,7 +408,7 @@ class CoreAgainstReference(RuleBasedStateMachine):
         if evidence_needed:  # never a settlement without full evidence
             order = self.core.get_order(order.order_id)
             if order.side == M.CREATE:
-                needed = {a: n for a, _d, n, _chain in self.core.state(self.now)["assets"]}
+                needed = {a.symbol: a.min_confirmations for a in self.core.state(self.now).assets}
                 for line in order.deliverables:
                     got = sum(d.quantity for d in order.deliveries
                               if d.asset == line.asset and d.confirmations >= needed[line.asset])
@@ -253,31 +427,93 @@ class CoreAgainstReference(RuleBasedStateMachine):
             shares_after = self.core.get_nav(order.fund_id, self.now).shares_outstanding
             assert abs(after - before) <= Fraction(5, 1000) * order.units / shares_after, order
 
-    @rule(fund=st.sampled_from(FUNDS), custodian=st.sampled_from(CUSTODIANS), asset=st.sampled_from(list(DECIMALS)),
-          q=quantities, kind=st.sampled_from(["stake", "unstake", "reward", "slash", "add", "remove"]))
-    def instruction(self, fund, custodian, asset, q, kind):
-        if kind in ("add", "remove"):
-            self.adjust(fund, custodian, asset, q if kind == "add" else -q)
-            return
-        command = {"stake": M.Stake, "unstake": M.Unstake, "reward": M.RecordStakingReward,
-                   "slash": M.RecordSlashing}[kind]
-        done = self.both(command(fund_id=fund, custodian_id=custodian, asset=asset,
-                                 quantity=text(q, DECIMALS[asset]))) is not REFUSED
-        if done:
-            if kind == "reward":
-                self.flow[(fund, asset)] += q
-            elif kind == "slash":
-                self.flow[(fund, asset)] -= q
+    def quantity_near(self, kind: str, fund: str, custodian: str, asset: str):
+        """An instruction's quantity: up to 10^6 smallest units, or at an edge with its neighbours: 10^30;
+        what takes the bucket it fills to 10^30; the balance it draws on; for a stake, the most the
+        staking cap and the liquidity buffer allow (SPEC §6)."""
+        row, sums = self.figures(fund, custodian, asset)
+        edges = [MAX_QUANTITY]
+        if kind in ("add", "reward"):
+            edges.append(MAX_QUANTITY - row.available)
+        if kind == "remove":
+            edges.append(row.available)
+        if kind == "stake":
+            edges += [row.available, MAX_QUANTITY - row.staked,
+                      sums.staking_cap * sums.committed // ONE - sums.illiquid,
+                      sums.liquid + (-sums.liquidity_buffer * sums.committed // ONE)]
+        if kind in ("unstake", "slash"):
+            edges.append(row.staked)
+        if kind == "unstake":
+            edges.append(MAX_QUANTITY - row.unbonding)
+        return near(st.integers(1, 10**6), 0, *edges, low=0)
 
-    @rule(fund=st.sampled_from(FUNDS), cents=st.integers(-10**6, 10**6).filter(bool))
-    def cash(self, fund, cents):
+    def instruct(self, kind: str, fund: str, custodian: str, asset: str, data) -> bool:
+        """One instruction of SPEC §6 (``add``/``remove``: AdjustHolding) with a quantity near an edge;
+        True when done. Counts (hypothesis statistics) those that would take a bucket past 10^30."""
+        row, _ = self.figures(fund, custodian, asset)
+        q = data.draw(self.quantity_near(kind, fund, custodian, asset), label=f"{kind} quantity")
+        if kind in ("add", "remove"):
+            done = self.adjust(fund, custodian, asset, q if kind == "add" else -q)
+        else:
+            command = {"stake": M.Stake, "unstake": M.Unstake, "reward": M.RecordStakingReward,
+                       "slash": M.RecordSlashing}[kind]
+            done = self.both(command(fund_id=fund, custodian_id=custodian, asset=asset,
+                                     quantity=text(q, DECIMALS[asset]))) is not REFUSED
+            if done and kind == "reward":
+                self.flow[(fund, asset)] += q
+            elif done and kind == "slash":
+                self.flow[(fund, asset)] -= q
+        filled = {"stake": row.staked, "unstake": row.unbonding, "reward": row.available, "add": row.available}
+        if kind in filled and filled[kind] + q > MAX_QUANTITY >= q:
+            event(f"{kind} past 10^30: {'done' if done else self.refused[-1]}")
+        return done
+
+    def holdings_with(self, bucket: str) -> list[tuple[str, str, str]]:
+        """(fund, custodian, asset) of the holdings with something in a bucket ("available", "staked")."""
+        return [(f.terms.fund_id, h.custodian_id, h.asset) for f in self.ref.state(self.now).funds
+                if f.terms.fund_id in FUNDS for h in f.holdings if getattr(h, bucket)]
+
+    @rule(fund=st.sampled_from(FUNDS), custodian=st.sampled_from(CUSTODIANS), asset=st.sampled_from(list(DECIMALS)),
+          kind=st.sampled_from(INSTRUCTIONS), held=st.booleans(),
+          wait=st.sampled_from([0] * 6 + [3_600_000, 7_200_000]), data=st.data())
+    def instruction(self, fund, custodian, asset, kind, held, wait, data):
+        """An instruction (at a holding with something available when ``held``) after ``wait`` ms with no read
+        in between: a lot that matured meanwhile is available at once (SPEC §2)."""
+        self.now += wait
+        if held and self.holdings_with("available"):
+            fund, custodian, asset = data.draw(st.sampled_from(self.holdings_with("available")), label="holding")
+        self.instruct(kind, fund, custodian, asset, data)
+
+    @precondition(lambda self: self.holdings_with("staked"))
+    @rule(data=st.data(), restake=st.booleans(), kind=st.sampled_from(INSTRUCTIONS))
+    def matured_lot(self, data, restake, kind):
+        """Unstake at a holding (then, when ``restake``, load and stake there again), let the lot reach its
+        release time with nothing reading the fund, and instruct there: from then on the lot is available,
+        not unbonding (SPEC §2), though no read released it."""
+        fund, custodian, asset = data.draw(st.sampled_from(self.holdings_with("staked")), label="holding")
+        if not self.instruct("unstake", fund, custodian, asset, data):
+            return
+        if restake:
+            self.instruct("add", fund, custodian, asset, data)
+            self.instruct("stake", fund, custodian, asset, data)
+        terms = next(a for a in self.terms(fund).assets if a.asset == asset)
+        self.now += terms.unbonding_seconds * 1000
+        self.instruct(kind, fund, custodian, asset, data)
+
+    @rule(fund=st.sampled_from(FUNDS), data=st.data())
+    def cash(self, fund, data):
+        """AdjustCash by a few cents, or to the engine's bound on money (either sign) and beyond."""
+        cash = self.fund_state(fund).cash
+        cents = data.draw(near(st.integers(-10**6, 10**6), 0, MAX_MONEY, -MAX_MONEY, MAX_MONEY - cash,
+                               -MAX_MONEY - cash), label="cents")
         self.both(M.AdjustCash(fund_id=fund, delta=text(cents, 2)))
 
     @rule(ms=st.sampled_from([1, 999, 30_000, 60_000, 3_600_000, 4 * 3_600_000, 86_400_000]))
     def time_passes(self, ms):
         self.now += ms
 
-    @rule(asset=st.sampled_from(list(DECIMALS)), cents=st.integers(1, 10**14), back=st.integers(0, 120_000))
+    @rule(asset=st.sampled_from(list(DECIMALS)), cents=near(st.integers(1, 10**14), 1, MAX_PRICE, low=0),
+          back=st.integers(0, 120_000))
     def tick(self, asset, cents, back):
         self.both(M.PublishPrices(ticks=[M.PriceTick(asset=asset, currency="HKD", price=text(cents, 8),
                                                      as_of_unix_ms=self.now - back)]))
@@ -288,18 +524,43 @@ class CoreAgainstReference(RuleBasedStateMachine):
         self.both(M.SetCustodianLicence(custodian_id=custodian, licence_status=status,
                                         licence_expires_at=self.now // 1000 + days * 86_400))
 
-    @rule(fund=st.sampled_from(FUNDS), asset=st.sampled_from(list(DECIMALS)), cap=st.integers(0, 10_000),
-          buffer=st.integers(0, 10_000), status=st.sampled_from(M.DEALING_STATUSES),
+    @rule(fund=st.sampled_from(FUNDS), asset=st.sampled_from(list(DECIMALS)),
+          cap=near(st.integers(0, ONE), 0, ONE, low=0), buffer=near(st.integers(0, ONE), 0, ONE, low=0),
+          status=st.sampled_from(M.DEALING_STATUSES),
           calendar=st.sampled_from([None, None, "", CALENDAR]), pricing=st.sampled_from([None, None, *M.PRICINGS]),
-          cutoff=st.sampled_from([None, "16:00", "12:00:30"]), days=st.sampled_from([None, 0, 1, 5]))
-    def update_fund(self, fund, asset, cap, buffer, status, calendar, pricing, cutoff, days):
+          cutoff=st.sampled_from([None, "16:00", "12:00:30"]), days=st.sampled_from([None, 0, 1, 5]),
+          fee=st.one_of(st.none(), near(st.integers(0, 10**4), MAX_MONEY, low=0)),
+          min_liquid=st.one_of(st.none(), near(st.integers(0, 2), MAX_SHARES, low=0)))
+    def update_fund(self, fund, asset, cap, buffer, status, calendar, pricing, cutoff, days, fee, min_liquid):
+        """Caps and buffers at 0 and 1 and just above 1; a fee at the bound on money; min_liquid_units
+        (creation units) at 10^15."""
         self.both(M.UpdateFund(fund_id=fund, dealing_status=status, assets=[
             M.FundAssetSpec(asset=asset, staking_cap=text(cap, 4), liquidity_buffer=text(buffer, 4),
                             unbonding_seconds=3600, seed_quantity_per_unit="7")],
-            calendar_id=calendar, pricing=pricing, dealing_cutoff=cutoff, redeem_settlement_days=days))
+            calendar_id=calendar, pricing=pricing, dealing_cutoff=cutoff, redeem_settlement_days=days,
+            creation_fee=None if fee is None else text(fee, 2), min_liquid_units=min_liquid))
+
+    @rule(participant=st.sampled_from(["AP-3", "AP-4"]), per_order=near(st.integers(1, 100), 0, MAX_SHARES, low=0),
+          per_day=near(st.integers(1, 100), 0, MAX_SHARES, low=0))
+    def register_participant(self, participant, per_order, per_day):
+        """A participant (who never deals) with limits at 0, 1 and 10^15 and their neighbours."""
+        self.both(M.RegisterParticipant(participant_id=participant, name=participant, eligible_fund_ids=list(FUNDS),
+                                        max_units_per_order=per_order, max_units_per_day=per_day))
+
+    @rule(fund=st.sampled_from(["F-3", "F-4"]), unit=near(st.integers(1, 100), 0, MAX_UNIT, low=-1),
+          shares=near(st.integers(0, 10**6), 0, MAX_SHARES, low=-1),
+          seed=near(st.integers(0, 10**9), 0, MAX_QUANTITY, low=-1),
+          seed_cash=near(st.integers(-10**6, 10**6), MAX_MONEY, -MAX_MONEY),
+          cap=near(st.integers(0, ONE), 0, ONE, low=0))
+    def create_fund(self, fund, unit, shares, seed, seed_cash, cap):
+        """A fund (that nobody deals in) with creation unit, shares, seed basket and cap at their limits."""
+        self.both(M.CreateFund(
+            fund_id=fund, name=fund, base_currency="HKD", creation_unit=unit, creation_custodian_id="CUS-A",
+            custodian_priority=["CUS-A"], initial_shares_outstanding=shares, seed_cash_per_unit=text(seed_cash, 2),
+            assets=[M.FundAssetSpec(asset="SOL", staking_cap=text(cap, 4), seed_quantity_per_unit=text(seed, 9))]))
 
     def requires_delivery(self, fund_id: str) -> bool:
-        return next(t for t, *_ in self.core.state(self.now)["funds"] if t["fund_id"] == fund_id)["require_delivery"]
+        return self.terms(fund_id).require_delivery
 
     # -- wallets and deliveries (SPEC §14) ----------------------------------------------------
     @rule(participant=st.sampled_from((*PARTICIPANTS, "AP-9")), asset=st.sampled_from(list(DECIMALS)),
@@ -376,7 +637,8 @@ class CoreAgainstReference(RuleBasedStateMachine):
         self.both(M.CloseDealingDay(calendar_id=CALENDAR, date=self.day(offset), reason="typhoon signal no. 8"))
 
     @rule(fund=st.sampled_from(FUNDS), offset=st.sampled_from([None, None, None, -1, 0, 1]),
-          prices=st.lists(st.integers(1, 10**14), min_size=3, max_size=3), drop=st.sampled_from([None] * 5 + [0, 2]))
+          prices=st.lists(near(st.integers(1, 10**14), 1, MAX_PRICE, low=0), min_size=3, max_size=3),
+          drop=st.sampled_from([None] * 5 + [0, 2]))
     def strike(self, fund, offset, prices, drop):
         dealing_date = self.next_unstruck(fund) if offset is None else self.day(offset)
         ticks = [M.PriceTick(asset=a, currency="HKD", price=text(p, 8), as_of_unix_ms=self.now)
@@ -399,13 +661,17 @@ class CoreAgainstReference(RuleBasedStateMachine):
     @rule(fund=st.sampled_from(FUNDS), participant=st.sampled_from(PARTICIPANTS))
     def capacity(self, fund, participant):
         cap = self.read("get_capacity", participant, fund, self.now)
+        if cap is REFUSED:
+            return
         for side, got in ((M.CREATE, cap.create), (M.REDEEM, cap.redeem)):
             # GetCapacity assumes approved wallets: the probe names them, or says nothing without them.
             wallets = {w.asset: w.wallet_id for w in self.core.list_wallets(participant) if w.status == M.APPROVED}
             request = M.OrderRequest(fund_id=fund, side=side, units=got.units + 1, client_order_id="probe",
                                      payout_wallet_ids=list(wallets.values()))
-            beyond = self.core.check_order(participant, request, self.now)
-            if beyond.reject_reason != M.WALLET_NOT_APPROVED or len(wallets) == len(DECIMALS):
+            beyond = self.read("check_order", participant, request, self.now)
+            if beyond is REFUSED:  # one unit beyond 10^15 shares: refused outright, no reason binds
+                assert got.binding_reason == "", got
+            elif beyond.reject_reason != M.WALLET_NOT_APPROVED or len(wallets) == len(DECIMALS):
                 assert beyond.reject_reason == got.binding_reason
 
     # -- invariants --------------------------------------------------------------------------
@@ -423,6 +689,13 @@ class CoreAgainstReference(RuleBasedStateMachine):
         self.read("list_participants")
 
     @invariant()
+    def ledgers_own_invariants(self):
+        """Each ledger's check_invariants() (etf_engine/ledger.py; InvariantBroken names the one broken)."""
+        if self.events:
+            self.core.check_invariants(self.now)
+            self.ref.check_invariants(self.now)
+
+    @invariant()
     def dates_and_pricing(self):
         for order in self.core.list_orders("", "", None):
             assert order.status != M.SETTLED or order.priced, order
@@ -435,20 +708,20 @@ class CoreAgainstReference(RuleBasedStateMachine):
     def no_negative_bucket_and_conserved(self):
         state = self.core.state(self.now)
         held: dict[tuple[str, str], int] = defaultdict(int)
-        for terms, _cash, _shares, rows in state["funds"]:
-            for _custodian, asset, available, reserved, staked, lots in rows:
-                assert min(available, reserved, staked) >= 0 and all(q > 0 for _, q in lots)
-                held[(terms["fund_id"], asset)] += available + reserved + staked + sum(q for _, q in lots)
+        for f in state.funds:
+            for h in f.holdings:
+                assert min(h.available, h.reserved, h.staked) >= 0 and all(q > 0 for _, q in h.lots)
+                held[(f.terms.fund_id, h.asset)] += h.available + h.reserved + h.staked + sum(q for _, q in h.lots)
         for key in set(held) | set(self.flow):
             assert held[key] == self.flow[key], key
 
     def teardown(self):
-        if not self.events:
+        if not self.events or self.diverged:
             return
-        for ledger_class in (core.Ledger, reference.ReferenceLedger):
+        for ledger_class in (core.Ledger, ReferenceLedger):
             replayed = ledger_class()
-            for event in self.events:
-                replayed.apply(event)
+            for recorded in self.events:
+                replayed.apply(recorded)
             assert replayed.state(self.now) == self.core.state(self.now)
 
 
@@ -459,13 +732,13 @@ def nav_per_share(ledger, fund_id: str, now: int) -> Fraction | None:
 
 def exact_nav(ledger, fund_id: str, now: int) -> Fraction:
     state = ledger.state(now)
-    prices = {(a, c): Fraction(p, 10**8) for a, c, p, _ in state["prices"]}
-    for terms, cash, _shares, rows in state["funds"]:
-        if terms["fund_id"] == fund_id:
-            total = Fraction(cash, 100)
-            for _c, asset, available, reserved, staked, lots in rows:
-                q = available + reserved + staked + sum(q for _, q in lots)
-                total += Fraction(q, 10 ** DECIMALS[asset]) * prices[(asset, terms["base_currency"])]
+    prices = {(p.asset, p.currency): Fraction(p.price, 10**8) for p in state.prices}
+    for f in state.funds:
+        if f.terms.fund_id == fund_id:
+            total = Fraction(f.cash, 100)
+            for h in f.holdings:
+                q = h.available + h.reserved + h.staked + sum(q for _, q in h.lots)
+                total += Fraction(q, 10 ** DECIMALS[h.asset]) * prices[(h.asset, f.terms.base_currency)]
             return total
     raise KeyError(fund_id)
 
@@ -477,3 +750,177 @@ CoreAgainstReference.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestCoreAgainstReference = CoreAgainstReference.TestCase
+
+
+# -- each known mismatch alone ------------------------------------------------------------------------
+# One fund F of one asset COIN (0 decimals: quantities read as written) at custodian C, creation unit 1,
+# cap 1, buffer 0, unbonding 3600 s; participant AP (20 units per order, 60 per day). Each test runs its
+# commands on both ledgers (all but the last must be accepted by both) and compares the last outcome
+# as the property test does. xfail(strict): the day the ledgers agree, the test passes, the run fails,
+# and the mark and the KNOWN entry of the same name go.
+COIN_WORLD = [
+    M.RegisterAsset(symbol="COIN", decimals=0),
+    M.RegisterCustodian(custodian_id="C", name="C", licence_number="L-C", licence_status="ACTIVE",
+                        licence_expires_at=T0 // 1000 + 86_400),
+    M.RegisterParticipant(participant_id="AP", name="AP", eligible_fund_ids=["F"], max_units_per_order=20,
+                          max_units_per_day=60),
+]
+
+
+def coin_fund(**terms) -> M.CreateFund:
+    return M.CreateFund(**{"fund_id": "F", "name": "F", "base_currency": "HKD", "creation_unit": 1,
+                           "creation_custodian_id": "C", "custodian_priority": ["C"],
+                           "assets": [M.FundAssetSpec(asset="COIN", staking_cap="1", unbonding_seconds=3600)]} | terms)
+
+
+def coin(command, quantity: int):
+    """Stake, Unstake or RecordStakingReward of ``quantity`` COIN at C; AdjustHolding by it."""
+    if command is M.AdjustHolding:
+        return M.AdjustHolding(fund_id="F", custodian_id="C", asset="COIN", delta=str(quantity))
+    return command(fund_id="F", custodian_id="C", asset="COIN", quantity=str(quantity))
+
+
+def last_outcomes(*steps) -> tuple:
+    """Run ``steps`` (commands, or (ms after T0, command)) on a fresh core and a fresh reference; every
+    step but the last must be accepted by both. Returns refusal() of the last on each: (core, reference)."""
+    found = []
+    for ledger in (core.Ledger(), ReferenceLedger()):
+        for i, step in enumerate(steps):
+            at, command = step if isinstance(step, tuple) else (0, step)
+            outcome = attempt(ledger.execute, command, T0 + at)
+            if i < len(steps) - 1:
+                assert not isinstance(outcome, EngineError), (type(ledger).__name__, command, outcome)
+        found.append(refusal(outcome))
+    return tuple(found)
+
+
+@pytest.mark.xfail(strict=True, reason="mismatch: a participant's limits above 10^15 units: the core refuses "
+                   "(OUT_OF_RANGE max_units_per_order), the reference accepts")
+def test_mismatch_participant_limit_beyond_shares():
+    core_out, ref_out = last_outcomes(M.RegisterParticipant(
+        participant_id="AP-2", name="AP-2", eligible_fund_ids=[], max_units_per_order=10**15 + 1,
+        max_units_per_day=1))
+    assert core_out == ref_out
+
+
+@pytest.mark.xfail(strict=True, reason="mismatch: min_liquid_units above 10^15: the core refuses "
+                   "(OUT_OF_RANGE min_liquid_units), the reference accepts")
+def test_mismatch_min_liquid_units_beyond_shares():
+    core_out, ref_out = last_outcomes(*COIN_WORLD, coin_fund(), M.UpdateFund(fund_id="F", min_liquid_units=10**15 + 1))
+    assert core_out == ref_out
+
+
+@pytest.mark.xfail(strict=True, reason="mismatch: a fee or seed cash above numbers.MAX_MONEY (10^28): the "
+                   "reference refuses (OUT_OF_RANGE creation_fee), the core accepts")
+def test_mismatch_fund_money_beyond_bound():
+    beyond = "10000000000000000000000000000.01"
+    for change in ({"creation_fee": beyond}, {"redemption_fee": beyond}, {"seed_cash_per_unit": "-" + beyond}):
+        core_out, ref_out = last_outcomes(*COIN_WORLD, coin_fund(), M.UpdateFund(fund_id="F", **change))
+        assert core_out == ref_out, change
+
+
+@pytest.mark.xfail(strict=True, reason="mismatch: AdjustCash by more than MAX_MONEY to a balance within it: "
+                   "the reference refuses (OUT_OF_RANGE delta), the core accepts")
+def test_mismatch_cash_delta_beyond_bound():
+    core_out, ref_out = last_outcomes(*COIN_WORLD, coin_fund(),
+                                      M.AdjustCash(fund_id="F", delta="10000000000000000000000000000.00"),
+                                      M.AdjustCash(fund_id="F", delta="-10000000000000000000000000000.01"))
+    assert core_out == ref_out
+
+
+@pytest.mark.xfail(strict=True, reason="mismatch: AdjustCash by a cent to a balance beyond MAX_MONEY: the core "
+                   "refuses (OUT_OF_RANGE delta), the reference accepts")
+def test_mismatch_cash_balance_beyond_bound():
+    core_out, ref_out = last_outcomes(*COIN_WORLD, coin_fund(),
+                                      M.AdjustCash(fund_id="F", delta="10000000000000000000000000000.00"),
+                                      M.AdjustCash(fund_id="F", delta="0.01"))
+    assert core_out == ref_out
+
+
+@pytest.mark.xfail(strict=True, reason="mismatch: CreateFund of an existing fund with a malformed field: the core "
+                   "says ALREADY_EXISTS, the reference INVALID_ARGUMENT naming the field")
+def test_mismatch_create_fund_exists_before_fields():
+    core_out, ref_out = last_outcomes(*COIN_WORLD, coin_fund(), coin_fund(seed_cash_per_unit="1.234"))
+    assert core_out == ref_out
+
+
+@pytest.mark.xfail(strict=True, reason="mismatch: CreateFund with bad initial_shares_outstanding and a bad asset: "
+                   "the core names initial_shares_outstanding, the reference assets[0].staking_cap")
+def test_mismatch_create_fund_shares_before_assets():
+    core_out, ref_out = last_outcomes(*COIN_WORLD, coin_fund(
+        initial_shares_outstanding=-1, assets=[M.FundAssetSpec(asset="COIN", staking_cap="1.5")]))
+    assert core_out == ref_out
+
+
+@pytest.mark.xfail(strict=True, reason="mismatch: SettleOrder past 10^15 shares or 10^30 in a bucket: the core "
+                   "names shares_outstanding or quantity, the reference order_id")
+def test_mismatch_settle_names_field():
+    create = M.SubmitOrder(participant_id="AP", request=M.OrderRequest(fund_id="F", side=M.CREATE, units=2,
+                                                                       client_order_id="c-1"))
+    price = M.PublishPrices(ticks=[M.PriceTick(asset="COIN", currency="HKD", price="1", as_of_unix_ms=T0)])
+    settle = M.SettleOrder(order_id="ORD-00000001")
+    shares = last_outcomes(*COIN_WORLD, coin_fund(initial_shares_outstanding=10**15 - 1), price, create, settle)
+    bucket = last_outcomes(*COIN_WORLD, coin_fund(initial_shares_outstanding=1), coin(M.AdjustHolding, 10**30),
+                           price, create, settle)  # the basket: 10^30 COIN per unit
+    assert shares[0] == shares[1] and bucket[0] == bucket[1], (shares, bucket)
+
+
+@pytest.mark.xfail(strict=True, reason="mismatch: GetCapacity at 10^15 shares' worth of units: the core binds "
+                   "nothing (units + 1 is refused outright), the reference says ORDER_LIMIT_EXCEEDED")
+def test_mismatch_capacity_at_share_limit():
+    ledgers = (core.Ledger(), ReferenceLedger())
+    price = M.PublishPrices(ticks=[M.PriceTick(asset="COIN", currency="HKD", price="1", as_of_unix_ms=T0)])
+    steps = [*COIN_WORLD[:2], M.RegisterParticipant(participant_id="AP", name="AP", eligible_fund_ids=["F"],
+                                                    max_units_per_order=10**15, max_units_per_day=10**15),
+             coin_fund(), price]
+    for ledger in ledgers:
+        for command in steps:
+            ledger.execute(command, T0)
+    core_cap, ref_cap = (ledger.get_capacity("AP", "F", T0) for ledger in ledgers)
+    assert core_cap == ref_cap
+
+
+@pytest.mark.xfail(strict=True, reason="mismatch: Unstake after a lot's release time with no read between: the core "
+                   "still counts the lot as unbonding (OUT_OF_RANGE quantity), the reference accepts")
+def test_mismatch_unstake_counts_matured_lot():
+    core_out, ref_out = last_outcomes(
+        *COIN_WORLD, coin_fund(), coin(M.AdjustHolding, 10**30), coin(M.Stake, 10**30), coin(M.Unstake, 10**30),
+        coin(M.AdjustHolding, 10**30), coin(M.Stake, 10**30),  # staked 10^30, unbonding 10^30 until T0 + 3600 s
+        (3_600_000, coin(M.Unstake, 1)))
+    assert core_out == ref_out
+
+
+@pytest.mark.xfail(strict=True, reason="mismatch: RecordStakingReward after a lot's release time with no read "
+                   "between: the core leaves the lot out of available and accepts a holding past 10^30, the "
+                   "reference refuses (OUT_OF_RANGE quantity)")
+def test_mismatch_reward_misses_matured_lot():
+    core_out, ref_out = last_outcomes(
+        *COIN_WORLD, coin_fund(), coin(M.AdjustHolding, 10), coin(M.Stake, 10), coin(M.Unstake, 10),
+        (3_600_000, coin(M.RecordStakingReward, 10**30 - 5)))
+    assert core_out == ref_out
+
+
+# -- mismatches found and fixed (issue 18's two), kept as plain tests ----------------------------------
+def test_stake_past_limit_breaching_cap_or_buffer():
+    """A Stake that would take staked past 10^30 and breaches the cap (or the buffer): SPEC §6's reason,
+    from both (the range check of §1 comes after §6's checks)."""
+    loaded = [*COIN_WORLD, coin_fund(), coin(M.AdjustHolding, 10**30), coin(M.Stake, 10**30), coin(M.AdjustHolding, 10)]
+    cap = last_outcomes(*loaded, M.UpdateFund(fund_id="F", assets=[M.FundAssetSpec(asset="COIN", staking_cap="0.5")]),
+                        coin(M.Stake, 1))
+    buffer = last_outcomes(*loaded, M.UpdateFund(fund_id="F", assets=[M.FundAssetSpec(asset="COIN", staking_cap="1",
+                                                                                     liquidity_buffer="1")]),
+                           coin(M.Stake, 1))
+    assert cap == ((FAILED_PRECONDITION, "STAKING_CAP_BREACH"),) * 2
+    assert buffer == ((FAILED_PRECONDITION, "LIQUIDITY_BUFFER_BREACH"),) * 2
+
+
+@pytest.mark.parametrize("spoil", ["units", "side", "client_order_id", "fund_id"])
+def test_batch_names_the_bad_items_field(spoil):
+    """SubmitOrders refuses a bad item naming its index and field, the same in both (SPEC §5, §1)."""
+    good = M.OrderRequest(fund_id="F", side=M.CREATE, units=1, client_order_id="c-1")
+    bad = msgspec.structs.replace(good, **({"client_order_id": "c-2"} | {spoil: SPOILED[spoil][0]}))
+    batch = M.SubmitOrders(participant_id="AP", requests=[good, bad])
+    core_out, ref_out = last_outcomes(*COIN_WORLD, coin_fund(), batch)
+    assert core_out == ref_out
+    named = "requests[1].fund 'F-9' not found" if spoil == "fund_id" else f"requests[1].{spoil}"
+    assert core_out[1] == named, core_out
