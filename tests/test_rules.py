@@ -1229,6 +1229,17 @@ def test_fund_figures_below_range(ledger, fields, names):
     desk.refused(command, INVALID_ARGUMENT, names=names)
 
 
+def test_create_fund_needs_a_creation_custodian(ledger):
+    """Without creation_custodian_id CreateFund names the missing field (not NOT_FOUND custodian ''),
+    also for a fund id that exists: the request is malformed whatever the state."""
+    desk = sample(ledger)
+    for fund_id in ("F9", F1):
+        command = m.CreateFund(fund_id=fund_id, name="F9", base_currency="HKD", creation_unit=100,
+                               creation_custodian_id="", custodian_priority=["CUS-A"],
+                               assets=[m.FundAssetSpec(asset="BTC")])
+        desk.refused(command, INVALID_ARGUMENT, reason="creation_custodian_id: ")
+
+
 # == SPEC §7: prices ==========================================================================
 def tick(price: str = "510000", at: int = NOW + 1, asset: str = "BTC", currency: str = "HKD") -> m.PriceTick:
     return m.PriceTick(asset=asset, currency=currency, price=price, as_of_unix_ms=at)

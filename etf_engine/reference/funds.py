@@ -116,6 +116,8 @@ class Funds:
             case "creation_unit":
                 return _at_least(value, 1, name, MAX_CREATION_UNIT)
             case "creation_custodian_id":
+                if fund is None and not value:  # required, not a custodian to look up ('' would be NOT_FOUND)
+                    raise invalid(name, "is required: the custodian that receives creations")
                 return self._custodian(value).custodian_id
             case "custodian_priority":
                 for i, custodian_id in enumerate(value):

@@ -139,6 +139,8 @@ def _create_fund(Ledger self, cmd, long long now_ms, list events):
         raise invalid("base_currency", f"{cmd.base_currency!r} is not 3-10 of [A-Z]")
     _need_int(cmd.creation_unit, "creation_unit", 1, MAX_CREATION_UNIT)
     _need_int(cmd.initial_shares_outstanding, "initial_shares_outstanding", 0, MAX_SHARES)
+    if not cmd.creation_custodian_id:  # required, not a custodian to look up ('' would be NOT_FOUND)
+        raise invalid("creation_custodian_id", "is required: the custodian that receives creations")
     if cmd.fund_id in self.funds:
         raise EngineError(ALREADY_EXISTS, f"fund {cmd.fund_id!r} exists")
     _check_custodians(self, cmd.creation_custodian_id, cmd.custodian_priority)
