@@ -4,10 +4,12 @@ Requests keep decimal strings as strings: the ledgers parse them with each asset
 and name the field when one is malformed. Replies format the ledger's exact integers with
 ``etf_engine.numbers``: quantities with the asset's decimals, money 2 dp, nav_per_share 4 dp,
 prices as given, fractions with at least 2 dp; a figure the ledger could not compute (None) is "".
+StreamEvents' bodies carry the journal's figures in the same form (``EventBodies``).
 """
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache, lru_cache
 from typing import Any, TypeVar, get_args
@@ -18,7 +20,7 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
 from etf_engine import model as M
-from etf_engine.errors import invalid
+from etf_engine.errors import EngineError, invalid, quote
 from etf_engine.numbers import (
     FRACTION_DP,
     NAV_PER_SHARE_DP,
@@ -443,3 +445,94 @@ FORMATTERS: dict[str, Callable[[Any, Decimals], Message]] = {
     message.DESCRIPTOR.full_name: formatter for message, formatter in (
         (pb.Basket, basket), (pb.Order, order), (pb.Nav, nav), (pb.Holdings, holdings),
         (pb.OfficialNav, official_nav), (pb.Pcf, pcf))}
+
+
+# == StreamEvents: an event's JSON with its figures as on the wire ==================================
+# The journal keeps figures as integers in the engine's units; a record's body carries each one as
+# the replies do, a decimal string: quantities with the asset's decimals (the ``asset`` beside them),
+# money 2 dp, prices as given, fractions (caps, buffers) with at least 2 dp, nav_per_share 4 dp, a
+# figure not computed (None) "". Counts (units, shares, decimals), times and the rest stay as stored,
+# and so does every key: a body is the journaled event but for the form of its figures.
+QUANTITY, MONEY, PRICE, FRACTION, PER_SHARE = "quantity", "money", "price", "fraction", "per_share"
+FIGURES: dict[type[msgspec.Struct], dict[str, str]] = {
+    M.HoldingAdjusted: {"delta": QUANTITY},
+    M.CashAdjusted: {"delta": MONEY},
+    M.Staked: {"quantity": QUANTITY},  # and RewardRecorded, Slashed
+    M.Unstaked: {"quantity": QUANTITY},
+    M.PriceSet: {"price": PRICE},
+    M.FundTerms: {"creation_fee": MONEY, "redemption_fee": MONEY, "seed_cash_per_unit": MONEY},
+    M.FundAssetTerms: {"staking_cap": FRACTION, "liquidity_buffer": FRACTION, "seed_quantity_per_unit": QUANTITY},
+    M.Order: {"cash_amount": MONEY, "fee": MONEY, "official_nav_per_share": PER_SHARE},
+    M.Basket: {"cash_component": MONEY, "nav_per_share": PER_SHARE, "nav_per_unit": MONEY},
+    M.BasketLine: {"quantity_per_unit": QUANTITY},
+    M.Line: {"quantity": QUANTITY},
+    M.Leg: {"quantity": QUANTITY},
+    M.Delivery: {"quantity": QUANTITY},
+    M.Payout: {"quantity": QUANTITY},
+    M.OfficialNav: {"nav": MONEY, "cash": MONEY, "nav_per_share": PER_SHARE},
+    M.OfficialLine: {"quantity": QUANTITY, "price": PRICE, "value": MONEY},
+    M.Pcf: {"estimated_cash_component": MONEY, "nav_per_unit": MONEY, "nav_per_share": PER_SHARE},
+    M.PriceLine: {"price": PRICE},
+}
+EVENT_TYPES: dict[str, type[M.Event]] = {t.__name__: t for t in get_args(M.AnyEvent)}
+
+
+class _Shape(msgspec.Struct, frozen=True):
+    figures: dict[str, str]  # field -> its kind of figure
+    nested: dict[str, Any]  # field -> the _Shape of the Struct (or of each item) it holds
+
+
+@cache
+def _shape(struct_type: type[msgspec.Struct]) -> _Shape:
+    figures = next((f for t in struct_type.__mro__ if (f := FIGURES.get(t)) is not None), {})
+    nested = {f.name: _shape(inner) for f in msgspec.structs.fields(struct_type)
+              if (inner := _struct_in(f.type)) is not None}
+    return _Shape(figures, nested)
+
+
+class EventBodies:
+    """StreamEvents' bodies, one stream's worth: ``body(stored JSON)`` -> the JSON sent. Decimals come
+    from ``decimals`` (the engine's) and from the AssetRegistered records the stream has passed (a
+    follower may stream a record before it has applied it)."""
+
+    def __init__(self, decimals: Decimals) -> None:
+        self._decimals: ChainMap[str, int] = ChainMap({}, decimals)  # type: ignore[arg-type]
+
+    def body(self, stored: str) -> str:
+        event = msgspec.json.decode(stored)
+        event_type = EVENT_TYPES.get(event.get("type")) if isinstance(event, dict) else None
+        if event_type is None:  # not an event this server knows: as stored
+            return stored
+        if event_type is M.AssetRegistered:
+            self._decimals[event["symbol"]] = event["decimals"]
+        self._convert(event, _shape(event_type))
+        return msgspec.json.encode(event).decode()
+
+    def _convert(self, item: dict[str, Any], shape: _Shape) -> None:
+        for name, kind in shape.figures.items():
+            if name in item:
+                item[name] = self._figure(item[name], kind, item.get("asset", ""))
+        for name, inner in shape.nested.items():
+            value = item.get(name)
+            if isinstance(value, dict):
+                self._convert(value, inner)
+            elif isinstance(value, list):
+                for each in value:
+                    self._convert(each, inner)
+
+    def _figure(self, value: int | None, kind: str, asset: str) -> str:
+        if value is None:
+            return ""
+        if kind == QUANTITY:
+            try:
+                return format_quantity(value, self._decimals[asset])
+            except KeyError:  # not applied here yet (a follower behind): the client resumes from its seq
+                raise EngineError("UNAVAILABLE", f"asset {quote(asset)} is not known here yet; resume the "
+                                                 "stream in a moment") from None
+        if kind == MONEY:
+            return format_money(value)
+        if kind == PRICE:
+            return format_price(value)
+        if kind == FRACTION:
+            return format_fraction(value)
+        return format_scaled(value, NAV_PER_SHARE_DP)

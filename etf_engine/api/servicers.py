@@ -317,15 +317,17 @@ class ValuationServicer(_Servicer, rpc.ValuationServicer):
     async def StreamEvents(self, request: pb.StreamEventsRequest,
                            context: Context) -> AsyncIterator[pb.JournalRecord]:
         """Every record after after_seq from the journal, in pages; then each new one as its commit
-        wakes the stream (and at least every second, for a follower's records)."""
+        wakes the stream (and at least every second, for a follower's records). A body is the event's
+        JSON with its figures as decimal strings (``convert.EventBodies``)."""
         if request.after_seq < 0:
             raise invalid("after_seq", "must not be negative")
         after, feed = request.after_seq, self.engine.feed
+        bodies = convert.EventBodies(self.engine.decimals)  # figures as decimal strings, as in replies
         while not feed.closed:
             seen = feed.version(ANY_RECORD)
             page = await self.engine.records(after, EVENTS_PAGE)
             for r in page:
-                yield pb.JournalRecord(seq=r.seq, at=r.at, type=r.type, principal=r.principal, body=r.body)
+                yield pb.JournalRecord(seq=r.seq, at=r.at, type=r.type, principal=r.principal, body=bodies.body(r.body))
             if page:
                 after = page[-1].seq
             if len(page) < EVENTS_PAGE:
