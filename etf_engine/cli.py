@@ -1,8 +1,9 @@
-"""The etf-engine command: serve, hash-token, demo, verify, journal, bench.
+"""The etf-engine command: serve, hash-token, demo, init, verify, journal, bench.
 
     etf-engine serve --config engine.toml
     etf-engine hash-token TOKEN
-    etf-engine demo
+    etf-engine demo [--keep]
+    etf-engine init [DIR]
     etf-engine verify --data-dir DIR | --dsn DSN [--shard S]
     etf-engine journal copy --from DATA_DIR --to DSN [--shard S]
     etf-engine bench --clients 1,64 --json run.json --plot run.png
@@ -512,7 +513,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etf-engine", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the gRPC server")
+    serve = sub.add_parser(
+        "serve", help="run the gRPC server and, with [http] listen in the config, the HTTP listener",
+        description="Run the gRPC server. With [http] listen in the config (etf-engine init writes it), the "
+                    "same process also runs the HTTP listener: the operations console at /, Connect "
+                    "(POST /etf_engine.v1.<Service>/<Method>) and /metrics for Prometheus.")
     serve.add_argument("--config", metavar="FILE", help="TOML config (default: 127.0.0.1:50051, ./etf-data)")
     serve.add_argument("--ledger", choices=LEDGERS, default="core", help=LEDGER_HELP)
     serve.set_defaults(func=cmd_serve)
@@ -555,6 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "against the gRPC floor")
     add_bench_arguments(bench)
     bench.set_defaults(func=cmd_bench)
+    parser.description = f"The etf-engine command: {', '.join(sub.choices)}."  # every command, from the parser
     return parser
 
 

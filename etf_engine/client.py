@@ -434,6 +434,9 @@ class EtfClient:
     def get_leader(self) -> pb.LeaderInfo:
         return self._call(self._diagnostics.GetLeader, pb.GetLeaderRequest())
 
+    def who_am_i(self) -> pb.WhoAmIReply:
+        return self._call(self._diagnostics.WhoAmI, pb.WhoAmIRequest())
+
     def advance_clock(self, to_unix_ms: int) -> int:
         """The test clock (server config ``test_clock = true``): the engine's time after the advance."""
         return self._call(self._diagnostics.AdvanceClock, pb.AdvanceClockRequest(to_unix_ms=to_unix_ms)).now_unix_ms

@@ -255,6 +255,10 @@ class Engine:
         """Asset symbol -> decimals of every registered asset (grows only; safe to read from handlers)."""
         return self._index.decimals
 
+    def now_ms(self) -> int:
+        """The engine's time now, as the next operation would see it (GetLeader shows it)."""
+        return max(self.clock() + self.clock_offset, self._last_now)
+
     @property
     def clock_offset(self) -> int:
         """Milliseconds the engine's clock runs ahead of ``clock``: the last AdvanceClock's, with test_clock."""

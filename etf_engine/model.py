@@ -9,6 +9,8 @@ Both ledgers (the Cython core and the Fraction reference) speak exactly these ty
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import msgspec
 
 # -- enumerations (string values are the wire names) ------------------------------------------
@@ -425,9 +427,35 @@ class Capacity(Struct):
     redeem: CapacitySide
 
 
+class IgnoredTick(Struct):
+    """A tick PublishPrices did not apply: it is not newer than the price it would replace (SPEC §7)."""
+
+    index: int  # its place in the call's ticks
+    asset: str
+    currency: str
+    as_of_unix_ms: int
+    current_as_of_unix_ms: int  # the current price's as_of (an earlier tick of the same call may have set it)
+
+    @property
+    def reason(self) -> str:
+        """Why, with both times: "older than the current BTC/USD price: as of ..., the current one as of ..."."""
+        pair = f"{self.asset}/{self.currency}"
+        if self.as_of_unix_ms == self.current_as_of_unix_ms:
+            return f"not newer than the current {pair} price: both as of {utc_text(self.as_of_unix_ms)}"
+        return (f"older than the current {pair} price: as of {utc_text(self.as_of_unix_ms)}, the current one as "
+                f"of {utc_text(self.current_as_of_unix_ms)}")
+
+
+def utc_text(unix_ms: int) -> str:
+    """Unix milliseconds as ISO 8601 UTC to the millisecond: 2025-06-15T15:06:40.000Z."""
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=unix_ms)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class PublishResult(Struct):
     applied: int
     ignored: int
+    ignored_ticks: list[IgnoredTick] = []  # each ignored tick and why, in the call's order
 
 
 class ClosedDay(Struct):

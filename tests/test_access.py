@@ -46,6 +46,7 @@ LITERAL_ACCESS: dict[str, frozenset[str]] = {
     f"/{PACKAGE}.Diagnostics/Ping": _ALL,
     f"/{PACKAGE}.Diagnostics/GetLeader": _ALL,
     f"/{PACKAGE}.Diagnostics/AdvanceClock": _ISSUER,  # and only with test_clock = true
+    f"/{PACKAGE}.Diagnostics/WhoAmI": _ALL,  # issue 19: added after the literal table, for the console
 }
 
 # What a participant reaches, as the servicers' checks and SPEC §8 say it.
@@ -57,6 +58,7 @@ LITERAL_SCOPES = {
     "Admin/ListWallets": access.OWN_WALLETS,
     "Diagnostics/Ping": access.NO_FUND_DATA,
     "Diagnostics/GetLeader": access.NO_FUND_DATA,
+    "Diagnostics/WhoAmI": access.NO_FUND_DATA,
 }
 
 

@@ -1288,7 +1288,17 @@ def test_ticks_not_newer_are_ignored_and_counted(ledger):
         tick("21000", at=NOW + 2, asset="ETH"),  # applied
         tick("6", at=NOW - 1, currency="USD"),  # first USD price: applied
     ]))
-    assert result == m.PublishResult(applied=3, ignored=4)
+    assert (result.applied, result.ignored) == (3, 4)
+    # each ignored tick says why, with both times (issue 19)
+    assert result.ignored_ticks == [
+        m.IgnoredTick(index=0, asset="BTC", currency="HKD", as_of_unix_ms=NOW, current_as_of_unix_ms=NOW),
+        m.IgnoredTick(index=1, asset="BTC", currency="HKD", as_of_unix_ms=NOW - 1, current_as_of_unix_ms=NOW),
+        m.IgnoredTick(index=3, asset="BTC", currency="HKD", as_of_unix_ms=NOW + 1, current_as_of_unix_ms=NOW + 2),
+        m.IgnoredTick(index=4, asset="BTC", currency="HKD", as_of_unix_ms=NOW + 2, current_as_of_unix_ms=NOW + 2)]
+    at = m.utc_text
+    assert [t.reason for t in result.ignored_ticks[:2]] == [
+        f"not newer than the current BTC/HKD price: both as of {at(NOW)}",
+        f"older than the current BTC/HKD price: as of {at(NOW - 1)}, the current one as of {at(NOW)}"]
     assert [ln.price for ln in desk.nav().lines] == [300_000_000, 2_100_000_000_000]
     assert ["BTC", "USD", 600_000_000, NOW - 1] in desk.state()["prices"]
 

@@ -127,7 +127,8 @@ class EngineServer:
         )
         servicers = {"Admin": AdminServicer(self.engine), "Dealing": DealingServicer(self.engine),
                      "Valuation": ValuationServicer(self.engine, self.config.heartbeat_seconds),
-                     "Diagnostics": DiagnosticsServicer(self.leader_info, self.engine.advance_clock)}
+                     "Diagnostics": DiagnosticsServicer(self.leader_info, self.engine.advance_clock,
+                                                        self.config.test_clock)}
         rpc.add_AdminServicer_to_server(servicers["Admin"], server)
         rpc.add_DealingServicer_to_server(servicers["Dealing"], server)
         rpc.add_ValuationServicer_to_server(servicers["Valuation"], server)
@@ -226,7 +227,8 @@ class EngineServer:
             leader=self.engine.leader, epoch=shard.epoch if shard is not None else 0,
             role=pb.Role.LEADER if self.engine.role == LEADER else pb.Role.FOLLOWER,
             applied_seq=shard.applied_seq if shard is not None else getattr(journal, "last_seq", 0),
-            sync_standbys=shard.sync_standbys if shard else -1, test_clock=self.config.test_clock)
+            sync_standbys=shard.sync_standbys if shard else -1, test_clock=self.config.test_clock,
+            now_unix_ms=self.engine.now_ms())
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful stop; a second call while stopping waits for nothing more."""

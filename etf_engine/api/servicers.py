@@ -374,9 +374,10 @@ class ValuationServicer(_Servicer, rpc.ValuationServicer):
 
 class DiagnosticsServicer(rpc.DiagnosticsServicer):
     def __init__(self, leader_info: Callable[[], pb.LeaderInfo],
-                 advance_clock: Callable[[int], Awaitable[int]]) -> None:
+                 advance_clock: Callable[[int], Awaitable[int]], test_clock: bool = False) -> None:
         self._leader_info = leader_info
         self._advance_clock = advance_clock  # refuses unless the config says test_clock = true
+        self._test_clock = test_clock
 
     async def Ping(self, request: pb.PingRequest, context: Context) -> pb.PingReply:
         return pb.PingReply()
@@ -386,3 +387,11 @@ class DiagnosticsServicer(rpc.DiagnosticsServicer):
 
     async def AdvanceClock(self, request: pb.AdvanceClockRequest, context: Context) -> pb.AdvanceClockReply:
         return pb.AdvanceClockReply(now_unix_ms=await self._advance_clock(request.to_unix_ms))
+
+    async def WhoAmI(self, request: pb.WhoAmIRequest, context: Context) -> pb.WhoAmIReply:
+        """The caller and what its role may call here, from the one role table (``access.RULES``)."""
+        principal = current_principal()
+        methods = [path for path, rule in RULES.items()
+                   if principal.role in rule.roles and (self._test_clock or not rule.test_clock_only)]
+        return pb.WhoAmIReply(principal=principal.name, role=principal.role,
+                              participant_id=principal.participant_id or "", methods=methods)

@@ -21,11 +21,15 @@ class Prices:
             ticks.append(m.PriceSet(at=now, asset=tick.asset, currency=tick.currency, price=price,
                                     as_of=tick.as_of_unix_ms))
         events: list[m.Event] = []
-        for tick in ticks:  # in order: a later tick compares against an earlier one of the batch
+        ignored = []
+        for i, tick in enumerate(ticks):  # in order: a later tick compares against an earlier one of the batch
             current = self.prices.get((tick.asset, tick.currency))
             if current is None or tick.as_of > current[1]:
                 events += self._commit(tick)
-        return m.PublishResult(applied=len(events), ignored=len(ticks) - len(events)), events
+            else:
+                ignored.append(m.IgnoredTick(index=i, asset=tick.asset, currency=tick.currency,
+                                             as_of_unix_ms=tick.as_of, current_as_of_unix_ms=current[1]))
+        return m.PublishResult(applied=len(events), ignored=len(ignored), ignored_ticks=ignored), events
 
     def _on_price(self, e: m.PriceSet) -> None:
         self.prices[(e.asset, e.currency)] = (e.price, e.as_of)

@@ -23,16 +23,19 @@ def _publish(Ledger self, cmd, long long now_ms, list events):
         parsed.append((tick.asset, tick.currency, price, tick.as_of_unix_ms))
     latest = {}
     applied = 0
-    for asset, currency, price, as_of in parsed:
+    ignored = []
+    for i, (asset, currency, price, as_of) in enumerate(parsed):
         key = (asset, currency)
         current = self.prices.get(key)
         newest = latest.get(key, -1 if current is None else current.as_of)
         if as_of <= newest:
+            ignored.append(M.IgnoredTick(index=i, asset=asset, currency=currency, as_of_unix_ms=as_of,
+                                         current_as_of_unix_ms=newest))
             continue
         latest[key] = as_of
         applied += 1
         _emit(self, events, M.PriceSet(at=now_ms, asset=asset, currency=currency, price=price, as_of=as_of))
-    return M.PublishResult(applied=applied, ignored=len(parsed) - applied)
+    return M.PublishResult(applied=applied, ignored=len(ignored), ignored_ticks=ignored)
 
 
 def _on_price(Ledger self, event):
