@@ -2,7 +2,8 @@
 
 At start a node takes the shard's lease if it is free, expired or already its own, and leads;
 otherwise it follows. The leader renews its lease (every third of ``lease_seconds``; every append
-renews it too) and checks every 10 s that PostgreSQL has a synchronous standby. A follower polls the
+renews it too) and checks every 10 s that PostgreSQL has a synchronous standby; every node, leader or
+follower, checks once at start and warns when there is none. A follower polls the
 journal every ``POLL_SECONDS`` (hot standbys refuse LISTEN, and NOTIFY takes a global lock at commit)
 and applies what the leader committed, and it watches the lease: once it has expired, it takes it
 (epoch + 1), applies the journal to the end the lease records, and leads. The old leader's next
@@ -52,12 +53,14 @@ class ShardRole:
         if await self._run(self.journal.take_lease):
             self.engine.role, self.engine.leader = LEADER, self.engine.node_name
             self.epoch = self.journal.epoch
+            await self._check_standbys(at_start=True)  # every node at start, whatever its role (SPEC §12)
             self._task = asyncio.get_running_loop().create_task(self._lead(), name="etf-engine-lease")
         else:
             lease = await self._run(self.journal.lease)
             self.engine.role, self.engine.leader = FOLLOWER, lease.leader if lease else ""
             self.epoch = lease.epoch if lease else 0
             log.warning("%s: %s follows %s", self.journal.name, self.engine.node_name, self.engine.leader)
+            await self._check_standbys(at_start=True)
 
     def run(self) -> None:
         """After the replay: a leader checks it has every record the lease counts; a follower follows."""
@@ -85,15 +88,16 @@ class ShardRole:
             except (asyncio.CancelledError, Exception):
                 pass
 
-    async def _check_standbys(self) -> None:
-        """Every STANDBY_CHECK_SECONDS: how many synchronous standbys the primary has (GetLeader shows it)."""
+    async def _check_standbys(self, at_start: bool = False) -> None:
+        """Every STANDBY_CHECK_SECONDS: how many synchronous standbys the primary has (GetLeader shows it).
+        Without one, the leader warns at every check, and every node once at start."""
         loop = asyncio.get_running_loop()
-        if loop.time() < self._next_standby_check:
+        if loop.time() < self._next_standby_check and not at_start:
             return
         self._next_standby_check = loop.time() + STANDBY_CHECK_SECONDS
         count = await self._run(self.journal.sync_standbys)
         self.sync_standbys = -1 if count is None else count
-        if count == 0 and self.engine.role == LEADER:
+        if count == 0 and (at_start or self.engine.role == LEADER):
             log.warning("%s: PostgreSQL has no synchronous standby connected: commits are on one machine only "
                         "(or wait, if synchronous_standby_names is set)", self.journal.name)
 
