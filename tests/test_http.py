@@ -128,9 +128,11 @@ def test_every_role_rule(desk: Desk) -> None:
         streaming = pb.DESCRIPTOR.services_by_name[service].methods_by_name[name].server_streaming
         for role, token in ROLE_TOKENS.items():
             if streaming:
-                status = stream(desk, method, {"fund_id": "none"}, token, limit=0)[0]
-            else:
-                status, _ = post(desk, method, {}, token=token)
+                code = stream_code(desk, method, {"fund_id": "none"}, token)
+                refused = code in ("unauthenticated", "permission_denied")
+                assert refused == (role not in roles) and (code == "permission_denied") == refused, (method, role)
+                continue
+            status, _ = post(desk, method, {}, token=token)
             if role in roles:
                 assert status not in (401, 403), (method, role, status)
             else:
@@ -138,7 +140,8 @@ def test_every_role_rule(desk: Desk) -> None:
 
 
 def stream(desk: Desk, method: str, body: Any, token: str, limit: int) -> tuple[int, list[dict]]:
-    """A Connect server stream: (status, up to ``limit`` messages), then the connection is closed."""
+    """A Connect server stream: (HTTP status, up to ``limit`` messages, then the end-of-stream message
+    marked ``_end`` if it came within them), then the connection is closed."""
     host, port = url(desk).removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     data = json.dumps(body).encode()
@@ -156,14 +159,23 @@ def stream(desk: Desk, method: str, body: Any, token: str, limit: int) -> tuple[
     return reply.status, messages
 
 
+def stream_code(desk: Desk, method: str, body: Any, token: str) -> str:
+    """The code a Connect server stream ends with at once ("" if it sent a message first): a refusal
+    is HTTP 200 and the error in the end-of-stream message, never an HTTP error status."""
+    status, messages = stream(desk, method, body, token, limit=1)
+    assert status == 200, status
+    return messages[0].get("error", {}).get("code", "") if messages[0].get("_end") else ""
+
+
 def test_server_streams(desk: Desk) -> None:
     status, navs = stream(desk, "Valuation/StreamNav", {"fund_id": FUND}, TOKENS["observer"], limit=1)
     assert status == 200 and json_format.ParseDict(navs[0]["nav"], pb.Nav()) == desk.issuer.get_nav(FUND)
     status, records = stream(desk, "Valuation/StreamEvents", {"after_seq": 0}, TOKENS["observer"], limit=3)
     assert status == 200 and [r["seq"] for r in records] == ["1", "2", "3"]
     assert records[0]["type"] == "AssetRegistered" and records[0]["principal"] == "ops"
-    status, refused = stream(desk, "Valuation/StreamEvents", {"after_seq": -1}, TOKENS["observer"], limit=1)
-    assert status == 400
+    assert stream_code(desk, "Valuation/StreamEvents", {"after_seq": -1}, TOKENS["observer"]) == "invalid_argument"
+    assert stream_code(desk, "Valuation/StreamNav", {"fund_id": "F9"}, TOKENS["observer"]) == "not_found"
+    assert stream_code(desk, "Valuation/StreamNav", {"fund_id": FUND}, "nobody") == "unauthenticated"
 
 
 # == /metrics ======================================================================================

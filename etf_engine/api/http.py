@@ -1,219 +1,298 @@
-"""The HTTP listener (SPEC §15), in the gRPC server's process and event loop (aiohttp):
+"""The HTTP listener (SPEC §15), in the gRPC server's process and event loop: hypercorn, an ASGI server
+that speaks HTTP/1.1 and HTTP/2 in clear text (h2c, prior knowledge), serving
 
-- the Connect protocol (connectrpc.com) for every etf_engine.v1 RPC: unary calls as JSON
-  (``POST /etf_engine.v1.<Service>/<Method>``, ``application/json``) and server streams with Connect's
-  enveloped ``application/connect+json``. The same servicers answer, behind the same tokens and the
-  same role table (``auth.enter``) as gRPC; errors are Connect error JSON with Connect's HTTP statuses.
-- ``GET /metrics``: Prometheus text, no token (bind it where only monitoring reaches it).
-- ``GET /``: the operations console, static files from the package (``etf_engine/console``).
+- every etf_engine.v1 RPC in the Connect protocol (unary and server streams, JSON and binary protobuf,
+  gzip), in gRPC (over h2c) and in gRPC-Web, and gRPC reflection: ``connect.py``, on connectrpc, with
+  the same servicers, the same tokens and the same role table as the gRPC port;
+- ``GET /metrics``: Prometheus text, no token (bind it where only monitoring reaches it);
+- ``GET /`` and ``/console/<file>``: the operations console, static files from the package.
 
-Connect's runtime for Python (``connectrpc``) generates its own service stubs and brings its own
-server; serving the protocol here keeps one role table, one set of servicers and one event loop.
+This module is the router in front of them and what a client's mistake meets first: an RPC path that
+names no method (one metric label for all of them), a protocol header too long to quote, gRPC over
+HTTP/1.1; a console path that names no file (404, whatever its encoding). Every RPC is counted once in
+``etf_engine_rpc_calls_total`` with the code it was answered with. A client's mistake is answered,
+never logged as a traceback; only a failure of the server itself is.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import logging
+import socket
 import struct
 import time
-from collections.abc import AsyncIterator
+import urllib.parse
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
-from aiohttp import web
-from google.protobuf import json_format
-from google.protobuf.message import Message
+import grpc
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from hypercorn.asyncio.run import worker_serve
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.config import Sockets
+from hypercorn.utils import wrap_app
 
-from etf_engine.api.auth import PACKAGE, Authenticator, enter
-from etf_engine.api.metrics import CONTENT_TYPE, Metrics
-from etf_engine.engine import INTERNAL
-from etf_engine.errors import INVALID_ARGUMENT, EngineError
-from etf_engine.v1 import engine_pb2 as pb
+from etf_engine.api.auth import PACKAGE, Authenticator
+from etf_engine.api.connect import CURRENT, GRPC_NAMES, Call, EngineApp, answer_for, reflection_apps
+from etf_engine.api.metrics import CONTENT_TYPE, UNKNOWN_METHOD, Metrics
 
 log = logging.getLogger(__name__)
 
-# gRPC code -> (Connect code, HTTP status), from the Connect protocol's table
-CONNECT_CODES: dict[str, tuple[str, int]] = {
-    "CANCELLED": ("canceled", 499), "UNKNOWN": ("unknown", 500), "INVALID_ARGUMENT": ("invalid_argument", 400),
-    "DEADLINE_EXCEEDED": ("deadline_exceeded", 504), "NOT_FOUND": ("not_found", 404),
-    "ALREADY_EXISTS": ("already_exists", 409), "PERMISSION_DENIED": ("permission_denied", 403),
-    "RESOURCE_EXHAUSTED": ("resource_exhausted", 429), "FAILED_PRECONDITION": ("failed_precondition", 400),
-    "ABORTED": ("aborted", 409), "OUT_OF_RANGE": ("out_of_range", 400), "UNIMPLEMENTED": ("unimplemented", 501),
-    "INTERNAL": ("internal", 500), "UNAVAILABLE": ("unavailable", 503), "DATA_LOSS": ("data_loss", 500),
-    "UNAUTHENTICATED": ("unauthenticated", 401),
-}
-_END_STREAM = 0x02
 MAX_BODY = 4 * 1024 * 1024
+# Connect's HTTP status for each code (the protocol's table)
+HTTP_STATUS: dict[Code, int] = {
+    Code.CANCELED: 499, Code.UNKNOWN: 500, Code.INVALID_ARGUMENT: 400, Code.DEADLINE_EXCEEDED: 504,
+    Code.NOT_FOUND: 404, Code.ALREADY_EXISTS: 409, Code.PERMISSION_DENIED: 403, Code.RESOURCE_EXHAUSTED: 429,
+    Code.FAILED_PRECONDITION: 400, Code.ABORTED: 409, Code.OUT_OF_RANGE: 400, Code.UNIMPLEMENTED: 501,
+    Code.INTERNAL: 500, Code.UNAVAILABLE: 503, Code.DATA_LOSS: 500, Code.UNAUTHENTICATED: 401,
+}
+# The code a client reads from an HTTP status that came without one (Connect's and gRPC's table)
+CODE_OF_STATUS = {200: "OK", 400: "INTERNAL", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "UNIMPLEMENTED",
+                  429: "UNAVAILABLE", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "UNAVAILABLE"}
+# Protocol headers connectrpc quotes in its refusals: longer ones are refused here, unquoted
+QUOTED_HEADERS = ("connect-protocol-version", "connect-timeout-ms", "grpc-timeout")
+MAX_QUOTED_HEADER = 20
+CONSOLE_KINDS = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                 ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+NOSNIFF = ("x-content-type-options", "nosniff")
+CONSOLE_HEADERS = (
+    NOSNIFF, ("cache-control", "no-cache"), ("x-frame-options", "DENY"), ("referrer-policy", "no-referrer"),
+    ("content-security-policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                                "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+)
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-class _Method:
-    def __init__(self, service: Any, name: str, request_type: type[Message], streaming: bool) -> None:
-        self.handler = getattr(service, name)
-        self.request_type = request_type
-        self.streaming = streaming
+def protocol_of(content_type: str) -> str:
+    """The metrics' protocol label: connect, grpc or grpcweb."""
+    if content_type.startswith("application/grpc-web"):
+        return "grpcweb"
+    if content_type.startswith("application/grpc"):
+        return "grpc"
+    return "connect"
 
 
-def _routes(servicers: dict[str, Any]) -> dict[str, _Method]:
-    """"/etf_engine.v1.Service/Method" -> the servicer's method, from the proto's descriptors."""
-    table = {}
-    for service in pb.DESCRIPTOR.services_by_name.values():
-        for method in service.methods:
-            table[f"/{service.full_name}/{method.name}"] = _Method(
-                servicers[service.name], method.name, getattr(pb, method.input_type.name), method.server_streaming)
-    return table
+class _Sender:
+    """``send`` that remembers the status and whether the response has begun."""
 
+    __slots__ = ("_send", "started", "status")
 
-def _error_json(error: EngineError) -> dict[str, str]:
-    return {"code": CONNECT_CODES.get(error.code, ("unknown", 500))[0], "message": error.message}
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+        self.status = 0
 
-
-def _reply_json(message: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(message)
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.started = True
+        await self._send(message)
 
 
 class HttpListener:
-    def __init__(self, servicers: dict[str, Any], authenticator: Authenticator, metrics: Metrics,
-                 max_body: int = MAX_BODY) -> None:
-        self._routes = _routes(servicers)
-        self._auth = authenticator
+    def __init__(self, servicers: dict[str, Any], authenticator: Authenticator, metrics: Metrics, *,
+                 max_body: int = MAX_BODY, reflection: bool = True, grace_seconds: float = 5.0,
+                 initial_metadata: Callable[[], tuple[tuple[str, str], ...] | None] | None = None) -> None:
         self.metrics = metrics
-        self._runner: web.AppRunner | None = None
+        self._engine_app = EngineApp(servicers, authenticator, max_body, initial_metadata or (lambda: None))
+        self._reflection = reflection_apps(max_body) if reflection else {}
+        folder = resources.files("etf_engine") / "console"
+        self._console = {item.name for item in folder.iterdir()
+                         if item.is_file() and any(item.name.endswith(s) for s in CONSOLE_KINDS)}
+        self._grace = grace_seconds
+        self._stopping: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
         self.port: int | None = None
-        app = web.Application(client_max_size=max_body)
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_post(f"/{PACKAGE}.{{service}}/{{method}}", self._call)
-        app.router.add_get("/", self._console_index)
-        app.router.add_get("/console/{name}", self._console_file)
-        self.app = app
 
+    # -- running ---------------------------------------------------------------------------------
     async def start(self, listen: str) -> int:
+        """Bind ``listen`` ("host:port", port 0 for any) now, so that a failure to bind is start's,
+        then serve in this loop."""
         host, _, port = listen.rpartition(":")
-        # handler_cancellation: a client that goes away cancels its handler, which ends a stream waiting
-        # for news (StreamNav, StreamEvents) instead of leaving it until the next message fails to send.
-        self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host.strip("[]") or "127.0.0.1", int(port), reuse_port=False)
-        await site.start()
-        sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
-        self.port = sockets[0].getsockname()[1] if sockets else int(port)
+        host = host.strip("[]") or "127.0.0.1"
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind((host, int(port)))
+            sock.listen(1024)
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
+        config = HypercornConfig()
+        config.accesslog = None
+        config.errorlog = logging.getLogger(f"{__name__}.server")  # hypercorn's own lines, warnings and up
+        config.errorlog.setLevel(logging.WARNING)
+        config.include_server_header = False
+        config.graceful_timeout = self._grace
+        self._stopping = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(
+            worker_serve(wrap_app(self, None, "asgi"), config, sockets=Sockets([], [sock], []),
+                         shutdown_trigger=self._stopping.wait), name="etf-engine-http")
         return self.port
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    # -- /metrics --------------------------------------------------------------------------------
-    async def _metrics(self, request: web.Request) -> web.Response:
-        body = await self.metrics.scrape()
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
-
-    # -- the console -----------------------------------------------------------------------------
-    async def _console_index(self, request: web.Request) -> web.Response:
-        return self._static("index.html")
-
-    async def _console_file(self, request: web.Request) -> web.Response:
-        return self._static(request.match_info["name"])
-
-    def _static(self, name: str) -> web.Response:
-        kinds = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
-        kind = next((k for suffix, k in kinds.items() if name.endswith(suffix)), None)
-        folder = resources.files("etf_engine") / "console"
-        item = folder / name
-        if kind is None or "/" in name or not item.is_file():
-            raise web.HTTPNotFound()
-        return web.Response(body=item.read_bytes(), content_type=kind, charset="utf-8",
-                            headers={"Cache-Control": "no-cache", "Content-Security-Policy":
-                                     "default-src 'self'; img-src 'self' data:; style-src 'self'"})
-
-    # -- Connect ---------------------------------------------------------------------------------
-    async def _call(self, request: web.Request) -> web.StreamResponse:
-        path = request.path
-        method = self._routes.get(path)
-        started, code = time.perf_counter(), "OK"
-        label = path.removeprefix(f"/{PACKAGE}.")
+        if self._task is None or self._stopping is None:
+            return
+        self._stopping.set()
         try:
-            if method is None:
-                raise EngineError("UNIMPLEMENTED", f"no method {label}")
-            if method.streaming:
-                return await self._stream(request, method, path)
-            return await self._unary(request, method, path)
-        except EngineError as e:
-            code = e.code
-            return web.json_response(_error_json(e), status=CONNECT_CODES.get(e.code, ("unknown", 500))[1])
-        finally:
-            self.metrics.call(label, code, "connect", time.perf_counter() - started)
+            await self._task
+        except Exception:  # hypercorn's own failure while closing: nothing left to serve either way
+            log.warning("the HTTP listener stopped with an error", exc_info=True)
+        self._task = None
 
-    def _admit(self, request: web.Request, path: str) -> None:
-        header = request.headers.get("Authorization")
-        enter(path, self._auth.authenticate([("authorization", header)] if header is not None else []))
+    # -- the router ------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        if path == "/metrics":
+            await self._get(method, send, self._metrics)
+        elif path == "/":
+            await self._get(method, send, lambda: self._static("index.html"))
+        elif path.startswith("/console/"):
+            await self._get(method, send, lambda: self._static(path.removeprefix("/console/")))
+        elif path in self._engine_app.paths:
+            await self._rpc(scope, receive, send, self._engine_app, path.removeprefix(f"/{PACKAGE}."))
+        elif (app := self._reflection.get(path.rpartition("/")[0] + "/")) is not None:
+            await self._rpc(scope, receive, send, app, None)
+        elif method == "POST" and _names_a_method(path):
+            await self._unknown_method(scope, send)
+        else:
+            await _plain(send, 404, b"not found\n")
 
-    async def _unary(self, request: web.Request, method: _Method, path: str) -> web.Response:
-        kind = request.content_type
-        if kind != "application/json":  # Connect: 415, so that a client can tell it from a bad message
-            raise web.HTTPUnsupportedMediaType(text=f"Content-Type {kind or '(none)'}: this server speaks "
-                                                    "Connect's JSON (application/json)")
-        self._admit(request, path)
-        message = self._parse(await request.read(), method)
-        reply = await self._run(method.handler(message, None))
-        return web.json_response(_reply_json(reply))
+    async def _get(self, method: str, send: Send, make: Callable[[], Any]) -> None:
+        if method not in ("GET", "HEAD"):
+            await _plain(send, 405, b"method not allowed\n", (("allow", "GET, HEAD"),))
+            return
+        reply = make()
+        status, body, headers = await reply if inspect.isawaitable(reply) else reply
+        await _respond(send, status, body, headers)
 
-    async def _stream(self, request: web.Request, method: _Method, path: str) -> web.StreamResponse:
-        if request.content_type != "application/connect+json":
-            raise EngineError(INVALID_ARGUMENT, f"Content-Type {request.content_type or '(none)'}: server "
-                                                "streams speak application/connect+json")
-        self._admit(request, path)
-        body = await request.read()
-        if len(body) < 5 or struct.unpack(">I", body[1:5])[0] != len(body) - 5:
-            raise EngineError(INVALID_ARGUMENT, "a Connect stream request is one enveloped message")
-        message = self._parse(body[5:], method)
-        items: AsyncIterator[Message] = method.handler(message, None)
-        first: Message | None = None
-        try:  # a refusal before the first message is still an HTTP error, as Connect clients expect it
-            first = await anext(items)
-        except StopAsyncIteration:
-            pass
-        response = web.StreamResponse(headers={"Content-Type": "application/connect+json"})
-        await response.prepare(request)
-        end: dict[str, Any] = {}
+    async def _metrics(self) -> tuple[int, bytes, tuple[tuple[str, str], ...]]:
+        return 200, await self.metrics.scrape(), (("content-type", CONTENT_TYPE), NOSNIFF)
+
+    def _static(self, name: str) -> tuple[int, bytes, tuple[tuple[str, str], ...]]:
+        # Only a file the package's console folder holds, by its exact name: whatever else a path says
+        # (.., %2e%2e, double encoding, overlong UTF-8, 300 characters) names none of them.
+        if name not in self._console:
+            return 404, b"not found\n", (("content-type", "text/plain; charset=utf-8"), NOSNIFF)
+        kind = next(k for suffix, k in CONSOLE_KINDS.items() if name.endswith(suffix))
+        body = (resources.files("etf_engine") / "console" / name).read_bytes()
+        return 200, body, (("content-type", kind), *CONSOLE_HEADERS)
+
+    # -- RPCs ------------------------------------------------------------------------------------
+    async def _rpc(self, scope: Scope, receive: Receive, send: Send, app: Any, label: str | None) -> None:
+        """One call into connectrpc, counted (``label`` "Service/Method"; None: not counted) with the
+        code it was answered with."""
+        headers = _headers(scope)
+        content_type = headers.get("content-type", "")
+        protocol = protocol_of(content_type)
+        started, call = time.perf_counter(), Call()
+        sender = _Sender(send)
+        token = CURRENT.set(call)
         try:
-            try:
-                if first is not None:
-                    await response.write(_envelope(0, _reply_json(first)))
-                    async for item in items:
-                        await response.write(_envelope(0, _reply_json(item)))
-            except EngineError as e:
-                end = {"error": _error_json(e)}
-            await response.write(_envelope(_END_STREAM, end))
-            await response.write_eof()
-        except ConnectionResetError:  # the client went away (aiohttp's reset error is one)
-            pass
-        finally:
-            await items.aclose()
-        return response
-
-    @staticmethod
-    def _parse(body: bytes, method: _Method) -> Message:
-        message = method.request_type()
-        try:
-            json_format.Parse(body or b"{}", message)
-        except (json_format.ParseError, UnicodeDecodeError) as e:
-            raise EngineError(INVALID_ARGUMENT, f"request body is not a {method.request_type.__name__} in JSON: "
-                                                f"{str(e)[:200]}") from None
-        return message
-
-    @staticmethod
-    async def _run(call: Any) -> Message:
-        try:
-            return await call
-        except EngineError:
+            refusal = _refusal(scope, headers, protocol)
+            if refusal is not None:
+                call.code = GRPC_NAMES[refusal.code]
+                await _refuse(sender, refusal, protocol, content_type)
+                return
+            await app(scope, receive, sender)
+        except ConnectError as e:  # connectrpc gives back what it could not answer: the client went away
+            call.code = call.code or GRPC_NAMES[e.code]
+            log.debug("%s: not answered (%s)", label, e.code.value)
+        except asyncio.CancelledError:
+            call.code = call.code or "CANCELLED"
             raise
-        except Exception as e:
-            log.exception("HTTP call failed unexpectedly")
-            raise EngineError(INTERNAL, f"internal error: {type(e).__name__}") from e
+        except Exception as e:  # answered already (connectrpc answers first, then re-raises), else ours
+            error = answer_for(e, label or scope["path"]) if not sender.started else None
+            if error is not None:
+                call.code = GRPC_NAMES[error.code]
+                await _refuse(sender, error, protocol, content_type)
+            else:
+                log.info("%s: %s after the answer began", label or scope["path"], type(e).__name__)
+        finally:
+            CURRENT.reset(token)
+            if label is not None:
+                code = call.code or CODE_OF_STATUS.get(sender.status, "UNKNOWN")
+                self.metrics.call(label, code, protocol, time.perf_counter() - started)
+
+    async def _unknown_method(self, scope: Scope, send: Send) -> None:
+        content_type = _headers(scope).get("content-type", "")
+        protocol = protocol_of(content_type)
+        started = time.perf_counter()
+        name = scope["path"].lstrip("/")
+        error = ConnectError(Code.UNIMPLEMENTED, f"no method {name!r}" if len(name) <= 64 else
+                             f"no method {name[:64]!r}… ({len(name)} characters)")
+        await _refuse(send, error, protocol, content_type)
+        self.metrics.call(UNKNOWN_METHOD, "UNIMPLEMENTED", protocol, time.perf_counter() - started)
 
 
-def _envelope(flags: int, payload: dict[str, Any]) -> bytes:
-    data = json.dumps(payload, separators=(",", ":")).encode()
-    return struct.pack(">BI", flags, len(data)) + data
+def _names_a_method(path: str) -> bool:
+    """"/package.Service/Method": what an RPC client of any protocol posts to."""
+    service, _, method = path[1:].rpartition("/")
+    return bool(service) and "." in service and bool(method)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+
+
+def _refusal(scope: Scope, headers: dict[str, str], protocol: str) -> ConnectError | None:
+    """What this router refuses before connectrpc sees the request."""
+    for name in QUOTED_HEADERS:
+        if len(headers.get(name, "")) > MAX_QUOTED_HEADER:
+            return ConnectError(Code.INVALID_ARGUMENT, f"header {name}: longer than {MAX_QUOTED_HEADER} characters")
+    if protocol == "grpc" and scope.get("http_version") != "2":
+        return ConnectError(Code.UNIMPLEMENTED, "gRPC needs HTTP/2 (h2c with prior knowledge on this port); "
+                                                "over HTTP/1.1 use Connect or gRPC-Web")
+    return None
+
+
+async def _refuse(send: Send, error: ConnectError, protocol: str, content_type: str) -> None:
+    """Answer ``error`` as ``protocol`` answers an error before its first message: gRPC and gRPC-Web
+    trailers-only, a Connect stream HTTP 200 and its end-of-stream message, Connect unary its error JSON
+    with its HTTP status."""
+    if protocol != "connect":
+        kind = "application/grpc-web+proto" if protocol == "grpcweb" else "application/grpc"
+        status = grpc.StatusCode[GRPC_NAMES[error.code]].value[0]
+        await _respond(send, 200, b"", (("content-type", kind), ("grpc-status", str(status)),
+                                        ("grpc-message", urllib.parse.quote(error.message, safe=" "))))
+        return
+    wire = {"code": error.code.value, "message": error.message}
+    if content_type.startswith("application/connect+"):
+        data = json.dumps({"error": wire}).encode()
+        kind = content_type.partition(";")[0].strip()
+        await _respond(send, 200, struct.pack(">BI", 2, len(data)) + data, (("content-type", kind),))
+        return
+    await _respond(send, HTTP_STATUS[error.code], json.dumps(wire).encode(),
+                   (("content-type", "application/json"),))
+
+
+async def _respond(send: Send, status: int, body: bytes, headers: tuple[tuple[str, str], ...]) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(k.encode(), v.encode()) for k, v in headers]})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _plain(send: Send, status: int, body: bytes, extra: tuple[tuple[str, str], ...] = ()) -> None:
+    await _respond(send, status, body, (("content-type", "text/plain; charset=utf-8"), NOSNIFF, *extra))
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

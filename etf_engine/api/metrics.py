@@ -22,6 +22,9 @@ from etf_engine.numbers import FRACTION_SCALE, NAV_PER_SHARE_DP
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000)
+# The method label of every call to a method the server does not have: made-up names share one series,
+# so that calls without a token cannot grow /metrics without bound.
+UNKNOWN_METHOD = "unknown"
 
 
 @dataclass

@@ -109,7 +109,7 @@ class EngineServer:
         self._serving = False
         self._stopping = False
         self.metrics = Metrics(self.engine, shard=config.journal.shard if self._shard is not None else "")
-        self.http: HttpListener | None = None  # [http] listen: Connect JSON, /metrics, the console
+        self.http: HttpListener | None = None  # [http] listen: Connect (+ gRPC, gRPC-Web), /metrics, the console
         self.http_port: int | None = None
 
     async def start(self) -> int:
@@ -134,7 +134,9 @@ class EngineServer:
         rpc.add_ValuationServicer_to_server(servicers["Valuation"], server)
         rpc.add_DiagnosticsServicer_to_server(servicers["Diagnostics"], server)
         if self.config.http_listen is not None:
-            self.http = HttpListener(servicers, authenticator, self.metrics)
+            self.http = HttpListener(servicers, authenticator, self.metrics, max_body=size,
+                                     reflection=self.config.reflection, grace_seconds=self.config.grace_seconds,
+                                     initial_metadata=self._journal_seq)
         if self.config.test_clock:
             log.warning("test_clock = true: Diagnostics.AdvanceClock may move this engine's clock forward; "
                         "for rehearsals and tests only, never in production")
