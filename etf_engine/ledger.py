@@ -33,7 +33,18 @@ Decisions SPEC.md leaves open, fixed here so that both ledgers agree:
   the fund does not hold in its terms is INVALID_ARGUMENT naming ``asset``; unknown fund or
   custodian NOT_FOUND. AdjustHolding below zero: FAILED_PRECONDITION INSUFFICIENT_LIQUID_BALANCE.
   RecordSlashing above staked: FAILED_PRECONDITION INSUFFICIENT_STAKED_BALANCE. Any bucket that
-  would exceed 10^30 smallest units, or shares above 10^15: OUT_OF_RANGE.
+  would exceed 10^30 smallest units, or shares above 10^15: OUT_OF_RANGE, checked after SPEC §6's
+  checks (a Stake past 10^30 that also breaches the cap is STAKING_CAP_BREACH). An instruction sees the
+  lots matured by its time as available (it releases them before its checks). SettleOrder's
+  OUT_OF_RANGE names ``order_id``, the request's one field.
+* Ranges of SPEC §1 on every field that holds one: units and participant limits up to 10^15 shares
+  (``max_units_per_order``, ``max_units_per_day``, ``min_liquid_units``), durations up to 10^9 s,
+  money (fees, seed cash, an AdjustCash delta and the cash it leaves) up to 10^30 cents: OUT_OF_RANGE.
+* CreateFund checks its fields in declaration order (fund_id, base_currency, creation_unit,
+  creation_custodian_id, custodian_priority, assets — each FundAssetSpec in its own field order —,
+  dealing_status, max_price_age_seconds, fees, min_liquid_units, seed_cash_per_unit), then
+  initial_shares_outstanding, then ALREADY_EXISTS, then the dealing terms of SPEC §13. UpdateFund
+  checks the fields it is given in declaration order, the dealing terms last.
 * PublishPrices: a tick with an unknown asset, malformed currency (``[A-Z]{3,10}``), bad price, or
   as_of > now + 5 s refuses the whole batch (INVALID_ARGUMENT naming ``ticks[i].field``; a price
   above 10^12 is OUT_OF_RANGE). Ticks apply in order; one not newer than the current price of its

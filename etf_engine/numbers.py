@@ -21,6 +21,7 @@ MAX_QUANTITY = 10**30  # smallest units
 MAX_PRICE = 10**12 * PRICE_SCALE
 MAX_SHARES = 10**15
 MAX_CREATION_UNIT = 10**8
+MAX_SECONDS = 10**9  # a duration (price age, unbonding period): about 31 years
 MAX_MONEY = 10**30  # cents; far beyond any fund, small enough to stay a sane number
 MAX_DECIMALS = 18
 

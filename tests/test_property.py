@@ -18,10 +18,8 @@ Values are drawn near every limit of SPEC §1 (``near``): quantities at 10^30 sm
 10^30 minus a bucket, shares at 10^15, creation units at 10^8, units at the participant's order and
 daily limits and at the capacity GetCapacity reports, prices at 10^12, money at the engine's bound,
 caps and buffers at 0 and 1 and at the exact boundary of each §6 check, each with its neighbours.
-A mismatch the ledgers are known to have (``KNOWN``) is reproduced alone by a strict xfail at the end
-of this file and tolerated here (an example in which only one ledger accepted a command ends there,
-rejected); when the ledgers are made to agree, its xfail passes, which fails the run: then the xfail
-mark and the ``KNOWN`` entry go.
+Every mismatch this test found (issue 18: eleven, each decided from SPEC and fixed in both ledgers)
+stays at the end of this file as a test of its own, the shortest command sequence that showed it.
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ from fractions import Fraction
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, event, note, reject, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -104,56 +102,6 @@ def refusal(outcome) -> tuple | str:
     return outcome.code, tuple(_ITEM.findall(outcome.message))
 
 
-def _is(outcome, code: str, name: str) -> bool:
-    return refusal(outcome) == (code, name)
-
-
-def _accepted(outcome) -> bool:
-    return not isinstance(outcome, EngineError)
-
-
-def _code(outcome) -> str:
-    return outcome.code if isinstance(outcome, EngineError) else "accepted"
-
-
-# Mismatches found and not fixed yet: the name of the strict xfail below that reproduces it -> does a pair
-# of outcomes (command or read, core's, reference's) show it? Any other difference fails the run.
-KNOWN = {
-    # the reference has no bound on these: it accepts, or names what it checks later
-    "test_mismatch_participant_limit_beyond_shares": lambda c, core_out, ref_out: (
-        isinstance(c, M.RegisterParticipant)
-        and refusal(core_out) in {(OUT_OF_RANGE, "max_units_per_order"), (OUT_OF_RANGE, "max_units_per_day")}),
-    # the core has no bound on these: it accepts, or names a field it checks later
-    "test_mismatch_fund_money_beyond_bound": lambda c, core_out, ref_out: (
-        isinstance(c, (M.CreateFund, M.UpdateFund))
-        and refusal(ref_out) in {(OUT_OF_RANGE, f) for f in ("creation_fee", "redemption_fee", "seed_cash_per_unit")}),
-    "test_mismatch_min_liquid_units_beyond_shares": lambda c, core_out, ref_out: (
-        isinstance(c, (M.CreateFund, M.UpdateFund)) and refusal(core_out) == (OUT_OF_RANGE, "min_liquid_units")),
-    "test_mismatch_create_fund_exists_before_fields": lambda c, core_out, ref_out: (
-        isinstance(c, M.CreateFund) and _code(core_out) == "ALREADY_EXISTS"
-        and _code(ref_out) in (INVALID_ARGUMENT, OUT_OF_RANGE)),
-    "test_mismatch_create_fund_shares_before_assets": lambda c, core_out, ref_out: (
-        isinstance(c, M.CreateFund) and refusal(core_out)[1:] == ("initial_shares_outstanding",)
-        and _code(ref_out) in (INVALID_ARGUMENT, OUT_OF_RANGE) and ref_out.message.startswith("assets[")),
-    "test_mismatch_capacity_at_share_limit": lambda c, core_out, ref_out: (
-        isinstance(c, tuple) and c[0] == "get_capacity"
-        and isinstance(core_out, M.Capacity) and isinstance(ref_out, M.Capacity)
-        and all(a.units == b.units and a.binding_reason == "" != b.binding_reason or a == b
-                for a, b in ((core_out.create, ref_out.create), (core_out.redeem, ref_out.redeem)))),
-    "test_mismatch_settle_names_field": lambda c, core_out, ref_out: (
-        isinstance(c, M.SettleOrder) and refusal(ref_out) == (OUT_OF_RANGE, "order_id")
-        and refusal(core_out) in {(OUT_OF_RANGE, "quantity"), (OUT_OF_RANGE, "shares_outstanding")}),
-    "test_mismatch_cash_delta_beyond_bound": lambda c, core_out, ref_out: (
-        isinstance(c, M.AdjustCash) and _accepted(core_out) and _is(ref_out, OUT_OF_RANGE, "delta")),
-    "test_mismatch_cash_balance_beyond_bound": lambda c, core_out, ref_out: (
-        isinstance(c, M.AdjustCash) and _is(core_out, OUT_OF_RANGE, "delta") and _accepted(ref_out)),
-    "test_mismatch_unstake_counts_matured_lot": lambda c, core_out, ref_out: (
-        type(c) is M.Unstake and _is(core_out, OUT_OF_RANGE, "quantity") and _accepted(ref_out)),
-    "test_mismatch_reward_misses_matured_lot": lambda c, core_out, ref_out: (
-        type(c) is M.RecordStakingReward and _accepted(core_out) and _is(ref_out, OUT_OF_RANGE, "quantity")),
-}
-
-
 def text(q: int, decimals: int) -> str:
     """Smallest units -> decimal text with the asset's decimals."""
     sign = "-" if q < 0 else ""
@@ -178,7 +126,7 @@ class CoreAgainstReference(RuleBasedStateMachine):
         self.events: list[M.Event] = []
         self.flow: dict[tuple[str, str], int] = defaultdict(int)  # (fund, asset) -> in - out
         self.nps_at_acceptance: dict[str, Fraction] = {}
-        self.diverged = False  # a known mismatch left the two ledgers in different states
+        self.diverged = False  # a mismatch failed the run: no replay check in teardown
         self.refused: tuple | str = ""  # refusal() of the last command refused
 
     # -- driving both ------------------------------------------------------------------------
@@ -205,19 +153,12 @@ class CoreAgainstReference(RuleBasedStateMachine):
         return core_out
 
     def agree(self, what, core_out, ref_out, same: bool) -> None:
-        """The two outcomes must be the ``same``, unless the pair is a KNOWN mismatch. A known one where
-        only one ledger refused a command leaves them apart: the example ends there (rejected)."""
+        """The two outcomes must be the ``same``."""
         if same:
             return
-        known = [name for name, shows in KNOWN.items() if shows(what, core_out, ref_out)]
-        self.diverged = self.diverged or not known  # no replay check in teardown after a failure
-        assert known, (f"mismatch: core {refusal(core_out)}, reference {refusal(ref_out)} on {what!r}: "
-                       f"core {core_out!r}, reference {ref_out!r}")
-        event(f"known mismatch ({known[0]})")
-        note(f"known mismatch ({known[0]}) on {what!r}: core {core_out!r}, reference {ref_out!r}")
-        if isinstance(core_out, EngineError) != isinstance(ref_out, EngineError) and isinstance(what, M.Struct):
-            self.diverged = True
-            reject()
+        self.diverged = True  # no replay check in teardown after a failure
+        raise AssertionError(f"mismatch: core {refusal(core_out)}, reference {refusal(ref_out)} on {what!r}: "
+                             f"core {core_out!r}, reference {ref_out!r}")
 
     def orders(self, status: str) -> list[M.Order]:
         return self.core.list_orders("", status, None)
@@ -752,12 +693,11 @@ CoreAgainstReference.TestCase.settings = settings(
 TestCoreAgainstReference = CoreAgainstReference.TestCase
 
 
-# -- each known mismatch alone ------------------------------------------------------------------------
+# -- each mismatch found, alone ----------------------------------------------------------------------
 # One fund F of one asset COIN (0 decimals: quantities read as written) at custodian C, creation unit 1,
 # cap 1, buffer 0, unbonding 3600 s; participant AP (20 units per order, 60 per day). Each test runs its
 # commands on both ledgers (all but the last must be accepted by both) and compares the last outcome
-# as the property test does. xfail(strict): the day the ledgers agree, the test passes, the run fails,
-# and the mark and the KNOWN entry of the same name go.
+# as the property test does.
 COIN_WORLD = [
     M.RegisterAsset(symbol="COIN", decimals=0),
     M.RegisterCustodian(custodian_id="C", name="C", licence_number="L-C", licence_status="ACTIVE",
@@ -794,67 +734,51 @@ def last_outcomes(*steps) -> tuple:
     return tuple(found)
 
 
-@pytest.mark.xfail(strict=True, reason="mismatch: a participant's limits above 10^15 units: the core refuses "
-                   "(OUT_OF_RANGE max_units_per_order), the reference accepts")
-def test_mismatch_participant_limit_beyond_shares():
+def test_agree_participant_limit_beyond_shares():
     core_out, ref_out = last_outcomes(M.RegisterParticipant(
         participant_id="AP-2", name="AP-2", eligible_fund_ids=[], max_units_per_order=10**15 + 1,
         max_units_per_day=1))
     assert core_out == ref_out
 
 
-@pytest.mark.xfail(strict=True, reason="mismatch: min_liquid_units above 10^15: the core refuses "
-                   "(OUT_OF_RANGE min_liquid_units), the reference accepts")
-def test_mismatch_min_liquid_units_beyond_shares():
+def test_agree_min_liquid_units_beyond_shares():
     core_out, ref_out = last_outcomes(*COIN_WORLD, coin_fund(), M.UpdateFund(fund_id="F", min_liquid_units=10**15 + 1))
     assert core_out == ref_out
 
 
-@pytest.mark.xfail(strict=True, reason="mismatch: a fee or seed cash above numbers.MAX_MONEY (10^28): the "
-                   "reference refuses (OUT_OF_RANGE creation_fee), the core accepts")
-def test_mismatch_fund_money_beyond_bound():
+def test_agree_fund_money_beyond_bound():
     beyond = "10000000000000000000000000000.01"
     for change in ({"creation_fee": beyond}, {"redemption_fee": beyond}, {"seed_cash_per_unit": "-" + beyond}):
         core_out, ref_out = last_outcomes(*COIN_WORLD, coin_fund(), M.UpdateFund(fund_id="F", **change))
         assert core_out == ref_out, change
 
 
-@pytest.mark.xfail(strict=True, reason="mismatch: AdjustCash by more than MAX_MONEY to a balance within it: "
-                   "the reference refuses (OUT_OF_RANGE delta), the core accepts")
-def test_mismatch_cash_delta_beyond_bound():
+def test_agree_cash_delta_beyond_bound():
     core_out, ref_out = last_outcomes(*COIN_WORLD, coin_fund(),
                                       M.AdjustCash(fund_id="F", delta="10000000000000000000000000000.00"),
                                       M.AdjustCash(fund_id="F", delta="-10000000000000000000000000000.01"))
     assert core_out == ref_out
 
 
-@pytest.mark.xfail(strict=True, reason="mismatch: AdjustCash by a cent to a balance beyond MAX_MONEY: the core "
-                   "refuses (OUT_OF_RANGE delta), the reference accepts")
-def test_mismatch_cash_balance_beyond_bound():
+def test_agree_cash_balance_beyond_bound():
     core_out, ref_out = last_outcomes(*COIN_WORLD, coin_fund(),
                                       M.AdjustCash(fund_id="F", delta="10000000000000000000000000000.00"),
                                       M.AdjustCash(fund_id="F", delta="0.01"))
     assert core_out == ref_out
 
 
-@pytest.mark.xfail(strict=True, reason="mismatch: CreateFund of an existing fund with a malformed field: the core "
-                   "says ALREADY_EXISTS, the reference INVALID_ARGUMENT naming the field")
-def test_mismatch_create_fund_exists_before_fields():
+def test_agree_create_fund_exists_before_fields():
     core_out, ref_out = last_outcomes(*COIN_WORLD, coin_fund(), coin_fund(seed_cash_per_unit="1.234"))
     assert core_out == ref_out
 
 
-@pytest.mark.xfail(strict=True, reason="mismatch: CreateFund with bad initial_shares_outstanding and a bad asset: "
-                   "the core names initial_shares_outstanding, the reference assets[0].staking_cap")
-def test_mismatch_create_fund_shares_before_assets():
+def test_agree_create_fund_shares_before_assets():
     core_out, ref_out = last_outcomes(*COIN_WORLD, coin_fund(
         initial_shares_outstanding=-1, assets=[M.FundAssetSpec(asset="COIN", staking_cap="1.5")]))
     assert core_out == ref_out
 
 
-@pytest.mark.xfail(strict=True, reason="mismatch: SettleOrder past 10^15 shares or 10^30 in a bucket: the core "
-                   "names shares_outstanding or quantity, the reference order_id")
-def test_mismatch_settle_names_field():
+def test_agree_settle_names_field():
     create = M.SubmitOrder(participant_id="AP", request=M.OrderRequest(fund_id="F", side=M.CREATE, units=2,
                                                                        client_order_id="c-1"))
     price = M.PublishPrices(ticks=[M.PriceTick(asset="COIN", currency="HKD", price="1", as_of_unix_ms=T0)])
@@ -865,9 +789,7 @@ def test_mismatch_settle_names_field():
     assert shares[0] == shares[1] and bucket[0] == bucket[1], (shares, bucket)
 
 
-@pytest.mark.xfail(strict=True, reason="mismatch: GetCapacity at 10^15 shares' worth of units: the core binds "
-                   "nothing (units + 1 is refused outright), the reference says ORDER_LIMIT_EXCEEDED")
-def test_mismatch_capacity_at_share_limit():
+def test_agree_capacity_at_share_limit():
     ledgers = (core.Ledger(), ReferenceLedger())
     price = M.PublishPrices(ticks=[M.PriceTick(asset="COIN", currency="HKD", price="1", as_of_unix_ms=T0)])
     steps = [*COIN_WORLD[:2], M.RegisterParticipant(participant_id="AP", name="AP", eligible_fund_ids=["F"],
@@ -880,9 +802,7 @@ def test_mismatch_capacity_at_share_limit():
     assert core_cap == ref_cap
 
 
-@pytest.mark.xfail(strict=True, reason="mismatch: Unstake after a lot's release time with no read between: the core "
-                   "still counts the lot as unbonding (OUT_OF_RANGE quantity), the reference accepts")
-def test_mismatch_unstake_counts_matured_lot():
+def test_agree_unstake_counts_matured_lot():
     core_out, ref_out = last_outcomes(
         *COIN_WORLD, coin_fund(), coin(M.AdjustHolding, 10**30), coin(M.Stake, 10**30), coin(M.Unstake, 10**30),
         coin(M.AdjustHolding, 10**30), coin(M.Stake, 10**30),  # staked 10^30, unbonding 10^30 until T0 + 3600 s
@@ -890,10 +810,7 @@ def test_mismatch_unstake_counts_matured_lot():
     assert core_out == ref_out
 
 
-@pytest.mark.xfail(strict=True, reason="mismatch: RecordStakingReward after a lot's release time with no read "
-                   "between: the core leaves the lot out of available and accepts a holding past 10^30, the "
-                   "reference refuses (OUT_OF_RANGE quantity)")
-def test_mismatch_reward_misses_matured_lot():
+def test_agree_reward_misses_matured_lot():
     core_out, ref_out = last_outcomes(
         *COIN_WORLD, coin_fund(), coin(M.AdjustHolding, 10), coin(M.Stake, 10), coin(M.Unstake, 10),
         (3_600_000, coin(M.RecordStakingReward, 10**30 - 5)))

@@ -6,8 +6,8 @@ from fractions import Fraction
 from typing import Any
 
 from etf_engine import model as m
-from etf_engine.errors import invalid, precondition
-from etf_engine.numbers import FRACTION_SCALE, MAX_QUANTITY, parse_scaled
+from etf_engine.errors import invalid, out_of_range, precondition
+from etf_engine.numbers import FRACTION_SCALE, MAX_MONEY, MAX_QUANTITY, parse_scaled
 from etf_engine.reference.checks import _bucket, _money
 from etf_engine.reference.state import Fund, Holding
 
@@ -48,10 +48,12 @@ class Custody:
         self.funds[e.fund_id].flow(e.asset, e.delta)
 
     def _adjust_cash(self, c: m.AdjustCash, now: int) -> tuple[None, list[m.Event]]:
-        self._fund(c.fund_id)
+        fund = self._fund(c.fund_id)
         delta = _money(c.delta, "delta", signed=True)
         if delta == 0:
             raise invalid("delta", "must not be zero")
+        if abs(fund.cash + delta) > MAX_MONEY:
+            raise out_of_range("delta", "cash would exceed 10^28")
         return None, self._commit(m.CashAdjusted(at=now, fund_id=c.fund_id, delta=delta))
 
     def _on_cash(self, e: m.CashAdjusted) -> None:

@@ -10,7 +10,7 @@ from etf_engine import addresses
 from etf_engine import calendar as cal_
 from etf_engine import model as m
 from etf_engine.errors import invalid, not_found
-from etf_engine.numbers import MAX_CREATION_UNIT, MAX_DECIMALS, MAX_QUANTITY, MAX_SHARES, parse_scaled
+from etf_engine.numbers import MAX_CREATION_UNIT, MAX_DECIMALS, MAX_QUANTITY, MAX_SECONDS, MAX_SHARES, parse_scaled
 from etf_engine.reference.checks import _CURRENCY, _ID, _SYMBOL, _at_least, _exists, _fraction, _match, _money, _one_of
 from etf_engine.reference.state import Fund
 
@@ -65,8 +65,8 @@ class Funds:
         _match(_ID, c.participant_id, "participant_id")
         for i, fund_id in enumerate(c.eligible_fund_ids):
             _match(_ID, fund_id, f"eligible_fund_ids[{i}]")
-        _at_least(c.max_units_per_order, 1, "max_units_per_order")
-        _at_least(c.max_units_per_day, 1, "max_units_per_day")
+        _at_least(c.max_units_per_order, 1, "max_units_per_order", MAX_SHARES)
+        _at_least(c.max_units_per_day, 1, "max_units_per_day", MAX_SHARES)
         if c.participant_id in self.participants:
             raise _exists("participant", c.participant_id)
         funds = tuple(sorted(set(c.eligible_fund_ids)))  # a set: order and repeats carry no meaning
@@ -130,11 +130,11 @@ class Funds:
             case "dealing_status":
                 return _one_of(value, m.DEALING_STATUSES, name)
             case "max_price_age_seconds":
-                return _at_least(value, 1, name)
+                return _at_least(value, 1, name, MAX_SECONDS)
             case "creation_fee" | "redemption_fee":
                 return _money(value, name)
             case "min_liquid_units":
-                return _at_least(value, 0, name)
+                return _at_least(value, 0, name, MAX_SHARES)
             case "seed_cash_per_unit":
                 return _money(value, name, signed=True)
             case "calendar_id":
@@ -172,7 +172,7 @@ class Funds:
         for i, spec in enumerate(specs):
             at = f"assets[{i}]"
             if fund is None and spec.asset not in self.assets:
-                raise not_found("asset", spec.asset)
+                raise not_found(f"{at}.asset", spec.asset)
             if fund is not None and fund.asset(spec.asset) is None:
                 raise invalid(f"{at}.asset", f"{spec.asset!r} is not an asset of the fund")
             if spec.asset in terms:
@@ -181,7 +181,7 @@ class Funds:
                 asset=spec.asset,
                 staking_cap=_fraction(spec.staking_cap, f"{at}.staking_cap"),
                 liquidity_buffer=_fraction(spec.liquidity_buffer, f"{at}.liquidity_buffer"),
-                unbonding_seconds=_at_least(spec.unbonding_seconds, 0, f"{at}.unbonding_seconds"),
+                unbonding_seconds=_at_least(spec.unbonding_seconds, 0, f"{at}.unbonding_seconds", MAX_SECONDS),
                 seed_quantity_per_unit=parse_scaled(spec.seed_quantity_per_unit, f"{at}.seed_quantity_per_unit",
                                                     self.assets[spec.asset], limit=MAX_QUANTITY),
             )

@@ -245,11 +245,13 @@ class Orders:
         # Every check compares a figure that grows with units against a bound, so acceptance is
         # monotone in units and bisection finds the largest accepted n. SubmitOrder refuses
         # n x creation_unit > 10^15, so n stops there too.
-        low, high = 0, min(participant.max_units_per_order, MAX_SHARES // fund.terms.creation_unit)
+        share_cap = MAX_SHARES // fund.terms.creation_unit
+        low, high = 0, min(participant.max_units_per_order, share_cap)
         while low < high:
             mid = (low + high + 1) // 2
             low, high = (mid, high) if reason(mid) == "" else (low, mid - 1)
-        return m.CapacitySide(units=low, binding_reason=reason(low + 1))
+        # at the share limit one more unit is refused outright (OUT_OF_RANGE): no reject reason binds
+        return m.CapacitySide(units=low, binding_reason=reason(low + 1) if low < share_cap else "")
 
     # -- settlement and cancellation ---------------------------------------------------------------
     def _settle_order(self, c: m.SettleOrder, now: int) -> tuple[m.Order, list[m.Event]]:

@@ -27,7 +27,7 @@ from etf_engine.errors import (
     PERMISSION_DENIED, invalid, not_found, out_of_range, precondition, quote,
 )
 from etf_engine.numbers import (
-    FRACTION_DP, FRACTION_SCALE, MAX_CREATION_UNIT, MAX_QUANTITY, MAX_SHARES, MONEY_DP, PRICE_DP,
+    FRACTION_DP, FRACTION_SCALE, MAX_CREATION_UNIT, MAX_MONEY, MAX_QUANTITY, MAX_SECONDS, MAX_SHARES, MONEY_DP, PRICE_DP,
     MAX_PRICE, POW10, format_quantity, parse_scaled, round_half_even,
 )
 

@@ -29,11 +29,14 @@ cdef void _advance(Ledger self, Fund f, long long now_ms) except *:
     f.next_release = nxt
 
 
-cdef tuple _target(Ledger self, cmd):
-    """(fund, fund asset, custodian) named by an instruction, validated."""
+cdef tuple _target(Ledger self, cmd, long long now_ms):
+    """(fund, fund asset, custodian) named by an instruction, validated; the fund's lots matured by now_ms
+    released first, so that every check sees them available (etf_engine/ledger.py)."""
     cdef Fund f = _fund(self, cmd.fund_id)
     c = _custodian(self, cmd.custodian_id)
-    return f, _fund_asset(self, f, cmd.asset), c
+    fa = _fund_asset(self, f, cmd.asset)
+    _advance(self, f, now_ms)
+    return f, fa, c
 
 
 cdef object _quantity(Ledger self, FundAsset fa, object text, str field):
@@ -46,11 +49,10 @@ cdef object _quantity(Ledger self, FundAsset fa, object text, str field):
 def _adjust_holding(Ledger self, cmd, long long now_ms, list events):
     cdef Fund f
     cdef FundAsset fa
-    f, fa, c = _target(self, cmd)
+    f, fa, c = _target(self, cmd, now_ms)
     delta = parse_scaled(cmd.delta, "delta", fa.info.decimals, signed=True, limit=MAX_QUANTITY)
     if delta == 0:
         raise invalid("delta", "must not be zero")
-    _advance(self, f, now_ms)
     available = _available(self, fa, c)
     if available + delta < 0:
         raise precondition(INSUFFICIENT_LIQUID_BALANCE,
@@ -76,10 +78,10 @@ cdef _credit(Ledger self, event, object delta):
 
 def _adjust_cash(Ledger self, cmd, long long now_ms, list events):
     cdef Fund f = _fund(self, cmd.fund_id)
-    delta = parse_scaled(cmd.delta, "delta", MONEY_DP, signed=True)
+    delta = parse_scaled(cmd.delta, "delta", MONEY_DP, signed=True, limit=MAX_MONEY)
     if delta == 0:
         raise invalid("delta", "must not be zero")
-    if abs(f.cash + delta) > MAX_QUANTITY:
+    if abs(f.cash + delta) > MAX_MONEY:
         raise out_of_range("delta", "cash would exceed 10^28")
     _emit(self, events, M.CashAdjusted(at=now_ms, fund_id=f.fund_id, delta=delta))
 
@@ -92,9 +94,8 @@ def _stake(Ledger self, cmd, long long now_ms, list events):
     cdef Fund f
     cdef FundAsset fa
     cdef Custodian c
-    f, fa, c = _target(self, cmd)
+    f, fa, c = _target(self, cmd, now_ms)
     q = _quantity(self, fa, cmd.quantity, "quantity")
-    _advance(self, f, now_ms)
     _basket(self, f, now_ms)
     if not c.licensed(now_ms):
         raise precondition(CUSTODIAN_NOT_LICENSED, f"custodian {c.custodian_id} is not licensed")
@@ -149,7 +150,7 @@ def _on_staked(Ledger self, event):
 def _unstake(Ledger self, cmd, long long now_ms, list events):
     cdef Fund f
     cdef FundAsset fa
-    f, fa, c = _target(self, cmd)
+    f, fa, c = _target(self, cmd, now_ms)
     q = _quantity(self, fa, cmd.quantity, "quantity")
     h = _need_staked(self, fa, c, q)
     _add((<Holding>h).unbonding, q, "quantity")
@@ -173,7 +174,7 @@ def _on_unstaked(Ledger self, event):
 def _reward(Ledger self, cmd, long long now_ms, list events):
     cdef Fund f
     cdef FundAsset fa
-    f, fa, c = _target(self, cmd)
+    f, fa, c = _target(self, cmd, now_ms)
     q = _quantity(self, fa, cmd.quantity, "quantity")
     _add(_available(self, fa, c), q, "quantity")
     _emit(self, events, M.RewardRecorded(at=now_ms, fund_id=f.fund_id, custodian_id=c.custodian_id,
@@ -187,7 +188,7 @@ def _on_reward(Ledger self, event):
 def _slash(Ledger self, cmd, long long now_ms, list events):
     cdef Fund f
     cdef FundAsset fa
-    f, fa, c = _target(self, cmd)
+    f, fa, c = _target(self, cmd, now_ms)
     q = _quantity(self, fa, cmd.quantity, "quantity")
     _need_staked(self, fa, c, q)
     _emit(self, events, M.Slashed(at=now_ms, fund_id=f.fund_id, custodian_id=c.custodian_id,

@@ -292,9 +292,9 @@ def _settle(Ledger self, cmd, long long now_ms, list events):
         if not c.licensed(now_ms):
             raise precondition(CUSTODIAN_NOT_LICENSED, f"creation custodian {c.custodian_id} is not licensed")
         for line in order.deliverables:
-            _add(_available(self, f.asset_map[line.asset], c), line.quantity, "quantity")
-        if f.shares + shares > MAX_SHARES:
-            raise out_of_range("shares_outstanding", "would exceed 10^15")
+            _add(_available(self, f.asset_map[line.asset], c), line.quantity, "order_id")
+        if f.shares + shares > MAX_SHARES:  # the request's one field is named (SPEC §11)
+            raise out_of_range("order_id", "shares outstanding would exceed 10^15")
     _emit(self, events, M.OrderSettled(at=now_ms, order_id=order.order_id))
     return self.orders[order.order_id]
 
