@@ -103,8 +103,8 @@ def test_init_force_replaces(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_demo_keep_serves_the_console_until_a_signal(stop: signal.Signals) -> None:
-    proc = subprocess.Popen([*CLI, "demo", "--keep", "--http-listen", "127.0.0.1:0"], env=ENV, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([*CLI, "demo", "--keep", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"],
+                            env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         out = lines_of(proc)
         seen, console = read_until(out, r"console (http://127\.0\.0\.1:\d+)/", timeout=120)
