@@ -4,6 +4,8 @@
     etf-engine hash-token TOKEN
     etf-engine demo [--keep]
     etf-engine init [DIR]
+    etf-engine apply FILE [--dry-run] [--server HOST:PORT]
+    etf-engine prices publish --from FILE|- [--every S]
     etf-engine verify --data-dir DIR | --dsn DSN [--shard S]
     etf-engine journal copy --from DATA_DIR --to DSN [--shard S]
     etf-engine bench --clients 1,64 --json run.json --plot run.png
@@ -14,15 +16,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import secrets
+import shlex
+import shutil
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
+from etf_engine import apply as apply_file
+from etf_engine import price_file
 from etf_engine.api.auth import ISSUER, OBSERVER, PARTICIPANT, hash_token
 from etf_engine.bench.run import add_arguments as add_bench_arguments
 from etf_engine.bench.run import run as run_bench
-from etf_engine.config import Config, ConfigError, load_config
+from etf_engine.client import EtfClient
+from etf_engine.config import DEFAULT_LISTEN, Config, ConfigError, load_config
 from etf_engine.journal import JournalError
 from etf_engine.journal.sqlite import DataDirInUse
 from etf_engine.ledger import make_ledger
@@ -127,12 +136,93 @@ def cmd_init(args: argparse.Namespace) -> int:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     path.chmod(0o600)
     load_config(path)  # what was written must load
-    print(f"wrote {path}. Tokens, shown this once (the file keeps only their SHA-256):")
+    fund = folder / "fund.toml"  # an example to edit: kept when it exists, --force or not
+    kept = fund.exists()
+    if not kept:
+        dealer = next(pid for _name, _role, pid in INIT_PRINCIPALS if pid)
+        fund.write_text(apply_file.example(date.today(), dealer), encoding="utf-8")
+        apply_file.load(fund)  # what was written must load
+    print(f"wrote {path}{'' if kept else f' and {fund}'}. Tokens, shown this once (the file keeps only their "
+          "SHA-256):")
     table(["principal", "role", "token"], [(n, r + (f" ({p})" if p else ""), tokens[n]) for n, r, p in INIT_PRINCIPALS],
           sys.stdout)
-    print(f"\nStart the server:  etf-engine serve --config {path}\nOpen the console:  http://127.0.0.1:8080/ "
-          "(enter a token)\nRegister participant AP-1 before the dealer's token can deal.")
+    exe = shlex.quote(_executable())
+    print(f"\nStart the server:  {exe} serve --config {shlex.quote(str(path.absolute()))}\n"
+          "Open the console:  http://127.0.0.1:8080/ (enter a token)\n"
+          f"A first fund:      ETF_ENGINE_TOKEN=<issuer-ops token> {exe} apply {shlex.quote(str(fund.absolute()))}"
+          f"{' (kept as it was)' if kept else ''}\n"
+          "Then its prices:   printf 'BTC,USD,97250.00\\nETH,USD,3412.55\\n' | ETF_ENGINE_TOKEN=<issuer-ops token> "
+          f"{exe} prices publish --from -")
     return 0
+
+
+def _executable() -> str:
+    """The etf-engine command as a full path: the one running, else the one beside this Python."""
+    running = Path(sys.argv[0])
+    if running.name == "etf-engine":
+        return str(running.absolute())
+    beside = Path(sys.executable).with_name("etf-engine")
+    if beside.exists():
+        return str(beside.absolute())
+    return shutil.which("etf-engine") or f"{sys.executable} -m etf_engine.cli"
+
+
+# == apply and prices: clients of a running server =================================================
+def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """--server and TLS as EtfClient takes them; the token comes from ETF_ENGINE_TOKEN."""
+    parser.add_argument("--server", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                        help="the server's gRPC address (default %(default)s); the token: ETF_ENGINE_TOKEN")
+    parser.add_argument("--tls", action="store_true", help="TLS, trusting the system's certificate authorities")
+    parser.add_argument("--root-certificates", metavar="PEM", help="TLS, trusting the CA certificates in this file")
+    parser.add_argument("--private-key", metavar="PEM", help="mutual TLS: the client's key (with --certificate-chain)")
+    parser.add_argument("--certificate-chain", metavar="PEM", help="mutual TLS: the client's certificate chain")
+
+
+def _server_client(args: argparse.Namespace, command: str) -> EtfClient | None:
+    """The client for --server, or None after saying why not (no token, a certificate not read)."""
+    token = os.environ.get("ETF_ENGINE_TOKEN", "")
+    if not token:
+        print(f"etf-engine {command}: set ETF_ENGINE_TOKEN to an issuer's token (etf-engine init prints them)",
+              file=sys.stderr)
+        return None
+    if bool(args.private_key) != bool(args.certificate_chain):
+        print(f"etf-engine {command}: --private-key and --certificate-chain go together", file=sys.stderr)
+        return None
+    pem: dict[str, bytes | None] = {}
+    for name in ("root_certificates", "private_key", "certificate_chain"):
+        value = getattr(args, name)
+        try:
+            pem[name] = Path(value).read_bytes() if value else None
+        except OSError as e:
+            print(f"etf-engine {command}: --{name.replace('_', '-')} {value}: {e.strerror or e}", file=sys.stderr)
+            return None
+    return EtfClient(args.server, token, tls=args.tls, **pem)
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    client = _server_client(args, "apply")
+    if client is None:
+        return 2
+    with client:
+        return apply_file.run(Path(args.file), client, target=args.server, dry_run=args.dry_run, out=sys.stdout,
+                              err=sys.stderr)
+
+
+def cmd_prices_publish(args: argparse.Namespace) -> int:
+    if args.every is not None and not args.every > 0:
+        print("etf-engine prices publish: --every takes a number of seconds above 0", file=sys.stderr)
+        return 2
+    try:
+        text = sys.stdin.read() if args.source == "-" else Path(args.source).read_text(encoding="utf-8")
+    except OSError as e:
+        print(f"etf-engine prices publish: {args.source}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    client = _server_client(args, "prices publish")
+    if client is None:
+        return 2
+    with client:
+        return price_file.run(client, text, "stdin" if args.source == "-" else args.source, target=args.server,
+                              every=args.every, out=sys.stdout, err=sys.stderr)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -260,6 +350,31 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("dir", nargs="?", default=".", metavar="DIR", help="created if missing (default: here)")
     init.add_argument("--force", action="store_true", help="replace an existing etf.toml")
     init.set_defaults(func=cmd_init)
+
+    apply_cmd = sub.add_parser("apply", help="create and update assets, custodians, calendars, participants and "
+                                             "funds from a TOML file (init writes an example, fund.toml)",
+                               description="Make a server hold what a TOML file describes: create what is "
+                                           "missing, update what the API can change, and name (changing nothing) "
+                                           "a difference it cannot apply. The tables are the requests of "
+                                           "engine.proto in its JSON form; see fund.toml, written by init.")
+    apply_cmd.add_argument("file", metavar="FILE", help="the TOML file")
+    apply_cmd.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    _add_server_arguments(apply_cmd)
+    apply_cmd.set_defaults(func=cmd_apply)
+
+    prices = sub.add_parser("prices", help="publish prices to a server")
+    prices_sub = prices.add_subparsers(dest="prices_command", required=True)
+    publish = prices_sub.add_parser("publish", help="publish the prices of a CSV file: asset,currency,price[,as_of]",
+                                    description="Publish price ticks from a CSV file, one a row: "
+                                                "asset,currency,price[,as_of].")
+    publish.add_argument("--from", dest="source", required=True, metavar="FILE|-",
+                         help="rows of asset,currency,price[,as_of] (as_of ISO 8601 or unix ms; default now); "
+                              "- reads standard input")
+    publish.add_argument("--every", type=float, metavar="S",
+                         help="then publish the file's last prices again every S seconds, as of then, until "
+                              "interrupted (rehearsals)")
+    _add_server_arguments(publish)
+    publish.set_defaults(func=cmd_prices_publish)
 
     verify = sub.add_parser("verify", help="replay a data directory or a PostgreSQL shard offline; print counts "
                                            "and the state digest")
