@@ -341,7 +341,8 @@ def test_prices_publish_from_a_file_and_every_few_seconds(server: str, tmp_path:
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             out = lines_of(proc)
-            read_until(out, r"published 3 ticks")
+            read_until(out, r"published 3 ticks .*: 1 applied, 2 ignored")  # the file again: its BTC not newer
+            read_until(out, r"^  ignored BTC/USD: ")  # and why
             read_until(out, r"^\d\d:\d\d:\d\d published 2 ticks .*: 2 applied")  # the last BTC and ETH, as of now
             read_until(out, r"^\d\d:\d\d:\d\d published 2 ticks .*: 2 applied")
         finally:
@@ -355,3 +356,22 @@ def test_prices_publish_from_a_file_and_every_few_seconds(server: str, tmp_path:
     assert bad.returncode == 2 and "stdin:2: 2 columns; expected asset,currency,price[,as_of]" in bad.stderr
     refused = run("prices", "publish", "--from", "-", "--server", server, stdin="BTC,USD,-1\n")
     assert refused.returncode == 1 and "INVALID_ARGUMENT ticks[0].price" in refused.stderr
+
+
+def test_prices_are_as_of_the_engines_clock(tmp_path: Path) -> None:
+    """An undated price is as of the engine's time (GetLeader), a test clock's included: stamped with this
+    machine's time it would be two hours stale here."""
+    config = tmp_path / "etf.toml"
+    config.write_text("test_clock = true\n" + CONFIG)
+    proc, target = serve(config)
+    try:
+        assert applied(target, example(tmp_path)).returncode == 0
+        with EtfClient(target, ISSUER) as issuer, EtfClient(target, DEALER) as dealer:
+            ahead = issuer.advance_clock(issuer.get_leader().now_unix_ms + 2 * 3_600_000)
+            prices = run("prices", "publish", "--from", "-", "--server", target, stdin="BTC,USD,97250\nETH,USD,3412\n")
+            assert prices.returncode == 0 and ": 2 applied" in prices.stdout, prices.stderr
+            nav = issuer.get_nav(FUND)
+            assert nav.as_of >= ahead and not nav.stale
+            assert dealer.submit_order(FUND, "CREATE", 1, "ahead-1").status == pb.OrderStatus.ACCEPTED
+    finally:
+        stop(proc)
