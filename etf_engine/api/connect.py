@@ -184,7 +184,7 @@ class Gzip(GzipCompression):
         except ConnectError:  # resource_exhausted: larger than the limit once decompressed
             raise
         except EOFError:
-            raise _invalid("the gzip body ends before its end (truncated)") from None
+            raise _invalid("the gzip body is cut short (truncated)") from None
         except Exception:
             raise _invalid("the body is not gzip data (Content-Encoding: gzip)") from None
 

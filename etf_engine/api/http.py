@@ -34,6 +34,7 @@ from connectrpc.errors import ConnectError
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
+from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.utils import wrap_app
 
 from etf_engine.api.auth import PACKAGE, Authenticator
@@ -41,6 +42,41 @@ from etf_engine.api.connect import CURRENT, GRPC_NAMES, Call, EngineApp, answer_
 from etf_engine.api.metrics import CONTENT_TYPE, UNKNOWN_METHOD, Metrics
 
 log = logging.getLogger(__name__)
+
+
+class _Streams(dict[int, Any]):
+    """hypercorn's HTTP/2 streams by id, where a stream already answered and closed reads as one that
+    drops what still arrives. hypercorn 0.18 looks a stream up for each DATA frame without this
+    guard (its StreamEnded branch has it): a client still sending the body of a request answered
+    early (a refusal before the body is read, a body over the limit) killed the whole connection
+    with a traceback (hypercorn issues 197 and 329, pull requests 312, 334 and 365, unreleased)."""
+
+    def __missing__(self, stream_id: int) -> Any:
+        return _ANSWERED
+
+
+class _Answered:
+    async def handle(self, event: object) -> None:
+        return None
+
+
+_ANSWERED = _Answered()
+
+
+def _tolerate_data_after_the_answer() -> None:
+    if getattr(H2Protocol, "_etf_engine_streams", False):
+        return
+    original = H2Protocol.__init__
+
+    def __init__(self: H2Protocol, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.streams = _Streams()
+
+    H2Protocol.__init__ = __init__  # type: ignore[method-assign]
+    H2Protocol._etf_engine_streams = True  # type: ignore[attr-defined]
+
+
+_tolerate_data_after_the_answer()
 
 MAX_BODY = 4 * 1024 * 1024
 # Connect's HTTP status for each code (the protocol's table)
@@ -78,20 +114,35 @@ def protocol_of(content_type: str) -> str:
     return "connect"
 
 
-class _Sender:
-    """``send`` that remembers the status and whether the response has begun."""
+class _Exchange:
+    """One request's ``receive`` and ``send``, remembering the status answered, whether the answer has
+    begun and whether the request's body was read to its end. An HTTP/1.1 answer given before that
+    (a refusal ahead of the body: no token, a body over the limit, no such method) says
+    ``connection: close``: hypercorn closes such a connection after the answer, and a client that
+    was not told would send its next request into the closing connection."""
 
-    __slots__ = ("_send", "started", "status")
+    __slots__ = ("_receive", "_send", "body_read", "http1", "started", "status")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._receive = receive
         self._send = send
+        self.http1 = scope.get("http_version") != "2"
+        self.body_read = False
         self.started = False
         self.status = 0
 
-    async def __call__(self, message: dict[str, Any]) -> None:
+    async def receive(self) -> dict[str, Any]:
+        message = await self._receive()
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            self.body_read = True
+        return message
+
+    async def send(self, message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             self.status = message["status"]
             self.started = True
+            if self.http1 and not self.body_read:
+                message = message | {"headers": [*message.get("headers", ()), (b"connection", b"close")]}
         await self._send(message)
 
 
@@ -118,6 +169,10 @@ class HttpListener:
         host = host.strip("[]") or "127.0.0.1"
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart binds beside TIME_WAIT
+            # Accepted sockets inherit it; asyncio sets it only on sockets made with IPPROTO_TCP, and a
+            # response's headers and body leave in two writes: without it each call waits out a delayed ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.bind((host, int(port)))
             sock.listen(1024)
         except OSError:
@@ -166,7 +221,7 @@ class HttpListener:
         elif (app := self._reflection.get(path.rpartition("/")[0] + "/")) is not None:
             await self._rpc(scope, receive, send, app, None)
         elif method == "POST" and _names_a_method(path):
-            await self._unknown_method(scope, send)
+            await self._unknown_method(scope, receive, send)
         else:
             await _plain(send, 404, b"not found\n")
 
@@ -198,7 +253,8 @@ class HttpListener:
         content_type = headers.get("content-type", "")
         protocol = protocol_of(content_type)
         started, call = time.perf_counter(), Call()
-        sender = _Sender(send)
+        exchange = _Exchange(scope, receive, send)
+        sender = exchange.send
         token = CURRENT.set(call)
         try:
             refusal = _refusal(scope, headers, protocol)
@@ -206,7 +262,7 @@ class HttpListener:
                 call.code = GRPC_NAMES[refusal.code]
                 await _refuse(sender, refusal, protocol, content_type)
                 return
-            await app(scope, receive, sender)
+            await app(scope, exchange.receive, sender)
         except ConnectError as e:  # connectrpc gives back what it could not answer: the client went away
             call.code = call.code or GRPC_NAMES[e.code]
             log.debug("%s: not answered (%s)", label, e.code.value)
@@ -214,7 +270,7 @@ class HttpListener:
             call.code = call.code or "CANCELLED"
             raise
         except Exception as e:  # answered already (connectrpc answers first, then re-raises), else ours
-            error = answer_for(e, label or scope["path"]) if not sender.started else None
+            error = answer_for(e, label or scope["path"]) if not exchange.started else None
             if error is not None:
                 call.code = GRPC_NAMES[error.code]
                 await _refuse(sender, error, protocol, content_type)
@@ -223,10 +279,11 @@ class HttpListener:
         finally:
             CURRENT.reset(token)
             if label is not None:
-                code = call.code or CODE_OF_STATUS.get(sender.status, "UNKNOWN")
+                code = call.code or CODE_OF_STATUS.get(exchange.status, "UNKNOWN")
                 self.metrics.call(label, code, protocol, time.perf_counter() - started)
 
-    async def _unknown_method(self, scope: Scope, send: Send) -> None:
+    async def _unknown_method(self, scope: Scope, receive: Receive, send: Send) -> None:
+        send = _Exchange(scope, receive, send).send
         content_type = _headers(scope).get("content-type", "")
         protocol = protocol_of(content_type)
         started = time.perf_counter()
