@@ -1,8 +1,16 @@
 // The etf-engine operations console: plain JS modules, no build step, nothing fetched but the engine's
 // own Connect API (same origin). The token is kept in sessionStorage: a reload does not ask again.
+// It asks the server who the token is (Diagnostics.WhoAmI: the principal, its role and the RPCs the
+// role may call, from the server's one role table) and makes no call that the role would be refused.
+// Price ages are measured on the engine's clock (Diagnostics.GetLeader), never on the browser's: a
+// test clock may run hours ahead.
 const PKG = "etf_engine.v1";
+const SVG = "http://www.w3.org/2000/svg";
 const $ = (sel) => document.querySelector(sel);
-const state = { token: sessionStorage.getItem("etf-token") || "", fund: "", orders: [], streams: [] };
+const state = {
+  token: sessionStorage.getItem("etf-token") || "", me: null, methods: new Set(), offset: 0, testClock: false,
+  funds: [], fund: "", orders: [], streams: [], timers: [],
+};
 
 // -- figures as the CLI prints them: exact decimal strings, thousands separators, never floats --------
 export function figure(text) {
@@ -14,11 +22,50 @@ export function figure(text) {
   return sign + grouped + (frac !== undefined ? "." + frac : "");
 }
 
+// A decimal string as an integer of 10^-dp units (BigInt): compared and converted without a float.
+export function scaled(text, dp) {
+  const s = String(text || "0");
+  const [whole, frac = ""] = s.replace(/^-/, "").split(".");
+  const value = BigInt(whole || "0") * 10n ** BigInt(dp) + BigInt((frac + "0".repeat(dp)).slice(0, dp) || "0");
+  return s.startsWith("-") ? -value : value;
+}
+
+// A 4 dp fraction as a percentage, exactly: "0.2983" -> "29.83%".
+export function percent(text) {
+  if (text === undefined || text === null || text === "") return "-";
+  const v = scaled(text, 4), a = v < 0n ? -v : v;
+  return `${v < 0n ? "-" : ""}${a / 100n}.${String(a % 100n).padStart(2, "0")}%`;
+}
+
+export function utc(ms) {
+  if (!ms || ms === "0") return "-";
+  return new Date(Number(ms)).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
+}
+
+export function duration(ms) {
+  const s = Math.round(Math.abs(ms) / 1000);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+}
+
+// -- the API --------------------------------------------------------------------------------------------
 class ApiError extends Error {
   constructor(status, code, message) { super(message); this.status = status; this.code = code; }
 }
 
+const allowed = (method) => state.methods.has(`/${PKG}.${method}`);
+
+function mayCall(method) {
+  // WhoAmI is every role's, and it is what says what the rest are.
+  if (method !== "Diagnostics/WhoAmI" && !allowed(method)) {
+    throw new ApiError(0, "not_called", `${method}: not for the role ${state.me?.role}`);
+  }
+}
+
 async function call(method, body = {}) {
+  mayCall(method);
   const reply = await fetch(`/${PKG}.${method}`, {
     method: "POST",
     headers: { "Content-Type": "application/json", "Authorization": `Bearer ${state.token}` },
@@ -31,6 +78,7 @@ async function call(method, body = {}) {
 
 // A Connect server stream: enveloped JSON messages (5-byte prefix), ended by a flag-2 envelope.
 async function stream(method, body, onMessage, signal) {
+  mayCall(method);
   const json = new TextEncoder().encode(JSON.stringify(body));
   const frame = new Uint8Array(5 + json.length);
   new DataView(frame.buffer).setUint32(1, json.length);
@@ -59,6 +107,7 @@ async function stream(method, body, onMessage, signal) {
   }
 }
 
+// -- the page's pieces ------------------------------------------------------------------------------------
 function cell(text, cls = "") {
   const td = document.createElement("td");
   td.textContent = text;
@@ -74,11 +123,25 @@ function row(values, numeric = []) {
 
 function fill(sel, rows) { $(sel + " tbody").replaceChildren(...rows); }
 
-// -- sign-in ------------------------------------------------------------------------------------------
+function note(sel, text) {
+  const box = $(sel);
+  box.textContent = text;
+  box.hidden = !text;
+}
+
+function svg(tag, attrs = {}, text = "") {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  if (text) el.textContent = text;
+  return el;
+}
+
+// -- sign-in: who the token is, and the engine's clock ----------------------------------------------------
 async function signIn(token) {
   state.token = token;
+  let me;
   try {
-    await call("Valuation/ListFunds");
+    me = await call("Diagnostics/WhoAmI");
   } catch (e) {
     sessionStorage.removeItem("etf-token");
     $("#login-error").textContent = e.status === 401 ? "That token is not known to this server." : e.message;
@@ -86,17 +149,49 @@ async function signIn(token) {
     return;
   }
   sessionStorage.setItem("etf-token", token);
+  state.me = me;
+  state.methods = new Set(me.methods || []);
+  $("#who").textContent = `Signed in as ${me.principal} (${me.role}${me.participantId ? " " + me.participantId : ""})`;
+  $("#who").dataset.role = me.role;
   $("#login").hidden = true; $("#app").hidden = false; $("#signout").hidden = false;
+  await syncClock();
+  state.timers.push(setInterval(() => syncClock().catch(() => {}), 30_000), setInterval(showAges, 1000));
   await loadFunds();
   await loadParticipants();
 }
 
 function showLogin() { $("#login").hidden = false; $("#app").hidden = true; $("#signout").hidden = true; }
 
+// The engine's time as this browser's clock plus an offset, measured at the middle of a GetLeader call.
+async function syncClock() {
+  if (!allowed("Diagnostics/GetLeader")) return;
+  const sent = Date.now();
+  const info = await call("Diagnostics/GetLeader");
+  const back = Date.now();
+  state.offset = Number(info.nowUnixMs || 0) - Math.round((sent + back) / 2);
+  state.testClock = Boolean(info.testClock);
+  showClock();
+}
+
+const engineNow = () => Date.now() + state.offset;
+
+function showClock() {
+  const skew = Math.abs(state.offset) >= 60_000
+    ? `, ${duration(state.offset)} ${state.offset > 0 ? "ahead of" : "behind"} this browser` : "";
+  $("#clock").textContent = `engine clock ${utc(engineNow())}${state.testClock ? " (test clock" + skew + ")" : skew ? ` (${skew.slice(2)})` : ""}`;
+}
+
 // -- funds and the live NAV ---------------------------------------------------------------------------
 function age(asOf) {
-  const ms = Date.now() - Number(asOf || 0);
-  return asOf && asOf !== "0" ? `${Math.max(0, Math.round(ms / 1000))} s` : "-";
+  if (!asOf || asOf === "0") return "-";
+  return duration(Math.max(0, engineNow() - Number(asOf)));
+}
+
+function showAges() {
+  showClock();
+  document.querySelectorAll("#funds tr[data-fund]").forEach((tr) => {
+    tr.querySelector(".age").textContent = age(tr.dataset.asOf);
+  });
 }
 
 function showNav(nav) {
@@ -104,6 +199,9 @@ function showNav(nav) {
   if (!tr) return;
   tr.querySelector(".nav").textContent = figure(nav.nav);
   tr.querySelector(".nps").textContent = figure(nav.navPerShare);
+  tr.querySelector(".shares").textContent = figure(nav.sharesOutstanding || "0");
+  tr.querySelector(".cash").textContent = figure(nav.cash);
+  tr.dataset.asOf = nav.asOf || "0";
   tr.querySelector(".age").textContent = age(nav.asOf);
   const stale = tr.querySelector(".stale-flag");
   stale.textContent = nav.stale ? "STALE" : "fresh";
@@ -114,9 +212,10 @@ async function loadFunds() {
   state.streams.forEach((c) => c.abort());
   state.streams = [];
   const { funds = [] } = await call("Valuation/ListFunds");
+  state.funds = funds;
   fill("#funds", funds.map((f) => {
     const tr = row([f.fundId, f.name, f.dealingStatus || "OPEN", cell("-", "num nav"), cell("-", "num nps"),
-                    cell("-", "num age"), cell("-", "stale-flag")]);
+                    cell("-", "num shares"), cell("-", "num cash"), cell("-", "num age"), cell("-", "stale-flag")]);
     tr.dataset.fund = f.fundId;
     tr.className = "clickable";
     tr.addEventListener("click", () => selectFund(f.fundId, f.name));
@@ -141,36 +240,69 @@ async function selectFund(fundId, name) {
   await refreshFund();
 }
 
-async function refreshFund() {
-  const fundId = state.fund;
-  await Promise.all([loadHoldings(fundId), loadBasket(fundId), loadCapacity(fundId), loadOrders(fundId),
-                     loadHistory(fundId)]);
+// One refresh at a time; a change during one asks for one more.
+let refreshing = null, again = false;
+function refreshFund() {
+  if (refreshing) { again = true; return refreshing; }
+  refreshing = (async () => {
+    do {
+      again = false;
+      const fundId = state.fund;
+      await Promise.allSettled([loadHoldings(fundId), loadBasket(fundId), loadCapacity(fundId), loadOrders(fundId),
+                                loadHistory(fundId)]);
+    } while (again);
+  })().finally(() => { refreshing = null; });
+  return refreshing;
 }
 
 async function loadHoldings(fundId) {
-  try {
-    const h = await call("Admin/GetHoldings", { fundId });
-    fill("#holdings", (h.holdings || []).map((r) => row([r.custodianId, r.asset, figure(r.available),
-      figure(r.reserved), figure(r.staked), figure(r.unbonding), r.licensed ? "yes" : "NO"], [2, 3, 4, 5])));
-    $("#gauges").replaceChildren(...(h.assets || []).flatMap((a) => [
-      gauge(`${a.asset} staked / committed`, a.illiquidRatio, a.stakingCap, (v, c) => v > c),
-      gauge(`${a.asset} liquid / committed`, a.liquidRatio, a.liquidityBuffer, (v, c) => v < c)]));
-  } catch (e) {
-    fill("#holdings", [row([e.code === "permission_denied" ? "issuers and observers only" : e.message])]);
-    $("#gauges").replaceChildren();
+  if (!allowed("Admin/GetHoldings")) {
+    note("#holdings-note", "Holdings by custodian are shown to issuers and observers (GetHoldings).");
+    $("#holdings").hidden = true;
+    $("#gauges").replaceChildren(document.createTextNode("The staking cap and liquidity buffer are shown to issuers "
+                                                         + "and observers (GetHoldings)."));
+    return;
   }
+  note("#holdings-note", "");
+  $("#holdings").hidden = false;
+  const h = await call("Admin/GetHoldings", { fundId });
+  fill("#holdings", (h.holdings || []).map((r) => row([r.custodianId, r.asset, figure(r.available),
+    figure(r.reserved), figure(r.staked), figure(r.unbonding), r.licensed ? "yes" : "NO"], [2, 3, 4, 5])));
+  $("#gauges").replaceChildren(...(h.assets || []).flatMap((a) => [
+    gauge(a.asset, "cap", a.illiquidRatio, a.stakingCap || "0"),
+    gauge(a.asset, "buffer", a.liquidRatio, a.liquidityBuffer || "0")]));
 }
 
-// A ratio against its limit, as an inline SVG bar (no inline styles: the page's CSP forbids them).
-function gauge(label, value, limit, breached) {
+// A ratio against its limit, as an SVG bar: the staked share of what is committed against the staking
+// cap (a maximum), the liquid share against the liquidity buffer (a minimum). The side of the limit
+// that breaches it is shaded; a breach turns the bar red and says so. No inline styles (the CSP).
+function gauge(asset, kind, value, limit) {
+  const isCap = kind === "cap";
+  const known = value !== undefined && value !== "";
+  const breached = known && (isCap ? scaled(value, 4) > scaled(limit, 4) : scaled(value, 4) < scaled(limit, 4));
   const div = document.createElement("div");
-  div.className = "gauge";
-  const v = Number(value || 0), c = Number(limit || 0), w = 360;
-  const colour = value && breached(v, c) ? "#c0392b" : "#3b82c4";
-  div.innerHTML = `<div>${label}: <b>${value || "-"}</b> (limit ${limit || "0"})</div>` +
-    `<svg width="${w}" height="14" role="img" aria-label="${label}"><rect x="0" y="3" width="${w}" height="8" rx="4" fill="#e8ebef"/>` +
-    `<rect x="0" y="3" width="${Math.min(1, v) * w}" height="8" rx="4" fill="${colour}"/>` +
-    `<rect x="${Math.min(1, c) * w - 1}" y="0" width="2" height="14" fill="#1b1f24"/></svg>`;
+  div.className = `gauge ${kind}${breached ? " breach" : ""}`;
+  div.dataset.asset = asset;
+  const text = document.createElement("div");
+  const figureText = document.createElement("b");
+  figureText.textContent = known ? percent(value) : "- (nothing committed)";
+  text.append(`${asset} ${isCap ? "staked" : "liquid"} / committed: `, figureText,
+              ` — ${isCap ? "cap (maximum)" : "buffer (minimum)"} ${percent(limit)}`);
+  if (breached) {
+    const flag = document.createElement("span");
+    flag.className = "breach-flag";
+    flag.textContent = isCap ? "BREACH: above the cap" : "BREACH: below the buffer";
+    text.append(" ", flag);
+  }
+  const w = 360, v = known ? Math.min(1, Number(scaled(value, 4)) / 10000) : 0;
+  const c = Math.min(1, Number(scaled(limit, 4)) / 10000);
+  const bar = svg("svg", { width: w, height: 16, role: "img",
+                           "aria-label": `${asset} ${isCap ? "staking cap" : "liquidity buffer"} gauge` });
+  bar.append(svg("rect", { x: 0, y: 4, width: w, height: 8, rx: 4, class: "track" }),
+             svg("rect", { x: isCap ? c * w : 0, y: 4, width: isCap ? (1 - c) * w : c * w, height: 8, class: "forbidden" }),
+             svg("rect", { x: 0, y: 4, width: v * w, height: 8, rx: 4, class: `bar${breached ? " breach" : ""}` }),
+             svg("rect", { x: Math.max(0, c * w - 1), y: 0, width: 2, height: 16, class: "limit" }));
+  div.append(text, bar);
   return div;
 }
 
@@ -182,13 +314,12 @@ async function loadBasket(fundId) {
 }
 
 async function loadCapacity(fundId) {
-  try {
-    const c = await call("Dealing/GetCapacity", { fundId });
-    fill("#capacity", [row(["CREATE", figure(c.create?.units || "0"), c.create?.bindingReason || "-"], [1]),
-      row(["REDEEM", figure(c.redeem?.units || "0"), c.redeem?.bindingReason || "-"], [1])]);
-  } catch (e) {
-    fill("#capacity", [row([e.code === "permission_denied" ? "a participant's view (GetCapacity)" : e.message])]);
-  }
+  const box = $("#capacity-box");
+  box.hidden = !allowed("Dealing/GetCapacity");  // a participant's own figure
+  if (box.hidden) return;
+  const c = await call("Dealing/GetCapacity", { fundId });
+  fill("#capacity", [row(["CREATE", figure(c.create?.units || "0"), c.create?.bindingReason || "-"], [1]),
+    row(["REDEEM", figure(c.redeem?.units || "0"), c.redeem?.bindingReason || "-"], [1])]);
 }
 
 async function loadOrders(fundId) {
@@ -209,48 +340,87 @@ function showOrders() {
   const shown = state.orders.filter((o) => (!status || o.status === status) && (!side || o.side === side)
     && (!participant || o.participantId === participant) && (!day || o.dealingDate === day));
   fill("#orders", shown.map((o) => {
-    const tr = row([o.orderId, o.participantId, o.side, figure(o.units), o.status, o.rejectReason || "-",
-      o.dealingDate || "-", o.settlementDate || "-", figure(o.cashAmount), o.overdue ? "OVERDUE" : ""], [3, 8]);
+    const tr = row([o.orderId, o.clientOrderId || "-", o.participantId, o.side, figure(o.units), o.status,
+      o.rejectReason || "-", utc(o.createdAt), utc(o.updatedAt), o.dealingDate || "-", o.settlementDate || "-",
+      figure(o.cashAmount), figure(o.fee), o.overdue ? "OVERDUE" : ""], [4, 11, 12]);
     if (o.overdue) tr.lastChild.className = "overdue";
     return tr;
   }));
 }
 
+// The official NAV per share by dealing date, with its axes: the y axis from the lowest to the highest
+// value (exact labels), the x axis the dealing dates.
 async function loadHistory(fundId) {
   const { navs = [] } = await call("Valuation/ListOfficialNavs", { fundId });
   const box = $("#history");
   if (!navs.length) { box.textContent = "No official NAV struck yet."; return; }
-  const values = navs.map((n) => Number(n.navPerShare || 0));
-  const lo = Math.min(...values), hi = Math.max(...values), w = 640, h = 160, pad = 30;
-  const x = (i) => pad + (navs.length === 1 ? (w - 2 * pad) / 2 : (i * (w - 2 * pad)) / (navs.length - 1));
-  const y = (v) => h - pad - (hi === lo ? (h - 2 * pad) / 2 : ((v - lo) * (h - 2 * pad)) / (hi - lo));
-  const points = values.map((v, i) => `${x(i)},${y(v)}`).join(" ");
-  const labels = navs.map((n, i) => `<text x="${x(i)}" y="${h - 8}" text-anchor="middle">${n.dealingDate}</text>` +
-    `<text x="${x(i)}" y="${y(values[i]) - 6}" text-anchor="middle">${figure(n.navPerShare)}</text>`).join("");
-  box.innerHTML = `<svg viewBox="0 0 ${w} ${h}" width="${w}" height="${h}" role="img" aria-label="official NAV per share">` +
-    `<polyline fill="none" stroke="#3b82c4" stroke-width="2" points="${points}"/>` +
-    values.map((v, i) => `<circle cx="${x(i)}" cy="${y(v)}" r="3" fill="#14324a"/>`).join("") + labels + "</svg>";
+  const exact = navs.map((n) => scaled(n.navPerShare || "0", 4));
+  let lo = exact.reduce((a, b) => (b < a ? b : a)), hi = exact.reduce((a, b) => (b > a ? b : a));
+  if (lo === hi) { lo -= lo / 100n || 1n; hi += hi / 100n || 1n; }  // a flat line sits mid-chart
+  const w = 640, h = 210, left = 78, right = 24, top = 14, bottom = 46;
+  const x = (i) => left + (navs.length === 1 ? (w - left - right) / 2 : (i * (w - left - right)) / (navs.length - 1));
+  const y = (v) => h - bottom - (Number(v - lo) * (h - top - bottom)) / Number(hi - lo);
+  const four = (v) => figure(`${v / 10000n}.${String(v % 10000n).padStart(4, "0")}`);
+  const chart = svg("svg", { viewBox: `0 0 ${w} ${h}`, width: w, height: h, role: "img",
+                             "aria-label": "official NAV per share by dealing date", class: "chart" });
+  chart.append(svg("line", { x1: left, y1: h - bottom, x2: w - right, y2: h - bottom, class: "axis x-axis" }),
+               svg("line", { x1: left, y1: top, x2: left, y2: h - bottom, class: "axis y-axis" }));
+  for (const v of [lo, (lo + hi) / 2n, hi]) {
+    chart.append(svg("line", { x1: left - 4, y1: y(v), x2: w - right, y2: y(v), class: "grid-line" }),
+                 svg("text", { x: left - 8, y: y(v) + 4, "text-anchor": "end", class: "tick y-tick" }, four(v)));
+  }
+  const every = Math.ceil(navs.length / 8);
+  navs.forEach((n, i) => {
+    if (i % every === 0 || i === navs.length - 1) {
+      chart.append(svg("line", { x1: x(i), y1: h - bottom, x2: x(i), y2: h - bottom + 4, class: "axis" }),
+                   svg("text", { x: x(i), y: h - bottom + 17, "text-anchor": "middle", class: "tick x-tick" },
+                       n.dealingDate));
+    }
+  });
+  chart.append(svg("text", { x: (left + w - right) / 2, y: h - 6, "text-anchor": "middle", class: "axis-title" },
+                   "dealing date"),
+               svg("text", { x: 14, y: (top + h - bottom) / 2, "text-anchor": "middle", class: "axis-title",
+                             transform: `rotate(-90 14 ${(top + h - bottom) / 2})` }, "NAV per share"),
+               svg("polyline", { fill: "none", class: "line",
+                                 points: exact.map((v, i) => `${x(i)},${y(v)}`).join(" ") }));
+  exact.forEach((v, i) => {
+    const dot = svg("circle", { cx: x(i), cy: y(v), r: 3, class: "point" });
+    dot.append(svg("title", {}, `${navs[i].dealingDate}: ${figure(navs[i].navPerShare)}`));
+    chart.append(dot);
+  });
+  box.replaceChildren(chart);
 }
 
 // -- participants and wallets -------------------------------------------------------------------------
 async function loadParticipants() {
-  let participants = [];
-  try {
-    ({ participants = [] } = await call("Admin/ListParticipants"));
-  } catch (e) {
-    fill("#participants", [row(["issuers and observers only"])]);
-    return;
+  if (allowed("Admin/ListParticipants")) {
+    const { participants = [] } = await call("Admin/ListParticipants");
+    const { wallets = [] } = allowed("Admin/ListWallets") ? await call("Admin/ListWallets", {}) : {};
+    fill("#participants", participants.map((p) => row([p.participantId, p.name, (p.eligibleFundIds || []).join(", "),
+      figure(p.maxUnitsPerOrder), figure(p.maxUnitsPerDay), walletsOf(wallets, p.participantId)], [3, 4])));
+  } else if (allowed("Admin/ListWallets") && state.me?.participantId) {  // a participant: itself, its wallets
+    $("#participants-title").textContent = "Your wallets";
+    const { wallets = [] } = await call("Admin/ListWallets", {});
+    fill("#participants", [row([state.me.participantId, state.me.principal, state.funds.map((f) => f.fundId).join(", "),
+      "-", "-", walletsOf(wallets, state.me.participantId)], [3, 4])]);
+  } else {
+    $("#participants-title").textContent = "Participants and wallets (issuers and observers)";
+    fill("#participants", []);
   }
-  const { wallets = [] } = await call("Admin/ListWallets", {});
-  fill("#participants", participants.map((p) => row([p.participantId, p.name, (p.eligibleFundIds || []).join(", "),
-    figure(p.maxUnitsPerOrder), figure(p.maxUnitsPerDay),
-    wallets.filter((w) => w.participantId === p.participantId)
-      .map((w) => `${w.asset} ${w.address} (${w.status})`).join("; ") || "-"], [3, 4])));
+}
+
+function walletsOf(wallets, participantId) {
+  return wallets.filter((w) => w.participantId === participantId)
+    .map((w) => `${w.asset} ${w.address} (${w.status})`).join("; ") || "-";
 }
 
 // -- wiring -------------------------------------------------------------------------------------------
 $("#login-form").addEventListener("submit", (ev) => { ev.preventDefault(); signIn($("#token").value.trim()); });
-$("#signout").addEventListener("click", () => { sessionStorage.removeItem("etf-token"); location.reload(); });
+$("#signout").addEventListener("click", () => {
+  sessionStorage.removeItem("etf-token");
+  state.timers.forEach(clearInterval);
+  location.reload();
+});
 for (const id of ["#f-status", "#f-side", "#f-participant", "#f-date"]) {
   $(id).addEventListener("input", showOrders);
 }
