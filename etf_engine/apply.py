@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -67,9 +67,6 @@ UNIX_SECONDS = frozenset({"licence_expires_at"})  # engine.proto's one unix-seco
 SCALED = {"creation_fee": (MONEY_DP, False), "redemption_fee": (MONEY_DP, False),
           "seed_cash_per_unit": (MONEY_DP, True), "staking_cap": (FRACTION_DP, False),
           "liquidity_buffer": (FRACTION_DP, False)}
-SEED_QUANTITY = "seed_quantity_per_unit"
-
-
 _WHOLE = re.compile(r"-?[0-9]+")
 
 
@@ -276,58 +273,61 @@ def _with_defaults(struct_type: type[msgspec.Struct], body: dict[str, Any]) -> d
     return body
 
 
+JOURNALED = frozenset({"AssetRegistered", "CustodianRegistered", "LicenceSet", "FundCreated", "FundUpdated"})
+
+
 def read(client: EtfClient, entries: Iterable[Entry]) -> Current:
     """What the server has of the kinds in the file (grpc.RpcError when it cannot be read)."""
     current = Current()
-    records = current.records
     last = client.get_leader().applied_seq
-
-    def fund_record(terms: dict[str, Any], shares: int) -> dict[str, Any]:
-        record = _with_defaults(M.FundTerms, terms)
-        record["assets"] = [_with_defaults(M.FundAssetTerms, a) for a in record["assets"]]
-        record["initial_shares_outstanding"] = shares
-        return record
-
-    def licence(body: dict[str, Any]) -> None:
-        custodian = records["custodians"][body["custodian_id"]]
-        custodian.update(licence_status=body["licence_status"], licence_expires_at=body["licence_expires_at"])
-
-    def updated(body: dict[str, Any]) -> None:
-        fund_id = body["terms"]["fund_id"]
-        records["funds"][fund_id] = fund_record(body["terms"], records["funds"][fund_id]["initial_shares_outstanding"])
-
-    on: dict[str, Callable[[dict[str, Any]], None]] = {
-        "AssetRegistered": lambda b: records["assets"].__setitem__(b["symbol"], _with_defaults(M.AssetRegistered, b)),
-        "CustodianRegistered": lambda b: records["custodians"].__setitem__(b["custodian_id"], b),
-        "LicenceSet": licence,
-        "FundCreated": lambda b: records["funds"].__setitem__(
-            b["terms"]["fund_id"], fund_record(b["terms"], b.get("shares_outstanding", 0))),
-        "FundUpdated": updated,
-    }
     if last:
         # The journal to its last record, then no further: the stream would wait for new ones.
         stream = client.stream_events(0, timeout=60 + last / 2000)
         try:
             for r in stream:
-                if r.type in on:
-                    on[r.type](json.loads(r.body))
+                if r.type in JOURNALED:
+                    _journaled(current.records, r.type, json.loads(r.body))
                 if r.seq >= last:
                     break
         finally:
             stream.cancel()  # type: ignore[attr-defined]
-
     for p in client.list_participants():
-        records["participants"][p.participant_id] = _message_record(p)
+        current.records["participants"][p.participant_id] = _message_record(p)
     entries = list(entries)
     calendars = {e.key for e in entries if e.kind.table == "calendars"}
     calendars |= {e.record["calendar_id"] for e in entries if e.kind.table == "funds" and e.record["calendar_id"]}
     for calendar_id in sorted(calendars):
         try:
-            records["calendars"][calendar_id] = _message_record(client.get_calendar(calendar_id))
+            current.records["calendars"][calendar_id] = _message_record(client.get_calendar(calendar_id))
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
                 raise
     return current
+
+
+def _journaled(records: dict[str, dict[str, dict[str, Any]]], kind: str, body: dict[str, Any]) -> None:
+    """One journaled event (its StreamEvents body) into the records it sets."""
+    match kind:
+        case "AssetRegistered":
+            records["assets"][body["symbol"]] = _with_defaults(M.AssetRegistered, body)
+        case "CustodianRegistered":
+            records["custodians"][body["custodian_id"]] = body
+        case "LicenceSet":
+            records["custodians"][body["custodian_id"]].update(licence_status=body["licence_status"],
+                                                               licence_expires_at=body["licence_expires_at"])
+        case "FundCreated":
+            records["funds"][body["terms"]["fund_id"]] = _fund(body["terms"], body.get("shares_outstanding", 0))
+        case "FundUpdated":
+            fund_id = body["terms"]["fund_id"]
+            records["funds"][fund_id] = _fund(body["terms"], records["funds"][fund_id]["initial_shares_outstanding"])
+
+
+def _fund(terms: dict[str, Any], shares: int) -> dict[str, Any]:
+    """A fund's journaled terms as CreateFund's fields: initial_shares_outstanding from FundCreated."""
+    record = _with_defaults(M.FundTerms, terms)
+    record["assets"] = [_with_defaults(M.FundAssetTerms, a) for a in record["assets"]]
+    record["initial_shares_outstanding"] = shares
+    return record
 
 
 def _message_record(message: Message) -> dict[str, Any]:
@@ -474,7 +474,7 @@ def _scaled(value: int | str, where: str, dp: int, signed: bool) -> int:
 def _show(name: str, value: Any, decimals: Mapping[str, int], asset: str = "") -> str:
     if name in SCALED:
         return format_money(value) if SCALED[name][0] == MONEY_DP else format_fraction(value)
-    if name == SEED_QUANTITY:
+    if name == "seed_quantity_per_unit":
         return format_quantity(value, decimals[asset])
     if name in UNIX_SECONDS:
         return f"{value} ({datetime.fromtimestamp(value, UTC).isoformat().replace('+00:00', 'Z')})"
@@ -544,7 +544,9 @@ def run(path: Path, client: EtfClient, *, target: str, dry_run: bool, out: TextI
     try:
         current = read(client, entries)
     except grpc.RpcError as e:
-        print(f"etf-engine apply: cannot read {target}: {e.code().name} {e.details()}", file=err)  # type: ignore[attr-defined]
+        code = e.code()  # type: ignore[attr-defined]
+        hint = " (apply takes an issuer's token)" if code == grpc.StatusCode.PERMISSION_DENIED else ""
+        print(f"etf-engine apply: cannot read {target}: {code.name} {e.details()}{hint}", file=err)  # type: ignore[attr-defined]
         return 1
     try:
         the_plan = plan(entries, current, path.name)

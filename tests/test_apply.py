@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,9 @@ from pathlib import Path
 
 import pytest
 from test_first_run import lines_of, read_until, tokens_in
+from test_service_tls import TOKEN as TLS_TOKEN
+from test_service_tls import _server as tls_server
+from test_service_tls import pki as pki  # noqa: F401  (the fixture: a throwaway CA and certificates)
 
 from etf_engine import apply
 from etf_engine.api.auth import hash_token
@@ -206,6 +210,8 @@ def test_a_difference_the_api_cannot_apply_changes_nothing(server: str, tmp_path
     ]
     assert journal_seq(server) == seq and refused.stdout == ""
     assert applied(server, path, "--dry-run").returncode == 2
+    dealer = run("apply", str(path), "--server", server, token=DEALER)
+    assert dealer.returncode == 1 and "PERMISSION_DENIED" in dealer.stderr and "issuer's token" in dealer.stderr
 
     # A fund's assets are fixed too: one more is named, and so is one fewer.
     text = example(tmp_path).read_text()
@@ -375,3 +381,21 @@ def test_prices_are_as_of_the_engines_clock(tmp_path: Path) -> None:
             assert dealer.submit_order(FUND, "CREATE", 1, "ahead-1").status == pb.OrderStatus.ACCEPTED
     finally:
         stop(proc)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
+def test_over_mutual_tls(pki: Path, tmp_path: Path) -> None:
+    """The client's TLS options: the CA to trust, and the client's key and certificate chain."""
+    path = example(tmp_path)
+    with tls_server(pki, mutual=True) as server:
+        tls = ["--root-certificates", str(pki / "ca.pem"), "--private-key", str(pki / "client.key"),
+               "--certificate-chain", str(pki / "client.pem")]
+        done = run("apply", str(path), "--server", server.target, *tls, token=TLS_TOKEN)
+        assert done.returncode == 0 and "applied 7 changes" in done.stdout, done.stderr
+        prices = run("prices", "publish", "--from", "-", "--server", server.target, *tls, token=TLS_TOKEN,
+                     stdin="BTC,USD,97250\n")
+        assert prices.returncode == 0, prices.stderr
+        anonymous = run("apply", str(path), "--server", server.target, *tls[:2], token=TLS_TOKEN)
+        assert anonymous.returncode == 1 and "cannot read" in anonymous.stderr  # no client certificate
+        half = run("apply", str(path), "--server", server.target, *tls[:4], token=TLS_TOKEN)
+        assert half.returncode == 2 and "--private-key and --certificate-chain go together" in half.stderr
