@@ -10,6 +10,11 @@ Speed comes from keeping what an order needs at hand: per fund and asset the run
 reserved and illiquid sums; per fund the exact NAV numerator, updated incrementally by every tick
 and every change of holdings or cash; and the basket, cached until something it depends on changes
 (a reservation does not: totals stay the same).
+
+Layout: this file holds the state records (typed in _core.pxd) and includes the rules, one module per
+concept under core/, named as the reference's modules (etf_engine/reference/): each is module-level
+cdef functions taking the Ledger, so a call between concepts is a direct C call in one translation unit
+(benchmarks/RESULTS.md, issue 18, measures this against one extension per concept).
 """
 
 from libc.limits cimport LLONG_MAX
