@@ -154,18 +154,46 @@ def test_unsupported_content_type_is_415_without_a_text_body(desk: Desk, client:
     assert "application/json" in response.headers["accept-post"]
 
 
-def test_a_refusal_before_the_body_closes_an_http1_connection(desk: Desk) -> None:
-    """A refusal answered before the body was read says so on HTTP/1.1 (the server then closes the
-    connection): a client reusing it would lose its next request. After a body read through, the
-    connection stays."""
+def whole_response(s: socket.socket) -> bytes:
+    """One HTTP/1.1 response off a socket: its head, then its body by Content-Length or chunks."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(65536)
+    head = data.split(b"\r\n\r\n", 1)[0].lower()
+    length = re.search(rb"content-length: (\d+)", head)
+    while not (len(data) >= len(head) + 4 + int(length.group(1)) if length else data.endswith(b"\r\n0\r\n\r\n")):
+        data += s.recv(65536)
+    return data
+
+
+def test_an_http1_refusal_waits_for_the_body_and_keeps_the_connection(desk: Desk) -> None:
+    """A refusal ahead of the body (no token, no such method) goes out on HTTP/1.1 once the body has
+    arrived, read and dropped: a client still sending it would otherwise lose the answer or send its
+    next request into a closing connection. A body declared over the limit is answered at once, with
+    connection: close."""
+    host, port = desk.server.http_url.removeprefix("http://").split(":")
+    body = json.dumps({"fund_id": FUND}).encode()
+    head = (f"POST /{PACKAGE}.Valuation/GetNav HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(head + b"\r\n")  # no token; the body comes later
+        s.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            s.recv(1)
+        s.settimeout(10)
+        s.sendall(body)
+        first = whole_response(s)
+        assert first.startswith(b"HTTP/1.1 401") and b"connection: close" not in first.lower()
+        s.sendall(head + f"Authorization: Bearer {TOKENS['observer']}\r\n\r\n".encode() + body)
+        assert whole_response(s).startswith(b"HTTP/1.1 200")  # the same connection serves on
     with httpx.Client() as one:
         for _ in range(20):
-            refused = call(desk, one, "Valuation/GetNav", {"fund_id": FUND}, token="nobody")
-            assert refused.status_code == 401 and refused.headers["connection"] == "close"
-            unknown = call(desk, one, "Valuation/Nope", {})
-            assert unknown.status_code == 501 and unknown.headers["connection"] == "close"
+            assert call(desk, one, "Valuation/GetNav", {"fund_id": FUND}, token="nobody").status_code == 401
+            assert call(desk, one, "Valuation/Nope", {}).status_code == 501
             served = call(desk, one, "Valuation/GetNav", {"fund_id": FUND})
             assert served.status_code == 200 and "connection" not in served.headers
+        too_big = call(desk, one, "Valuation/GetNav", b" " * (LIMIT + 1), token="nobody")
+        assert too_big.status_code == 401 and too_big.headers["connection"] == "close"
 
 
 # == 3 ==============================================================================================

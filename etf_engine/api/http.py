@@ -31,9 +31,9 @@ from typing import Any
 import grpc
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
-from hypercorn.asyncio.run import worker_serve
+from hypercorn.asyncio.tcp_server import TCPServer
+from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.config import Sockets
 from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.utils import wrap_app
 
@@ -92,6 +92,7 @@ CODE_OF_STATUS = {200: "OK", 400: "INTERNAL", 401: "UNAUTHENTICATED", 403: "PERM
 # Protocol headers connectrpc quotes in its refusals: longer ones are refused here, unquoted
 QUOTED_HEADERS = ("connect-protocol-version", "connect-timeout-ms", "grpc-timeout")
 MAX_QUOTED_HEADER = 20
+LINGER_SECONDS = 5.0  # how long the rest of a body is waited for before an early answer, on HTTP/1.1
 CONSOLE_KINDS = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 NOSNIFF = ("x-content-type-options", "nosniff")
@@ -116,17 +117,25 @@ def protocol_of(content_type: str) -> str:
 
 class _Exchange:
     """One request's ``receive`` and ``send``, remembering the status answered, whether the answer has
-    begun and whether the request's body was read to its end. An HTTP/1.1 answer given before that
-    (a refusal ahead of the body: no token, a body over the limit, no such method) says
-    ``connection: close``: hypercorn closes such a connection after the answer, and a client that
-    was not told would send its next request into the closing connection."""
+    begun and whether the request's body was read to its end.
 
-    __slots__ = ("_receive", "_send", "body_read", "http1", "started", "status")
+    An answer given before the body was read (a refusal ahead of it: no token, no such method, a body
+    over the limit) is fine on HTTP/2, where the stream ends and the connection lives on. On HTTP/1.1 a
+    client still sending its body when the answer ends gives up on the request (Node's client reports
+    EPIPE instead of the answer), or sends its next request into a connection the server is closing.
+    So there the rest of a body up to the limit (of a declared length, or chunked) is read and dropped,
+    never parsed, before the answer goes out (for ``LINGER_SECONDS`` at most), and the connection lives
+    on; a body declared larger, or one that does not arrive, is answered with ``connection: close``."""
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    __slots__ = ("_limit", "_receive", "_send", "body_read", "http1", "lingers", "started", "status")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], limit: int) -> None:
         self._receive = receive
         self._send = send
         self.http1 = scope.get("http_version") != "2"
+        length = headers.get("content-length", "")
+        self.lingers = self.http1 and (int(length) <= limit if length.isdigit() else "content-length" not in headers)
+        self._limit = limit
         self.body_read = False
         self.started = False
         self.status = 0
@@ -139,11 +148,25 @@ class _Exchange:
 
     async def send(self, message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
-            self.status = message["status"]
-            self.started = True
+            if self.lingers and not self.body_read:
+                await self._drop_the_body()
             if self.http1 and not self.body_read:
                 message = message | {"headers": [*message.get("headers", ()), (b"connection", b"close")]}
+            self.status = message["status"]
+            self.started = True
         await self._send(message)
+
+    async def _drop_the_body(self) -> None:
+        dropped = 0
+        try:
+            async with asyncio.timeout(LINGER_SECONDS):
+                while not self.body_read and dropped <= self._limit:
+                    message = await self.receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    dropped += len(message.get("body", b""))
+        except TimeoutError:  # a client that stopped sending: told to close, and hypercorn closes
+            pass
 
 
 class HttpListener:
@@ -157,14 +180,16 @@ class HttpListener:
         self._console = {item.name for item in folder.iterdir()
                          if item.is_file() and any(item.name.endswith(s) for s in CONSOLE_KINDS)}
         self._grace = grace_seconds
-        self._stopping: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._max_body = max_body
+        self._server: asyncio.Server | None = None
+        self._context = WorkerContext(None)
+        self._connections: set[asyncio.Task[Any]] = set()
         self.port: int | None = None
 
     # -- running ---------------------------------------------------------------------------------
     async def start(self, listen: str) -> int:
-        """Bind ``listen`` ("host:port", port 0 for any) now, so that a failure to bind is start's,
-        then serve in this loop."""
+        """Bind ``listen`` ("host:port", port 0 for any) now, so that a failure to bind is start's, then
+        serve each connection with hypercorn's HTTP/1.1 and HTTP/2 machinery, in this loop."""
         host, _, port = listen.rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
@@ -185,22 +210,42 @@ class HttpListener:
         config.errorlog = logging.getLogger(f"{__name__}.server")  # hypercorn's own lines, warnings and up
         config.errorlog.setLevel(logging.WARNING)
         config.include_server_header = False
-        config.graceful_timeout = self._grace
-        self._stopping = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(
-            worker_serve(wrap_app(self, None, "asgi"), config, sockets=Sockets([], [sock], []),
-                         shutdown_trigger=self._stopping.wait), name="etf-engine-http")
+        loop = asyncio.get_running_loop()
+        app = wrap_app(self, None, "asgi")
+        context = self._context = WorkerContext(None)
+
+        async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._connections.add(task)
+            try:
+                await TCPServer(app, loop, config, context, {}, reader, writer)
+            except asyncio.CancelledError:
+                # stop() gave up waiting for it. Ended here, not cancelled: asyncio 3.11 would log the
+                # cancellation of a connection's task as an error with a traceback.
+                writer.close()
+            finally:
+                self._connections.discard(task)
+
+        self._server = await asyncio.start_server(connected, sock=sock)
         return self.port
 
     async def stop(self) -> None:
-        if self._task is None or self._stopping is None:
+        """Stop accepting; hypercorn closes idle connections and refuses new requests on open ones; calls
+        in flight get ``grace_seconds`` to finish (NAV streams have ended: the server closed the feed),
+        then the connections left are closed."""
+        if self._server is None:
             return
-        self._stopping.set()
-        try:
-            await self._task
-        except Exception:  # hypercorn's own failure while closing: nothing left to serve either way
-            log.warning("the HTTP listener stopped with an error", exc_info=True)
-        self._task = None
+        server, self._server = self._server, None
+        server.close()
+        await self._context.terminated.set()
+        if self._connections:
+            await asyncio.wait(list(self._connections), timeout=self._grace)
+        left = list(self._connections)
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
+        await server.wait_closed()
 
     # -- the router ------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -253,7 +298,7 @@ class HttpListener:
         content_type = headers.get("content-type", "")
         protocol = protocol_of(content_type)
         started, call = time.perf_counter(), Call()
-        exchange = _Exchange(scope, receive, send)
+        exchange = _Exchange(scope, receive, send, headers, self._max_body)
         sender = exchange.send
         token = CURRENT.set(call)
         try:
@@ -283,8 +328,9 @@ class HttpListener:
                 self.metrics.call(label, code, protocol, time.perf_counter() - started)
 
     async def _unknown_method(self, scope: Scope, receive: Receive, send: Send) -> None:
-        send = _Exchange(scope, receive, send).send
-        content_type = _headers(scope).get("content-type", "")
+        headers = _headers(scope)
+        send = _Exchange(scope, receive, send, headers, self._max_body).send
+        content_type = headers.get("content-type", "")
         protocol = protocol_of(content_type)
         started = time.perf_counter()
         name = scope["path"].lstrip("/")
