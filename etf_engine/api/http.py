@@ -305,7 +305,7 @@ class HttpListener:
             refusal = _refusal(scope, headers, protocol)
             if refusal is not None:
                 call.code = GRPC_NAMES[refusal.code]
-                await _refuse(sender, refusal, protocol, content_type)
+                await _refuse(sender, refusal, protocol, content_type, _takes_trailers(scope, headers))
                 return
             await app(scope, exchange.receive, sender)
         except ConnectError as e:  # connectrpc gives back what it could not answer: the client went away
@@ -318,7 +318,7 @@ class HttpListener:
             error = answer_for(e, label or scope["path"]) if not exchange.started else None
             if error is not None:
                 call.code = GRPC_NAMES[error.code]
-                await _refuse(sender, error, protocol, content_type)
+                await _refuse(sender, error, protocol, content_type, _takes_trailers(scope, headers))
             else:
                 log.info("%s: %s after the answer began", label or scope["path"], type(e).__name__)
         finally:
@@ -336,7 +336,7 @@ class HttpListener:
         name = scope["path"].lstrip("/")
         error = ConnectError(Code.UNIMPLEMENTED, f"no method {name!r}" if len(name) <= 64 else
                              f"no method {name[:64]!r}… ({len(name)} characters)")
-        await _refuse(send, error, protocol, content_type)
+        await _refuse(send, error, protocol, content_type, _takes_trailers(scope, headers))
         self.metrics.call(UNKNOWN_METHOD, "UNIMPLEMENTED", protocol, time.perf_counter() - started)
 
 
@@ -361,15 +361,26 @@ def _refusal(scope: Scope, headers: dict[str, str], protocol: str) -> ConnectErr
     return None
 
 
-async def _refuse(send: Send, error: ConnectError, protocol: str, content_type: str) -> None:
-    """Answer ``error`` as ``protocol`` answers an error before its first message: gRPC and gRPC-Web
-    trailers-only, a Connect stream HTTP 200 and its end-of-stream message, Connect unary its error JSON
-    with its HTTP status."""
+async def _refuse(send: Send, error: ConnectError, protocol: str, content_type: str, trailers: bool) -> None:
+    """Answer ``error`` as ``protocol`` answers an error before its first message: gRPC with the status
+    in trailers (``trailers``: the client takes them; hypercorn cannot end an HTTP/2 stream on its
+    headers, which a trailers-only answer needs), gRPC-Web in its trailer frame, a Connect stream HTTP 200
+    and its end-of-stream message, Connect unary its error JSON with its HTTP status."""
     if protocol != "connect":
-        kind = "application/grpc-web+proto" if protocol == "grpcweb" else "application/grpc"
         status = grpc.StatusCode[GRPC_NAMES[error.code]].value[0]
-        await _respond(send, 200, b"", (("content-type", kind), ("grpc-status", str(status)),
-                                        ("grpc-message", urllib.parse.quote(error.message, safe=" "))))
+        fields = (("grpc-status", str(status)), ("grpc-message", urllib.parse.quote(error.message, safe=" ")))
+        if protocol == "grpcweb":
+            frame = "".join(f"{k}: {v}\r\n" for k, v in fields).encode()
+            await _respond(send, 200, struct.pack(">BI", 0x80, len(frame)) + frame,
+                           (("content-type", "application/grpc-web+proto"),))
+        elif trailers:
+            await send({"type": "http.response.start", "status": 200, "trailers": True,
+                        "headers": [(b"content-type", b"application/grpc")]})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await send({"type": "http.response.trailers", "more_trailers": False,
+                        "headers": [(k.encode(), v.encode()) for k, v in fields]})
+        else:
+            await _respond(send, 200, b"", (("content-type", "application/grpc"), *fields))
         return
     wire = {"code": error.code.value, "message": error.message}
     if content_type.startswith("application/connect+"):
@@ -379,6 +390,10 @@ async def _refuse(send: Send, error: ConnectError, protocol: str, content_type: 
         return
     await _respond(send, HTTP_STATUS[error.code], json.dumps(wire).encode(),
                    (("content-type", "application/json"),))
+
+
+def _takes_trailers(scope: Scope, headers: dict[str, str]) -> bool:
+    return "http.response.trailers" in scope.get("extensions", {}) and "trailers" in headers.get("te", "")
 
 
 async def _respond(send: Send, status: int, body: bytes, headers: tuple[tuple[str, str], ...]) -> None:
