@@ -1,5 +1,6 @@
-"""The HTTP listener (SPEC §15), in the gRPC server's process and event loop: hypercorn, an ASGI server
-that speaks HTTP/1.1 and HTTP/2 in clear text (h2c, prior knowledge), serving
+"""The HTTP listener (SPEC §15), in the gRPC server's process and event loop: an asyncio server whose
+connections hypercorn's machinery serves (HTTP/1.1, and HTTP/2 in clear text with prior knowledge,
+"h2c"), in front of an ASGI router serving
 
 - every etf_engine.v1 RPC in the Connect protocol (unary and server streams, JSON and binary protobuf,
   gzip), in gRPC (over h2c) and in gRPC-Web, and gRPC reflection: ``connect.py``, on connectrpc, with
@@ -210,6 +211,9 @@ class HttpListener:
         config.errorlog = logging.getLogger(f"{__name__}.server")  # hypercorn's own lines, warnings and up
         config.errorlog.setLevel(logging.WARNING)
         config.include_server_header = False
+        # hypercorn's default closes a connection after 1,000 requests (GOAWAY on HTTP/2): a Connect or
+        # gRPC client keeps one connection for its life, as on the gRPC port, which sets no such limit.
+        config.keep_alive_max_requests = 1 << 31
         loop = asyncio.get_running_loop()
         app = wrap_app(self, None, "asgi")
         context = self._context = WorkerContext(None)
@@ -249,10 +253,7 @@ class HttpListener:
 
     # -- the router ------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
-        if scope["type"] != "http":
+        if scope["type"] != "http":  # no lifespan (hypercorn's worker is not used) and no websockets
             return
         path, method = scope["path"], scope["method"]
         if path == "/metrics":
@@ -404,13 +405,3 @@ async def _respond(send: Send, status: int, body: bytes, headers: tuple[tuple[st
 
 async def _plain(send: Send, status: int, body: bytes, extra: tuple[tuple[str, str], ...] = ()) -> None:
     await _respond(send, status, body, (("content-type", "text/plain; charset=utf-8"), NOSNIFF, *extra))
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
