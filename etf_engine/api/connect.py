@@ -219,7 +219,7 @@ def answer_for(error: BaseException, method: str) -> ConnectError:
     if isinstance(error, ConnectError):
         return ConnectError(error.code, shorten(error.message))
     log.error("%s failed unexpectedly", method, exc_info=error)  # our bug, not the caller's: logged
-    return ConnectError(CODES[INTERNAL], f"internal error ({type(error).__name__})")
+    return ConnectError(CODES[INTERNAL], "internal error (logged by the server)")
 
 
 class Admission:
