@@ -37,6 +37,7 @@ from test_service import FUND, TOKENS, Clock, Desk, config, load_sample
 
 from etf_engine.api.auth import PACKAGE
 from etf_engine.api.server import BackgroundServer
+from etf_engine.api.servicers import ValuationServicer
 from etf_engine.errors import MAX_MESSAGE_BYTES, QUOTE_CHARS
 from etf_engine.v1 import engine_pb2 as pb
 
@@ -472,3 +473,22 @@ def test_client_mistakes_log_one_line_at_most_never_a_traceback(desk: Desk, clie
     assert not [r for r in mine if r.exc_info or "Traceback" in r.getMessage()], \
         [(r.name, r.getMessage()) for r in mine if r.exc_info]
     assert len(mine) <= sent, [(r.name, r.getMessage()) for r in mine]
+
+
+def test_a_failure_of_the_server_is_internal_and_logged_once(monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """Not a client's mistake: a servicer that fails. The client gets `internal` and no Python text; the
+    server logs it once, with its traceback."""
+    async def broken(self: Any, request: Any, context: Any) -> Any:
+        raise RuntimeError("secret detail of the server")
+
+    monkeypatch.setattr(ValuationServicer, "GetNav", broken)
+    with BackgroundServer(config(http_listen="127.0.0.1:0"), clock=Clock()) as server, \
+            httpx.Client() as client, caplog.at_level(logging.INFO):
+        response = client.post(f"{server.http_url}/{PACKAGE}.Valuation/GetNav", content=b"{}",
+                               headers={"Content-Type": "application/json",
+                                        "Authorization": f"Bearer {TOKENS['observer']}"})
+        assert (response.status_code, response.json()) == \
+            (500, {"code": "internal", "message": "internal error (logged by the server)"})
+    logged = [r for r in caplog.records if r.exc_info]
+    assert len(logged) == 1 and "Valuation/GetNav" in logged[0].getMessage()
