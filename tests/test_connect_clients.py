@@ -27,9 +27,8 @@ import pytest
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from grpc_tools import protoc
-from test_service import FUND, TOKENS, Clock, Desk, config, load_sample
+from test_service import FUND, TOKENS, Desk, serving_http
 
-from etf_engine.api.server import BackgroundServer
 from etf_engine.v1 import engine_pb2 as pb
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,13 +49,8 @@ def need(present: bool, what: str) -> None:
 
 @pytest.fixture(scope="module")
 def desk() -> Iterator[Desk]:
-    with BackgroundServer(config(http_listen="127.0.0.1:0"), clock=Clock()) as server:
-        d = Desk(server, Clock())
-        load_sample(d.issuer)
-        try:
-            yield d
-        finally:
-            d.close()
+    with serving_http() as d:
+        yield d
 
 
 def same(reply: dict[str, Any], expected: Message) -> None:

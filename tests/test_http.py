@@ -28,7 +28,7 @@ import httpx
 import pytest
 from google.protobuf import json_format
 from prometheus_client.parser import text_string_to_metric_families
-from test_service import FUND, FUND2, TOKENS, Clock, Desk, config, load_sample
+from test_service import FUND, FUND2, TOKENS, Clock, Desk, config, serving_http
 
 from etf_engine.api.auth import ACCESS, ISSUER, OBSERVER, PACKAGE, PARTICIPANT
 from etf_engine.api.server import BackgroundServer
@@ -40,13 +40,8 @@ ROLE_TOKENS = {ISSUER: TOKENS["issuer"], PARTICIPANT: TOKENS["ap1"], OBSERVER: T
 
 @pytest.fixture(scope="module")
 def desk() -> Iterator[Desk]:
-    with BackgroundServer(config(http_listen="127.0.0.1:0"), clock=Clock()) as server:
-        d = Desk(server, Clock())
-        load_sample(d.issuer)
-        try:
-            yield d
-        finally:
-            d.close()
+    with serving_http() as d:
+        yield d
 
 
 def url(desk: Desk) -> str:

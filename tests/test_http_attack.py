@@ -33,7 +33,8 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_service import FUND, TOKENS, Clock, Desk, config, load_sample
+from test_http import envelopes
+from test_service import FUND, TOKENS, Clock, Desk, config, serving_http
 
 from etf_engine.api.auth import PACKAGE
 from etf_engine.api.server import BackgroundServer
@@ -46,13 +47,8 @@ LIMIT = 4 * 1024 * 1024  # config's max_message_bytes default: the request body 
 
 @pytest.fixture(scope="module")
 def desk() -> Iterator[Desk]:
-    with BackgroundServer(config(http_listen="127.0.0.1:0"), clock=Clock()) as server:
-        d = Desk(server, Clock())
-        load_sample(d.issuer)
-        try:
-            yield d
-        finally:
-            d.close()
+    with serving_http() as d:
+        yield d
 
 
 @pytest.fixture(scope="module", params=["http1", "h2c"])
@@ -76,20 +72,11 @@ def envelope(data: bytes, flags: int = 0) -> bytes:
     return struct.pack(">BI", flags, len(data)) + data
 
 
-def messages(body: bytes) -> list[tuple[int, bytes]]:
-    found = []
-    while body:
-        flags, size = struct.unpack(">BI", body[:5])
-        found.append((flags, body[5:5 + size]))
-        body = body[5 + size:]
-    return found
-
-
 def end_of_stream(response: httpx.Response, codec: str = "json") -> dict[str, str]:
     """A Connect stream refused: HTTP 200, its own content type, one end-of-stream message with the error."""
     assert response.status_code == 200, response.status_code
     assert response.headers["content-type"] == f"application/connect+{codec}"
-    [(flags, data)] = messages(response.content)
+    [(flags, data)] = envelopes(response.content)
     assert flags & 2
     return json.loads(data)["error"]
 

@@ -12,6 +12,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,18 @@ def load_sample(issuer: EtfClient) -> None:
     issuer.adjust_cash(FUND, "125000.00", "opening")
     issuer.stake(FUND, "C1", "ETH", "895")
     issuer.publish_prices([Tick("BTC", "USD", "97250", T0 - 1000), Tick("ETH", "USD", "3412.55", T0 - 1000)])
+
+
+@contextmanager
+def serving_http() -> Iterator[Desk]:
+    """The sample fund on a real server with its HTTP listener too (tests/test_http*.py, test_connect_clients.py)."""
+    with BackgroundServer(config(http_listen="127.0.0.1:0"), clock=Clock()) as server:
+        d = Desk(server, Clock())
+        load_sample(d.issuer)
+        try:
+            yield d
+        finally:
+            d.close()
 
 
 def config(**overrides: Any) -> Config:
