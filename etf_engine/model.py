@@ -134,6 +134,11 @@ class CreateFund(Struct):
     require_delivery: bool = False
 
 
+# CreateFund's and UpdateFund's terms of the dealing day (SPEC §13), checked after the others.
+DEALING_TERMS = ("calendar_id", "dealing_cutoff", "create_settlement_days", "redeem_settlement_days", "pricing",
+                 "require_delivery")
+
+
 class UpdateFund(Struct):
     """Fields left as None are unchanged; ``assets`` updates the named existing assets only."""
 

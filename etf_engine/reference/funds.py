@@ -14,9 +14,6 @@ from etf_engine.numbers import MAX_CREATION_UNIT, MAX_DECIMALS, MAX_QUANTITY, MA
 from etf_engine.reference.checks import _CURRENCY, _ID, _SYMBOL, _at_least, _exists, _fraction, _match, _money, _one_of
 from etf_engine.reference.state import Fund
 
-_DEALING_TERMS = ("calendar_id", "dealing_cutoff", "create_settlement_days", "redeem_settlement_days", "pricing",
-                  "require_delivery")
-
 
 class Funds:
     """Assets, custodians, participants and funds: registration, terms, their events and reads."""
@@ -82,12 +79,12 @@ class Funds:
     def _create_fund(self, c: m.CreateFund, now: int) -> tuple[None, list[m.Event]]:
         _match(_ID, c.fund_id, "fund_id")
         terms = {name: self._fund_field(name, getattr(c, name), None) for name in c.__struct_fields__
-                 if name not in ("fund_id", "initial_shares_outstanding", *_DEALING_TERMS)}
+                 if name not in ("fund_id", "initial_shares_outstanding", *m.DEALING_TERMS)}
         shares = _at_least(c.initial_shares_outstanding, 0, "initial_shares_outstanding", MAX_SHARES)
         if c.fund_id in self.funds:
             raise _exists("fund", c.fund_id)
         # the terms of SPEC §13 after the Part I checks (etf_engine/ledger.py)
-        terms |= {name: self._fund_field(name, getattr(c, name), None) for name in _DEALING_TERMS}
+        terms |= {name: self._fund_field(name, getattr(c, name), None) for name in m.DEALING_TERMS}
         fund_terms = self._with_first_date(m.FundTerms(fund_id=c.fund_id, **terms), None, now)
         return None, self._commit(m.FundCreated(at=now, terms=fund_terms, shares_outstanding=shares))
 

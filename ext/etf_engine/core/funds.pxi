@@ -117,53 +117,61 @@ def _asset_terms(Ledger self, spec, str field):
     )
 
 
-def _check_custodians(Ledger self, creation_custodian_id, priority):
-    _custodian(self, creation_custodian_id)
-    for i, cid in enumerate(priority):
-        _custodian(self, cid)
-        if cid in priority[:i]:
-            raise invalid(f"custodian_priority[{i}]", f"{cid!r} is repeated")
+cdef object _fund_field(Ledger self, Fund f, str name, object value):
+    """One field of CreateFund (``f`` None) or UpdateFund, checked, as FundTerms holds it. The dealing
+    terms of SPEC §13 pass as given: _dealing_terms checks them on the merged terms."""
+    cdef dict by_asset
+    if name == "base_currency":
+        if not valid_code(value, 3, 10, False):
+            raise invalid(name, f"{value!r} is not 3-10 of [A-Z]")
+    elif name == "creation_unit":
+        _need_int(value, name, 1, MAX_CREATION_UNIT)
+    elif name == "creation_custodian_id":
+        if f is None and not value:  # required, not a custodian to look up ('' would be NOT_FOUND)
+            raise invalid(name, "is required: the custodian that receives creations")
+        _custodian(self, value)
+    elif name == "custodian_priority":
+        for i, cid in enumerate(value):
+            _custodian(self, cid)
+            if cid in value[:i]:
+                raise invalid(f"custodian_priority[{i}]", f"{cid!r} is repeated")
+        return tuple(value)
+    elif name == "assets":
+        if f is None and not value:
+            raise invalid(name, "a fund holds at least one asset")
+        by_asset = {} if f is None else {t.asset: t for t in f.terms.assets}
+        given = set()
+        for i, spec in enumerate(value):
+            if f is not None and spec.asset not in by_asset:
+                raise invalid(f"assets[{i}].asset", f"{spec.asset!r} is not an asset of fund {f.fund_id!r}")
+            if spec.asset in given:
+                raise invalid(f"assets[{i}].asset", f"{spec.asset!r} is repeated")
+            given.add(spec.asset)
+            by_asset[spec.asset] = _asset_terms(self, spec, f"assets[{i}].")
+        return tuple([by_asset[a] for a in sorted(by_asset)])
+    elif name == "dealing_status":
+        if value not in M.DEALING_STATUSES:
+            raise invalid(name, f"{value!r} is not OPEN or SUSPENDED")
+    elif name == "max_price_age_seconds":
+        _need_int(value, name, 1, MAX_SECONDS)
+    elif name in ("creation_fee", "redemption_fee", "seed_cash_per_unit"):
+        return parse_scaled(value, name, MONEY_DP, signed=name == "seed_cash_per_unit", limit=MAX_MONEY)
+    elif name == "min_liquid_units":
+        _need_int(value, name, 0, MAX_SHARES)
+    return value
 
 
 def _create_fund(Ledger self, cmd, long long now_ms, list events):
     # CreateFund's fields in declaration order, the dealing terms of SPEC §13 aside; then the shares,
     # ALREADY_EXISTS, and the dealing terms (etf_engine/ledger.py)
     _need_id(cmd.fund_id, "fund_id")
-    if not valid_code(cmd.base_currency, 3, 10, False):
-        raise invalid("base_currency", f"{cmd.base_currency!r} is not 3-10 of [A-Z]")
-    _need_int(cmd.creation_unit, "creation_unit", 1, MAX_CREATION_UNIT)
-    if not cmd.creation_custodian_id:  # required, not a custodian to look up ('' would be NOT_FOUND)
-        raise invalid("creation_custodian_id", "is required: the custodian that receives creations")
-    _check_custodians(self, cmd.creation_custodian_id, cmd.custodian_priority)
-    if not cmd.assets:
-        raise invalid("assets", "a fund holds at least one asset")
-    terms = {}
-    for i, spec in enumerate(cmd.assets):
-        if spec.asset in terms:
-            raise invalid(f"assets[{i}].asset", f"{spec.asset!r} is repeated")
-        terms[spec.asset] = _asset_terms(self, spec, f"assets[{i}].")
-    if cmd.dealing_status not in M.DEALING_STATUSES:
-        raise invalid("dealing_status", f"{cmd.dealing_status!r} is not OPEN or SUSPENDED")
-    _need_int(cmd.max_price_age_seconds, "max_price_age_seconds", 1, MAX_SECONDS)
-    creation_fee = parse_scaled(cmd.creation_fee, "creation_fee", MONEY_DP, limit=MAX_MONEY)
-    redemption_fee = parse_scaled(cmd.redemption_fee, "redemption_fee", MONEY_DP, limit=MAX_MONEY)
-    _need_int(cmd.min_liquid_units, "min_liquid_units", 0, MAX_SHARES)
-    seed_cash = parse_scaled(cmd.seed_cash_per_unit, "seed_cash_per_unit", MONEY_DP, signed=True, limit=MAX_MONEY)
+    terms = {name: _fund_field(self, None, name, getattr(cmd, name)) for name in cmd.__struct_fields__
+             if name not in ("fund_id", "initial_shares_outstanding") and name not in M.DEALING_TERMS}
     _need_int(cmd.initial_shares_outstanding, "initial_shares_outstanding", 0, MAX_SHARES)
     if cmd.fund_id in self.funds:
         raise EngineError(ALREADY_EXISTS, f"fund {cmd.fund_id!r} exists")
-    fund_terms = M.FundTerms(
-        fund_id=cmd.fund_id, name=cmd.name, base_currency=cmd.base_currency, creation_unit=cmd.creation_unit,
-        dealing_status=cmd.dealing_status, max_price_age_seconds=cmd.max_price_age_seconds,
-        creation_fee=creation_fee, redemption_fee=redemption_fee,
-        min_liquid_units=cmd.min_liquid_units, creation_custodian_id=cmd.creation_custodian_id,
-        custodian_priority=tuple(cmd.custodian_priority), seed_cash_per_unit=seed_cash,
-        assets=tuple([terms[a] for a in sorted(terms)]),
-        calendar_id=cmd.calendar_id, dealing_cutoff=cmd.dealing_cutoff,
-        create_settlement_days=cmd.create_settlement_days, redeem_settlement_days=cmd.redeem_settlement_days,
-        pricing=cmd.pricing, require_delivery=cmd.require_delivery,
-    )
-    fund_terms = _dealing_terms(self, fund_terms, None, now_ms)
+    terms.update({name: getattr(cmd, name) for name in M.DEALING_TERMS})
+    fund_terms = _dealing_terms(self, M.FundTerms(fund_id=cmd.fund_id, **terms), None, now_ms)
     _emit(self, events, M.FundCreated(at=now_ms, terms=fund_terms,
                                      shares_outstanding=cmd.initial_shares_outstanding))
 
@@ -173,36 +181,8 @@ def _update_fund(Ledger self, cmd, long long now_ms, list events):
     # terms of SPEC §13, declared last, by _dealing_terms on the merged terms
     cdef Fund f = _fund(self, cmd.fund_id)
     old = f.terms
-    changes = {}
-    for name in cmd.__struct_fields__:
-        value = getattr(cmd, name)
-        if value is None or name == "fund_id":
-            continue
-        if name == "dealing_status" and value not in M.DEALING_STATUSES:
-            raise invalid(name, f"{value!r} is not OPEN or SUSPENDED")
-        elif name == "max_price_age_seconds":
-            _need_int(value, name, 1, MAX_SECONDS)
-        elif name in ("creation_fee", "redemption_fee", "seed_cash_per_unit"):
-            value = parse_scaled(value, name, MONEY_DP, signed=name == "seed_cash_per_unit", limit=MAX_MONEY)
-        elif name == "min_liquid_units":
-            _need_int(value, name, 0, MAX_SHARES)
-        elif name == "creation_custodian_id":
-            _custodian(self, value)
-        elif name == "custodian_priority":
-            _check_custodians(self, old.creation_custodian_id, value)
-            value = tuple(value)
-        elif name == "assets":
-            by_asset = {t.asset: t for t in old.assets}
-            given = set()
-            for i, spec in enumerate(value):
-                if spec.asset not in by_asset:
-                    raise invalid(f"assets[{i}].asset", f"{spec.asset!r} is not an asset of fund {f.fund_id!r}")
-                if spec.asset in given:
-                    raise invalid(f"assets[{i}].asset", f"{spec.asset!r} is repeated")
-                given.add(spec.asset)
-                by_asset[spec.asset] = _asset_terms(self, spec, f"assets[{i}].")
-            value = tuple(sorted(by_asset.values(), key=lambda t: t.asset))
-        changes[name] = value
+    changes = {name: _fund_field(self, f, name, getattr(cmd, name)) for name in cmd.__struct_fields__
+               if name != "fund_id" and getattr(cmd, name) is not None}
     terms = _dealing_terms(self, _replace(old, **changes), old, now_ms)
     _emit(self, events, M.FundUpdated(at=now_ms, terms=terms))
 
