@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from fractions import Fraction
+from typing import Any
 
 import msgspec
 
@@ -191,12 +192,16 @@ class DealingDay:
     def _unpriced_on(order: m.Order, dealing_date: str) -> bool:
         return order.status == m.ACCEPTED and not order.priced and order.dealing_date == dealing_date
 
-    def get_official_nav(self, fund_id: str, dealing_date: str) -> m.OfficialNav:
-        fund = self._fund(fund_id)
+    @staticmethod
+    def _of_date(records: dict[str, Any], what: str, fund_id: str, dealing_date: str) -> Any:
+        """The fund's record of ``dealing_date`` (an official NAV, a PCF), or NOT_FOUND naming it."""
         iso = cal_.parse_date(dealing_date, "dealing_date").isoformat()
-        if iso not in fund.navs:
-            raise not_found(f"official NAV of {fund_id} for", iso)
-        return fund.navs[iso]
+        if iso not in records:
+            raise not_found(f"{what} of {fund_id} for", iso)
+        return records[iso]
+
+    def get_official_nav(self, fund_id: str, dealing_date: str) -> m.OfficialNav:
+        return self._of_date(self._fund(fund_id).navs, "official NAV", fund_id, dealing_date)
 
     def list_official_navs(self, fund_id: str, from_date: str = "", to_date: str = "") -> list[m.OfficialNav]:
         fund = self._fund(fund_id)
@@ -205,8 +210,4 @@ class DealingDay:
         return [nav for d, nav in sorted(fund.navs.items()) if low <= date.fromisoformat(d) <= high]
 
     def get_pcf(self, fund_id: str, dealing_date: str) -> m.Pcf:
-        fund = self._fund(fund_id)
-        iso = cal_.parse_date(dealing_date, "dealing_date").isoformat()
-        if iso not in fund.pcfs:
-            raise not_found(f"PCF of {fund_id} for", iso)
-        return fund.pcfs[iso]
+        return self._of_date(self._fund(fund_id).pcfs, "PCF", fund_id, dealing_date)

@@ -225,12 +225,16 @@ def get_calendar(Ledger self, str calendar_id):
         closed=[M.ClosedDay(date=d.isoformat(), reason=r) for d, r in sorted(cal.closed.items())])
 
 
-def get_official_nav(Ledger self, str fund_id, dealing_date):
-    cdef Fund f = _fund(self, fund_id)
+cdef object _of_date(dict records, str what, str fund_id, object dealing_date):
+    """The fund's record of ``dealing_date`` (an official NAV, a PCF), or NOT_FOUND naming it."""
     iso = CAL.parse_date(dealing_date, "dealing_date").isoformat()
-    if iso not in f.navs:
-        raise not_found(f"official NAV of {fund_id} for", iso)
-    return f.navs[iso]
+    if iso not in records:
+        raise not_found(f"{what} of {fund_id} for", iso)
+    return records[iso]
+
+
+def get_official_nav(Ledger self, str fund_id, dealing_date):
+    return _of_date(_fund(self, fund_id).navs, "official NAV", fund_id, dealing_date)
 
 
 def list_official_navs(Ledger self, str fund_id, str from_date="", str to_date=""):
@@ -241,8 +245,4 @@ def list_official_navs(Ledger self, str fund_id, str from_date="", str to_date="
 
 
 def get_pcf(Ledger self, str fund_id, dealing_date):
-    cdef Fund f = _fund(self, fund_id)
-    iso = CAL.parse_date(dealing_date, "dealing_date").isoformat()
-    if iso not in f.pcfs:
-        raise not_found(f"PCF of {fund_id} for", iso)
-    return f.pcfs[iso]
+    return _of_date(_fund(self, fund_id).pcfs, "PCF", fund_id, dealing_date)
