@@ -13,19 +13,13 @@ from __future__ import annotations
 import json
 import multiprocessing
 import multiprocessing.queues
-import tempfile
 import threading
 import time
 from http.client import HTTPConnection
-from pathlib import Path
 
 from benchmarks.conftest import load_fund
-from benchmarks.http_listener import TOKEN, Through
-from etf_engine._core import Ledger
-from etf_engine.api.auth import ISSUER, Principal, hash_token
-from etf_engine.api.server import BackgroundServer
+from benchmarks.http_listener import TOKEN, Through, serving
 from etf_engine.client import EtfClient
-from etf_engine.config import Config
 from etf_engine.v1 import engine_pb2 as pb
 
 PROCESSES, THREADS, WARMUP, DURATION = 4, 16, 1.0, 4.0
@@ -78,16 +72,13 @@ def run(protocol: str, target: str, url: str) -> float:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as data_dir:
-        config = Config(listen="127.0.0.1:0", data_dir=Path(data_dir), http_listen="127.0.0.1:0",
-                        principals=(Principal("bench", ISSUER, hash_token(TOKEN)),))
-        with BackgroundServer(config, ledger=Ledger()) as server:
-            load_fund(Through(server))
-            for round_ in (1, 2):
-                rates = {p: run(p, server.target, server.http_url) for p in ("grpc", "json", "binary")}
-                print(f"round {round_}: GetNav calls/s at {PROCESSES * THREADS} clients: gRPC {rates['grpc']:,.0f}, "
-                      f"Connect JSON {rates['json']:,.0f} ({rates['json'] / rates['grpc']:.2f}x), "
-                      f"Connect binary {rates['binary']:,.0f} ({rates['binary'] / rates['grpc']:.2f}x), HTTP/1.1")
+    with serving() as server:
+        load_fund(Through(server))
+        for round_ in (1, 2):
+            rates = {p: run(p, server.target, server.http_url) for p in ("grpc", "json", "binary")}
+            print(f"round {round_}: GetNav calls/s at {PROCESSES * THREADS} clients: gRPC {rates['grpc']:,.0f}, "
+                  f"Connect JSON {rates['json']:,.0f} ({rates['json'] / rates['grpc']:.2f}x), "
+                  f"Connect binary {rates['binary']:,.0f} ({rates['binary'] / rates['grpc']:.2f}x), HTTP/1.1")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ import statistics
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.client import HTTPConnection
 from pathlib import Path
 
@@ -42,46 +44,53 @@ class Through:
         return self.server.run(self.server.server.engine.execute(command)), []  # type: ignore[union-attr]
 
 
-def main() -> None:
+@contextmanager
+def serving() -> Iterator[BackgroundServer]:
+    """A server in this process with its HTTP listener, an empty journal, and TOKEN an issuer's."""
     with tempfile.TemporaryDirectory() as data_dir:
         config = Config(listen="127.0.0.1:0", data_dir=Path(data_dir), http_listen="127.0.0.1:0",
                         principals=(Principal("bench", ISSUER, hash_token(TOKEN)),))
         with BackgroundServer(config, ledger=Ledger()) as server:
-            for i in range(1, FUNDS + 1):
-                load_fund(Through(server), f"F-{i}")
-            url = server.http_url
-            scrapes = []
-            for _ in range(SCRAPES):
-                started = time.perf_counter()
-                with urllib.request.urlopen(f"{url}/metrics", timeout=30) as reply:
-                    size = len(reply.read())
-                scrapes.append(time.perf_counter() - started)
-            print(f"/metrics at {FUNDS} funds: median {statistics.median(scrapes) * 1e3:.1f} ms, "
-                  f"min {min(scrapes) * 1e3:.1f} ms, {size:,} bytes")
-            bodies = {"connect": (json.dumps({"fund_id": "F-1"}).encode(), "application/json"),
-                      "binary": (pb.GetNavRequest(fund_id="F-1").SerializeToString(), "application/proto")}
-            http = HTTPConnection(*url.removeprefix("http://").split(":"), timeout=10)  # kept alive, as gRPC's
-            times: dict[str, list[float]] = {"grpc": [], "connect": [], "binary": []}
-            with EtfClient(server.target, TOKEN) as client:
-                for _ in range(BATCHES):
+            yield server
+
+
+def main() -> None:
+    with serving() as server:
+        for i in range(1, FUNDS + 1):
+            load_fund(Through(server), f"F-{i}")
+        url = server.http_url
+        scrapes = []
+        for _ in range(SCRAPES):
+            started = time.perf_counter()
+            with urllib.request.urlopen(f"{url}/metrics", timeout=30) as reply:
+                size = len(reply.read())
+            scrapes.append(time.perf_counter() - started)
+        print(f"/metrics at {FUNDS} funds: median {statistics.median(scrapes) * 1e3:.1f} ms, "
+              f"min {min(scrapes) * 1e3:.1f} ms, {size:,} bytes")
+        bodies = {"connect": (json.dumps({"fund_id": "F-1"}).encode(), "application/json"),
+                  "binary": (pb.GetNavRequest(fund_id="F-1").SerializeToString(), "application/proto")}
+        http = HTTPConnection(*url.removeprefix("http://").split(":"), timeout=10)  # kept alive, as gRPC's
+        times: dict[str, list[float]] = {"grpc": [], "connect": [], "binary": []}
+        with EtfClient(server.target, TOKEN) as client:
+            for _ in range(BATCHES):
+                for _ in range(CALLS):
+                    started = time.perf_counter()
+                    client.get_nav("F-1")
+                    times["grpc"].append(time.perf_counter() - started)
+                for name, (body, content_type) in bodies.items():
+                    headers = {"Content-Type": content_type, "Authorization": f"Bearer {TOKEN}"}
                     for _ in range(CALLS):
                         started = time.perf_counter()
-                        client.get_nav("F-1")
-                        times["grpc"].append(time.perf_counter() - started)
-                    for name, (body, content_type) in bodies.items():
-                        headers = {"Content-Type": content_type, "Authorization": f"Bearer {TOKEN}"}
-                        for _ in range(CALLS):
-                            started = time.perf_counter()
-                            http.request("POST", "/etf_engine.v1.Valuation/GetNav", body=body, headers=headers)
-                            reply = http.getresponse()
-                            reply.read()
-                            assert reply.status == 200
-                            times[name].append(time.perf_counter() - started)
-            http.close()
-            p50 = {name: statistics.median(values) * 1e6 for name, values in times.items()}
-            print(f"GetNav p50 at 1 client: gRPC {p50['grpc']:.0f} µs, Connect JSON {p50['connect']:.0f} µs "
-                  f"({p50['connect'] / p50['grpc']:.2f}x), Connect binary {p50['binary']:.0f} µs "
-                  f"({p50['binary'] / p50['grpc']:.2f}x), HTTP/1.1")
+                        http.request("POST", "/etf_engine.v1.Valuation/GetNav", body=body, headers=headers)
+                        reply = http.getresponse()
+                        reply.read()
+                        assert reply.status == 200
+                        times[name].append(time.perf_counter() - started)
+        http.close()
+        p50 = {name: statistics.median(values) * 1e6 for name, values in times.items()}
+        print(f"GetNav p50 at 1 client: gRPC {p50['grpc']:.0f} µs, Connect JSON {p50['connect']:.0f} µs "
+              f"({p50['connect'] / p50['grpc']:.2f}x), Connect binary {p50['binary']:.0f} µs "
+              f"({p50['binary'] / p50['grpc']:.2f}x), HTTP/1.1")
 
 
 if __name__ == "__main__":
