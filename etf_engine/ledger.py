@@ -151,6 +151,54 @@ Decisions SPEC.md leaves open, fixed here so that both ledgers agree:
   - overdue is computed when an order is read with ``now_ms`` (get_order, list_orders): ACCEPTED, with
     a settlement_date, its fund on a calendar now, and now_ms >= ``calendar.day_end_ms`` of that date
     in that calendar. Stored orders and ``state()`` carry overdue False.
+* Fees (SPEC §17). Rates are 1e-6 integers (``numbers.RATE_DP``); the exact accrued fee is a whole
+  number of 10^-26 base currency (``numbers.ACCRUED_DP``) in state(), a Fraction in the reference.
+  - CreateFund/UpdateFund check the fee terms after the dealing terms, in declaration order:
+    ``management_fee_rate`` (at most 6 fraction digits, 0 <= r < 0.1; any other: INVALID_ARGUMENT
+    naming it), ``fee_day_count`` (ACT_365/ACT_ACT),
+    ``fee_waiver`` (``fee_waiver.rate`` as the rate, ``fee_waiver.nav_limit`` money >= 0,
+    ``fee_waiver.until`` an ISO date; ``until`` "" means no waiver, which is how UpdateFund removes
+    one), ``fee_payment`` (CASH/IN_KIND), ``fee_asset`` ("" or an asset of the fund, after the update's
+    assets: INVALID_ARGUMENT), ``fee_custodian_id`` ("" or NOT_FOUND custodian); then, on the terms as
+    they would be: IN_KIND without fee_asset (INVALID_ARGUMENT naming ``fee_asset``) or without
+    fee_custodian_id (naming ``fee_custodian_id``); a management fee (rate > 0 or a waiver) without a
+    calendar: INVALID_ARGUMENT naming ``management_fee_rate``. ``assets[i].staking_fee_rate``: [0, 1),
+    6 fraction digits, INVALID_ARGUMENT naming it, checked with the asset's other terms.
+  - StrikeNav accrues after all its refusals. Days: the calendar days d with D_prev < d <= D, D_prev the
+    fund's latest struck date before D (none: D alone). basis, fee and the waiver exactly as SPEC §17;
+    a negative basis accrues 0. fee_basis = round(basis, 2), fee_days = the number of days (also when
+    the rate is 0: the record shows what was charged for). IN_KIND: q = min(floor(accrued x
+    10^decimals / official price), available of (fee_custodian, fee_asset) at now, matured lots
+    included), q >= 0; the NavStruck event carries q as ``fee_taken`` with the asset and custodian
+    (fee_taken 0: none moved). The official NAV's lines, nav (= basis - fee), the PCF and the FORWARD
+    pricing are after the move. OfficialNav.accrued_fees = round(accrued after, 2); fee_payable: by
+    asset, where above zero.
+  - The NAV everywhere (GetNav, GetBasket, orders' cash components, capacity) is sum of total x price
+    + cash - accrued_fees, exact; Nav and Basket show ``accrued_fees`` = round(accrued, 2); Holdings
+    show ``fee_payable``. The in-kind move counts as what went out of the fund's holdings
+    (check_invariants).
+  - PayFee: NOT_FOUND fund; then with ``asset`` "" (cash): ``quantity``, ``tx_hash``, ``to_address``
+    must be "" (INVALID_ARGUMENT naming the first given), ``amount`` (money > 0); FEE_EXCEEDS_ACCRUED
+    when amount > the exact accrued; OUT_OF_RANGE ``amount`` when the cash would pass -10^28 (MAX_MONEY).
+    In kind: ``amount`` must be "" (INVALID_ARGUMENT), ``asset`` (an asset of the fund), ``quantity``
+    (its decimals, > 0), ``tx_hash`` (1-128 printable ASCII), ``to_address`` (the asset's chain, as
+    §14); FEE_EXCEEDS_ACCRUED when quantity > fee_payable(asset). Result: None; event FeePaid.
+  - RecordStakingReward: the fund receives net = quantity - floor(quantity x staking_fee_rate); the
+    event's ``quantity`` is the net, with ``gross``, ``staking_fee`` and ``net`` kept beside it. The
+    bucket range check (§1) applies to available + net.
+* Four eyes (SPEC §20). The engine, not the ledger, knows the ``four_eyes`` list: it wraps a listed
+  call of an issuer in ``ProposeInstruction(command, principal)``.
+  - ProposeInstruction runs the command's every check against the state now without applying it
+    (a refusal is the command's own) and records InstructionProposed: ``INS-%08d`` from one global
+    sequence, rpc = the command's type name, request = its JSON (msgspec), PENDING. Result: Instruction.
+  - ApproveInstruction: NOT_FOUND instruction; PERMISSION_DENIED when the approver proposed it;
+    INSTRUCTION_NOT_PENDING; then runs the command at now: its events (each with ``proposed_by``)
+    followed by InstructionDecided EXECUTED, or — when the command is refused — InstructionDecided
+    FAILED with ``error`` = "CODE: message" (the code is the status code name for a refusal without
+    a reason code). Result: the Instruction after. RejectInstruction: NOT_FOUND, ``reason`` (at most
+    256 characters), INSTRUCTION_NOT_PENDING; REJECTED with decided_by and reason.
+  - list_instructions(status): "" all, else one of the statuses (INVALID_ARGUMENT naming ``status``);
+    by id.
 * Errors are ``EngineError``; the ledger is unchanged after one. Messages name the field; for
   FAILED_PRECONDITION they start with the reason code.
 """
@@ -166,6 +214,7 @@ from etf_engine.model import (
     Event,
     FundTerms,
     Holdings,
+    Instruction,
     Nav,
     OfficialNav,
     Order,
@@ -183,7 +232,8 @@ class Ledger(Protocol):
 
         Results: SubmitOrder/SettleOrder/CancelOrder -> Order; SubmitOrders -> list[Order];
         PublishPrices -> PublishResult; RegisterWallet/ApproveWallet/RevokeWallet -> Wallet;
-        RecordDelivery/RecordPayout -> Order; every other command -> None. A refused command raises
+        RecordDelivery/RecordPayout -> Order; ProposeInstruction/ApproveInstruction/RejectInstruction ->
+        Instruction; every other command -> None. A refused command raises
         EngineError and changes nothing (SubmitOrders: no item of the call is recorded).
         """
 
@@ -227,6 +277,8 @@ class Ledger(Protocol):
     def list_official_navs(self, fund_id: str, from_date: str = "", to_date: str = "") -> list[OfficialNav]: ...
 
     def get_pcf(self, fund_id: str, dealing_date: str) -> Pcf: ...
+
+    def list_instructions(self, status: str = "") -> list[Instruction]: ...
 
     def participant_funds(self, participant_id: str) -> tuple[str, ...]:
         """Eligible fund ids of a participant (NOT_FOUND if unknown); the API uses it for access."""

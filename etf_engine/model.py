@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from typing import Any
+
 import msgspec
 
 # -- enumerations (string values are the wire names) ------------------------------------------
@@ -26,6 +28,13 @@ LIVE, FORWARD = "LIVE", "FORWARD"
 PRICINGS = (LIVE, FORWARD)
 PENDING, APPROVED = "PENDING", "APPROVED"
 WALLET_STATUSES = (PENDING, APPROVED, REVOKED)
+# the fund's books (SPEC §17, §20)
+CASH, IN_KIND = "CASH", "IN_KIND"
+FEE_PAYMENTS = (CASH, IN_KIND)
+ACT_365, ACT_ACT = "ACT_365", "ACT_ACT"
+FEE_DAY_COUNTS = (ACT_365, ACT_ACT)
+EXECUTED, FAILED = "EXECUTED", "FAILED"
+INSTRUCTION_STATUSES = (PENDING, EXECUTED, FAILED, REJECTED)
 
 # -- reason codes (SPEC §5, §6) -----------------------------------------------------------------
 FUND_SUSPENDED = "FUND_SUSPENDED"
@@ -55,6 +64,10 @@ WALLET_NOT_PENDING = "WALLET_NOT_PENDING"
 MAX_CONFIRMATIONS = 1_000_000
 MAX_PAYOUT_WALLETS = 64
 MAX_REASON = 256  # characters of a free-text reason or label
+# the fund's books (SPEC §17, §20, §22)
+FEE_EXCEEDS_ACCRUED = "FEE_EXCEEDS_ACCRUED"
+INSTRUCTION_NOT_PENDING = "INSTRUCTION_NOT_PENDING"
+MAX_FEE_RATE = 100_000  # a management fee rate is below 0.1 (1e-6 units)
 
 DAY_MS = 86_400_000
 FUTURE_TOLERANCE_MS = 5_000
@@ -109,6 +122,16 @@ class FundAssetSpec(Struct):
     liquidity_buffer: str = "0"
     unbonding_seconds: int = 0
     seed_quantity_per_unit: str = "0"
+    staking_fee_rate: str = "0"  # SPEC §17: the share of each staking reward the staking provider keeps
+
+
+class FeeWaiverSpec(Struct):
+    """SPEC §17: while a day is on or before ``until``, the first ``nav_limit`` of the basis is charged
+    at ``rate``. In UpdateFund, a waiver with ``until`` "" removes the fund's waiver."""
+
+    rate: str = "0"
+    nav_limit: str = "0"
+    until: str = ""
 
 
 class CreateFund(Struct):
@@ -132,11 +155,20 @@ class CreateFund(Struct):
     redeem_settlement_days: int = 2
     pricing: str = LIVE
     require_delivery: bool = False
+    # SPEC §17
+    management_fee_rate: str = "0"
+    fee_day_count: str = ACT_365
+    fee_waiver: FeeWaiverSpec | None = None
+    fee_payment: str = CASH
+    fee_asset: str = ""
+    fee_custodian_id: str = ""
 
 
-# CreateFund's and UpdateFund's terms of the dealing day (SPEC §13), checked after the others.
+# CreateFund's and UpdateFund's terms of the dealing day (SPEC §13), checked after the others, and
+# then the fee terms (SPEC §17), which need the calendar.
 DEALING_TERMS = ("calendar_id", "dealing_cutoff", "create_settlement_days", "redeem_settlement_days", "pricing",
                  "require_delivery")
+FEE_TERMS = ("management_fee_rate", "fee_day_count", "fee_waiver", "fee_payment", "fee_asset", "fee_custodian_id")
 
 
 class UpdateFund(Struct):
@@ -159,6 +191,12 @@ class UpdateFund(Struct):
     redeem_settlement_days: int | None = None
     pricing: str | None = None
     require_delivery: bool | None = None
+    management_fee_rate: str | None = None
+    fee_day_count: str | None = None
+    fee_waiver: FeeWaiverSpec | None = None
+    fee_payment: str | None = None
+    fee_asset: str | None = None
+    fee_custodian_id: str | None = None
 
 
 class AdjustHolding(Struct):
@@ -293,6 +331,37 @@ class StrikeNav(Struct):
     ticks: list[PriceTick]
 
 
+class PayFee(Struct):
+    """SPEC §17: ``amount`` pays the accrued fee in cash; ``asset`` (with ``quantity``, ``tx_hash`` and
+    ``to_address``) pays it in kind out of the fund's fee_payable."""
+
+    fund_id: str
+    amount: str = ""
+    asset: str = ""
+    quantity: str = ""
+    tx_hash: str = ""
+    to_address: str = ""
+
+
+class ProposeInstruction(Struct):
+    """SPEC §20: a call listed in ``four_eyes``, made by ``principal``: checked in full, then recorded
+    PENDING instead of acting. The engine makes it; ``command`` is the call's own command."""
+
+    command: Any
+    principal: str
+
+
+class ApproveInstruction(Struct):
+    instruction_id: str
+    principal: str = ""  # the approver: a different issuer principal from the proposer
+
+
+class RejectInstruction(Struct):
+    instruction_id: str
+    reason: str = ""
+    principal: str = ""
+
+
 # == results ====================================================================================
 class BasketLine(Result):
     asset: str
@@ -309,6 +378,7 @@ class Basket(Struct):
     shares_outstanding: int
     as_of: int  # newest as_of (ms) of the prices used; 0 when none
     stale: bool
+    accrued_fees: int = 0  # cents (SPEC §17): the exact accrued fee, rounded half-even
 
 
 class NavLine(Struct):
@@ -327,6 +397,12 @@ class Nav(Struct):
     as_of: int
     stale: bool
     lines: list[NavLine]
+    accrued_fees: int = 0  # cents (SPEC §17): in the NAV already; the exact figure, rounded half-even
+
+
+class Line(Result):
+    asset: str
+    quantity: int
 
 
 class HoldingRow(Struct):
@@ -353,11 +429,7 @@ class Holdings(Struct):
     fund_id: str
     holdings: list[HoldingRow]  # sorted by (custodian_id, asset)
     assets: list[AssetSummary]  # sorted by asset
-
-
-class Line(Result):
-    asset: str
-    quantity: int
+    fee_payable: list[Line] = []  # SPEC §17: taken in kind, not yet paid; by asset, where above zero
 
 
 class Leg(Result):
@@ -497,8 +569,14 @@ class OfficialNav(Fact):
     nav_per_share: int | None  # 1e-4; None when no shares are outstanding
     shares_outstanding: int
     cash: int  # cents
-    lines: tuple[OfficialLine, ...]  # by asset
+    lines: tuple[OfficialLine, ...]  # by asset, after the fee's in-kind move
     struck_at: int  # ms
+    # SPEC §17 (0 and empty for a fund without a fee, and in records from before it)
+    fee: int = 0  # cents: this strike's accrual
+    fee_days: int = 0  # the calendar days it accrued for
+    fee_basis: int = 0  # cents: the basis before this accrual, rounded half-even
+    accrued_fees: int = 0  # cents: after this strike (and its in-kind move), rounded half-even
+    fee_payable: tuple[Line, ...] = ()  # by asset, after this strike, where above zero
 
 
 class Pcf(Fact):
@@ -531,6 +609,21 @@ class Wallet(Fact):
     updated_at: int = 0
 
 
+class Instruction(Fact):
+    """SPEC §20: a call listed in ``four_eyes``, waiting for (or decided by) a second issuer principal."""
+
+    instruction_id: str  # INS-00000001, ...
+    rpc: str  # the RPC, as named on the wire (PayFee, AdjustHolding, ...)
+    request: str  # the call's command, as JSON
+    status: str  # PENDING, EXECUTED, FAILED, REJECTED
+    proposed_by: str
+    proposed_at: int  # ms
+    decided_by: str = ""  # who approved or rejected it
+    decided_at: int = 0
+    error: str = ""  # FAILED: the refusal the call met at approval, code first
+    reason: str = ""  # REJECTED: why
+
+
 class StrikeResult(Struct):
     nav: OfficialNav
     pcf: Pcf
@@ -543,6 +636,8 @@ class Event(Fact, tag=True, kw_only=True, omit_defaults=True):
     # The principal whose call caused it (the audit trail): stamped by the engine when it journals the
     # event, so ledgers never see it; "" in records from before it was kept.
     principal: str = ""
+    # SPEC §20: an instruction's events carry its proposer (``principal`` is then the approver).
+    proposed_by: str = ""
 
 
 class AssetRegistered(Event):
@@ -580,6 +675,13 @@ class FundAssetTerms(Fact):
     liquidity_buffer: int
     unbonding_seconds: int
     seed_quantity_per_unit: int
+    staking_fee_rate: int = 0  # 1e-6 (SPEC §17)
+
+
+class FeeWaiver(Fact):
+    rate: int  # 1e-6
+    nav_limit: int  # cents
+    until: str  # ISO date, inclusive
 
 
 class FundTerms(Fact):
@@ -608,6 +710,13 @@ class FundTerms(Fact):
     # The dealing date an order would have had when the fund got its calendar: StrikeNav's dates run
     # from here without a gap. A fact (computed once, from the time zone data of that moment).
     first_dealing_date: str = ""
+    # SPEC §17; the defaults are a fund without a fee (every fund journaled before it)
+    management_fee_rate: int = 0  # 1e-6
+    fee_day_count: str = ACT_365
+    fee_waiver: FeeWaiver | None = None
+    fee_payment: str = CASH
+    fee_asset: str = ""
+    fee_custodian_id: str = ""
 
 
 class FundCreated(Event):
@@ -647,7 +756,12 @@ class Unstaked(Event):
 
 
 class RewardRecorded(Staked):
-    pass
+    """``quantity`` is what enters the fund: the net. SPEC §17 keeps the gross and the staking fee as
+    well (0 in records from before it, when the gross was the net)."""
+
+    gross: int = 0
+    staking_fee: int = 0
+    net: int = 0
 
 
 class Slashed(Staked):
@@ -714,6 +828,10 @@ class NavStruck(Event):
 
     nav: OfficialNav
     pcf: Pcf
+    # SPEC §17 IN_KIND: the quantity of fee_asset moved from fee_custodian's available into fee_payable
+    fee_taken: int = 0
+    fee_asset: str = ""
+    fee_custodian_id: str = ""
 
 
 class ClockAdvanced(Event):
@@ -750,9 +868,35 @@ class PayoutRecorded(Event):
     payout: Payout
 
 
+class FeePaid(Event):
+    """PayFee (SPEC §17): ``amount`` cents in cash, or ``quantity`` of ``asset`` out of fee_payable."""
+
+    fund_id: str
+    amount: int = 0
+    asset: str = ""
+    quantity: int = 0
+    tx_hash: str = ""
+    to_address: str = ""
+
+
+class InstructionProposed(Event):
+    instruction: Instruction  # PENDING
+
+
+class InstructionDecided(Event):
+    """ApproveInstruction (EXECUTED or FAILED: the call's own events come first) or RejectInstruction."""
+
+    instruction_id: str
+    status: str
+    decided_by: str
+    error: str = ""
+    reason: str = ""
+
+
 AnyEvent = (
     AssetRegistered | CustodianRegistered | LicenceSet | ParticipantRegistered | FundCreated | FundUpdated
     | HoldingAdjusted | CashAdjusted | Staked | Unstaked | RewardRecorded | Slashed | PriceSet | OrderRecorded
     | OrderSettled | OrderCancelled | CalendarRegistered | HolidaysSet | DealingDayClosed | NavStruck
     | ClockAdvanced | WalletRegistered | WalletApproved | WalletRevoked | DeliveryRecorded | PayoutRecorded
+    | FeePaid | InstructionProposed | InstructionDecided
 )

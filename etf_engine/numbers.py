@@ -13,9 +13,14 @@ PRICE_DP = 8
 MONEY_DP = 2
 FRACTION_DP = 4
 NAV_PER_SHARE_DP = 4
+RATE_DP = 6  # a fee rate (SPEC §17)
+# An exact accrued fee (SPEC §17) is a whole number of 10^-ACCRUED_DP base currency: cents, and any
+# quantity of any asset at any price (10^-decimals x 10^-PRICE_DP), are whole numbers of it.
+ACCRUED_DP = 8 + 18  # PRICE_DP + MAX_DECIMALS
 
 PRICE_SCALE = 10**PRICE_DP
 FRACTION_SCALE = 10**FRACTION_DP
+RATE_SCALE = 10**RATE_DP
 
 MAX_QUANTITY = 10**30  # smallest units
 MAX_PRICE = 10**12 * PRICE_SCALE

@@ -13,7 +13,9 @@ import msgspec
 
 from etf_engine import model as M
 
-VERSION = 2  # 1: the positional lists before this module (read the same, with the defaults below)
+# 1: the positional lists before this module (read the same, with the defaults below); 3: the fund's
+# books of SPEC §17 and §20 (a version 2 snapshot reads with no fee and no instruction)
+VERSION = 3
 
 
 class Row(msgspec.Struct, array_like=True, frozen=True):
@@ -67,6 +69,8 @@ class FundState(Row):
     cash: int
     shares_outstanding: int
     holdings: list[HoldingState]
+    accrued_fees: int = 0  # SPEC §17, exact: units of 10^-ACCRUED_DP base currency (numbers.ACCRUED_DP)
+    fee_payable: list[tuple[str, int]] = []  # (asset, quantity) where above zero, by asset
 
 
 class CalendarState(Row):
@@ -92,3 +96,5 @@ class LedgerState(msgspec.Struct):
     pcfs: list[M.Pcf] = []
     wallets: list[M.Wallet] = []  # SPEC §14
     next_wallet_seq: int = 1
+    instructions: list[M.Instruction] = []  # SPEC §20
+    next_instruction_seq: int = 1
