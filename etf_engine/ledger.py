@@ -166,8 +166,9 @@ Decisions SPEC.md leaves open, fixed here so that both ledgers agree:
     6 fraction digits, INVALID_ARGUMENT naming it, checked with the asset's other terms.
   - StrikeNav accrues after all its refusals. Days: the calendar days d with D_prev < d <= D, D_prev the
     fund's latest struck date before D (none: D alone). basis, fee and the waiver exactly as SPEC §17;
-    a negative basis accrues 0. fee_basis = round(basis, 2), fee_days = the number of days (also when
-    the rate is 0: the record shows what was charged for). IN_KIND: q = min(floor(accrued x
+    a negative basis accrues 0. fee_basis = round(basis, 2), fee_days = the number of days; a fund
+    without a management fee at the strike (rate 0, no waiver) keeps fee, fee_days and fee_basis 0:
+    its record is exactly as before §17. IN_KIND: q = min(floor(accrued x
     10^decimals / official price), available of (fee_custodian, fee_asset) at now, matured lots
     included), q >= 0; the NavStruck event carries q as ``fee_taken`` with the asset and custodian
     (fee_taken 0: none moved). The official NAV's lines, nav (= basis - fee), the PCF and the FORWARD

@@ -103,9 +103,12 @@ class Custody:
         holding.lots.append((e.release_at, e.quantity))
 
     def _record_reward(self, c: m.RecordStakingReward, now: int) -> tuple[None, list[m.Event]]:
-        _, holding, q = self._instruction(c, c.quantity, "quantity")
-        _bucket(holding.free(now) + q, "quantity")
-        return None, self._commit(m.RewardRecorded(at=now, **self._target(c), quantity=q))
+        fund, holding, gross = self._instruction(c, c.quantity, "quantity")
+        fee = self._staking_fee(fund, c.asset, gross)
+        net = gross - fee
+        _bucket(holding.free(now) + net, "quantity")
+        return None, self._commit(m.RewardRecorded(at=now, **self._target(c), quantity=net, gross=gross,
+                                                   staking_fee=fee, net=net))
 
     def _on_reward(self, e: m.RewardRecorded) -> None:
         self._live(e.fund_id, e.custodian_id, e.asset, e.at).available += e.quantity

@@ -140,14 +140,23 @@ class DealingDay:
             earlier += timedelta(days=1)
         s, u = fund.shares, t.creation_unit
         totals = {a.asset: self._sums(fund, a.asset, now).total for a in t.assets}
-        nav = sum((_worth(q, self.assets[a], official[a]) for a, q in totals.items()), Fraction(fund.cash, 100))
+        basis, fee, fee_days, taken = self._accrual(fund, day, official, totals, now)
+        nav = basis - Fraction(fee, 100)
+        accrued = fund.accrued + Fraction(fee, 100)
+        payable = dict(fund.fee_payable)
+        if taken:  # the fee taken in kind leaves the holdings (and the accrued fee): the NAV does not move
+            totals[t.fee_asset] -= taken
+            accrued -= _worth(taken, self.assets[t.fee_asset], official[t.fee_asset])
+            payable[t.fee_asset] = payable.get(t.fee_asset, 0) + taken
         nps = _round(nav / s, NAV_PER_SHARE_DP) if s else None
         official_nav = m.OfficialNav(
             fund_id=c.fund_id, dealing_date=iso, nav=_round(nav, MONEY_DP), nav_per_share=nps, shares_outstanding=s,
             cash=fund.cash, lines=tuple(m.OfficialLine(asset=a, quantity=q, price=official[a],
                                                        value=_round(_worth(q, self.assets[a], official[a]), MONEY_DP))
                                         for a, q in totals.items()),
-            struck_at=now)
+            struck_at=now, fee=fee, fee_days=fee_days, fee_basis=_round(basis, MONEY_DP) if fee_days else 0,
+            accrued_fees=_round(accrued, MONEY_DP),
+            fee_payable=tuple(m.Line(asset=a, quantity=q) for a, q in sorted(payable.items()) if q > 0))
         if s:
             qpu = {a: q * u // s for a, q in totals.items()}
             lines_worth = sum(_worth(q, self.assets[a], official[a]) for a, q in qpu.items())
@@ -163,7 +172,8 @@ class DealingDay:
             estimated_cash_component=estimated, nav_per_unit=per_unit, nav_per_share=nps, shares_outstanding=s,
             prices=tuple(m.PriceLine(asset=a, price=official[a]) for a in totals), published_at=now)
         priced = sum(1 for o in self._fund_orders(fund) if self._unpriced_on(o, iso))
-        events = self._commit(m.NavStruck(at=now, nav=official_nav, pcf=pcf))
+        in_kind = {"fee_taken": taken, "fee_asset": t.fee_asset, "fee_custodian_id": t.fee_custodian_id} if taken else {}
+        events = self._commit(m.NavStruck(at=now, nav=official_nav, pcf=pcf, **in_kind))
         return m.StrikeResult(nav=official_nav, pcf=pcf, priced_orders=priced), events
 
     def _on_struck(self, e: m.NavStruck) -> None:
@@ -171,9 +181,10 @@ class DealingDay:
         fund = self.funds[nav.fund_id]
         fund.navs[nav.dealing_date] = nav
         fund.pcfs[e.pcf.dealing_date] = e.pcf
+        self._on_accrual(fund, e)
         price = {line.asset: line.price for line in nav.lines}
         exact = sum((_worth(line.quantity, self.assets[line.asset], line.price) for line in nav.lines),
-                    Fraction(nav.cash, 100))
+                    Fraction(nav.cash, 100)) - fund.accrued
         s = nav.shares_outstanding
         for o in self._fund_orders(fund):
             if not self._unpriced_on(o, nav.dealing_date):

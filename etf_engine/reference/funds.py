@@ -79,13 +79,15 @@ class Funds:
     def _create_fund(self, c: m.CreateFund, now: int) -> tuple[None, list[m.Event]]:
         _match(_ID, c.fund_id, "fund_id")
         terms = {name: self._fund_field(name, getattr(c, name), None) for name in c.__struct_fields__
-                 if name not in ("fund_id", "initial_shares_outstanding", *m.DEALING_TERMS)}
+                 if name not in ("fund_id", "initial_shares_outstanding", *m.DEALING_TERMS, *m.FEE_TERMS)}
         shares = _at_least(c.initial_shares_outstanding, 0, "initial_shares_outstanding", MAX_SHARES)
         if c.fund_id in self.funds:
             raise _exists("fund", c.fund_id)
         # the terms of SPEC §13 after the Part I checks (etf_engine/ledger.py)
         terms |= {name: self._fund_field(name, getattr(c, name), None) for name in m.DEALING_TERMS}
+        terms |= {name: self._fee_field(name, getattr(c, name), terms["assets"]) for name in m.FEE_TERMS}
         fund_terms = self._with_first_date(m.FundTerms(fund_id=c.fund_id, **terms), None, now)
+        self._check_fee_terms(fund_terms)
         return None, self._commit(m.FundCreated(at=now, terms=fund_terms, shares_outstanding=shares))
 
     def _on_fund_created(self, e: m.FundCreated) -> None:
@@ -94,12 +96,14 @@ class Funds:
 
     def _update_fund(self, c: m.UpdateFund, now: int) -> tuple[None, list[m.Event]]:
         fund = self._fund(c.fund_id)
-        changes = {name: self._fund_field(name, getattr(c, name), fund) for name in c.__struct_fields__
-                   if name != "fund_id" and getattr(c, name) is not None}
+        changes = {name: self._fee_field(name, value, fund.terms.assets) if name in m.FEE_TERMS
+                   else self._fund_field(name, value, fund)
+                   for name in c.__struct_fields__ if name != "fund_id" and (value := getattr(c, name)) is not None}
         if "assets" in changes:
             merged = {a.asset: a for a in fund.terms.assets} | {a.asset: a for a in changes["assets"]}
             changes["assets"] = tuple(merged[a] for a in sorted(merged))
         terms = self._with_first_date(msgspec.structs.replace(fund.terms, **changes), fund.terms, now)
+        self._check_fee_terms(terms)
         return None, self._commit(m.FundUpdated(at=now, terms=terms))
 
     def _on_fund_updated(self, e: m.FundUpdated) -> None:
@@ -181,6 +185,7 @@ class Funds:
                 unbonding_seconds=_at_least(spec.unbonding_seconds, 0, f"{at}.unbonding_seconds", MAX_SECONDS),
                 seed_quantity_per_unit=parse_scaled(spec.seed_quantity_per_unit, f"{at}.seed_quantity_per_unit",
                                                     self.assets[spec.asset], limit=MAX_QUANTITY),
+                staking_fee_rate=self._staking_fee_rate(spec.staking_fee_rate, f"{at}.staking_fee_rate"),
             )
         return tuple(terms[a] for a in sorted(terms))
 

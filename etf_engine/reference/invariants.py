@@ -19,6 +19,9 @@ class Invariants:
                           for o in orders if o.status == m.SETTLED)
             if fund.shares < 0:
                 raise InvariantBroken(INV_NEGATIVE, f"fund {fund_id}: shares {fund.shares}")
+            if fund.accrued < 0 or any(q < 0 for q in fund.fee_payable.values()):
+                raise InvariantBroken(INV_NEGATIVE, f"fund {fund_id}: accrued fees {fund.accrued}, fee payable "
+                                      f"{fund.fee_payable}")
             if fund.shares != fund.initial_shares + settled:
                 raise InvariantBroken(INV_SHARES, f"fund {fund_id}: {fund.shares} outstanding, "
                                       f"{fund.initial_shares} created with {settled:+} settled")

@@ -20,9 +20,12 @@ from etf_engine import calendar as cal_
 from etf_engine import model as m
 from etf_engine import snapshot as S
 from etf_engine.errors import invalid, not_found
+from etf_engine.numbers import ACCRUED_DP
 from etf_engine.reference.custody import Custody
 from etf_engine.reference.dealing_day import DealingDay
+from etf_engine.reference.fees import Fees
 from etf_engine.reference.funds import Funds
+from etf_engine.reference.instructions import Instructions
 from etf_engine.reference.invariants import Invariants
 from etf_engine.reference.orders import Orders
 from etf_engine.reference.prices import Prices
@@ -31,7 +34,7 @@ from etf_engine.reference.valuation import Valuation
 from etf_engine.reference.wallets import Wallets
 
 
-class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wallets, Invariants):
+class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wallets, Fees, Instructions, Invariants):
     """The state, the dispatch of commands and events to the concepts' handlers, and the lookups they share."""
 
     def __init__(self) -> None:
@@ -47,6 +50,8 @@ class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wal
         self.asset_rules: dict[str, tuple[int, str]] = {}  # symbol -> (min_confirmations, chain)
         self.wallets: dict[str, m.Wallet] = {}
         self.next_wallet_seq = 1
+        self.instructions: dict[str, m.Instruction] = {}
+        self.next_instruction_seq = 1
 
     def execute(self, command: Any, now_ms: int) -> tuple[Any, list[m.Event]]:
         handler = self._HANDLERS.get(type(command))
@@ -98,6 +103,11 @@ class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wal
                                    sorted((t, q) for t, q in h.lots if t > now_ms))
                     for (c, a), h in sorted(fund.holdings.items()) if not h.is_empty(now_ms)]
 
+        def accrued_fees(fund: Fund) -> int:
+            exact = fund.accrued * 10**ACCRUED_DP
+            assert exact.denominator == 1, "an accrued fee is a whole number of 10^-ACCRUED_DP"
+            return int(exact)
+
         funds = [f for _, f in sorted(self.funds.items())]
         return S.LedgerState(
             assets=[S.AssetState(s, d, *self.asset_rules[s]) for s, d in sorted(self.assets.items())],
@@ -106,7 +116,8 @@ class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wal
             participants=[S.ParticipantState(p.participant_id, p.name, list(p.eligible_fund_ids), p.max_units_per_order,
                                              p.max_units_per_day) for _, p in sorted(self.participants.items())],
             prices=[S.PriceState(a, cur, p, as_of) for (a, cur), (p, as_of) in sorted(self.prices.items())],
-            funds=[S.FundState(f.terms, f.cash, f.shares, rows(f)) for f in funds],
+            funds=[S.FundState(f.terms, f.cash, f.shares, rows(f), accrued_fees(f),
+                               sorted((a, q) for a, q in f.fee_payable.items() if q)) for f in funds],
             orders=[o for _, o in sorted(self.orders.items())],
             next_order_seq=self.next_order_seq,
             calendars=[S.CalendarState(c.calendar_id, c.time_zone, sorted(d.isoformat() for d in c.holidays),
@@ -117,6 +128,8 @@ class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wal
             pcfs=[p for f in funds for _, p in sorted(f.pcfs.items())],
             wallets=[w for _, w in sorted(self.wallets.items())],
             next_wallet_seq=self.next_wallet_seq,
+            instructions=[i for _, i in sorted(self.instructions.items())],
+            next_instruction_seq=self.next_instruction_seq,
         )
 
     def _on_clock(self, e: m.ClockAdvanced) -> None:
@@ -137,7 +150,9 @@ class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wal
         m.CloseDealingDay: DealingDay._close_day, m.StrikeNav: DealingDay._strike,
         m.RegisterWallet: Wallets._register_wallet, m.ApproveWallet: Wallets._approve_wallet,
         m.RevokeWallet: Wallets._revoke_wallet, m.RecordDelivery: Wallets._record_delivery,
-        m.RecordPayout: Wallets._record_payout,
+        m.RecordPayout: Wallets._record_payout, m.PayFee: Fees._pay_fee,
+        m.ProposeInstruction: Instructions._propose, m.ApproveInstruction: Instructions._approve,
+        m.RejectInstruction: Instructions._reject,
     }
     _APPLIERS = {
         m.AssetRegistered: Funds._on_asset, m.CustodianRegistered: Funds._on_custodian,
@@ -151,6 +166,7 @@ class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wal
         m.DealingDayClosed: DealingDay._on_day_closed, m.NavStruck: DealingDay._on_struck,
         m.WalletRegistered: Wallets._on_wallet, m.WalletApproved: Wallets._on_wallet_approved,
         m.WalletRevoked: Wallets._on_wallet_revoked, m.DeliveryRecorded: Wallets._on_delivery,
-        m.PayoutRecorded: Wallets._on_payout,
+        m.PayoutRecorded: Wallets._on_payout, m.FeePaid: Fees._on_fee_paid,
+        m.InstructionProposed: Instructions._on_proposed, m.InstructionDecided: Instructions._on_decided,
         m.ClockAdvanced: _on_clock,
     }

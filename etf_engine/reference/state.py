@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 from etf_engine import model as m
 
@@ -42,6 +43,8 @@ class Fund:
     initial_shares: int = 0  # as created (check_invariants)
     came_in: dict[str, int] = field(default_factory=dict)  # asset -> every quantity that entered the holdings
     went_out: dict[str, int] = field(default_factory=dict)  # asset -> every quantity that left them
+    accrued: Fraction = Fraction(0)  # the accrued management fee, exact (SPEC §17)
+    fee_payable: dict[str, int] = field(default_factory=dict)  # asset -> taken in kind, not yet paid
 
     def flow(self, asset: str, quantity: int) -> None:
         """Count ``quantity`` of ``asset`` entering (> 0) or leaving (< 0) the fund's holdings."""

@@ -61,11 +61,12 @@ class Valuation:
         return PricesRead(by_asset, stale, as_of)
 
     def _nav(self, fund: Fund, now: int, prices: PricesRead) -> Fraction | None:
-        """NAV = sum of total(a) / 10^decimals x price(a) + cash, exact; None when a price is missing."""
+        """NAV = sum of total(a) / 10^decimals x price(a) + cash - accrued_fees, exact; None when a price is
+        missing."""
         if None in prices.by_asset.values():
             return None
         return sum((_worth(self._sums(fund, a, now).total, self.assets[a], p) for a, p in prices.by_asset.items()),
-                   Fraction(fund.cash, 100))
+                   Fraction(fund.cash, 100)) - fund.accrued
 
     def _quantities_per_unit(self, fund: Fund, now: int) -> dict[str, int]:
         t, s = fund.terms, fund.shares
@@ -95,7 +96,7 @@ class Valuation:
             fund_id=t.fund_id, creation_unit=t.creation_unit,
             lines=[m.BasketLine(asset=a, quantity_per_unit=q) for a, q in qpu.items()],
             cash_component=cash_component, nav_per_share=nav_per_share, nav_per_unit=nav_per_unit,
-            shares_outstanding=s, as_of=prices.as_of, stale=prices.stale,
+            shares_outstanding=s, as_of=prices.as_of, stale=prices.stale, accrued_fees=_round(fund.accrued, MONEY_DP),
         )
 
     def get_nav(self, fund_id: str, now_ms: int) -> m.Nav:
@@ -111,6 +112,7 @@ class Valuation:
             fund_id=fund_id, nav=None if nav is None else _round(nav, MONEY_DP),
             nav_per_share=None if nav is None or fund.shares == 0 else _round(nav / fund.shares, NAV_PER_SHARE_DP),
             shares_outstanding=fund.shares, cash=fund.cash, as_of=prices.as_of, stale=prices.stale, lines=lines,
+            accrued_fees=_round(fund.accrued, MONEY_DP),
         )
 
     def get_basket(self, fund_id: str, now_ms: int) -> m.Basket:
@@ -128,4 +130,4 @@ class Valuation:
                            staking_cap=a.staking_cap, liquidity_buffer=a.liquidity_buffer)
             for a in fund.terms.assets
         ]
-        return m.Holdings(fund_id=fund_id, holdings=rows, assets=assets)
+        return m.Holdings(fund_id=fund_id, holdings=rows, assets=assets, fee_payable=list(self._fee_payable_lines(fund)))
