@@ -39,7 +39,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from etf_engine import calendar as CAL
 from etf_engine import model as M
 from etf_engine.errors import FAILED_PRECONDITION, INVALID_ARGUMENT, OUT_OF_RANGE, EngineError
-from etf_engine.numbers import MAX_MONEY
+from etf_engine.numbers import ACCRUED_DP, MAX_MONEY
 
 pytestmark = pytest.mark.unit
 
@@ -125,6 +125,7 @@ class CoreAgainstReference(RuleBasedStateMachine):
         self.now = T0
         self.events: list[M.Event] = []
         self.flow: dict[tuple[str, str], int] = defaultdict(int)  # (fund, asset) -> in - out
+        self.fee_payable: dict[tuple[str, str], int] = defaultdict(int)  # (fund, asset) -> taken - paid in kind
         self.nps_at_acceptance: dict[str, Fraction] = {}
         self.diverged = False  # a mismatch failed the run: no replay check in teardown
         self.refused: tuple | str = ""  # refusal() of the last command refused
@@ -141,6 +142,12 @@ class CoreAgainstReference(RuleBasedStateMachine):
         assert core_out[0] == ref_out[0], command
         assert core_out[1] == ref_out[1], command
         self.events.extend(core_out[1])
+        for e in core_out[1]:
+            if isinstance(e, M.NavStruck) and e.fee_taken:  # the fee taken in kind leaves the holdings
+                self.flow[(e.nav.fund_id, e.fee_asset)] -= e.fee_taken
+                self.fee_payable[(e.nav.fund_id, e.fee_asset)] += e.fee_taken
+            elif isinstance(e, M.FeePaid) and e.asset:
+                self.fee_payable[(e.fund_id, e.asset)] -= e.quantity
         return core_out[0]
 
     def read(self, method: str, *args):
@@ -400,8 +407,8 @@ class CoreAgainstReference(RuleBasedStateMachine):
                        "slash": M.RecordSlashing}[kind]
             done = self.both(command(fund_id=fund, custodian_id=custodian, asset=asset,
                                      quantity=text(q, DECIMALS[asset]))) is not REFUSED
-            if done and kind == "reward":
-                self.flow[(fund, asset)] += q
+            if done and kind == "reward":  # the net of the staking fee (SPEC §17)
+                self.flow[(fund, asset)] += self.events[-1].quantity
             elif done and kind == "slash":
                 self.flow[(fund, asset)] -= q
         filled = {"stake": row.staked, "unstake": row.unbonding, "reward": row.available, "add": row.available}
@@ -615,6 +622,58 @@ class CoreAgainstReference(RuleBasedStateMachine):
             elif beyond.reject_reason != M.WALLET_NOT_APPROVED or len(wallets) == len(DECIMALS):
                 assert beyond.reject_reason == got.binding_reason
 
+    # -- the fund's books (SPEC §17, §20) -------------------------------------------------------
+    @rule(fund=st.sampled_from(FUNDS), rate=near(st.integers(0, 20_000), 0, 1, 99_999, 100_000, low=0),
+          day_count=st.sampled_from([None, *M.FEE_DAY_COUNTS]), payment=st.sampled_from([None, *M.FEE_PAYMENTS]),
+          asset=st.sampled_from(["", *DECIMALS]), custodian=st.sampled_from(["", *CUSTODIANS]),
+          waiver=st.one_of(st.none(), st.tuples(near(st.integers(0, 20_000), 0, 99_999, 100_000),
+                                                 near(st.integers(0, 10**12), 0, 1, MAX_MONEY), st.integers(-3, 5))),
+          staking_fee=st.one_of(st.none(), near(st.integers(0, 10**6 - 1), 0, 1, 10**6 - 1, 10**6)))
+    def fee_terms(self, fund, rate, day_count, payment, asset, custodian, waiver, staking_fee):
+        """Fee terms with the rate at 0, 0.099999 and 0.1, a waiver ending around today, IN_KIND with
+        and without its asset and custodian, and a staking fee rate at 0 and just below and at 1."""
+        spec = None if waiver is None else M.FeeWaiverSpec(rate=text(waiver[0], 6), nav_limit=text(waiver[1], 2),
+                                                           until=self.day(waiver[2]))
+        assets = None if staking_fee is None else [
+            M.FundAssetSpec(asset=a, staking_cap="1", unbonding_seconds=3600, seed_quantity_per_unit="7",
+                            staking_fee_rate=text(staking_fee, 6)) for a in DECIMALS]
+        self.both(M.UpdateFund(fund_id=fund, management_fee_rate=text(rate, 6), fee_day_count=day_count,
+                               fee_waiver=spec, fee_payment=payment, fee_asset=asset, fee_custodian_id=custodian,
+                               assets=assets))
+
+    def accrued(self, fund: str) -> Fraction:
+        return Fraction(self.fund_state(fund).accrued_fees, 10**ACCRUED_DP)
+
+    @rule(fund=st.sampled_from(FUNDS), data=st.data(), in_kind=st.booleans(), four_eyes=st.booleans())
+    def pay_fee(self, fund, data, in_kind, four_eyes):
+        """PayFee of the whole accrued fee (or fee payable), a smallest unit or a cent above or below it;
+        proposed under four eyes, then approved by either issuer, or rejected."""
+        if in_kind:
+            payable = dict(self.fund_state(fund).fee_payable)
+            asset = data.draw(st.sampled_from(list(DECIMALS)), label="asset")
+            q = data.draw(near(st.integers(1, 10**6), payable.get(asset, 0), payable.get(asset, 0) + 1,
+                               max(payable.get(asset, 0) - 1, 1)), label="quantity")
+            command = M.PayFee(fund_id=fund, asset=asset, quantity=text(q, DECIMALS[asset]), tx_hash="0xfee",
+                               to_address=ADDRESSES[asset][0])
+        else:
+            whole = int(self.accrued(fund) * 100)
+            amount = data.draw(near(st.integers(1, 10**6), whole, whole + 1, max(whole - 1, 1)), label="cents")
+            command = M.PayFee(fund_id=fund, amount=text(amount, 2))
+        if not four_eyes:
+            self.both(command)
+            return
+        proposal = self.both(M.ProposeInstruction(command=command, principal="ops"))
+        if proposal is REFUSED:
+            return
+        self.now += data.draw(st.sampled_from([0, 1, 86_400_000]), label="wait")
+        decision = data.draw(st.sampled_from(["approve", "approve", "self", "reject"]), label="decision")
+        if decision == "reject":
+            self.both(M.RejectInstruction(instruction_id=proposal.instruction_id, reason="withdrawn", principal="ops"))
+        else:
+            by = "ops" if decision == "self" else "ops-2"
+            self.both(M.ApproveInstruction(instruction_id=proposal.instruction_id, principal=by))
+        self.read("list_instructions", "")
+
     # -- invariants --------------------------------------------------------------------------
     @invariant()
     def same_figures(self):
@@ -656,6 +715,19 @@ class CoreAgainstReference(RuleBasedStateMachine):
         for key in set(held) | set(self.flow):
             assert held[key] == self.flow[key], key
 
+    @invariant()
+    def fees_in_the_nav(self):
+        """accrued_fees >= 0; fee_payable only what was taken in kind less what was paid; NAV = holdings x
+        price + cash - accrued_fees, to the cent (SPEC §17)."""
+        for f in self.core.state(self.now).funds:
+            fund_id = f.terms.fund_id
+            assert f.accrued_fees >= 0, fund_id
+            assert {k: q for k, q in self.fee_payable.items() if k[0] == fund_id and q} == \
+                {(fund_id, a): q for a, q in f.fee_payable}
+            nav = self.core.get_nav(fund_id, self.now).nav
+            if nav is not None:
+                assert nav == round(exact_nav(self.core, fund_id, self.now) * 100), fund_id
+
     def teardown(self):
         if not self.events or self.diverged:
             return
@@ -676,7 +748,7 @@ def exact_nav(ledger, fund_id: str, now: int) -> Fraction:
     prices = {(p.asset, p.currency): Fraction(p.price, 10**8) for p in state.prices}
     for f in state.funds:
         if f.terms.fund_id == fund_id:
-            total = Fraction(f.cash, 100)
+            total = Fraction(f.cash, 100) - Fraction(f.accrued_fees, 10**ACCRUED_DP)
             for h in f.holdings:
                 q = h.available + h.reserved + h.staked + sum(q for _, q in h.lots)
                 total += Fraction(q, 10 ** DECIMALS[h.asset]) * prices[(h.asset, f.terms.base_currency)]
