@@ -50,11 +50,13 @@ from etf_engine import calendar as cal
 from etf_engine import model as M
 from etf_engine.addresses import chain_of
 from etf_engine.api import convert
+from etf_engine.api.convert import format_rate
 from etf_engine.client import EtfClient
 from etf_engine.errors import EngineError, quote
 from etf_engine.numbers import (
     FRACTION_DP,
     MONEY_DP,
+    RATE_DP,
     format_fraction,
     format_money,
     format_quantity,
@@ -66,7 +68,8 @@ UNIX_SECONDS = frozenset({"licence_expires_at"})  # engine.proto's one unix-seco
 # Figures: field -> (decimal places, signed). seed_quantity_per_unit takes its asset's decimals.
 SCALED = {"creation_fee": (MONEY_DP, False), "redemption_fee": (MONEY_DP, False),
           "seed_cash_per_unit": (MONEY_DP, True), "staking_cap": (FRACTION_DP, False),
-          "liquidity_buffer": (FRACTION_DP, False)}
+          "liquidity_buffer": (FRACTION_DP, False), "management_fee_rate": (RATE_DP, False),
+          "staking_fee_rate": (RATE_DP, False)}
 _WHOLE = re.compile(r"-?[0-9]+")
 
 
@@ -458,6 +461,12 @@ def _canon_field(name: str, value: Any, record: Mapping[str, Any], decimals: Map
             return tuple(value)
         case "chain":
             return chain_of(record["symbol"], value)
+        case "fee_waiver":  # (rate, nav_limit, until), or None: no waiver (a waiver until "" is none)
+            if not value or not value.get("until"):
+                return None
+            return (_scaled(value.get("rate", 0), f"{where}.rate", RATE_DP, False),
+                    _scaled(value.get("nav_limit", 0), f"{where}.nav_limit", MONEY_DP, False),
+                    cal.parse_date(value["until"], f"{where}.until").isoformat())
         case "assets":
             return {a["asset"]: {n: _canon_field(n, a[n], a, decimals, f"{where}[{i}].{n}")
                                  for n in a if n != "asset"} for i, a in enumerate(value)}
@@ -473,7 +482,12 @@ def _scaled(value: int | str, where: str, dp: int, signed: bool) -> int:
 
 def _show(name: str, value: Any, decimals: Mapping[str, int], asset: str = "") -> str:
     if name in SCALED:
-        return format_money(value) if SCALED[name][0] == MONEY_DP else format_fraction(value)
+        dp = SCALED[name][0]
+        return {MONEY_DP: format_money, RATE_DP: format_rate}.get(dp, format_fraction)(value)
+    if name == "fee_waiver":
+        if value is None:
+            return "none"
+        return f"{format_rate(value[0])} on the first {format_money(value[1])} until {value[2]}"
     if name == "seed_quantity_per_unit":
         return format_quantity(value, decimals[asset])
     if name in UNIX_SECONDS:
@@ -525,6 +539,8 @@ def _update_request(entry: Entry, changes: list[Change]) -> Message:
             changed = {c.asset for c in changes if c.top == "assets"}
             value = [a for a in value if a["asset"] in changed]
         message = fields[name].message_type
+        if name == "fee_waiver" and value is None:
+            value = {}  # present with until "": UpdateFund removes the fund's waiver
         if message is not None and not fields[name].is_repeated and isinstance(value, list):
             (only,) = message.fields  # a list whose presence matters, wrapped (CustodianPriority)
             value = {only.name: value}
@@ -568,24 +584,32 @@ def run(path: Path, client: EtfClient, *, target: str, dry_run: bool, out: TextI
             print(f"  {step.describe(done=False)}", file=out)
         print(f"{len(steps)} change{'s' * (len(steps) != 1)} planned", file=out)
         return 0
+    pending = 0
     for i, step in enumerate(steps):
         try:
-            _send(client, step.rpc, step.request)
+            reply = _send(client, step.rpc, step.request)
         except grpc.RpcError as e:
             print(f"etf-engine apply: {step.rpc} for {step.entry.name} ({path.name} {step.entry.at}) refused: "
                   f"{e.code().name} {e.details()}", file=err)  # type: ignore[attr-defined]
             print(f"etf-engine apply: {i} of {len(steps)} changes made before it; correct {path.name} and apply "
                   "it again", file=err)
             return 1
+        if getattr(reply, "pending", False):  # the server's four_eyes lists the RPC (SPEC §20)
+            pending += 1
+            print(f"  {step.describe(done=False)}: proposed as instruction {reply.instruction_id}, pending approval "
+                  "by another issuer principal", file=out, flush=True)
+            continue
         print(f"  {step.describe(done=True)}", file=out, flush=True)
-    print(f"applied {len(steps)} change{'s' * (len(steps) != 1)} to {target}", file=out)
+    done = len(steps) - pending
+    print(f"applied {done} change{'s' * (done != 1)} to {target}"
+          + (f"; {pending} pending approval (four eyes): apply again once approved" if pending else ""), file=out)
     return 0
 
 
-def _send(client: EtfClient, rpc: str, request: Message) -> None:
+def _send(client: EtfClient, rpc: str, request: Message) -> Message:
     """An Admin call by name on the client's channel, with its token and timeout: the client's typed
     methods take fields one by one, and apply has the whole request, built by ParseDict."""
-    client._call(getattr(client._admin, rpc), request)
+    return client._call(getattr(client._admin, rpc), request)  # type: ignore[no-any-return]
 
 
 def _count(entries: list[Entry]) -> str:
@@ -668,6 +692,13 @@ dealing_status = "OPEN"  # SUSPENDED: orders are REJECTED with FUND_SUSPENDED
 pricing = "LIVE"  # priced at acceptance; FORWARD: at the official NAV of the dealing day
 calendar_id = "HK"
 dealing_cutoff = "16:00"  # in the calendar's time zone
+# The management fee, accrued at each official NAV (StrikeNav; it needs the calendar). Uncomment to charge one:
+# management_fee_rate = "0.0099"  # a year's rate: at most 6 fraction digits, below 0.1
+# fee_day_count = "ACT_365"  # or ACT_ACT (1/366 for a day of a leap year)
+# fee_payment = "CASH"  # or IN_KIND, taken from fee_asset at fee_custodian_id:
+# fee_asset = "BTC"
+# fee_custodian_id = "CUST-A"
+# fee_waiver = {{ rate = "0.0025", nav_limit = "100000000.00", until = "{today.year + 1}-12-31" }}
 
 # The fund's assets, a table each. While no shares are outstanding a creation unit is the seed
 # basket: seed_quantity_per_unit of each asset (and seed_cash_per_unit of cash).
@@ -677,6 +708,7 @@ seed_quantity_per_unit = "5"
 
 [[funds.assets]]
 asset = "ETH"
+staking_fee_rate = "0.18"  # the staking provider keeps 18% of each reward
 staking_cap = "0.30"  # at most 30% of the fund's ETH staked
 liquidity_buffer = "0.10"  # at least 10% of it liquid
 unbonding_seconds = 604800  # 7 days from Unstake to liquid

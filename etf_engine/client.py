@@ -4,6 +4,11 @@ Decimal figures go in and come out as strings ("22.72"), never floats. Replies a
 protobuf messages (typed by engine_pb2.pyi); enum fields read back with ``side_name`` and
 ``status_name``. Errors are ``grpc.RpcError`` with the server's status code and details.
 
+Four eyes (SPEC §20): an Admin call listed in the server's ``four_eyes`` is recorded as a pending
+instruction instead of acting. The methods that return a whole reply show it (``pending``,
+``instruction_id``); those that return what the reply holds (``settle_order`` -> the Order, the
+wallet methods -> the Wallet, ...) raise ``PendingInstruction`` instead of returning an empty message.
+
     with EtfClient("127.0.0.1:50051", token) as c:
         nav = c.get_nav("HK-BTCETH")
         order = c.submit_order("HK-BTCETH", "CREATE", 2, "desk-2025-06-30-001")
@@ -27,20 +32,45 @@ DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
+class PendingInstruction(Exception):
+    """The call was recorded as a PENDING instruction (four eyes, SPEC §20): another issuer principal
+    approves it (``approve_instruction``) before it acts."""
+
+    def __init__(self, rpc: str, instruction_id: str) -> None:
+        super().__init__(f"{rpc}: recorded as instruction {instruction_id}, pending approval by another issuer")
+        self.rpc = rpc
+        self.instruction_id = instruction_id
+
+
 @dataclass(frozen=True)
 class FundAssetTerms:
-    """One asset of CreateFund / UpdateFund; empty strings take defaults in CreateFund only."""
+    """One asset of CreateFund / UpdateFund; empty strings take defaults in CreateFund only (and an
+    empty staking_fee_rate is 0 in UpdateFund too)."""
 
     asset: str
     staking_cap: str = ""
     liquidity_buffer: str = ""
     unbonding_seconds: int = 0
     seed_quantity_per_unit: str = ""
+    staking_fee_rate: str = ""  # SPEC §17: the staking provider's share of each reward, in [0, 1)
 
     def message(self) -> pb.FundAsset:
         return pb.FundAsset(asset=self.asset, staking_cap=self.staking_cap, liquidity_buffer=self.liquidity_buffer,
                             unbonding_seconds=self.unbonding_seconds,
-                            seed_quantity_per_unit=self.seed_quantity_per_unit)
+                            seed_quantity_per_unit=self.seed_quantity_per_unit, staking_fee_rate=self.staking_fee_rate)
+
+
+@dataclass(frozen=True)
+class FeeWaiver:
+    """SPEC §17: while a day is on or before ``until`` (ISO date), the first ``nav_limit`` of the fee basis
+    is charged at ``rate``. In update_fund, ``FeeWaiver(until="")`` removes the fund's waiver."""
+
+    rate: str = ""
+    nav_limit: str = ""
+    until: str = ""
+
+    def message(self) -> pb.FeeWaiver:
+        return pb.FeeWaiver(rate=self.rate, nav_limit=self.nav_limit, until=self.until)
 
 
 @dataclass(frozen=True)
@@ -93,6 +123,10 @@ def wallet_status(value: int) -> str:
     return pb.WalletStatus.Value.Name(value)
 
 
+def instruction_status(value: int) -> str:
+    return pb.InstructionStatus.Value.Name(value)
+
+
 def new_client_order_id() -> str:
     return uuid.uuid4().hex
 
@@ -141,6 +175,12 @@ class EtfClient:
 
     def _call(self, method: grpc.UnaryUnaryMultiCallable, request: object) -> Any:
         return method(request, metadata=self._metadata, timeout=self.timeout)
+
+    def _acted(self, rpc: str, reply: Any) -> Any:
+        """A reply whose content the method returns: PendingInstruction when the call was only proposed."""
+        if reply.pending:
+            raise PendingInstruction(rpc, reply.instruction_id)
+        return reply
 
     # ------------------------------------------------------------------ Admin
     def register_asset(self, symbol: str, decimals: int, *, min_confirmations: int | None = None,
@@ -191,6 +231,12 @@ class EtfClient:
         redeem_settlement_days: int | None = None,
         pricing: str = "LIVE",
         require_delivery: bool = False,
+        management_fee_rate: str = "",
+        fee_day_count: str = "ACT_365",
+        fee_waiver: FeeWaiver | None = None,
+        fee_payment: str = "CASH",
+        fee_asset: str = "",
+        fee_custodian_id: str = "",
     ) -> pb.CreateFundReply:
         request = pb.CreateFundRequest(
             fund_id=fund_id, name=name, base_currency=base_currency, creation_unit=creation_unit,
@@ -199,7 +245,12 @@ class EtfClient:
             creation_custodian_id=creation_custodian_id, custodian_priority=list(custodian_priority),
             assets=[a.message() for a in assets], seed_cash_per_unit=seed_cash_per_unit,
             initial_shares_outstanding=initial_shares_outstanding, calendar_id=calendar_id,
-            dealing_cutoff=dealing_cutoff, pricing=pb.Pricing.Value.Value(pricing), require_delivery=require_delivery)
+            dealing_cutoff=dealing_cutoff, pricing=pb.Pricing.Value.Value(pricing), require_delivery=require_delivery,
+            management_fee_rate=management_fee_rate, fee_day_count=pb.FeeDayCount.Value.Value(fee_day_count),
+            fee_payment=pb.FeePayment.Value.Value(fee_payment), fee_asset=fee_asset,
+            fee_custodian_id=fee_custodian_id)
+        if fee_waiver is not None:
+            request.fee_waiver.CopyFrom(fee_waiver.message())
         for field, value in (("max_price_age_seconds", max_price_age_seconds),
                              ("create_settlement_days", create_settlement_days),
                              ("redeem_settlement_days", redeem_settlement_days)):
@@ -227,8 +278,14 @@ class EtfClient:
         redeem_settlement_days: int | None = None,
         pricing: str | None = None,
         require_delivery: bool | None = None,
+        management_fee_rate: str | None = None,
+        fee_day_count: str | None = None,
+        fee_waiver: FeeWaiver | None = None,
+        fee_payment: str | None = None,
+        fee_asset: str | None = None,
+        fee_custodian_id: str | None = None,
     ) -> pb.UpdateFundReply:
-        """Only the arguments given change."""
+        """Only the arguments given change (``fee_waiver=FeeWaiver(until="")`` removes the waiver)."""
         request = pb.UpdateFundRequest(fund_id=fund_id, assets=[a.message() for a in assets])
         for field, value in (("name", name), ("max_price_age_seconds", max_price_age_seconds),
                              ("creation_fee", creation_fee), ("redemption_fee", redemption_fee),
@@ -236,13 +293,20 @@ class EtfClient:
                              ("seed_cash_per_unit", seed_cash_per_unit), ("calendar_id", calendar_id),
                              ("dealing_cutoff", dealing_cutoff), ("create_settlement_days", create_settlement_days),
                              ("redeem_settlement_days", redeem_settlement_days),
-                             ("require_delivery", require_delivery)):
+                             ("require_delivery", require_delivery), ("management_fee_rate", management_fee_rate),
+                             ("fee_asset", fee_asset), ("fee_custodian_id", fee_custodian_id)):
             if value is not None:
                 setattr(request, field, value)
         if dealing_status is not None:
             request.dealing_status = pb.DealingStatus.Value.Value(dealing_status)
         if pricing is not None:
             request.pricing = pb.Pricing.Value.Value(pricing)
+        if fee_day_count is not None:
+            request.fee_day_count = pb.FeeDayCount.Value.Value(fee_day_count)
+        if fee_payment is not None:
+            request.fee_payment = pb.FeePayment.Value.Value(fee_payment)
+        if fee_waiver is not None:
+            request.fee_waiver.CopyFrom(fee_waiver.message())
         if custodian_priority is not None:
             request.custodian_priority.SetInParent()  # present even when empty: clears the priority
             request.custodian_priority.custodian_ids.extend(custodian_priority)
@@ -278,7 +342,8 @@ class EtfClient:
         return self._call(self._admin.PublishPrices, pb.PublishPricesRequest(ticks=[t.message() for t in ticks]))
 
     def settle_order(self, order_id: str) -> pb.Order:
-        return self._call(self._admin.SettleOrder, pb.SettleOrderRequest(order_id=order_id)).order
+        return self._acted("SettleOrder", self._call(self._admin.SettleOrder,
+                                                     pb.SettleOrderRequest(order_id=order_id))).order
 
     def get_holdings(self, fund_id: str) -> pb.Holdings:
         return self._call(self._admin.GetHoldings, pb.GetHoldingsRequest(fund_id=fund_id))
@@ -368,15 +433,17 @@ class EtfClient:
 
     # ------------------------------------------------------------------ wallets and deliveries (Admin)
     def register_wallet(self, participant_id: str, asset: str, address: str, label: str = "") -> pb.Wallet:
-        return self._call(self._admin.RegisterWallet, pb.RegisterWalletRequest(
-            participant_id=participant_id, asset=asset, address=address, label=label)).wallet
+        return self._acted("RegisterWallet", self._call(self._admin.RegisterWallet, pb.RegisterWalletRequest(
+            participant_id=participant_id, asset=asset, address=address, label=label))).wallet
 
     def approve_wallet(self, wallet_id: str) -> pb.Wallet:
         """By an issuer principal other than the one who registered it (four eyes)."""
-        return self._call(self._admin.ApproveWallet, pb.ApproveWalletRequest(wallet_id=wallet_id)).wallet
+        return self._acted("ApproveWallet", self._call(self._admin.ApproveWallet,
+                                                       pb.ApproveWalletRequest(wallet_id=wallet_id))).wallet
 
     def revoke_wallet(self, wallet_id: str, reason: str = "") -> pb.Wallet:
-        return self._call(self._admin.RevokeWallet, pb.RevokeWalletRequest(wallet_id=wallet_id, reason=reason)).wallet
+        request = pb.RevokeWalletRequest(wallet_id=wallet_id, reason=reason)
+        return self._acted("RevokeWallet", self._call(self._admin.RevokeWallet, request)).wallet
 
     def list_participants(self) -> list[pb.Participant]:
         return list(self._call(self._admin.ListParticipants, pb.ListParticipantsRequest()).participants)
@@ -386,13 +453,40 @@ class EtfClient:
 
     def record_delivery(self, order_id: str, asset: str, quantity: str, tx_hash: str, from_address: str,
                         confirmations: int) -> pb.Order:
-        return self._call(self._admin.RecordDelivery, pb.RecordDeliveryRequest(
+        return self._acted("RecordDelivery", self._call(self._admin.RecordDelivery, pb.RecordDeliveryRequest(
             order_id=order_id, asset=asset, quantity=quantity, tx_hash=tx_hash, from_address=from_address,
-            confirmations=confirmations)).order
+            confirmations=confirmations))).order
 
     def record_payout(self, order_id: str, custodian_id: str, asset: str, quantity: str, tx_hash: str) -> pb.Order:
-        return self._call(self._admin.RecordPayout, pb.RecordPayoutRequest(
-            order_id=order_id, custodian_id=custodian_id, asset=asset, quantity=quantity, tx_hash=tx_hash)).order
+        return self._acted("RecordPayout", self._call(self._admin.RecordPayout, pb.RecordPayoutRequest(
+            order_id=order_id, custodian_id=custodian_id, asset=asset, quantity=quantity, tx_hash=tx_hash))).order
+
+    # ------------------------------------------------------------------ the fund's books (Admin, SPEC §17, §20)
+    def pay_fee(self, fund_id: str, amount: str = "", *, asset: str = "", quantity: str = "", tx_hash: str = "",
+                to_address: str = "") -> pb.PayFeeReply:
+        """Pay the accrued management fee: ``amount`` in cash, or ``asset``/``quantity``/``tx_hash``/
+        ``to_address`` in kind out of fee_payable. Under four eyes (the default) the reply is pending, with
+        the instruction_id another issuer principal approves."""
+        return self._call(self._admin.PayFee, pb.PayFeeRequest(fund_id=fund_id, amount=amount, asset=asset,
+                                                               quantity=quantity, tx_hash=tx_hash,
+                                                               to_address=to_address))
+
+    def approve_instruction(self, instruction_id: str) -> pb.Instruction:
+        """By an issuer principal other than the proposer: executes the call now (EXECUTED, or FAILED with
+        ``error`` when the call is refused now)."""
+        return self._call(self._admin.ApproveInstruction,
+                          pb.ApproveInstructionRequest(instruction_id=instruction_id)).instruction
+
+    def reject_instruction(self, instruction_id: str, reason: str = "") -> pb.Instruction:
+        """By any issuer principal, the proposer included (a withdrawal)."""
+        return self._call(self._admin.RejectInstruction,
+                          pb.RejectInstructionRequest(instruction_id=instruction_id, reason=reason)).instruction
+
+    def list_instructions(self, status: str = "") -> list[pb.Instruction]:
+        """Every instruction, or those of one status (PENDING, EXECUTED, FAILED, REJECTED), by id."""
+        status_value = pb.InstructionStatus.Value.Value(status) if status else 0
+        return list(self._call(self._admin.ListInstructions,
+                               pb.ListInstructionsRequest(status=status_value)).instructions)
 
     # ------------------------------------------------------------------ Valuation
     def get_nav(self, fund_id: str) -> pb.Nav:

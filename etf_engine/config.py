@@ -10,6 +10,7 @@ directory it is started from. Every error names the offending key.
     heartbeat_seconds = 15       # StreamNav heartbeat, at most 15 (SPEC §7)
     grace_seconds = 10           # how long calls in flight may finish on SIGTERM
     max_message_bytes = 4194304  # request and reply size bound
+    four_eyes = ["PayFee", "ResolveBreak"]  # SPEC §20: Admin RPCs an issuer proposes and another approves
 
     [tls]                        # optional; with client_ca: mutual TLS
     cert = "server.pem"
@@ -90,6 +91,9 @@ class Config:
     test_clock: bool = False
     # SPEC §15: [http] listen: Connect JSON, /metrics and the console; None: no HTTP listener.
     http_listen: str | None = None
+    # SPEC §20: the Admin RPCs that an issuer's call only proposes (a PENDING instruction) and another
+    # issuer principal approves. The config's list replaces this default.
+    four_eyes: tuple[str, ...] = ("PayFee", "ResolveBreak")
 
 
 def load_config(path: str | Path) -> Config:
@@ -109,7 +113,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: str = "config"
         return ConfigError(f"{source}: {key}: {why}")
 
     allowed = {"listen", "data_dir", "reflection", "heartbeat_seconds", "grace_seconds", "max_message_bytes",
-               "tls", "principals", "journal", "test_clock", "http"}
+               "tls", "principals", "journal", "test_clock", "http", "four_eyes"}
     for key in data:
         if key not in allowed:
             raise fail(key, f"unknown key (expected one of {', '.join(sorted(allowed))})")
@@ -141,6 +145,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: str = "config"
         tls = _parse_tls(data["tls"], base_dir, fail)
     journal = _parse_journal(data.get("journal", {}), fail)
     http_listen = _parse_http(data.get("http"), fail)
+    four_eyes = _parse_four_eyes(data.get("four_eyes"), fail)
 
     raw = data.get("principals", [])
     if not isinstance(raw, list):
@@ -157,7 +162,29 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: str = "config"
         seen_digests.add(p.token_sha256)
     return Config(listen=listen, data_dir=data_dir, reflection=reflection, heartbeat_seconds=heartbeat,
                   grace_seconds=grace, max_message_bytes=max_bytes, tls=tls, principals=principals,
-                  journal=journal, test_clock=test_clock, http_listen=http_listen)
+                  journal=journal, test_clock=test_clock, http_listen=http_listen, four_eyes=four_eyes)
+
+
+def _parse_four_eyes(raw: Any, fail: Any) -> tuple[str, ...]:
+    """SPEC §20: names of Admin RPCs that change state, but ApproveInstruction and RejectInstruction; the
+    Part III RPCs this server does not serve yet (ResolveBreak, ...) are accepted and wait for it."""
+    from etf_engine.api.servicers import DECIDING, DEFAULT_FOUR_EYES, FOUR_EYES_FUTURE, FOUR_EYES_RPCS
+
+    if raw is None:
+        return DEFAULT_FOUR_EYES
+    if not isinstance(raw, list) or not all(isinstance(name, str) for name in raw):
+        raise fail("four_eyes", f"expected an array of RPC names, e.g. [\"PayFee\", \"AdjustCash\"], got {raw!r}")
+    seen: set[str] = set()
+    for i, name in enumerate(raw):
+        if name in DECIDING:
+            raise fail(f"four_eyes[{i}]", f"{name!r} decides instructions; it cannot be one")
+        if name not in FOUR_EYES_RPCS and name not in FOUR_EYES_FUTURE:
+            raise fail(f"four_eyes[{i}]", f"{name!r} is not an Admin RPC that changes state (expected one of "
+                                          f"{', '.join(sorted(FOUR_EYES_RPCS | FOUR_EYES_FUTURE))})")
+        if name in seen:
+            raise fail(f"four_eyes[{i}]", f"{name!r} is listed twice")
+        seen.add(name)
+    return tuple(raw)
 
 
 def _parse_http(raw: Any, fail: Any) -> str | None:

@@ -209,6 +209,8 @@ class _Index:
             self._open_orders.pop(event.order_id, None)
         elif isinstance(event, M.ClockAdvanced):
             self.clock_offset = event.offset_ms
+        elif isinstance(event, M.NavStruck):  # the fee it accrues (SPEC §17) is in the NAV from then on
+            changed.add(event.nav.fund_id)
         else:
             fund_id = getattr(event, "fund_id", None)
             if fund_id is not None:

@@ -24,6 +24,7 @@ from etf_engine.errors import EngineError, invalid, quote
 from etf_engine.numbers import (
     FRACTION_DP,
     NAV_PER_SHARE_DP,
+    RATE_DP,
     format_fraction,
     format_money,
     format_price,
@@ -222,12 +223,14 @@ def _submit_orders(r: pb.SubmitOrdersRequest) -> dict[str, Any]:
 def _update_fund(r: pb.UpdateFundRequest) -> dict[str, Any]:
     """custodian_priority comes wrapped (present and empty clears it). An assets entry replaces all of
     that asset's terms: its empty fields go to the ledger, which refuses them, never to a default
-    that would silently zero a cap or a buffer."""
+    that would silently zero a cap or a buffer; but for staking_fee_rate (SPEC §17), younger than the
+    rest: empty is 0, so that a caller written before it updates a fund without a staking fee as before."""
     return {
         "custodian_priority": list(r.custodian_priority.custodian_ids) if r.HasField("custodian_priority") else None,
         "assets": [M.FundAssetSpec(asset=a.asset, staking_cap=a.staking_cap, liquidity_buffer=a.liquidity_buffer,
                                    unbonding_seconds=a.unbonding_seconds,
-                                   seed_quantity_per_unit=a.seed_quantity_per_unit) for a in r.assets] or None,
+                                   seed_quantity_per_unit=a.seed_quantity_per_unit,
+                                   staking_fee_rate=a.staking_fee_rate or "0") for a in r.assets] or None,
     }
 
 
@@ -243,6 +246,20 @@ def reply(message_type: type[R], value: Any, decimals: Decimals) -> R:
 
 
 _NOT_THERE = object()
+# A reply of an Admin RPC that changes state carries these two (SPEC §20, engine.proto's header): set only
+# for a call recorded as a pending instruction (``pending_reply``), never from a result.
+FOUR_EYES_FIELDS = ("instruction_id", "pending")
+
+
+def four_eyes_reply(message_type: type[Message]) -> bool:
+    """Whether ``message_type`` is a reply that can say "recorded as a pending instruction"."""
+    names = message_type.DESCRIPTOR.fields_by_name
+    return all(n in names for n in FOUR_EYES_FIELDS)
+
+
+def pending_reply(message_type: type[R], instruction: M.Instruction) -> R:
+    """The reply of a call recorded as a PENDING instruction instead of acting: that and nothing else."""
+    return message_type(instruction_id=instruction.instruction_id, pending=True)
 
 
 @cache
@@ -250,11 +267,13 @@ def _builder(message_type: type[Message]) -> Callable[[Any, Decimals], Message]:
     """How a message is made: by its formatter in ``FORMATTERS`` where figures are formatted; else
     field by field from the result's attributes of the same names (a message field made the same way,
     a repeated one item by item, an enum from its name, None left out), and a message of one field
-    from the whole result when it has no attribute of that name (SettleOrderReply.order: the Order)."""
+    from the whole result when it has no attribute of that name (SettleOrderReply.order: the Order).
+    The four eyes fields of a reply (``FOUR_EYES_FIELDS``) are left out: a result never sets them."""
     formatter = FORMATTERS.get(message_type.DESCRIPTOR.full_name)
     if formatter is not None:
         return formatter
-    fields = [(f.name, _field_builder(f)) for f in message_type.DESCRIPTOR.fields]
+    skip = FOUR_EYES_FIELDS if four_eyes_reply(message_type) else ()
+    fields = [(f.name, _field_builder(f)) for f in message_type.DESCRIPTOR.fields if f.name not in skip]
     whole = len(fields) == 1
 
     def build(value: Any, decimals: Decimals) -> Message:
@@ -292,6 +311,11 @@ _format_quantity = lru_cache(maxsize=65_536)(format_quantity)
 
 def _quantity(value: int, asset: str, decimals: Decimals) -> str:
     return _format_quantity(value, decimals[asset])
+
+
+def format_rate(value: int) -> str:
+    """A fee rate (1e-6 units) as a decimal with at least 2 fraction digits: "0.0025", "0.18", "0.00"."""
+    return format_scaled(value, RATE_DP, min_dp=2)
 
 
 def nav_per_share_text(value: int | None) -> str:
@@ -337,6 +361,7 @@ def _basket(b: M.Basket, decimals: Decimals) -> pb.Basket:
         shares_outstanding=b.shares_outstanding,
         as_of=b.as_of,
         stale=b.stale,
+        accrued_fees=format_money(b.accrued_fees),
     )
 
 
@@ -392,7 +417,12 @@ def nav(n: M.Nav, decimals: Decimals) -> pb.Nav:
         lines=[pb.NavLine(asset=line.asset, quantity=_quantity(line.quantity, line.asset, decimals),
                           price=_text(line.price, format_price), value=_text(line.value, format_money))
                for line in n.lines],
+        accrued_fees=format_money(n.accrued_fees),
     )
+
+
+def lines(items: Iterable[M.Line], decimals: Decimals) -> list[pb.Line]:
+    return [pb.Line(asset=x.asset, quantity=_quantity(x.quantity, x.asset, decimals)) for x in items]
 
 
 def holdings(h: M.Holdings, decimals: Decimals) -> pb.Holdings:
@@ -412,6 +442,7 @@ def holdings(h: M.Holdings, decimals: Decimals) -> pb.Holdings:
                                 staking_cap=format_fraction(a.staking_cap),
                                 liquidity_buffer=format_fraction(a.liquidity_buffer))
                 for a in h.assets],
+        fee_payable=lines(h.fee_payable, decimals),
     )
 
 
@@ -424,6 +455,8 @@ def official_nav(n: M.OfficialNav, decimals: Decimals) -> pb.OfficialNav:
                                   price=format_price(line.price), value=format_money(line.value))
                for line in n.lines],
         struck_at=n.struck_at,
+        fee=format_money(n.fee), fee_days=n.fee_days, fee_basis=format_money(n.fee_basis),
+        accrued_fees=format_money(n.accrued_fees), fee_payable=lines(n.fee_payable, decimals),
     )
 
 
@@ -440,11 +473,31 @@ def pcf(p: M.Pcf, decimals: Decimals) -> pb.Pcf:
     )
 
 
+def fee_waiver(w: M.FeeWaiver) -> pb.FeeWaiver:
+    return pb.FeeWaiver(rate=format_rate(w.rate), nav_limit=format_money(w.nav_limit), until=w.until)
+
+
+def fund_summary(t: M.FundTerms, decimals: Decimals) -> pb.FundSummary:
+    """A fund's terms as ListFunds shows them: the fee terms in CreateFund's form, and every asset's."""
+    return pb.FundSummary(
+        fund_id=t.fund_id, name=t.name, base_currency=t.base_currency, dealing_status=t.dealing_status,
+        management_fee_rate=format_rate(t.management_fee_rate), fee_day_count=t.fee_day_count,
+        fee_waiver=fee_waiver(t.fee_waiver) if t.fee_waiver is not None else None, fee_payment=t.fee_payment,
+        fee_asset=t.fee_asset, fee_custodian_id=t.fee_custodian_id,
+        assets=[pb.FundAsset(asset=a.asset, staking_cap=format_fraction(a.staking_cap),
+                             liquidity_buffer=format_fraction(a.liquidity_buffer),
+                             unbonding_seconds=a.unbonding_seconds,
+                             seed_quantity_per_unit=_quantity(a.seed_quantity_per_unit, a.asset, decimals),
+                             staking_fee_rate=format_rate(a.staking_fee_rate))
+                for a in sorted(t.assets, key=lambda a: a.asset)],
+    )
+
+
 # The messages whose figures are formatted (the rest are made field by field: ``reply``).
 FORMATTERS: dict[str, Callable[[Any, Decimals], Message]] = {
     message.DESCRIPTOR.full_name: formatter for message, formatter in (
         (pb.Basket, basket), (pb.Order, order), (pb.Nav, nav), (pb.Holdings, holdings),
-        (pb.OfficialNav, official_nav), (pb.Pcf, pcf))}
+        (pb.OfficialNav, official_nav), (pb.Pcf, pcf), (pb.FundSummary, fund_summary))}
 
 
 # == StreamEvents: an event's JSON with its figures as on the wire ==================================
@@ -453,32 +506,42 @@ FORMATTERS: dict[str, Callable[[Any, Decimals], Message]] = {
 # money 2 dp, prices as given, fractions (caps, buffers) with at least 2 dp, nav_per_share 4 dp, a
 # figure not computed (None) "". Counts (units, shares, decimals), times and the rest stay as stored,
 # and so does every key: a body is the journaled event but for the form of its figures.
-QUANTITY, MONEY, PRICE, FRACTION, PER_SHARE = "quantity", "money", "price", "fraction", "per_share"
-FIGURES: dict[type[msgspec.Struct], dict[str, str]] = {
+# A quantity is of the ``asset`` beside it, or of the field a (QUANTITY, field) pair names (NavStruck's
+# fee_taken is of its fee_asset). Rates (fee rates, 1e-6) have at least 2 fraction digits, as fractions.
+QUANTITY, MONEY, PRICE, FRACTION, PER_SHARE, RATE = "quantity", "money", "price", "fraction", "per_share", "rate"
+Figure = str | tuple[str, str]
+FIGURES: dict[type[msgspec.Struct], dict[str, Figure]] = {
     M.HoldingAdjusted: {"delta": QUANTITY},
     M.CashAdjusted: {"delta": MONEY},
-    M.Staked: {"quantity": QUANTITY},  # and RewardRecorded, Slashed
+    M.Staked: {"quantity": QUANTITY},  # and Slashed
+    M.RewardRecorded: {"quantity": QUANTITY, "gross": QUANTITY, "staking_fee": QUANTITY, "net": QUANTITY},
     M.Unstaked: {"quantity": QUANTITY},
     M.PriceSet: {"price": PRICE},
-    M.FundTerms: {"creation_fee": MONEY, "redemption_fee": MONEY, "seed_cash_per_unit": MONEY},
-    M.FundAssetTerms: {"staking_cap": FRACTION, "liquidity_buffer": FRACTION, "seed_quantity_per_unit": QUANTITY},
+    M.FundTerms: {"creation_fee": MONEY, "redemption_fee": MONEY, "seed_cash_per_unit": MONEY,
+                  "management_fee_rate": RATE},
+    M.FundAssetTerms: {"staking_cap": FRACTION, "liquidity_buffer": FRACTION, "seed_quantity_per_unit": QUANTITY,
+                       "staking_fee_rate": RATE},
+    M.FeeWaiver: {"rate": RATE, "nav_limit": MONEY},
     M.Order: {"cash_amount": MONEY, "fee": MONEY, "official_nav_per_share": PER_SHARE},
-    M.Basket: {"cash_component": MONEY, "nav_per_share": PER_SHARE, "nav_per_unit": MONEY},
+    M.Basket: {"cash_component": MONEY, "nav_per_share": PER_SHARE, "nav_per_unit": MONEY, "accrued_fees": MONEY},
     M.BasketLine: {"quantity_per_unit": QUANTITY},
     M.Line: {"quantity": QUANTITY},
     M.Leg: {"quantity": QUANTITY},
     M.Delivery: {"quantity": QUANTITY},
     M.Payout: {"quantity": QUANTITY},
-    M.OfficialNav: {"nav": MONEY, "cash": MONEY, "nav_per_share": PER_SHARE},
+    M.OfficialNav: {"nav": MONEY, "cash": MONEY, "nav_per_share": PER_SHARE, "fee": MONEY, "fee_basis": MONEY,
+                    "accrued_fees": MONEY},
     M.OfficialLine: {"quantity": QUANTITY, "price": PRICE, "value": MONEY},
     M.Pcf: {"estimated_cash_component": MONEY, "nav_per_unit": MONEY, "nav_per_share": PER_SHARE},
     M.PriceLine: {"price": PRICE},
+    M.NavStruck: {"fee_taken": (QUANTITY, "fee_asset")},
+    M.FeePaid: {"amount": MONEY, "quantity": QUANTITY},
 }
 EVENT_TYPES: dict[str, type[M.Event]] = {t.__name__: t for t in get_args(M.AnyEvent)}
 
 
 class _Shape(msgspec.Struct, frozen=True):
-    figures: dict[str, str]  # field -> its kind of figure
+    figures: dict[str, Figure]  # field -> its kind of figure
     nested: dict[str, Any]  # field -> the _Shape of the Struct (or of each item) it holds
 
 
@@ -511,7 +574,8 @@ class EventBodies:
     def _convert(self, item: dict[str, Any], shape: _Shape) -> None:
         for name, kind in shape.figures.items():
             if name in item:
-                item[name] = self._figure(item[name], kind, item.get("asset", ""))
+                kind, asset_field = kind if isinstance(kind, tuple) else (kind, "asset")
+                item[name] = self._figure(item[name], kind, item.get(asset_field, ""))
         for name, inner in shape.nested.items():
             value = item.get(name)
             if isinstance(value, dict):
@@ -535,4 +599,6 @@ class EventBodies:
             return format_price(value)
         if kind == FRACTION:
             return format_fraction(value)
+        if kind == RATE:
+            return format_rate(value)
         return format_scaled(value, NAV_PER_SHARE_DP)

@@ -33,6 +33,7 @@ class Reading:
     Prometheus samples are floats: the exact figures stay the API's; these are for monitoring only."""
 
     navs: list[tuple[str, int | None, int | None]] = field(default_factory=list)  # fund, cents, 1e-4
+    accrued: list[tuple[str, int]] = field(default_factory=list)  # fund, cents (SPEC §17)
     ratios: list[tuple[str, str, float | None, float, float | None, float]] = field(default_factory=list)
     capacity: list[tuple[str, str, int]] = field(default_factory=list)
     price_ages: list[tuple[str, str, float]] = field(default_factory=list)
@@ -48,6 +49,7 @@ def read_gauges(ledger: Ledger, now_ms: int) -> Reading:
         fund_id = terms.fund_id
         nav = ledger.get_nav(fund_id, now_ms)
         reading.navs.append((fund_id, nav.nav, nav.nav_per_share))
+        reading.accrued.append((fund_id, nav.accrued_fees))
         for a in ledger.get_holdings(fund_id, now_ms).assets:
             staking = a.illiquid / a.committed if a.committed else None
             liquid = a.liquid / a.committed if a.committed else None
@@ -132,6 +134,10 @@ class _Gauges(Collector):
                 nav.add_metric([fund_id], cents / 100)
             if per_share is not None:
                 nps.add_metric([fund_id], per_share / 10**NAV_PER_SHARE_DP)
+        accrued = GaugeMetricFamily("etf_engine_accrued_fees", "management fee accrued and not yet paid, in the "
+                                    "base currency (SPEC §17)", labels=["fund_id"])
+        for fund_id, cents in r.accrued:
+            accrued.add_metric([fund_id], cents / 100)
         staking = GaugeMetricFamily("etf_engine_staking_ratio", "illiquid / committed", labels=["fund_id", "asset"])
         cap = GaugeMetricFamily("etf_engine_staking_cap", "the staking cap", labels=["fund_id", "asset"])
         liquid = GaugeMetricFamily("etf_engine_liquid_ratio", "liquid / committed", labels=["fund_id", "asset"])
@@ -160,5 +166,5 @@ class _Gauges(Collector):
         leader.add_metric([self.metrics.shard], leader_value)
         applied = GaugeMetricFamily("etf_engine_journal_applied_seq", "the last journal record applied")
         applied.add_metric([], seq)
-        yield from (nav, nps, staking, cap, liquid, buffer, capacity, overdue, ages, leader, applied)
+        yield from (nav, nps, accrued, staking, cap, liquid, buffer, capacity, overdue, ages, leader, applied)
 

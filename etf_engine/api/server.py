@@ -125,7 +125,8 @@ class EngineServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        servicers = {"Admin": AdminServicer(self.engine), "Dealing": DealingServicer(self.engine),
+        servicers = {"Admin": AdminServicer(self.engine, self.config.four_eyes),
+                     "Dealing": DealingServicer(self.engine),
                      "Valuation": ValuationServicer(self.engine, self.config.heartbeat_seconds),
                      "Diagnostics": DiagnosticsServicer(self.leader_info, self.engine.advance_clock,
                                                         self.config.test_clock)}

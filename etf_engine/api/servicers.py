@@ -7,6 +7,12 @@ fields that come from who calls are set from the principal: ``principal`` always
 for a participant acting as itself or on its own orders (the method's participant_scope in the
 proto). A new command RPC therefore needs nothing here. Reads and streams are written out below.
 
+Four eyes (SPEC §20): an Admin command RPC named in the config's ``four_eyes`` and called by an issuer is
+not executed: its command goes to the engine wrapped in ``ProposeInstruction(command, principal)``, which
+checks it in full and records it PENDING, and the reply holds only ``instruction_id`` and
+``pending = true``. ApproveInstruction and RejectInstruction carry the caller's name as ``principal``,
+as every command with that field does.
+
 Authentication, the role table and error mapping live in the interceptor (``auth``); what needs
 ledger data (a participant's eligible funds, whose order it is) is checked here, inside the
 operation the writer runs, so that the check and the read see the same state.
@@ -15,7 +21,7 @@ operation the writer runs, so that the check and the read see the same state.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,7 +33,7 @@ from google.protobuf.message_factory import GetMessageClass
 from etf_engine import model as M
 from etf_engine.api import convert
 from etf_engine.api.access import AS_ITSELF, OWN_ORDERS, RULES
-from etf_engine.api.auth import PARTICIPANT, Principal, current_principal
+from etf_engine.api.auth import ISSUER, PARTICIPANT, Principal, current_principal
 from etf_engine.engine import ANY_RECORD, Engine
 from etf_engine.errors import PERMISSION_DENIED, EngineError, invalid, quote
 from etf_engine.ledger import Ledger
@@ -37,6 +43,7 @@ from etf_engine.v1 import engine_pb2_grpc as rpc
 Context = grpc.aio.ServicerContext
 T = TypeVar("T")
 R = TypeVar("R", bound=Message)
+INSTRUCTION_STATUS_NAME = {v.number: v.name for v in pb.InstructionStatus.Value.DESCRIPTOR.values if v.number}
 DEFAULT_PAGE = 1000
 MAX_PAGE = 5000
 EVENTS_PAGE = 500  # StreamEvents reads the journal this many records at a time
@@ -109,11 +116,34 @@ def _commands(service: ServiceDescriptor) -> dict[str, Command]:
 
 COMMANDS: dict[str, dict[str, Command]] = {s.name: _commands(s) for s in pb.DESCRIPTOR.services_by_name.values()}
 
+# == four eyes (SPEC §20) ===========================================================================
+# The RPCs that decide instructions are never instructions themselves.
+DECIDING = frozenset({"ApproveInstruction", "RejectInstruction"})
+# What ``four_eyes`` may list: every Admin RPC that changes state (its command RPCs) but those two.
+FOUR_EYES_RPCS = frozenset(COMMANDS["Admin"]) - DECIDING
+# Admin RPCs of SPEC §22 that change state and this server does not serve yet: a config may list them
+# (the default list names ResolveBreak); they take effect once the server has them.
+FOUR_EYES_FUTURE = frozenset({"ResolveBreak", "Sweep", "SetStoragePolicy", "RecordStatement", "Checkpoint"})
+DEFAULT_FOUR_EYES = ("PayFee", "ResolveBreak")
+
+
+def _four_eyes_replies() -> None:
+    """Every reply of an RPC four_eyes may list can say "pending": checked when the server starts."""
+    missing = [name for name in sorted(FOUR_EYES_RPCS) if not convert.four_eyes_reply(COMMANDS["Admin"][name].reply)]
+    if missing:
+        raise TypeError("replies without instruction_id and pending (SPEC §20): " + ", ".join(missing))
+
+
+_four_eyes_replies()
+
 
 def _serve(name: str, spec: Command) -> Callable[[Any, Message, Context], Awaitable[Message]]:
     async def serve(self: _Servicer, request: Message, context: Context) -> Message:
         principal = current_principal()
         command: Any = convert.command(spec.type, request, {n: FROM_CALLER[n](principal) for n in spec.caller})
+        if name in self.four_eyes and principal.role == ISSUER:  # recorded, not executed, until approved
+            proposed = await self.engine.execute(M.ProposeInstruction(command=command, principal=principal.name))
+            return convert.pending_reply(spec.reply, proposed)
         if spec.scope == OWN_ORDERS:  # checked in the writer's operation, on the state the command meets
 
             def own(ledger: Ledger, now_ms: int) -> tuple[Any, list[M.Event]]:
@@ -138,6 +168,8 @@ class _Servicer:
             if name not in cls.__dict__:
                 setattr(cls, name, _serve(name, spec))
 
+    four_eyes: frozenset[str] = frozenset()  # the RPCs of this service recorded as instructions (SPEC §20)
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -150,6 +182,23 @@ class _Servicer:
 
 class AdminServicer(_Servicer, rpc.AdminServicer):
     SERVICE = "Admin"
+
+    def __init__(self, engine: Engine, four_eyes: Iterable[str] = DEFAULT_FOUR_EYES) -> None:
+        """``four_eyes``: the config's list (names of ``FOUR_EYES_FUTURE`` are kept and match nothing yet)."""
+        super().__init__(engine)
+        unknown = sorted(set(four_eyes) - FOUR_EYES_RPCS - FOUR_EYES_FUTURE)
+        if unknown:
+            raise ValueError(f"four_eyes: not an Admin RPC that changes state: {', '.join(unknown)}")
+        self.four_eyes = frozenset(four_eyes) & FOUR_EYES_RPCS
+
+    async def ListInstructions(
+        self, request: pb.ListInstructionsRequest, context: Context
+    ) -> pb.ListInstructionsReply:
+        if request.status and request.status not in INSTRUCTION_STATUS_NAME:
+            raise invalid("status", f"{request.status} is not an instruction status")
+        status = convert.enum_name(INSTRUCTION_STATUS_NAME, request.status)
+        found = await self.engine.read(lambda ledger, now_ms: ledger.list_instructions(status))
+        return self.reply(pb.ListInstructionsReply, found)
 
     async def GetCalendar(self, request: pb.GetCalendarRequest, context: Context) -> pb.Calendar:
         calendar_id = request.calendar_id
