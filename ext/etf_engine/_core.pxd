@@ -52,6 +52,7 @@ cdef class FundAsset:
     cdef Asset info
     cdef Price price
     cdef object cap, buffer, seed_qpu, unbonding_seconds
+    cdef object staking_fee_rate  # 1e-6: the staking provider's share of each reward (SPEC §17)
     cdef list holdings  # Holding in payout order: custodian_priority, then the rest by id
     cdef dict by_custodian
     cdef object total, reserved, illiquid
@@ -92,6 +93,10 @@ cdef class Fund:
     cdef dict open_orders  # ACCEPTED order_id -> None, in id order
     cdef dict forward_orders  # dealing_date -> [order_id of unpriced ACCEPTED FORWARD orders]
     cdef dict navs, pcfs  # dealing_date -> OfficialNav, Pcf
+    # the fund's books (SPEC §17): the accrued management fee, exact, in nav_num units (1e-26 of base
+    # currency; nav_num already has it subtracted), and what was taken in kind and not yet paid
+    cdef object accrued
+    cdef dict fee_payable  # asset -> quantity, where above zero
 
 
 cdef class Ledger:
@@ -99,3 +104,6 @@ cdef class Ledger:
     cdef dict wallets, live_wallets  # wallet_id -> Wallet; (participant, asset, address) -> id, unless REVOKED
     cdef dict approved  # wallet_id -> (participant_id, asset, address) of every APPROVED wallet
     cdef long long next_seq, licence_epoch, calendar_epoch, next_wallet_seq, wallet_epoch
+    cdef dict instructions  # instruction_id -> Instruction (SPEC §20; replaced, never mutated)
+    cdef long long next_instruction_seq
+    cdef bint dry  # a proposed instruction's checks are running: _emit stops before anything applies

@@ -19,6 +19,8 @@ cdef functions taking the Ledger, so a call between concepts is a direct C call 
 
 from libc.limits cimport LLONG_MAX
 
+import re
+from calendar import isleap
 from datetime import date as Date, timedelta
 
 import msgspec
@@ -29,11 +31,11 @@ from etf_engine import model as M
 from etf_engine import snapshot as S
 from etf_engine.errors import (
     ALREADY_EXISTS, EngineError, INV_CACHES, INV_CONSERVED, INV_NEGATIVE, INV_RESERVED, INV_SHARES, InvariantBroken,
-    PERMISSION_DENIED, invalid, not_found, out_of_range, precondition, quote,
+    OUT_OF_RANGE, PERMISSION_DENIED, invalid, not_found, out_of_range, precondition, quote,
 )
 from etf_engine.numbers import (
     FRACTION_DP, FRACTION_SCALE, MAX_CREATION_UNIT, MAX_MONEY, MAX_QUANTITY, MAX_SECONDS, MAX_SHARES, MONEY_DP, PRICE_DP,
-    MAX_PRICE, POW10, format_quantity, parse_scaled, round_half_even,
+    MAX_PRICE, POW10, RATE_DP, RATE_SCALE, format_quantity, format_scaled, parse_scaled, round_half_even,
 )
 
 # nav_num counts 1e-26 of base currency (a 1e-8 price unit times 1e-18 of an asset)
@@ -133,4 +135,6 @@ include "core/orders.pxi"
 include "core/custody.pxi"
 include "core/dealing_day.pxi"
 include "core/wallets.pxi"
+include "core/fees.pxi"
+include "core/instructions.pxi"
 include "core/invariants.pxi"

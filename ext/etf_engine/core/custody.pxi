@@ -176,9 +176,11 @@ def _reward(Ledger self, cmd, long long now_ms, list events):
     cdef FundAsset fa
     f, fa, c = _target(self, cmd, now_ms)
     q = _quantity(self, fa, cmd.quantity, "quantity")
-    _add(_available(self, fa, c), q, "quantity")
+    fee = _staking_fee(fa, q)  # SPEC §17: q is the gross reward; the fund receives the net
+    net = q - fee
+    _add(_available(self, fa, c), net, "quantity")
     _emit(self, events, M.RewardRecorded(at=now_ms, fund_id=f.fund_id, custodian_id=c.custodian_id,
-                                        asset=fa.info.symbol, quantity=q))
+                                        asset=fa.info.symbol, quantity=net, gross=q, staking_fee=fee, net=net))
 
 
 def _on_reward(Ledger self, event):

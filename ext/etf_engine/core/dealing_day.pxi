@@ -154,14 +154,18 @@ def _strike(Ledger self, cmd, long long now_ms, list events):
         earlier += ONE_DAY
     _advance(self, f, now_ms)
     U, S = f.unit, f.shares
-    nav_num = f.cash * CENT
+    gross = f.cash * CENT  # Σ total x official price + cash, before the fee (SPEC §17)
+    for fa in f.assets:
+        gross += fa.total * official[fa.info.symbol] * fa.info.factor
+    fee, fee_days, basis, accrued, taken, fee_fa = _strike_fee(self, f, day, official, gross)
+    nav_num = basis - fee * CENT  # = the lines after the in-kind move + cash - accrued after
     lines, pcf_lines, held, prices = [], [], 0, []
     for fa in f.assets:
         price = official[fa.info.symbol]
-        worth = fa.total * price * fa.info.factor
-        nav_num += worth
-        lines.append(M.OfficialLine(asset=fa.info.symbol, quantity=fa.total, price=price, value=round_half_even(worth, CENT)))
-        qpu = fa.total * U // S if S else fa.seed_qpu
+        total = fa.total - taken if fa is fee_fa else fa.total
+        worth = total * price * fa.info.factor
+        lines.append(M.OfficialLine(asset=fa.info.symbol, quantity=total, price=price, value=round_half_even(worth, CENT)))
+        qpu = total * U // S if S else fa.seed_qpu
         held += qpu * price * fa.info.factor
         pcf_lines.append(BasketLine(asset=fa.info.symbol, quantity_per_unit=qpu))
         prices.append(M.PriceLine(asset=fa.info.symbol, price=price))
@@ -171,14 +175,22 @@ def _strike(Ledger self, cmd, long long now_ms, list events):
     else:
         estimated, per_unit = f.seed_cash, round_half_even(held + f.seed_cash * CENT, CENT)
     nav = M.OfficialNav(fund_id=f.fund_id, dealing_date=iso, nav=round_half_even(nav_num, CENT), nav_per_share=nps,
-                        shares_outstanding=S, cash=f.cash, lines=tuple(lines), struck_at=now_ms)
+                        shares_outstanding=S, cash=f.cash, lines=tuple(lines), struck_at=now_ms,
+                        fee=fee, fee_days=fee_days, fee_basis=round_half_even(basis, CENT) if fee_days else 0,
+                        accrued_fees=round_half_even(accrued, CENT),
+                        fee_payable=_fee_payable(f, f.terms.fee_asset, taken))
     pcf = M.Pcf(fund_id=f.fund_id, dealing_date=CAL.next_dealing_day(cal, day).isoformat(), creation_unit=U,
                 lines=tuple(pcf_lines), estimated_cash_component=estimated, nav_per_unit=per_unit,
                 nav_per_share=nps, shares_outstanding=S, prices=tuple(prices), published_at=now_ms)
     priced = 0
     for order_id in f.forward_orders.get(iso, ()):
         priced += self.orders[order_id].status == ACCEPTED
-    _emit(self, events, M.NavStruck(at=now_ms, nav=nav, pcf=pcf))
+    if f.terms.fee_payment == M.IN_KIND:
+        struck = M.NavStruck(at=now_ms, nav=nav, pcf=pcf, fee_taken=taken, fee_asset=f.terms.fee_asset,
+                             fee_custodian_id=f.terms.fee_custodian_id)
+    else:
+        struck = M.NavStruck(at=now_ms, nav=nav, pcf=pcf)
+    _emit(self, events, struck)
     return M.StrikeResult(nav=nav, pcf=pcf, priced_orders=priced)
 
 
@@ -187,10 +199,12 @@ def _on_struck(Ledger self, event):
     cdef FundAsset fa
     nav = event.nav
     f = self.funds[nav.fund_id]
+    _advance(self, f, event.at)  # replay: the lots matured by the strike, as its decision saw them
     f.navs[nav.dealing_date] = nav
     f.pcfs[event.pcf.dealing_date] = event.pcf
+    _take_fee(self, f, event)
     S = nav.shares_outstanding
-    nav_num = nav.cash * CENT
+    nav_num = nav.cash * CENT - f.accrued  # the official NAV, exact: after the accrual and the in-kind move
     price_factor = {}
     for line in nav.lines:
         fa = f.asset_map[line.asset]

@@ -110,16 +110,19 @@ def _asset_terms(Ledger self, spec, str field):
     cap = _fraction(spec.staking_cap, f"{field}staking_cap")  # FundAssetSpec's fields in their order
     buffer = _fraction(spec.liquidity_buffer, f"{field}liquidity_buffer")
     _need_int(spec.unbonding_seconds, f"{field}unbonding_seconds", 0, MAX_SECONDS)
+    seed = parse_scaled(spec.seed_quantity_per_unit, f"{field}seed_quantity_per_unit", (<Asset>asset).decimals,
+                        limit=MAX_QUANTITY)
     return M.FundAssetTerms(
         asset=spec.asset, staking_cap=cap, liquidity_buffer=buffer, unbonding_seconds=spec.unbonding_seconds,
-        seed_quantity_per_unit=parse_scaled(spec.seed_quantity_per_unit, f"{field}seed_quantity_per_unit",
-                                            (<Asset>asset).decimals, limit=MAX_QUANTITY),
+        seed_quantity_per_unit=seed,
+        staking_fee_rate=_rate(spec.staking_fee_rate, f"{field}staking_fee_rate", RATE_SCALE),
     )
 
 
-cdef object _fund_field(Ledger self, Fund f, str name, object value):
+cdef object _fund_field(Ledger self, Fund f, str name, object value, object terms=None):
     """One field of CreateFund (``f`` None) or UpdateFund, checked, as FundTerms holds it. The dealing
-    terms of SPEC §13 pass as given: _dealing_terms checks them on the merged terms."""
+    terms of SPEC §13 pass as given: _dealing_terms checks them on the merged terms. The fee terms of
+    SPEC §17 are checked after those, with ``terms`` the merged terms (fee_asset needs their assets)."""
     cdef dict by_asset
     if name == "base_currency":
         if not valid_code(value, 3, 10, False):
@@ -158,6 +161,29 @@ cdef object _fund_field(Ledger self, Fund f, str name, object value):
         return parse_scaled(value, name, MONEY_DP, signed=name == "seed_cash_per_unit", limit=MAX_MONEY)
     elif name == "min_liquid_units":
         _need_int(value, name, 0, MAX_SHARES)
+    elif name == "management_fee_rate":
+        return _rate(value, name, M.MAX_FEE_RATE)
+    elif name == "fee_day_count":
+        if value not in M.FEE_DAY_COUNTS:
+            raise invalid(name, f"{quote(value)} is not ACT_365 or ACT_ACT")
+    elif name == "fee_waiver":
+        if value is None:
+            return None
+        rate = _rate(value.rate, "fee_waiver.rate", M.MAX_FEE_RATE)
+        limit = parse_scaled(value.nav_limit, "fee_waiver.nav_limit", MONEY_DP, limit=MAX_MONEY)
+        if not value.until:  # no waiver (UpdateFund: the fund's waiver removed)
+            return None
+        until = CAL.parse_date(value.until, "fee_waiver.until").isoformat()
+        return M.FeeWaiver(rate=rate, nav_limit=limit, until=until)
+    elif name == "fee_payment":
+        if value not in M.FEE_PAYMENTS:
+            raise invalid(name, f"{quote(value)} is not CASH or IN_KIND")
+    elif name == "fee_asset":
+        if value and value not in [t.asset for t in terms.assets]:
+            raise invalid(name, f"{quote(value)} is not an asset of the fund")
+    elif name == "fee_custodian_id":
+        if value:
+            _custodian(self, value)
     return value
 
 
@@ -166,12 +192,14 @@ def _create_fund(Ledger self, cmd, long long now_ms, list events):
     # ALREADY_EXISTS, and the dealing terms (etf_engine/ledger.py)
     _need_id(cmd.fund_id, "fund_id")
     terms = {name: _fund_field(self, None, name, getattr(cmd, name)) for name in cmd.__struct_fields__
-             if name not in ("fund_id", "initial_shares_outstanding") and name not in M.DEALING_TERMS}
+             if name not in ("fund_id", "initial_shares_outstanding") and name not in M.DEALING_TERMS
+             and name not in M.FEE_TERMS}
     _need_int(cmd.initial_shares_outstanding, "initial_shares_outstanding", 0, MAX_SHARES)
     if cmd.fund_id in self.funds:
         raise EngineError(ALREADY_EXISTS, f"fund {cmd.fund_id!r} exists")
     terms.update({name: getattr(cmd, name) for name in M.DEALING_TERMS})
-    fund_terms = _dealing_terms(self, M.FundTerms(fund_id=cmd.fund_id, **terms), None, now_ms)
+    fund_terms = _fee_terms(self, None, cmd, _dealing_terms(self, M.FundTerms(fund_id=cmd.fund_id, **terms), None,
+                                                            now_ms))
     _emit(self, events, M.FundCreated(at=now_ms, terms=fund_terms,
                                      shares_outstanding=cmd.initial_shares_outstanding))
 
@@ -182,8 +210,8 @@ def _update_fund(Ledger self, cmd, long long now_ms, list events):
     cdef Fund f = _fund(self, cmd.fund_id)
     old = f.terms
     changes = {name: _fund_field(self, f, name, getattr(cmd, name)) for name in cmd.__struct_fields__
-               if name != "fund_id" and getattr(cmd, name) is not None}
-    terms = _dealing_terms(self, _replace(old, **changes), old, now_ms)
+               if name != "fund_id" and getattr(cmd, name) is not None and name not in M.FEE_TERMS}
+    terms = _fee_terms(self, f, cmd, _dealing_terms(self, _replace(old, **changes), old, now_ms))
     _emit(self, events, M.FundUpdated(at=now_ms, terms=terms))
 
 
@@ -222,6 +250,7 @@ def _on_fund_created(Ledger self, event):
     f.next_release = LLONG_MAX
     f.assets, f.asset_map = [], {}
     f.open_orders, f.forward_orders, f.navs, f.pcfs = {}, {}, {}, {}
+    f.accrued, f.fee_payable = 0, {}
     for t in event.terms.assets:
         fa = FundAsset()
         fa.fund, fa.info = f, self.assets[t.asset]
@@ -261,6 +290,7 @@ cdef _set_terms(Ledger self, Fund f, object terms):
         fa = f.asset_map[t.asset]
         fa.cap, fa.buffer, fa.seed_qpu = t.staking_cap, t.liquidity_buffer, t.seed_quantity_per_unit
         fa.unbonding_seconds = t.unbonding_seconds
+        fa.staking_fee_rate = t.staking_fee_rate
         _order_holdings(self, fa)
         if old_currency is None:
             key = (t.asset, terms.base_currency)

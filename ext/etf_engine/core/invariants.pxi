@@ -30,7 +30,12 @@ def check_invariants(Ledger self, long long now_ms):
         if f.pending_redeem != pending:
             raise InvariantBroken(INV_RESERVED, f"fund {fund_id}: {f.pending_redeem} shares pending, {pending} "
                                    "in accepted redemptions")
-        nav_num = f.cash * CENT
+        if f.accrued < 0:
+            raise InvariantBroken(INV_NEGATIVE, f"fund {fund_id}: accrued fee {f.accrued} (1e-26 of base currency)")
+        for asset, q in f.fee_payable.items():
+            if q < 0:
+                raise InvariantBroken(INV_NEGATIVE, f"fund {fund_id}: fee payable {q} {asset}")
+        nav_num = f.cash * CENT - f.accrued
         for fa in f.assets:
             held = reserved = illiquid = 0
             for h in fa.holdings:
@@ -59,6 +64,6 @@ def check_invariants(Ledger self, long long now_ms):
                                        f"{reserved}, {illiquid}")
             if fa.price.value is not None:
                 nav_num += held * fa.price.value * fa.info.factor
-        if f.nav_num != nav_num:  # the priced assets' worth and the cash, whether or not a price is missing
+        if f.nav_num != nav_num:  # the priced assets' worth, the cash and the accrued fee, whether or not a price is missing
             raise InvariantBroken(INV_CACHES, f"fund {fund_id}: cached NAV {f.nav_num} is not {nav_num} "
                                    "(1e-26 of base currency)")

@@ -18,6 +18,9 @@ cdef class Ledger:
         self.wallets, self.live_wallets, self.approved = {}, {}, {}
         self.next_wallet_seq = 1
         self.wallet_epoch = 1  # bumped by every wallet change: every memoised payout route is void
+        self.instructions = {}
+        self.next_instruction_seq = 1
+        self.dry = False
         self._apply = {
             M.AssetRegistered: _on_asset, M.CustodianRegistered: _on_custodian,
             M.LicenceSet: _on_licence, M.ParticipantRegistered: _on_participant,
@@ -31,6 +34,8 @@ cdef class Ledger:
             M.ClockAdvanced: _on_clock, M.WalletRegistered: _on_wallet,
             M.WalletApproved: _on_wallet_approved, M.WalletRevoked: _on_wallet_revoked,
             M.DeliveryRecorded: _on_delivery, M.PayoutRecorded: _on_payout,
+            M.FeePaid: _on_fee_paid, M.InstructionProposed: _on_instruction_proposed,
+            M.InstructionDecided: _on_instruction_decided,
         }
         self._execute = {
             M.RegisterAsset: _register_asset, M.RegisterCustodian: _register_custodian,
@@ -44,7 +49,9 @@ cdef class Ledger:
             M.CloseDealingDay: _close_day, M.StrikeNav: _strike,
             M.RegisterWallet: _register_wallet, M.ApproveWallet: _approve_wallet,
             M.RevokeWallet: _revoke_wallet, M.RecordDelivery: _record_delivery,
-            M.RecordPayout: _record_payout,
+            M.RecordPayout: _record_payout, M.PayFee: _pay_fee,
+            M.ProposeInstruction: _propose, M.ApproveInstruction: _approve_instruction,
+            M.RejectInstruction: _reject_instruction,
         }
 
     def execute(self, command, long long now_ms):
@@ -123,6 +130,9 @@ cdef class Ledger:
     def get_pcf(self, str fund_id, dealing_date):
         return get_pcf(self, fund_id, dealing_date)
 
+    def list_instructions(self, str status=""):
+        return list_instructions(self, status)
+
     def check_invariants(self, long long now_ms):
         return check_invariants(self, now_ms)
 
@@ -131,6 +141,9 @@ cdef class Ledger:
 
 
 cdef _emit(Ledger self, list events, event):
+    if self.dry:  # a proposed instruction: its checks have passed, nothing applies (instructions.pxi)
+        events.append(event)
+        raise _Checked()
     self.apply(event)
     events.append(event)
 
@@ -197,7 +210,8 @@ def state(Ledger self, long long now_ms):
                     rows.append(S.HoldingState(h.custodian.custodian_id, h.asset, h.available, h.reserved, h.staked,
                                                sorted([(lot[0], lot[1]) for lot in h.lots])))
         rows.sort(key=lambda r: (r.custodian_id, r.asset))
-        funds.append(S.FundState(f.terms, f.cash, f.shares, rows))
+        funds.append(S.FundState(f.terms, f.cash, f.shares, rows, f.accrued,
+                                 [(k, q) for k, q in sorted(f.fee_payable.items()) if q > 0]))
     by_fund = [self.funds[k] for k in sorted(self.funds)]
     return S.LedgerState(
         assets=[S.AssetState(a.symbol, a.decimals, a.min_conf, a.chain)
@@ -219,6 +233,8 @@ def state(Ledger self, long long now_ms):
         pcfs=[(<Fund>f).pcfs[d] for f in by_fund for d in sorted((<Fund>f).pcfs)],
         wallets=[self.wallets[k] for k in sorted(self.wallets)],
         next_wallet_seq=self.next_wallet_seq,
+        instructions=[self.instructions[k] for k in sorted(self.instructions)],
+        next_instruction_seq=self.next_instruction_seq,
     )
 
 
@@ -247,6 +263,9 @@ cdef _restore(Ledger ledger, state):
         _on_fund_created(ledger, M.FundCreated(at=0, terms=fs.terms, shares_outstanding=fs.shares_outstanding))
         f = ledger.funds[fs.terms.fund_id]
         _cash_changed(ledger, f, fs.cash)
+        _accrued_changed(ledger, f, fs.accrued_fees)
+        for asset, q in fs.fee_payable:
+            f.fee_payable[asset] = q
         for row in fs.holdings:
             fa = f.asset_map[row.asset]
             h = _holding(ledger, fa, ledger.custodians[row.custodian_id])
@@ -287,4 +306,7 @@ cdef _restore(Ledger ledger, state):
     for wallet in state.wallets:
         _on_wallet(ledger, M.WalletRegistered(at=0, wallet=wallet))
     ledger.next_wallet_seq = state.next_wallet_seq
+    for instruction in state.instructions:
+        ledger.instructions[instruction.instruction_id] = instruction
+    ledger.next_instruction_seq = state.next_instruction_seq
     ledger.next_seq = state.next_order_seq

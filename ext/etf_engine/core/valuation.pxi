@@ -41,6 +41,7 @@ cdef object _basket(Ledger self, Fund f, long long now_ms):
     f.basket = Basket(
         fund_id=f.fund_id, creation_unit=U, lines=lines, cash_component=cash, nav_per_share=nps,
         nav_per_unit=npu, shares_outstanding=S, as_of=as_of, stale=stale,
+        accrued_fees=round_half_even(f.accrued, CENT) if f.accrued else 0,
     )
     f.basket_stale = stale
     return f.basket
@@ -84,6 +85,7 @@ def get_nav(Ledger self, str fund_id, long long now_ms):
         fund_id=f.fund_id, nav=round_half_even(f.nav_num, CENT) if priced else None,
         nav_per_share=round_half_even(f.nav_num, f.shares * NPS) if priced and f.shares else None,
         shares_outstanding=f.shares, cash=f.cash, as_of=as_of, stale=_stale(self, f, now_ms), lines=lines,
+        accrued_fees=round_half_even(f.accrued, CENT) if f.accrued else 0,
     )
 
 
@@ -132,4 +134,5 @@ def get_holdings(Ledger self, str fund_id, long long now_ms):
             liquidity_buffer=fa.buffer,
         ))
     rows.sort(key=lambda r: (r.custodian_id, r.asset))
-    return M.Holdings(fund_id=f.fund_id, holdings=rows, assets=summaries)
+    return M.Holdings(fund_id=f.fund_id, holdings=rows, assets=summaries,
+                      fee_payable=[Line(a, q) for a, q in sorted(f.fee_payable.items()) if q > 0])
