@@ -30,8 +30,10 @@ LITERAL_ACCESS: dict[str, frozenset[str]] = {
         "RegisterAsset", "RegisterCustodian", "SetCustodianLicence", "RegisterParticipant", "CreateFund",
         "UpdateFund", "AdjustHolding", "AdjustCash", "Stake", "Unstake", "RecordStakingReward",
         "RecordSlashing", "PublishPrices", "SettleOrder", "RegisterCalendar", "SetHolidays", "CloseDealingDay",
-        "StrikeNav", "RegisterWallet", "ApproveWallet", "RevokeWallet", "RecordDelivery", "RecordPayout")},
+        "StrikeNav", "RegisterWallet", "ApproveWallet", "RevokeWallet", "RecordDelivery", "RecordPayout",
+        "PayFee", "ApproveInstruction", "RejectInstruction")},  # issue 20 (SPEC §22): the last three
     f"/{PACKAGE}.Admin/GetHoldings": frozenset({ISSUER, OBSERVER}),
+    f"/{PACKAGE}.Admin/ListInstructions": frozenset({ISSUER, OBSERVER}),  # issue 20
     f"/{PACKAGE}.Admin/ListWallets": _ALL,  # a participant: its own only (the servicer checks)
     f"/{PACKAGE}.Admin/GetCalendar": frozenset({ISSUER, OBSERVER}),
     f"/{PACKAGE}.Admin/ListParticipants": frozenset({ISSUER, OBSERVER}),
@@ -124,7 +126,8 @@ COMMAND_RPCS = {
     "Admin": {"RegisterAsset", "RegisterCustodian", "SetCustodianLicence", "RegisterParticipant", "CreateFund",
               "UpdateFund", "AdjustHolding", "AdjustCash", "Stake", "Unstake", "RecordStakingReward",
               "RecordSlashing", "PublishPrices", "SettleOrder", "RegisterCalendar", "SetHolidays", "CloseDealingDay",
-              "StrikeNav", "RegisterWallet", "ApproveWallet", "RevokeWallet", "RecordDelivery", "RecordPayout"},
+              "StrikeNav", "RegisterWallet", "ApproveWallet", "RevokeWallet", "RecordDelivery", "RecordPayout",
+              "PayFee", "ApproveInstruction", "RejectInstruction"},
     "Dealing": {"SubmitOrder", "SubmitOrders", "CancelOrder"},
     "Valuation": set(),
     "Diagnostics": set(),
@@ -138,6 +141,7 @@ def test_command_rpcs_are_served_by_the_generic_path() -> None:
             assert getattr(cls, name).__qualname__ == name  # _serve's, not a method written in the class
     caller = {n: c.caller for table in servicers.COMMANDS.values() for n, c in table.items() if c.caller}
     assert caller == {"RegisterWallet": ("principal",), "ApproveWallet": ("principal",), "RevokeWallet": ("principal",),
+                      "ApproveInstruction": ("principal",), "RejectInstruction": ("principal",),
                       "SubmitOrder": ("participant_id",), "SubmitOrders": ("participant_id",),
                       "CancelOrder": ("participant_id",)}
 

@@ -15,6 +15,7 @@ runs test_service's ``make_ledger`` (ETF_LEDGER=reference|core; the compiled cor
 from __future__ import annotations
 
 import json
+import shutil
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -447,3 +448,62 @@ def test_time_runs_on(desk: Desk) -> None:
     # one more day on the basis 29,724,193.76: 29,724,193.76 x 0.0099 / 365 = 806.2179... -> 806.22
     assert (tuesday.fee_days, tuesday.fee_basis, tuesday.fee, tuesday.accrued_fees) == (
         1, OFFICIAL_NAV, "806.22", "1612.46")
+
+
+# == the console ======================================================================================
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is missing (.ci/run installs it)")
+def test_the_console_shows_accrued_fees_fee_payable_and_pending_instructions(desk: Desk) -> None:
+    from playwright import sync_api as playwright_api
+
+    desk.issuer.update_fund(FUND, fee_payment="IN_KIND", fee_asset="BTC", fee_custodian_id="C1")
+    strike_monday(desk)  # 0.00831175 BTC taken in kind, 0.00025 left accrued (shown 0.00)
+    desk.issuer.update_fund(FUND, fee_payment="CASH")
+    desk.issuer.advance_clock(MONDAY_CUTOFF + DAY_MS)
+    desk.issuer.strike_nav(FUND, TUESDAY, [Tick(t.asset, t.currency, t.price, MONDAY_CUTOFF + DAY_MS)
+                                           for t in OFFICIAL])
+    accrued = desk.observer.get_nav(FUND).accrued_fees
+    assert accrued not in ("", "0.00")
+    proposed = desk.issuer.pay_fee(FUND, "100.00")
+    expect = playwright_api.expect
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(desk.server.http_url + "/")
+            page.fill("#token", TOKENS["observer"])
+            page.click("button[type=submit]")
+            row = page.locator(f'#funds tr[data-fund="{FUND}"]')
+            expect(row.locator(".accrued")).to_have_text(figure_text(accrued), timeout=10_000)
+            expect(page.locator(f'#funds tr[data-fund="{FUND2}"] .accrued')).to_have_text("0.00")
+            pending = page.locator(f'#instructions tr[data-instruction="{proposed.instruction_id}"]')
+            expect(pending).to_contain_text("PayFee", timeout=10_000)
+            expect(pending).to_contain_text("amount 100.00")
+            expect(pending).to_contain_text("ops")
+            row.click()
+            expect(page.locator("#fee-payable")).to_have_text(
+                "Fee payable (taken in kind, not yet paid): 0.00831175 BTC", timeout=10_000)
+            # approved elsewhere: the list empties within its refresh (5 s)
+            desk.clients["issuer2"].approve_instruction(proposed.instruction_id)
+            expect(pending).to_have_count(0, timeout=10_000)
+            expect(page.locator("#instructions tbody")).to_contain_text("none pending")
+            accrued = desk.observer.get_nav(FUND).accrued_fees  # 100.00 less, live on the page (StreamNav)
+            expect(row.locator(".accrued")).to_have_text(figure_text(accrued), timeout=10_000)
+            # a participant is shown no instructions and calls no ListInstructions
+            other = browser.new_page()
+            calls: list[str] = []
+            other.on("request", lambda r: calls.append(r.url))
+            other.goto(desk.server.http_url + "/")
+            other.fill("#token", TOKENS["ap1"])
+            other.click("button[type=submit]")
+            expect(other.locator(f'#funds tr[data-fund="{FUND}"] .accrued')).to_have_text(figure_text(accrued),
+                                                                                          timeout=10_000)
+            assert other.locator("#instructions-box").is_hidden()
+            assert not [u for u in calls if "ListInstructions" in u]
+        finally:
+            browser.close()
+
+
+def figure_text(text: str) -> str:
+    from etf_engine.table import figure
+
+    return figure(text)

@@ -158,6 +158,8 @@ async function signIn(token) {
   state.timers.push(setInterval(() => syncClock().catch(() => {}), 30_000), setInterval(showAges, 1000));
   await loadFunds();
   await loadParticipants();
+  await loadInstructions();
+  state.timers.push(setInterval(() => loadInstructions().catch(() => {}), 5000));
 }
 
 function showLogin() { $("#login").hidden = false; $("#app").hidden = true; $("#signout").hidden = true; }
@@ -201,6 +203,7 @@ function showNav(nav) {
   tr.querySelector(".nps").textContent = figure(nav.navPerShare);
   tr.querySelector(".shares").textContent = figure(nav.sharesOutstanding || "0");
   tr.querySelector(".cash").textContent = figure(nav.cash);
+  tr.querySelector(".accrued").textContent = figure(nav.accruedFees || "0.00");
   tr.dataset.asOf = nav.asOf || "0";
   tr.querySelector(".age").textContent = age(nav.asOf);
   const stale = tr.querySelector(".stale-flag");
@@ -215,7 +218,8 @@ async function loadFunds() {
   state.funds = funds;
   fill("#funds", funds.map((f) => {
     const tr = row([f.fundId, f.name, f.dealingStatus || "OPEN", cell("-", "num nav"), cell("-", "num nps"),
-                    cell("-", "num shares"), cell("-", "num cash"), cell("-", "num age"), cell("-", "stale-flag")]);
+                    cell("-", "num shares"), cell("-", "num cash"), cell("-", "num accrued"), cell("-", "num age"),
+                    cell("-", "stale-flag")]);
     tr.dataset.fund = f.fundId;
     tr.className = "clickable";
     tr.addEventListener("click", () => selectFund(f.fundId, f.name));
@@ -268,6 +272,9 @@ async function loadHoldings(fundId) {
   const h = await call("Admin/GetHoldings", { fundId });
   fill("#holdings", (h.holdings || []).map((r) => row([r.custodianId, r.asset, figure(r.available),
     figure(r.reserved), figure(r.staked), figure(r.unbonding), r.licensed ? "yes" : "NO"], [2, 3, 4, 5])));
+  // The management fee taken in kind at the strikes and not yet paid out (PayFee): no longer the fund's.
+  const payable = (h.feePayable || []).map((l) => `${figure(l.quantity)} ${l.asset}`);
+  note("#fee-payable", `Fee payable (taken in kind, not yet paid): ${payable.length ? payable.join(", ") : "none"}`);
   $("#gauges").replaceChildren(...(h.assets || []).flatMap((a) => [
     gauge(a.asset, "cap", a.illiquidRatio, a.stakingCap || "0"),
     gauge(a.asset, "buffer", a.liquidRatio, a.liquidityBuffer || "0")]));
@@ -389,6 +396,30 @@ async function loadHistory(fundId) {
     chart.append(dot);
   });
   box.replaceChildren(chart);
+}
+
+// -- instructions pending approval (SPEC §20) ---------------------------------------------------------
+async function loadInstructions() {
+  const box = $("#instructions-box");
+  box.hidden = !allowed("Admin/ListInstructions");  // issuers and observers
+  if (box.hidden) return;
+  const { instructions = [] } = await call("Admin/ListInstructions", { status: "PENDING" });
+  fill("#instructions", instructions.length ? instructions.map((i) => {
+    const tr = row([i.instructionId, i.rpc, requestText(i.request), i.proposedBy, utc(i.proposedAt)]);
+    tr.dataset.instruction = i.instructionId;
+    return tr;
+  }) : [row(["none pending", "", "", "", ""])]);
+}
+
+// An instruction's request (JSON) as "field value" pairs, the empty ones left out; amounts as figures.
+const AMOUNTS = new Set(["amount", "quantity", "delta"]);
+function requestText(json) {
+  let request;
+  try { request = JSON.parse(json); } catch { return json; }
+  const shown = (k, v) => (typeof v === "object" ? JSON.stringify(v)
+    : typeof v === "string" && (AMOUNTS.has(k) || /^-?\d+\.\d+$/.test(v)) ? figure(v) : String(v));
+  return Object.entries(request).filter(([, v]) => v !== "" && v !== null && !(Array.isArray(v) && !v.length))
+    .map(([k, v]) => `${k} ${shown(k, v)}`).join(", ");
 }
 
 // -- participants and wallets -------------------------------------------------------------------------
