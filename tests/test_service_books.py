@@ -507,3 +507,82 @@ def figure_text(text: str) -> str:
     from etf_engine.table import figure
 
     return figure(text)
+
+
+# == etf-engine apply =================================================================================
+FEE_FUND = """
+[[funds]]
+fund_id = "F-FEE"
+name = "Fee fund"
+base_currency = "USD"
+creation_unit = 10
+creation_custodian_id = "C1"
+custodian_priority = ["C1"]
+calendar_id = "DESK"
+management_fee_rate = "{rate}"
+fee_day_count = "ACT_ACT"
+fee_payment = "IN_KIND"
+fee_asset = "ETH"
+fee_custodian_id = "C1"
+{waiver}
+[[funds.assets]]
+asset = "ETH"
+staking_cap = "0.30"
+liquidity_buffer = "0.10"
+seed_quantity_per_unit = "1"
+staking_fee_rate = "{staking}"
+"""
+
+
+def test_apply_takes_the_fee_terms(desk: Desk, tmp_path: Path) -> None:
+    import io
+
+    from etf_engine import apply
+
+    def run(rate: str, staking: str, waiver: str, four_eyes_client: EtfClient | None = None) -> tuple[int, str]:
+        path = tmp_path / "fund.toml"
+        path.write_text(FEE_FUND.format(rate=rate, staking=staking, waiver=waiver), encoding="utf-8")
+        out, err = io.StringIO(), io.StringIO()
+        code = apply.run(path, four_eyes_client or desk.issuer, target=desk.target, dry_run=False, out=out, err=err)
+        return code, out.getvalue() + err.getvalue()
+
+    waiver = 'fee_waiver = { rate = "0.0012", nav_limit = "5000000000", until = 2026-12-31 }'
+    code, said = run("0.0025", "0.18", waiver)
+    assert code == 0 and "created fund F-FEE (CreateFund)" in said, said
+    fund = next(f for f in desk.observer.list_funds() if f.fund_id == "F-FEE")
+    assert (fund.management_fee_rate, fund.fee_day_count, fund.fee_payment, fund.fee_asset, fund.fee_custodian_id,
+            fund.fee_waiver.rate, fund.fee_waiver.nav_limit, fund.fee_waiver.until) == (
+        "0.0025", pb.FeeDayCount.ACT_ACT, pb.FeePayment.IN_KIND, "ETH", "C1", "0.0012", "5000000000.00", "2026-12-31")
+    assert [(a.asset, a.staking_fee_rate) for a in fund.assets] == [("ETH", "0.18")]
+    code, said = run("0.002500", "0.180", waiver.replace('"0.0012"', '"0.001200"'))  # the same figures
+    assert code == 0 and "nothing to do" in said, said
+    # a new rate, a new staking fee, and the waiver left out: UpdateFund removes it
+    code, said = run("0.0030", "0.2", "")
+    assert code == 0, said
+    assert "management_fee_rate 0.0025 -> 0.003" in said and "fee_waiver 0.0012 on the first 5000000000.00 until " \
+        "2026-12-31 -> none" in said and "assets[ETH].staking_fee_rate 0.18 -> 0.20" in said, said
+    fund = next(f for f in desk.observer.list_funds() if f.fund_id == "F-FEE")
+    assert (fund.management_fee_rate, fund.HasField("fee_waiver"), fund.assets[0].staking_fee_rate) == (
+        "0.003", False, "0.20")
+    code, said = run("0.0000001", "0.2", "")
+    assert code == 2 and "management_fee_rate" in said, said
+
+
+def test_apply_says_which_calls_were_only_proposed(tmp_path: Path) -> None:
+    import io
+
+    from etf_engine import apply
+
+    with serving(tmp_path, four_eyes=("SetHolidays",)) as desk:
+        path = tmp_path / "calendar.toml"
+        path.write_text('[[calendars]]\ncalendar_id = "DESK"\ntime_zone = "Asia/Hong_Kong"\nholidays = [2026-12-25]\n'
+                        'weekend_days = { days = [] }\n', encoding="utf-8")
+        out, err = io.StringIO(), io.StringIO()
+        assert apply.run(path, desk.issuer, target=desk.target, dry_run=False, out=out, err=err) == 0, err.getvalue()
+        said = out.getvalue()
+        assert "update calendar DESK (SetHolidays): holidays [] -> [2026-12-25]: proposed as instruction " \
+               "INS-00000001, pending approval by another issuer principal" in said, said
+        assert "applied 0 changes to" in said and "1 pending approval (four eyes)" in said, said
+        assert list(desk.observer.get_calendar("DESK").holidays) == []
+        desk.clients["issuer2"].approve_instruction("INS-00000001")
+        assert list(desk.observer.get_calendar("DESK").holidays) == ["2026-12-25"]
