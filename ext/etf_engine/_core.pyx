@@ -19,7 +19,6 @@ cdef functions taking the Ledger, so a call between concepts is a direct C call 
 
 from libc.limits cimport LLONG_MAX
 
-import re
 from calendar import isleap
 from datetime import date as Date, timedelta
 
@@ -31,7 +30,7 @@ from etf_engine import model as M
 from etf_engine import snapshot as S
 from etf_engine.errors import (
     ALREADY_EXISTS, EngineError, INV_CACHES, INV_CONSERVED, INV_NEGATIVE, INV_RESERVED, INV_SHARES, InvariantBroken,
-    OUT_OF_RANGE, PERMISSION_DENIED, invalid, not_found, out_of_range, precondition, quote,
+    FAILED_PRECONDITION, PERMISSION_DENIED, invalid, not_found, out_of_range, precondition, quote,
 )
 from etf_engine.numbers import (
     FRACTION_DP, FRACTION_SCALE, MAX_CREATION_UNIT, MAX_MONEY, MAX_QUANTITY, MAX_SECONDS, MAX_SHARES, MONEY_DP, PRICE_DP,

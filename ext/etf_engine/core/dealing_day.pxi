@@ -185,7 +185,7 @@ def _strike(Ledger self, cmd, long long now_ms, list events):
     priced = 0
     for order_id in f.forward_orders.get(iso, ()):
         priced += self.orders[order_id].status == ACCEPTED
-    if f.terms.fee_payment == M.IN_KIND:
+    if taken:  # the fee taken in kind (fee_taken 0: none moved, and the event says nothing of it)
         struck = M.NavStruck(at=now_ms, nav=nav, pcf=pcf, fee_taken=taken, fee_asset=f.terms.fee_asset,
                              fee_custodian_id=f.terms.fee_custodian_id)
     else:

@@ -7,14 +7,9 @@ cdef object YEAR_DAYS = 365 * 366  # Σ charge_d / Y(d) over one denominator: ea
 
 
 cdef object _rate(object text, str field, object below):
-    """A rate (SPEC §17): at most 6 fraction digits, 0 <= r < ``below`` (1e-6 units); anything else is
-    INVALID_ARGUMENT naming ``field`` (a number too long to parse too)."""
-    try:
-        value = parse_scaled(text, field, RATE_DP)
-    except EngineError as error:
-        if error.code != OUT_OF_RANGE:
-            raise
-        raise invalid(field, f"{quote(text)} is not below {format_scaled(below, RATE_DP, min_dp=1)}") from None
+    """A rate (SPEC §17): at most 6 fraction digits, 0 <= r < ``below`` (1e-6 units), else INVALID_ARGUMENT
+    naming ``field`` (a number of more than 40 digits is OUT_OF_RANGE, as every number, numbers.parse_scaled)."""
+    value = parse_scaled(text, field, RATE_DP)
     if value >= below:
         raise invalid(field, f"{quote(text)} is not below {format_scaled(below, RATE_DP, min_dp=1)}")
     return value
@@ -86,16 +81,16 @@ cdef list _fee_days(Fund f, object day):
 cdef tuple _strike_fee(Ledger self, Fund f, object day, dict official, object gross):
     """The fee of a strike of ``day``: (fee cents, fee days, basis, accrued after, in-kind quantity taken,
     the fee asset). ``gross`` = Σ total x official price + cash, nav_num units; state as at the strike.
-    A fund without a management fee at the strike (rate 0 and no waiver) shows no fee days (its record is
-    as before SPEC §17: fee, fee_days and fee_basis 0)."""
+    A fund without a management fee at the strike (rate 0 and no waiver) accrues nothing, takes nothing in
+    kind and shows no fee days: its record is as before SPEC §17 (fee, fee_days and fee_basis 0)."""
     cdef FundAsset fa
     terms = f.terms
     basis = gross - f.accrued
-    fee = n_days = 0
-    if terms.management_fee_rate or terms.fee_waiver is not None:
-        days = _fee_days(f, day)
-        n_days = len(days)
-        fee = _fee_cents(terms, basis, days)
+    if not terms.management_fee_rate and terms.fee_waiver is None:
+        return 0, 0, basis, f.accrued, 0, None  # no fee, no days, nothing taken in kind
+    days = _fee_days(f, day)
+    n_days = len(days)
+    fee = _fee_cents(terms, basis, days)
     accrued = f.accrued + fee * CENT
     taken = 0
     fa = None

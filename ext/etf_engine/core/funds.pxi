@@ -167,12 +167,10 @@ cdef object _fund_field(Ledger self, Fund f, str name, object value, object term
         if value not in M.FEE_DAY_COUNTS:
             raise invalid(name, f"{quote(value)} is not ACT_365 or ACT_ACT")
     elif name == "fee_waiver":
-        if value is None:
+        if value is None or not value.until:  # no waiver (UpdateFund: the fund's waiver removed)
             return None
         rate = _rate(value.rate, "fee_waiver.rate", M.MAX_FEE_RATE)
         limit = parse_scaled(value.nav_limit, "fee_waiver.nav_limit", MONEY_DP, limit=MAX_MONEY)
-        if not value.until:  # no waiver (UpdateFund: the fund's waiver removed)
-            return None
         until = CAL.parse_date(value.until, "fee_waiver.until").isoformat()
         return M.FeeWaiver(rate=rate, nav_limit=limit, until=until)
     elif name == "fee_payment":

@@ -3,7 +3,6 @@
 # principal (ApproveInstruction) against the state then, or withdrawn (RejectInstruction).
 
 cdef object PENDING = M.PENDING
-cdef object _REASON_CODE = re.compile(r"[A-Z][A-Z0-9_]*: ")
 cdef tuple _NOT_PROPOSABLE = (M.ProposeInstruction, M.ApproveInstruction, M.RejectInstruction)
 
 
@@ -41,9 +40,9 @@ cdef object _instruction(Ledger self, object instruction_id):
 
 
 cdef str _error_text(object error):
-    """A refusal as an instruction keeps it: "CODE: message", the reason code when the message starts
-    with one, else the status code's name."""
-    if _REASON_CODE.match(error.message):
+    """A refusal as an instruction keeps it: "CODE: message", the reason code that a FAILED_PRECONDITION
+    message starts with, else the status code's name."""
+    if error.code == FAILED_PRECONDITION:
         return error.message
     return f"{error.code}: {error.message}"
 
