@@ -584,17 +584,26 @@ class CoreAgainstReference(RuleBasedStateMachine):
     def close_day(self, offset):
         self.both(M.CloseDealingDay(calendar_id=CALENDAR, date=self.day(offset), reason="typhoon signal no. 8"))
 
-    @rule(fund=st.sampled_from(FUNDS), offset=st.sampled_from([None, None, None, -1, 0, 1]),
-          prices=st.lists(near(st.integers(1, 10**14), 1, MAX_PRICE, low=0), min_size=3, max_size=3),
-          drop=st.sampled_from([None] * 5 + [0, 2]))
-    def strike(self, fund, offset, prices, drop):
+    @rule(fund=st.sampled_from(["F-1", "F-2", "F-2"]), offset=st.sampled_from([None, None, None, -1, 0, 1]),
+          prices=st.lists(st.one_of(*[st.integers(1, 10**14)] * 4, near(st.integers(1, 10**14), 1, MAX_PRICE, low=0)),
+                          min_size=3, max_size=3),
+          drop=st.sampled_from([None] * 5 + [0, 2]), late=st.sampled_from([False, True, True]))
+    def strike(self, fund, offset, prices, drop, late):
+        """StrikeNav of the next date to strike (``late``: once its cut-off has passed) or another."""
         dealing_date = self.next_unstruck(fund) if offset is None else self.day(offset)
+        if late and offset is None and dealing_date:
+            cutoff = CAL.cutoff_seconds(self.terms(fund).dealing_cutoff)
+            self.now = max(self.now, CAL.cutoff_ms(self.ref.calendars[CALENDAR], date.fromisoformat(dealing_date),
+                                                   cutoff) + 1)
         ticks = [M.PriceTick(asset=a, currency="HKD", price=text(p, 8), as_of_unix_ms=self.now)
                  for a, p in zip(DECIMALS, prices, strict=True)]
         if drop is not None:
             del ticks[drop]
         result = self.both(M.StrikeNav(fund_id=fund, dealing_date=dealing_date or self.day(0), ticks=ticks))
+        event(f"strike: {'refused ' + str(self.refused[-1])[:30] if result is REFUSED else 'struck'}")
         if result is not REFUSED:
+            if result.nav.fee:
+                event("strike: a fee accrued" + (", some taken in kind" if self.events[-1].fee_taken else ""))
             for order in self.core.list_orders(fund, "", None):
                 if order.dealing_date == result.nav.dealing_date and order.status == M.ACCEPTED:
                     assert order.priced, order
@@ -623,44 +632,71 @@ class CoreAgainstReference(RuleBasedStateMachine):
                 assert beyond.reject_reason == got.binding_reason
 
     # -- the fund's books (SPEC §17, §20) -------------------------------------------------------
-    @rule(fund=st.sampled_from(FUNDS), rate=near(st.integers(0, 20_000), 0, 1, 99_999, 100_000, low=0),
+    @rule(fund=st.sampled_from(["F-1", "F-2", "F-2"]), rate=near(st.integers(0, 20_000), 0, 1, 99_999, 100_000, low=0),
           day_count=st.sampled_from([None, *M.FEE_DAY_COUNTS]), payment=st.sampled_from([None, *M.FEE_PAYMENTS]),
           asset=st.sampled_from(["", *DECIMALS]), custodian=st.sampled_from(["", *CUSTODIANS]),
           waiver=st.one_of(st.none(), st.tuples(near(st.integers(0, 20_000), 0, 99_999, 100_000),
                                                  near(st.integers(0, 10**12), 0, 1, MAX_MONEY), st.integers(-3, 5))),
-          staking_fee=st.one_of(st.none(), near(st.integers(0, 10**6 - 1), 0, 1, 10**6 - 1, 10**6)))
-    def fee_terms(self, fund, rate, day_count, payment, asset, custodian, waiver, staking_fee):
+          staking_fee=st.one_of(st.none(), near(st.integers(0, 10**6 - 1), 0, 1, 10**6 - 1, 10**6)),
+          valid=st.booleans(), data=st.data())
+    def fee_terms(self, fund, rate, day_count, payment, asset, custodian, waiver, staking_fee, valid, data):
         """Fee terms with the rate at 0, 0.099999 and 0.1, a waiver ending around today, IN_KIND with
-        and without its asset and custodian, and a staking fee rate at 0 and just below and at 1."""
+        and without its asset and custodian, and a staking fee rate at 0 and just below and at 1; or
+        (``valid``) a fee that accrues, in cash or in kind from a holding with something available."""
+        if valid:
+            rate = data.draw(st.integers(1, 99_999), label="valid rate")
+            held = [(c, a) for f, c, a in self.holdings_with("available") if f == fund]
+            if payment == M.IN_KIND and held:
+                custodian, asset = data.draw(st.sampled_from(held), label="fee holding")
+            else:
+                payment, asset, custodian = M.CASH, "", ""
         spec = None if waiver is None else M.FeeWaiverSpec(rate=text(waiver[0], 6), nav_limit=text(waiver[1], 2),
                                                            until=self.day(waiver[2]))
         assets = None if staking_fee is None else [
             M.FundAssetSpec(asset=a, staking_cap="1", unbonding_seconds=3600, seed_quantity_per_unit="7",
                             staking_fee_rate=text(staking_fee, 6)) for a in DECIMALS]
-        self.both(M.UpdateFund(fund_id=fund, management_fee_rate=text(rate, 6), fee_day_count=day_count,
-                               fee_waiver=spec, fee_payment=payment, fee_asset=asset, fee_custodian_id=custodian,
-                               assets=assets))
+        done = self.both(M.UpdateFund(fund_id=fund, management_fee_rate=text(rate, 6), fee_day_count=day_count,
+                                      fee_waiver=spec, fee_payment=payment, fee_asset=asset, fee_custodian_id=custodian,
+                                      assets=assets)) is not REFUSED
+        event(f"fee terms: {'set' if done else 'refused ' + str(self.refused[-1])[:40]}")
+
+    @rule(payment=st.sampled_from(M.FEE_PAYMENTS), day_count=st.sampled_from(M.FEE_DAY_COUNTS),
+          prices=st.lists(st.integers(1, 10**14), min_size=3, max_size=3), in_kind=st.booleans(),
+          four_eyes=st.booleans(), data=st.data())
+    def fee_cycle(self, payment, day_count, prices, in_kind, four_eyes, data):
+        """A fee that accrues on F-2 at its next strike, then paid (or not) as pay_fee does."""
+        self.fee_terms("F-2", 0, day_count, payment, "", "", None, None, True, data)
+        self.strike("F-2", None, prices, None, True)
+        if "F-2" in self.owing():
+            self.pay_fee(data, in_kind, four_eyes)
 
     def accrued(self, fund: str) -> Fraction:
         return Fraction(self.fund_state(fund).accrued_fees, 10**ACCRUED_DP)
 
-    @rule(fund=st.sampled_from(FUNDS), data=st.data(), in_kind=st.booleans(), four_eyes=st.booleans())
-    def pay_fee(self, fund, data, in_kind, four_eyes):
+    def owing(self) -> list[str]:
+        """The funds with an accrued fee or a fee payable."""
+        return [f.terms.fund_id for f in self.ref.state(self.now).funds if f.accrued_fees or f.fee_payable]
+
+    @precondition(lambda self: self.events and self.owing())
+    @rule(data=st.data(), in_kind=st.booleans(), four_eyes=st.booleans())
+    def pay_fee(self, data, in_kind, four_eyes):
         """PayFee of the whole accrued fee (or fee payable), a smallest unit or a cent above or below it;
         proposed under four eyes, then approved by either issuer, or rejected."""
+        fund = data.draw(st.sampled_from(self.owing()), label="fund")
         if in_kind:
             payable = dict(self.fund_state(fund).fee_payable)
-            asset = data.draw(st.sampled_from(list(DECIMALS)), label="asset")
-            q = data.draw(near(st.integers(1, 10**6), payable.get(asset, 0), payable.get(asset, 0) + 1,
-                               max(payable.get(asset, 0) - 1, 1)), label="quantity")
+            asset = data.draw(st.sampled_from(sorted(payable) or list(DECIMALS)), label="asset")
+            q = data.draw(near(st.integers(1, max(payable.get(asset, 0), 1)), payable.get(asset, 0), low=1),
+                          label="quantity")
             command = M.PayFee(fund_id=fund, asset=asset, quantity=text(q, DECIMALS[asset]), tx_hash="0xfee",
                                to_address=ADDRESSES[asset][0])
         else:
             whole = int(self.accrued(fund) * 100)
-            amount = data.draw(near(st.integers(1, 10**6), whole, whole + 1, max(whole - 1, 1)), label="cents")
+            amount = data.draw(near(st.integers(1, max(whole, 1)), whole, low=1), label="cents")
             command = M.PayFee(fund_id=fund, amount=text(amount, 2))
         if not four_eyes:
-            self.both(command)
+            event(f"PayFee {'in kind' if in_kind else 'cash'}: "
+                  f"{'refused ' + str(self.refused[-1])[:30] if self.both(command) is REFUSED else 'paid'}")
             return
         proposal = self.both(M.ProposeInstruction(command=command, principal="ops"))
         if proposal is REFUSED:
@@ -671,7 +707,8 @@ class CoreAgainstReference(RuleBasedStateMachine):
             self.both(M.RejectInstruction(instruction_id=proposal.instruction_id, reason="withdrawn", principal="ops"))
         else:
             by = "ops" if decision == "self" else "ops-2"
-            self.both(M.ApproveInstruction(instruction_id=proposal.instruction_id, principal=by))
+            decided = self.both(M.ApproveInstruction(instruction_id=proposal.instruction_id, principal=by))
+            event(f"instruction approved by {decision}: {getattr(decided, 'status', 'refused')}")
         self.read("list_instructions", "")
 
     # -- invariants --------------------------------------------------------------------------
