@@ -28,11 +28,12 @@ WALLETS = {"BTC": "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", "ETH": "0x5aAeb6
 
 
 def load_fund(ledger, fund_id: str = "F-1", *, calendar: bool = False, pricing: str = M.LIVE,
-              delivery: bool = False) -> None:
+              delivery: bool = False, fee: bool = False) -> None:
     """The fund ``etf-engine bench`` loads over gRPC (etf_engine.bench.fixture): 3 assets at 5 licensed
     custodians, priced, 10M shares outstanding; the assets, custodians, participant and prices are
     registered with the first fund. ``calendar``: the fund deals on CALENDAR (cut-off 16:00 HKT).
-    ``delivery``: the fund requires delivery and AP-1 has an approved wallet per asset (WALLETS)."""
+    ``delivery``: the fund requires delivery and AP-1 has an approved wallet per asset (WALLETS).
+    ``fee``: a 0.25% management fee with a waiver, taken IN_KIND in BTC at the first custodian (SPEC §17)."""
     run = ledger.execute
     if calendar:
         try:
@@ -56,6 +57,9 @@ def load_fund(ledger, fund_id: str = "F-1", *, calendar: bool = False, pricing: 
         assets=[M.FundAssetSpec(asset=a, staking_cap=STAKING_CAP, liquidity_buffer=LIQUIDITY_BUFFER,
                                 unbonding_seconds=UNBONDING_SECONDS) for a in ASSETS],
         calendar_id=CALENDAR if calendar else "", pricing=pricing, require_delivery=delivery,
+        **({"management_fee_rate": "0.0025", "fee_payment": M.IN_KIND, "fee_asset": "BTC",
+            "fee_custodian_id": CUSTODIANS[0], "fee_waiver": M.FeeWaiverSpec(rate="0.0012", nav_limit="1000000",
+                                                                            until="2026-12-31")} if fee else {}),
     ), NOW)
     if delivery and not ledger.list_wallets("AP-1"):
         for asset, address in WALLETS.items():

@@ -53,10 +53,12 @@ def test_redeem_decision_wallets(benchmark, impl: str) -> None:
 STRIKE_ORDERS = 10_000
 
 
+@pytest.mark.parametrize("fee", [False, True], ids=["no-fee", "fee"])
 @pytest.mark.parametrize("impl", ["core", "reference"])
-def test_strike_10000_forward_orders(benchmark, impl: str) -> None:
+def test_strike_10000_forward_orders(benchmark, impl: str, fee: bool) -> None:
     """StrikeNav of a FORWARD fund whose dealing date holds 10,000 ACCEPTED one-unit creations: the
-    official NAV, the next day's PCF, and every order priced (decision and apply; a fresh fund each round)."""
+    official NAV, the next day's PCF, and every order priced (decision and apply; a fresh fund each round);
+    ``fee``: with a management fee under a waiver accrued and taken in kind (SPEC §17)."""
     cal = CAL.Calendar("HK", "Asia/Hong_Kong", frozenset(), frozenset())
     after_cutoff = CAL.cutoff_ms(cal, CAL.local_date(cal, NOW), CAL.cutoff_seconds("16:00:00"))
     strike = M.StrikeNav(fund_id="F-1", dealing_date="2026-01-01", ticks=[
@@ -65,7 +67,7 @@ def test_strike_10000_forward_orders(benchmark, impl: str) -> None:
 
     def fund_with_orders():
         ledger = LEDGERS[impl]()
-        load_fund(ledger, calendar=True, pricing=M.FORWARD)
+        load_fund(ledger, calendar=True, pricing=M.FORWARD, fee=fee)
         requests = [M.OrderRequest(fund_id="F-1", side="CREATE", units=1, client_order_id=f"c-{i}")
                     for i in range(STRIKE_ORDERS)]
         for i in range(0, STRIKE_ORDERS, 1_000):
@@ -75,6 +77,7 @@ def test_strike_10000_forward_orders(benchmark, impl: str) -> None:
     result, _events = benchmark.pedantic(lambda ledger: ledger.execute(strike, after_cutoff), setup=fund_with_orders,
                                          rounds=7 if impl == "core" else 3, iterations=1)
     assert result.priced_orders == STRIKE_ORDERS
+    assert (result.nav.fee > 0) == fee
 
 
 @pytest.mark.parametrize("impl", ["core", "reference"])
