@@ -125,7 +125,8 @@ def check_get_nav(out: subprocess.CompletedProcess[str]) -> None:
     # (int64 fields are JSON strings; stale false is a default, so it is left out)
     assert ok_json(out) == {
         "fund_id": FUND, "nav": "29812650.00", "nav_per_share": "14.9063", "shares_outstanding": "2000000",
-        "cash": "125000.00", "as_of": str(T0 - 1000), "lines": BTC_ETH_LINES}
+        "cash": "125000.00", "as_of": str(T0 - 1000), "lines": BTC_ETH_LINES,
+        "accrued_fees": "0.00"}  # SPEC §17: a fund without a fee accrues none
 
 
 def check_submit_order(out: subprocess.CompletedProcess[str]) -> None:
@@ -137,7 +138,7 @@ def check_submit_order(out: subprocess.CompletedProcess[str]) -> None:
         "basket": {"fund_id": FUND, "creation_unit": "50000",
                    "lines": [{"asset": "BTC", "quantity_per_unit": "5"}, {"asset": "ETH", "quantity_per_unit": "75"}],
                    "cash_component": "3125.00", "nav_per_share": "14.9063", "nav_per_unit": "745316.25",
-                   "shares_outstanding": "2000000", "as_of": str(T0 - 1000)},
+                   "shares_outstanding": "2000000", "as_of": str(T0 - 1000), "accrued_fees": "0.00"},
         "deliverables": [{"asset": "BTC", "quantity": "10"}, {"asset": "ETH", "quantity": "150"}],
         "cash_amount": "6250.00", "fee": "1500.00", "created_at": str(T0), "updated_at": str(T0),
         "priced": True}}  # a LIVE order is priced at acceptance (SPEC §13); no calendar: no dates
