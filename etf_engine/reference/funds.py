@@ -85,8 +85,9 @@ class Funds:
             raise _exists("fund", c.fund_id)
         # the terms of SPEC §13 after the Part I checks (etf_engine/ledger.py)
         terms |= {name: self._fund_field(name, getattr(c, name), None) for name in m.DEALING_TERMS}
-        terms |= {name: self._fee_field(name, getattr(c, name), terms["assets"]) for name in m.FEE_TERMS}
         fund_terms = self._with_first_date(m.FundTerms(fund_id=c.fund_id, **terms), None, now)
+        fees = {name: self._fee_field(name, getattr(c, name), fund_terms.assets) for name in m.FEE_TERMS}
+        fund_terms = msgspec.structs.replace(fund_terms, **fees)
         self._check_fee_terms(fund_terms)
         return None, self._commit(m.FundCreated(at=now, terms=fund_terms, shares_outstanding=shares))
 
@@ -96,13 +97,15 @@ class Funds:
 
     def _update_fund(self, c: m.UpdateFund, now: int) -> tuple[None, list[m.Event]]:
         fund = self._fund(c.fund_id)
-        changes = {name: self._fee_field(name, value, fund.terms.assets) if name in m.FEE_TERMS
-                   else self._fund_field(name, value, fund)
-                   for name in c.__struct_fields__ if name != "fund_id" and (value := getattr(c, name)) is not None}
+        given = {name: value for name in c.__struct_fields__ if name != "fund_id"
+                 and (value := getattr(c, name)) is not None}
+        changes = {name: self._fund_field(name, value, fund) for name, value in given.items() if name not in m.FEE_TERMS}
         if "assets" in changes:
             merged = {a.asset: a for a in fund.terms.assets} | {a.asset: a for a in changes["assets"]}
             changes["assets"] = tuple(merged[a] for a in sorted(merged))
         terms = self._with_first_date(msgspec.structs.replace(fund.terms, **changes), fund.terms, now)
+        fees = {name: self._fee_field(name, value, terms.assets) for name, value in given.items() if name in m.FEE_TERMS}
+        terms = msgspec.structs.replace(terms, **fees)
         self._check_fee_terms(terms)
         return None, self._commit(m.FundUpdated(at=now, terms=terms))
 
