@@ -156,7 +156,8 @@ Decisions SPEC.md leaves open, fixed here so that both ledgers agree:
   - CreateFund/UpdateFund check the fee terms after the dealing terms (FORWARD without a calendar
     included), in declaration order:
     ``management_fee_rate`` (at most 6 fraction digits, 0 <= r < 0.1; any other: INVALID_ARGUMENT
-    naming it, except a number of more than 40 digits: OUT_OF_RANGE, as every number), ``fee_day_count`` (ACT_365/ACT_ACT),
+    naming it, except a number of more than 40 digits: OUT_OF_RANGE, as every number),
+    ``fee_day_count`` (ACT_365/ACT_ACT),
     ``fee_waiver`` (``fee_waiver.rate`` as the rate, ``fee_waiver.nav_limit`` money >= 0,
     ``fee_waiver.until`` an ISO date; ``until`` "" means no waiver, which is how UpdateFund removes
     one), ``fee_payment`` (CASH/IN_KIND), ``fee_asset`` ("" or an asset of the fund, after the update's

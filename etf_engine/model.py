@@ -10,7 +10,6 @@ Both ledgers (the Cython core and the Fraction reference) speak exactly these ty
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-
 from typing import Any
 
 import msgspec

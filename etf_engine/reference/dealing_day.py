@@ -172,7 +172,8 @@ class DealingDay:
             estimated_cash_component=estimated, nav_per_unit=per_unit, nav_per_share=nps, shares_outstanding=s,
             prices=tuple(m.PriceLine(asset=a, price=official[a]) for a in totals), published_at=now)
         priced = sum(1 for o in self._fund_orders(fund) if self._unpriced_on(o, iso))
-        in_kind = {"fee_taken": taken, "fee_asset": t.fee_asset, "fee_custodian_id": t.fee_custodian_id} if taken else {}
+        in_kind = {"fee_taken": taken, "fee_asset": t.fee_asset, "fee_custodian_id": t.fee_custodian_id} \
+            if taken else {}
         events = self._commit(m.NavStruck(at=now, nav=official_nav, pcf=pcf, **in_kind))
         return m.StrikeResult(nav=official_nav, pcf=pcf, priced_orders=priced), events
 

@@ -95,7 +95,8 @@ class Fees:
                 w = t.fee_waiver
                 if w is not None and d <= date.fromisoformat(w.until):
                     limit = Fraction(w.nav_limit, 100)
-                    day_charge = min(basis, limit) * Fraction(w.rate, RATE_SCALE) + max(Fraction(0), basis - limit) * rate
+                    day_charge = (min(basis, limit) * Fraction(w.rate, RATE_SCALE)
+                                  + max(Fraction(0), basis - limit) * rate)
                 else:
                     day_charge = basis * rate
                 charge += day_charge / _year_days(d, t.fee_day_count)

@@ -99,12 +99,14 @@ class Funds:
         fund = self._fund(c.fund_id)
         given = {name: value for name in c.__struct_fields__ if name != "fund_id"
                  and (value := getattr(c, name)) is not None}
-        changes = {name: self._fund_field(name, value, fund) for name, value in given.items() if name not in m.FEE_TERMS}
+        changes = {name: self._fund_field(name, value, fund) for name, value in given.items()
+                   if name not in m.FEE_TERMS}
         if "assets" in changes:
             merged = {a.asset: a for a in fund.terms.assets} | {a.asset: a for a in changes["assets"]}
             changes["assets"] = tuple(merged[a] for a in sorted(merged))
         terms = self._with_first_date(msgspec.structs.replace(fund.terms, **changes), fund.terms, now)
-        fees = {name: self._fee_field(name, value, terms.assets) for name, value in given.items() if name in m.FEE_TERMS}
+        fees = {name: self._fee_field(name, value, terms.assets) for name, value in given.items()
+                if name in m.FEE_TERMS}
         terms = msgspec.structs.replace(terms, **fees)
         self._check_fee_terms(terms)
         return None, self._commit(m.FundUpdated(at=now, terms=terms))

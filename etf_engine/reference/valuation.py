@@ -130,4 +130,5 @@ class Valuation:
                            staking_cap=a.staking_cap, liquidity_buffer=a.liquidity_buffer)
             for a in fund.terms.assets
         ]
-        return m.Holdings(fund_id=fund_id, holdings=rows, assets=assets, fee_payable=list(self._fee_payable_lines(fund)))
+        return m.Holdings(fund_id=fund_id, holdings=rows, assets=assets,
+                          fee_payable=list(self._fee_payable_lines(fund)))
