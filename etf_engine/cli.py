@@ -126,7 +126,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     tokens = {name: secrets.token_urlsafe(32) for name, _role, _pid in INIT_PRINCIPALS}
     lines = ["# etf-engine config, written by `etf-engine init`. Relative paths are relative to this file.",
-             'listen = "127.0.0.1:50051"', 'data_dir = "etf-data"', "reflection = true", "",
+             'listen = "127.0.0.1:50051"', 'data_dir = "etf-data"', "reflection = true",
+             '# four_eyes = ["PayFee", "ResolveBreak"]  # the default: what one issuer proposes and another approves',
+             "",
              "[http]  # the console, Connect JSON and /metrics", 'listen = "127.0.0.1:8080"']
     for name, role, participant_id in INIT_PRINCIPALS:
         lines += ["", "[[principals]]", f'name = "{name}"', f'role = "{role}"']
