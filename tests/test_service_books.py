@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 import msgspec
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from test_http import metrics
 from test_service import FUND, FUND2, T0, TOKENS, Clock, Desk, config, load_sample, make_ledger, refused
 from test_service_dealing_day import MONDAY, MONDAY_CUTOFF, OFFICIAL, TUESDAY
 
@@ -97,16 +97,6 @@ def records(client: EtfClient, after: int = 0) -> list[pb.JournalRecord]:
     except grpc.RpcError as e:
         assert e.code() == Code.DEADLINE_EXCEEDED, e
     return got
-
-
-def metrics(desk: Desk) -> dict[str, dict[tuple, float]]:
-    with urllib.request.urlopen(f"{desk.server.http_url}/metrics", timeout=10) as reply:
-        text = reply.read().decode()
-    found: dict[str, dict[tuple, float]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
-    return found
 
 
 # == the surface ======================================================================================
