@@ -189,6 +189,35 @@ Decisions SPEC.md leaves open, fixed here so that both ledgers agree:
   - RecordStakingReward: the fund receives net = quantity - floor(quantity x staking_fee_rate); the
     event's ``quantity`` is the net, with ``gross``, ``staking_fee`` and ``net`` kept beside it. The
     bucket range check (§1) applies to available + net.
+* Storage tiers (SPEC §18). Each holding splits held = available + reserved into cold, warm and hot.
+  - What enters held lands in the fund's ``entry_tier`` (FundCreated: HOT for a fund created now; a
+    fund journaled before §18 has none and keeps COLD, so that its replay and its restore agree):
+    a settled creation at the creation custodian, a staking reward's net, a positive AdjustHolding, and
+    an unbonding lot once released (in every state and read at or after its release time). What
+    leaves held leaves hot, then warm, then cold: a settled redemption leg, a Stake, an in-kind fee, a
+    negative AdjustHolding. Reserving (an accepted redemption) and its release (a cancel) move no coin.
+  - Sweep: NOT_FOUND fund, NOT_FOUND custodian, ``asset`` (an asset of the fund), ``quantity`` (its
+    decimals, > 0), ``from_tier``, ``to_tier`` (COLD/WARM/HOT, different from from_tier: else
+    INVALID_ARGUMENT naming ``to_tier``); FAILED_PRECONDITION INSUFFICIENT_TIER_BALANCE when from_tier
+    holds less than quantity (at now, released lots in hot). Event Swept; result None.
+  - SetStoragePolicy: NOT_FOUND custodian, ``min_cold_ratio`` (a fraction in [0, 1], 4 digits),
+    ``max_hot_seconds`` (0..10^9); event StoragePolicySet. A custodian starts at 0.98 and 86,400 s.
+    ``assets[i].min_cold_ratio`` on a fund: "" (the custodian's) or a fraction in [0, 1].
+  - Figures of a holding at time t, r its ratio: payouts_due = the quantity of the legs at that
+    custodian of that asset of the fund's ACCEPTED redemptions whose settlement_date is on or before
+    the next dealing day (the first dealing day after the local date of t in the fund's calendar);
+    without a calendar, or without a settlement_date, every ACCEPTED redemption's legs count.
+    cold_required = max(0, ceil(r x held) - payouts_due); hot_allowance = floor((1 - r) x held) +
+    payouts_due; breach = cold < cold_required.
+  - idle: ``over_since`` is kept per holding: after applying each record that changes anything of
+    the fund (its holdings, orders, terms, strikes), of its calendar, or the policy of the holding's
+    custodian, every holding of the fund is evaluated at that record's time: hot > hot_allowance
+    keeps over_since (or sets it to the record's time), else clears it. A record that touches none
+    of these leaves it as it was (it changes none of the figures but through the date, and the
+    fund's next record or the read sees that). At a read at t: idle = hot > hot_allowance at t and
+    over_since is set and t - over_since > max_hot_seconds x 1000.
+  - get_holdings shows ``tiers`` on every row; StrikeNav records ``storage_breaches`` (holdings of
+    the fund in breach at the strike's time, after its in-kind move; by custodian, then asset).
 * Four eyes (SPEC §20). The engine, not the ledger, knows the ``four_eyes`` list: it wraps a listed
   call of an issuer in ``ProposeInstruction(command, principal)``.
   - ProposeInstruction runs the command's every check against the state now without applying it

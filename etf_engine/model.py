@@ -33,6 +33,8 @@ FEE_PAYMENTS = (CASH, IN_KIND)
 ACT_365, ACT_ACT = "ACT_365", "ACT_ACT"
 FEE_DAY_COUNTS = (ACT_365, ACT_ACT)
 EXECUTED, FAILED = "EXECUTED", "FAILED"
+COLD, WARM, HOT = "COLD", "WARM", "HOT"
+TIERS = (COLD, WARM, HOT)  # storage tiers (SPEC §18); what leaves held leaves in reverse order
 INSTRUCTION_STATUSES = (PENDING, EXECUTED, FAILED, REJECTED)
 
 # -- reason codes (SPEC §5, §6) -----------------------------------------------------------------
@@ -67,6 +69,9 @@ MAX_REASON = 256  # characters of a free-text reason or label
 FEE_EXCEEDS_ACCRUED = "FEE_EXCEEDS_ACCRUED"
 INSTRUCTION_NOT_PENDING = "INSTRUCTION_NOT_PENDING"
 MAX_FEE_RATE = 100_000  # a management fee rate is below 0.1 (1e-6 units)
+INSUFFICIENT_TIER_BALANCE = "INSUFFICIENT_TIER_BALANCE"
+DEFAULT_MIN_COLD_RATIO = 9_800  # 0.98 (1e-4): a custodian's until SetStoragePolicy (SPEC §18)
+DEFAULT_MAX_HOT_SECONDS = 86_400
 
 DAY_MS = 86_400_000
 FUTURE_TOLERANCE_MS = 5_000
@@ -122,6 +127,7 @@ class FundAssetSpec(Struct):
     unbonding_seconds: int = 0
     seed_quantity_per_unit: str = "0"
     staking_fee_rate: str = "0"  # SPEC §17: the share of each staking reward the staking provider keeps
+    min_cold_ratio: str = ""  # SPEC §18: "" the custodian's policy, else this fund asset's own ratio
 
 
 class FeeWaiverSpec(Struct):
@@ -330,6 +336,23 @@ class StrikeNav(Struct):
     ticks: list[PriceTick]
 
 
+class Sweep(Struct):
+    """SPEC §18: a move the custodian made between storage tiers of a fund's held coins."""
+
+    fund_id: str
+    custodian_id: str
+    asset: str
+    quantity: str
+    from_tier: str
+    to_tier: str
+
+
+class SetStoragePolicy(Struct):
+    custodian_id: str
+    min_cold_ratio: str  # a fraction in [0, 1]
+    max_hot_seconds: int
+
+
 class PayFee(Struct):
     """SPEC §17: ``amount`` pays the accrued fee in cash; ``asset`` (with ``quantity``, ``tx_hash`` and
     ``to_address``) pays it in kind out of the fund's fee_payable."""
@@ -404,6 +427,18 @@ class Line(Result):
     quantity: int
 
 
+class HoldingTiers(Struct):
+    """SPEC §18: held (available + reserved) by storage tier, against the policy, computed at the read."""
+
+    cold: int
+    warm: int
+    hot: int
+    cold_required: int
+    hot_allowance: int
+    breach: bool  # cold < cold_required
+    idle: bool  # hot > hot_allowance for longer than max_hot_seconds
+
+
 class HoldingRow(Struct):
     custodian_id: str
     asset: str
@@ -412,6 +447,7 @@ class HoldingRow(Struct):
     staked: int
     unbonding: int
     licensed: bool
+    tiers: HoldingTiers | None = None  # SPEC §18 (every holding the ledgers show has one)
 
 
 class AssetSummary(Struct):
@@ -552,6 +588,15 @@ class PriceLine(Fact):
     price: int  # 1e-8
 
 
+class StorageBreach(Fact):
+    """A holding in breach of its storage ratio at a strike (SPEC §18): cold < cold_required."""
+
+    custodian_id: str
+    asset: str
+    cold: int
+    cold_required: int
+
+
 class OfficialLine(Fact):
     asset: str
     quantity: int  # total(a) at the strike
@@ -576,6 +621,7 @@ class OfficialNav(Fact):
     fee_basis: int = 0  # cents: the basis before this accrual, rounded half-even
     accrued_fees: int = 0  # cents: after this strike (and its in-kind move), rounded half-even
     fee_payable: tuple[Line, ...] = ()  # by asset, after this strike, where above zero
+    storage_breaches: tuple[StorageBreach, ...] = ()  # SPEC §18: at the strike, after its in-kind move
 
 
 class Pcf(Fact):
@@ -675,6 +721,7 @@ class FundAssetTerms(Fact):
     unbonding_seconds: int
     seed_quantity_per_unit: int
     staking_fee_rate: int = 0  # 1e-6 (SPEC §17)
+    min_cold_ratio: int | None = None  # 1e-4 (SPEC §18); None: the custodian's policy
 
 
 class FeeWaiver(Fact):
@@ -721,6 +768,9 @@ class FundTerms(Fact):
 class FundCreated(Event):
     terms: FundTerms
     shares_outstanding: int
+    # SPEC §18: the tier what enters held lands in. HOT for every fund created since; a fund created
+    # before (the default, as its record has none) keeps its coins in COLD, as it is restored.
+    entry_tier: str = COLD
 
 
 class FundUpdated(Event):
@@ -732,6 +782,21 @@ class HoldingAdjusted(Event):
     custodian_id: str
     asset: str
     delta: int
+
+
+class Swept(Event):
+    fund_id: str
+    custodian_id: str
+    asset: str
+    quantity: int
+    from_tier: str
+    to_tier: str
+
+
+class StoragePolicySet(Event):
+    custodian_id: str
+    min_cold_ratio: int  # 1e-4
+    max_hot_seconds: int
 
 
 class CashAdjusted(Event):
@@ -897,5 +962,5 @@ AnyEvent = (
     | HoldingAdjusted | CashAdjusted | Staked | Unstaked | RewardRecorded | Slashed | PriceSet | OrderRecorded
     | OrderSettled | OrderCancelled | CalendarRegistered | HolidaysSet | DealingDayClosed | NavStruck
     | ClockAdvanced | WalletRegistered | WalletApproved | WalletRevoked | DeliveryRecorded | PayoutRecorded
-    | FeePaid | InstructionProposed | InstructionDecided
+    | FeePaid | InstructionProposed | InstructionDecided | Swept | StoragePolicySet
 )

@@ -14,8 +14,9 @@ import msgspec
 from etf_engine import model as M
 
 # 1: the positional lists before this module (read the same, with the defaults below); 3: the fund's
-# books of SPEC §17 and §20 (a version 2 snapshot reads with no fee and no instruction)
-VERSION = 3
+# books of SPEC §17 and §20 (a version 2 snapshot reads with no fee and no instruction); 4: storage
+# tiers (SPEC §18: a version 3 snapshot reads with every held coin cold)
+VERSION = 4
 
 
 class Row(msgspec.Struct, array_like=True, frozen=True):
@@ -35,6 +36,8 @@ class CustodianState(Row):
     licence_number: str
     licence_status: str
     licence_expires_at: int
+    min_cold_ratio: int = M.DEFAULT_MIN_COLD_RATIO  # SPEC §18
+    max_hot_seconds: int = M.DEFAULT_MAX_HOT_SECONDS
 
 
 class ParticipantState(Row):
@@ -62,6 +65,11 @@ class HoldingState(Row):
     reserved: int
     staked: int
     lots: list[tuple[int, int]]  # (release_at ms, quantity), sorted
+    # SPEC §18: (warm, hot) of held; cold is the rest (a snapshot from before it: all cold). Lots
+    # released by the state's time count in hot.
+    warm: int = 0
+    hot: int = 0
+    over_since: int | None = None  # the time of the record since which hot > hot_allowance (idle)
 
 
 class FundState(Row):
@@ -71,6 +79,7 @@ class FundState(Row):
     holdings: list[HoldingState]
     accrued_fees: int = 0  # SPEC §17, exact: units of 10^-ACCRUED_DP base currency (numbers.ACCRUED_DP)
     fee_payable: list[tuple[str, int]] = []  # (asset, quantity) where above zero, by asset
+    entry_tier: str = M.COLD  # SPEC §18: FundCreated's
 
 
 class CalendarState(Row):
