@@ -203,7 +203,7 @@ class Desk:
     def rows(self, fund: str = F1) -> dict[tuple[str, str], tuple]:
         """The fund's non-empty holdings from state(): (custodian, asset) -> (available, reserved, staked, lots)."""
         funds = {f[0]["fund_id"]: f for f in self.state()["funds"]}
-        return {(c, a): (av, res, st, lots) for c, a, av, res, st, lots in funds[fund][3]}
+        return {(c, a): (av, res, st, lots) for c, a, av, res, st, lots, *_tiers in funds[fund][3]}
 
     def fund_figures(self, fund: str = F1) -> tuple[int, int]:
         """(cash in cents, shares outstanding) from state()."""

@@ -17,7 +17,7 @@ from fractions import Fraction
 
 import msgspec
 import pytest
-from conftest import DECIMALS, EXPIRES, F1, F2, T0, btc, cents, eth, plain, sample
+from conftest import DECIMALS, EXPIRES, F1, F2, T0, btc, cents, eth, plain, sample, units
 
 from etf_engine import model as m
 from etf_engine.errors import (
@@ -440,6 +440,13 @@ def test_daily_limit_never_mixes_utc_days_and_dealing_dates(ledger):
 
 
 # == FORWARD pricing and StrikeNav ==============================================================
+def all_hot_breaches(held: dict[tuple[str, str], int]) -> tuple[m.StorageBreach, ...]:
+    """Every coin of a fund created now entered hot (SPEC §18), so at a strike each holding with any
+    held (and no payout due) breaches the custodians' default ratio 0.98: cold 0 < ceil(0.98 x held)."""
+    return tuple(m.StorageBreach(custodian_id=c, asset=a, cold=0, cold_required=-(-98 * q // 100))
+                 for (c, a), q in sorted(held.items()))
+
+
 def test_forward_order_is_priced_by_the_official_nav_with_its_own_quantities(ledger):
     desk = dealing(ledger, pricing=FORWARD, sample_kw={"cash": "1000.01"})
     create = order_at(desk, hk(MON, "10:00"), CREATE, 2)
@@ -466,7 +473,9 @@ def test_forward_order_is_priced_by_the_official_nav_with_its_own_quantities(led
         fund_id=F1, dealing_date=MON, nav=cents("7366051.31"), nav_per_share=73_660_513, shares_outstanding=1000,
         cash=cents("1000.01"), struck_at=hk(MON, "16:00"),
         lines=(m.OfficialLine(asset="BTC", quantity=btc("10.5"), price=51_000_012_345_678, value=cents("5355001.30")),
-               m.OfficialLine(asset="ETH", quantity=eth("100"), price=2_010_050_000_000, value=cents("2010050.00"))))
+               m.OfficialLine(asset="ETH", quantity=eth("100"), price=2_010_050_000_000, value=cents("2010050.00"))),
+        storage_breaches=all_hot_breaches({("CUS-A", "BTC"): btc("10"), ("CUS-A", "ETH"): eth("100"),
+                                           ("CUS-B", "BTC"): btc("0.5")}))
     assert (result.nav.nav, result.nav.nav_per_share) == (r(nav, 2), r(nav / 1000, 4))
     # PCF for Tuesday: 1.05 BTC + 10 ETH a unit worth 535500.129629619 + 201005 = 736505.129629619;
     # NAV x 100 / 1000 = 736605.130629619 -> nav_per_unit 736605.13, estimated cash 100.001 -> 100.00
@@ -977,7 +986,8 @@ def test_strike_figures_with_floored_quantities(ledger):
         lines=(m.OfficialLine(asset="BTC", quantity=totals["BTC"], price=51_000_012_345_678,
                               value=want["values"]["BTC"]),
                m.OfficialLine(asset="ETH", quantity=totals["ETH"], price=2_010_049_999_999,
-                              value=want["values"]["ETH"])))
+                              value=want["values"]["ETH"])),
+        storage_breaches=all_hot_breaches({key: units(q, DECIMALS[key[1]]) for key, q in holdings.items()}))
     assert result.pcf == m.Pcf(
         fund_id=F1, dealing_date=TUE, creation_unit=100,
         lines=(m.BasketLine(asset="BTC", quantity_per_unit=want["lines"]["BTC"]),

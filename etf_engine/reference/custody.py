@@ -44,7 +44,9 @@ class Custody:
         return None, self._commit(event)
 
     def _on_holding(self, e: m.HoldingAdjusted) -> None:
-        self._live(e.fund_id, e.custodian_id, e.asset, e.at).available += e.delta
+        holding = self._live(e.fund_id, e.custodian_id, e.asset, e.at)
+        holding.available += e.delta
+        holding.enter(e.delta) if e.delta > 0 else holding.leave(-e.delta)
         self.funds[e.fund_id].flow(e.asset, e.delta)
 
     def _adjust_cash(self, c: m.AdjustCash, now: int) -> tuple[None, list[m.Event]]:
@@ -77,6 +79,7 @@ class Custody:
     def _on_staked(self, e: m.Staked) -> None:
         holding = self._live(e.fund_id, e.custodian_id, e.asset, e.at)
         holding.available -= e.quantity
+        holding.leave(e.quantity)
         holding.staked += e.quantity
 
     def _ratio_breach(self, fund: Fund, asset: str, qpu: int, illiquid: int, liquid: int, committed: int) -> str:
@@ -111,7 +114,9 @@ class Custody:
                                                    staking_fee=fee, net=net))
 
     def _on_reward(self, e: m.RewardRecorded) -> None:
-        self._live(e.fund_id, e.custodian_id, e.asset, e.at).available += e.quantity
+        holding = self._live(e.fund_id, e.custodian_id, e.asset, e.at)
+        holding.available += e.quantity
+        holding.enter(e.quantity)
         self.funds[e.fund_id].flow(e.asset, e.quantity)
 
     def _record_slashing(self, c: m.RecordSlashing, now: int) -> tuple[None, list[m.Event]]:

@@ -156,6 +156,7 @@ class DealingDay:
                                         for a, q in totals.items()),
             struck_at=now, fee=fee, fee_days=fee_days, fee_basis=_round(basis, MONEY_DP) if fee_days else 0,
             accrued_fees=_round(accrued, MONEY_DP),
+            storage_breaches=self._storage_breaches(fund, now, {(t.fee_custodian_id, t.fee_asset): taken}),
             fee_payable=tuple(m.Line(asset=a, quantity=q) for a, q in sorted(payable.items()) if q > 0))
         if s:
             qpu = {a: q * u // s for a, q in totals.items()}

@@ -115,7 +115,9 @@ class Fees:
         fund.accrued += Fraction(e.nav.fee, 100)
         if e.fee_taken:
             price = next(line.price for line in e.nav.lines if line.asset == e.fee_asset)
-            self._live(fund.terms.fund_id, e.fee_custodian_id, e.fee_asset, e.at).available -= e.fee_taken
+            holding = self._live(fund.terms.fund_id, e.fee_custodian_id, e.fee_asset, e.at)
+            holding.available -= e.fee_taken
+            holding.leave(e.fee_taken)
             fund.flow(e.fee_asset, -e.fee_taken)
             fund.fee_payable[e.fee_asset] = fund.fee_payable.get(e.fee_asset, 0) + e.fee_taken
             fund.accrued -= _worth(e.fee_taken, self.assets[e.fee_asset], price)

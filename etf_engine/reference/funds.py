@@ -89,11 +89,12 @@ class Funds:
         fees = {name: self._fee_field(name, getattr(c, name), fund_terms.assets) for name in m.FEE_TERMS}
         fund_terms = msgspec.structs.replace(fund_terms, **fees)
         self._check_fee_terms(fund_terms)
-        return None, self._commit(m.FundCreated(at=now, terms=fund_terms, shares_outstanding=shares))
+        return None, self._commit(m.FundCreated(at=now, terms=fund_terms, shares_outstanding=shares,
+                                                entry_tier=m.HOT))
 
     def _on_fund_created(self, e: m.FundCreated) -> None:
         self.funds[e.terms.fund_id] = Fund(terms=e.terms, cash=0, shares=e.shares_outstanding,
-                                           initial_shares=e.shares_outstanding)
+                                           initial_shares=e.shares_outstanding, entry_tier=e.entry_tier)
 
     def _update_fund(self, c: m.UpdateFund, now: int) -> tuple[None, list[m.Event]]:
         fund = self._fund(c.fund_id)
@@ -191,6 +192,7 @@ class Funds:
                 seed_quantity_per_unit=parse_scaled(spec.seed_quantity_per_unit, f"{at}.seed_quantity_per_unit",
                                                     self.assets[spec.asset], limit=MAX_QUANTITY),
                 staking_fee_rate=self._staking_fee_rate(spec.staking_fee_rate, f"{at}.staking_fee_rate"),
+                min_cold_ratio=_fraction(spec.min_cold_ratio, f"{at}.min_cold_ratio") if spec.min_cold_ratio else None,
             )
         return tuple(terms[a] for a in sorted(terms))
 

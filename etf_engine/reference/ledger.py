@@ -30,11 +30,13 @@ from etf_engine.reference.invariants import Invariants
 from etf_engine.reference.orders import Orders
 from etf_engine.reference.prices import Prices
 from etf_engine.reference.state import Fund, Holding
+from etf_engine.reference.storage import Storage
 from etf_engine.reference.valuation import Valuation
 from etf_engine.reference.wallets import Wallets
 
 
-class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wallets, Fees, Instructions, Invariants):
+class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wallets, Fees, Instructions, Storage,
+                      Invariants):
     """The state, the dispatch of commands and events to the concepts' handlers, and the lookups they share."""
 
     def __init__(self) -> None:
@@ -51,6 +53,7 @@ class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wal
         self.wallets: dict[str, m.Wallet] = {}
         self.next_wallet_seq = 1
         self.instructions: dict[str, m.Instruction] = {}
+        self.storage_policies: dict[str, tuple[int, int]] = {}  # custodian -> (min_cold_ratio, max_hot_seconds)
         self.next_instruction_seq = 1
 
     def execute(self, command: Any, now_ms: int) -> tuple[Any, list[m.Event]]:
@@ -61,6 +64,7 @@ class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wal
 
     def apply(self, event: m.Event) -> None:
         self._APPLIERS[type(event)](self, event)
+        self._track_idle(event)
 
     def _commit(self, *events: m.Event) -> list[m.Event]:
         for event in events:
@@ -89,7 +93,10 @@ class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wal
 
     def _live(self, fund_id: str, custodian_id: str, asset: str, at: int) -> Holding:
         """The holding an event changes, created if new, with the lots matured by ``at`` released."""
-        holding = self.funds[fund_id].holdings.setdefault((custodian_id, asset), Holding())
+        fund = self.funds[fund_id]
+        holding = fund.holdings.get((custodian_id, asset))
+        if holding is None:
+            holding = fund.holdings[custodian_id, asset] = self._new_holding(fund)
         holding.release(at)
         return holding
 
@@ -100,7 +107,7 @@ class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wal
     def state(self, now_ms: int) -> S.LedgerState:
         def rows(fund: Fund) -> list[S.HoldingState]:
             return [S.HoldingState(c, a, h.free(now_ms), h.reserved, h.staked,
-                                   sorted((t, q) for t, q in h.lots if t > now_ms))
+                                   sorted((t, q) for t, q in h.lots if t > now_ms), *h.tiers(now_ms)[1:], h.over_since)
                     for (c, a), h in sorted(fund.holdings.items()) if not h.is_empty(now_ms)]
 
         def accrued_fees(fund: Fund) -> int:
@@ -112,12 +119,13 @@ class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wal
         return S.LedgerState(
             assets=[S.AssetState(s, d, *self.asset_rules[s]) for s, d in sorted(self.assets.items())],
             custodians=[S.CustodianState(c.custodian_id, c.name, c.licence_number, c.licence_status,
-                                         c.licence_expires_at) for _, c in sorted(self.custodians.items())],
+                                         c.licence_expires_at, *self._policy(c.custodian_id))
+                        for _, c in sorted(self.custodians.items())],
             participants=[S.ParticipantState(p.participant_id, p.name, list(p.eligible_fund_ids), p.max_units_per_order,
                                              p.max_units_per_day) for _, p in sorted(self.participants.items())],
             prices=[S.PriceState(a, cur, p, as_of) for (a, cur), (p, as_of) in sorted(self.prices.items())],
             funds=[S.FundState(f.terms, f.cash, f.shares, rows(f), accrued_fees(f),
-                               sorted((a, q) for a, q in f.fee_payable.items() if q)) for f in funds],
+                               sorted((a, q) for a, q in f.fee_payable.items() if q), f.entry_tier) for f in funds],
             orders=[o for _, o in sorted(self.orders.items())],
             next_order_seq=self.next_order_seq,
             calendars=[S.CalendarState(c.calendar_id, c.time_zone, sorted(d.isoformat() for d in c.holidays),
@@ -152,7 +160,7 @@ class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wal
         m.RevokeWallet: Wallets._revoke_wallet, m.RecordDelivery: Wallets._record_delivery,
         m.RecordPayout: Wallets._record_payout, m.PayFee: Fees._pay_fee,
         m.ProposeInstruction: Instructions._propose, m.ApproveInstruction: Instructions._approve,
-        m.RejectInstruction: Instructions._reject,
+        m.RejectInstruction: Instructions._reject, m.Sweep: Storage._sweep, m.SetStoragePolicy: Storage._set_policy,
     }
     _APPLIERS = {
         m.AssetRegistered: Funds._on_asset, m.CustodianRegistered: Funds._on_custodian,
@@ -168,5 +176,6 @@ class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wal
         m.WalletRevoked: Wallets._on_wallet_revoked, m.DeliveryRecorded: Wallets._on_delivery,
         m.PayoutRecorded: Wallets._on_payout, m.FeePaid: Fees._on_fee_paid,
         m.InstructionProposed: Instructions._on_proposed, m.InstructionDecided: Instructions._on_decided,
+        m.Swept: Storage._on_swept, m.StoragePolicySet: Storage._on_policy,
         m.ClockAdvanced: _on_clock,
     }

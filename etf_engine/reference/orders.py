@@ -280,12 +280,15 @@ class Orders:
             for line in order.deliverables:
                 holding = self._live(order.fund_id, fund.terms.creation_custodian_id, line.asset, e.at)
                 holding.available += line.quantity
+                holding.enter(line.quantity)
                 fund.flow(line.asset, line.quantity)
             fund.cash += order.cash_amount
             fund.shares += shares
         else:
             for leg in order.legs:
-                self._live(order.fund_id, leg.custodian_id, leg.asset, e.at).reserved -= leg.quantity
+                holding = self._live(order.fund_id, leg.custodian_id, leg.asset, e.at)
+                holding.reserved -= leg.quantity
+                holding.leave(leg.quantity)
                 fund.flow(leg.asset, -leg.quantity)
             fund.cash -= order.cash_amount
             fund.shares -= shares

@@ -16,6 +16,12 @@ class Holding:
     reserved: int = 0
     staked: int = 0
     lots: list[tuple[int, int]] = field(default_factory=list)  # (release_at ms, quantity), one per Unstake
+    # SPEC §18: held (available + reserved) by tier; cold is the rest. Lots released later enter
+    # ``entry`` (the fund's entry tier) when released.
+    warm: int = 0
+    hot: int = 0
+    entry: str = m.COLD
+    over_since: int | None = None  # since which record hot > hot_allowance (idle)
 
     def free(self, now: int) -> int:
         return self.available + sum(q for t, q in self.lots if t <= now)
@@ -24,8 +30,31 @@ class Holding:
         return sum(q for t, q in self.lots if t > now)
 
     def release(self, now: int) -> None:
-        self.available += sum(q for t, q in self.lots if t <= now)
+        released = sum(q for t, q in self.lots if t <= now)
+        self.available += released
+        self.enter(released)
         self.lots = [(t, q) for t, q in self.lots if t > now]
+
+    # -- storage tiers (SPEC §18) ----------------------------------------------------------------
+    def enter(self, quantity: int) -> None:
+        """``quantity`` entered held: it lands in the fund's entry tier."""
+        if self.entry == m.HOT:
+            self.hot += quantity
+        elif self.entry == m.WARM:
+            self.warm += quantity
+
+    def leave(self, quantity: int) -> None:
+        """``quantity`` left held: out of hot, then warm, then cold."""
+        from_hot = min(self.hot, quantity)
+        self.hot -= from_hot
+        self.warm -= min(self.warm, quantity - from_hot)
+
+    def tiers(self, now: int) -> tuple[int, int, int]:
+        """(cold, warm, hot) at ``now``: lots matured by then in the entry tier."""
+        matured = sum(q for t, q in self.lots if t <= now)
+        warm = self.warm + (matured if self.entry == m.WARM else 0)
+        hot = self.hot + (matured if self.entry == m.HOT else 0)
+        return self.free(now) + self.reserved - warm - hot, warm, hot
 
     def is_empty(self, now: int) -> bool:
         return self.free(now) == self.reserved == self.staked == self.unbonding(now) == 0
@@ -45,6 +74,7 @@ class Fund:
     went_out: dict[str, int] = field(default_factory=dict)  # asset -> every quantity that left them
     accrued: Fraction = Fraction(0)  # the accrued management fee, exact (SPEC §17)
     fee_payable: dict[str, int] = field(default_factory=dict)  # asset -> taken in kind, not yet paid
+    entry_tier: str = m.COLD  # SPEC §18: where what enters held lands (FundCreated)
 
     def flow(self, asset: str, quantity: int) -> None:
         """Count ``quantity`` of ``asset`` entering (> 0) or leaving (< 0) the fund's holdings."""

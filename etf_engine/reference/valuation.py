@@ -122,7 +122,8 @@ class Valuation:
         fund = self._fund(fund_id)
         rows = [
             m.HoldingRow(custodian_id=c, asset=a, available=h.free(now_ms), reserved=h.reserved, staked=h.staked,
-                         unbonding=h.unbonding(now_ms), licensed=self._licensed(c, now_ms))
+                         unbonding=h.unbonding(now_ms), licensed=self._licensed(c, now_ms),
+                         tiers=self._tiers(fund, c, a, now_ms))
             for (c, a), h in sorted(fund.holdings.items()) if not h.is_empty(now_ms)
         ]
         assets = [
