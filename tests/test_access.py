@@ -31,7 +31,8 @@ LITERAL_ACCESS: dict[str, frozenset[str]] = {
         "UpdateFund", "AdjustHolding", "AdjustCash", "Stake", "Unstake", "RecordStakingReward",
         "RecordSlashing", "PublishPrices", "SettleOrder", "RegisterCalendar", "SetHolidays", "CloseDealingDay",
         "StrikeNav", "RegisterWallet", "ApproveWallet", "RevokeWallet", "RecordDelivery", "RecordPayout",
-        "PayFee", "ApproveInstruction", "RejectInstruction")},  # issue 20 (SPEC §22): the last three
+        "PayFee", "ApproveInstruction", "RejectInstruction",  # issue 20 (SPEC §22): these three
+        "Sweep", "SetStoragePolicy")},  # SPEC §18, §22: storage tiers
     f"/{PACKAGE}.Admin/GetHoldings": frozenset({ISSUER, OBSERVER}),
     f"/{PACKAGE}.Admin/ListInstructions": frozenset({ISSUER, OBSERVER}),  # issue 20
     f"/{PACKAGE}.Admin/ListWallets": _ALL,  # a participant: its own only (the servicer checks)
@@ -127,7 +128,7 @@ COMMAND_RPCS = {
               "UpdateFund", "AdjustHolding", "AdjustCash", "Stake", "Unstake", "RecordStakingReward",
               "RecordSlashing", "PublishPrices", "SettleOrder", "RegisterCalendar", "SetHolidays", "CloseDealingDay",
               "StrikeNav", "RegisterWallet", "ApproveWallet", "RevokeWallet", "RecordDelivery", "RecordPayout",
-              "PayFee", "ApproveInstruction", "RejectInstruction"},
+              "PayFee", "ApproveInstruction", "RejectInstruction", "Sweep", "SetStoragePolicy"},
     "Dealing": {"SubmitOrder", "SubmitOrders", "CancelOrder"},
     "Valuation": set(),
     "Diagnostics": set(),

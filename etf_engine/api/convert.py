@@ -224,13 +224,15 @@ def _update_fund(r: pb.UpdateFundRequest) -> dict[str, Any]:
     """custodian_priority comes wrapped (present and empty clears it). An assets entry replaces all of
     that asset's terms: its empty fields go to the ledger, which refuses them, never to a default
     that would silently zero a cap or a buffer; but for staking_fee_rate (SPEC §17), younger than the
-    rest: empty is 0, so that a caller written before it updates a fund without a staking fee as before."""
+    rest: empty is 0, so that a caller written before it updates a fund without a staking fee as before;
+    and min_cold_ratio (SPEC §18), where empty means the custodian's policy, in CreateFund as here."""
     return {
         "custodian_priority": list(r.custodian_priority.custodian_ids) if r.HasField("custodian_priority") else None,
         "assets": [M.FundAssetSpec(asset=a.asset, staking_cap=a.staking_cap, liquidity_buffer=a.liquidity_buffer,
                                    unbonding_seconds=a.unbonding_seconds,
                                    seed_quantity_per_unit=a.seed_quantity_per_unit,
-                                   staking_fee_rate=a.staking_fee_rate or "0") for a in r.assets] or None,
+                                   staking_fee_rate=a.staking_fee_rate or "0",
+                                   min_cold_ratio=a.min_cold_ratio) for a in r.assets] or None,
     }
 
 
@@ -425,6 +427,16 @@ def lines(items: Iterable[M.Line], decimals: Decimals) -> list[pb.Line]:
     return [pb.Line(asset=x.asset, quantity=_quantity(x.quantity, x.asset, decimals)) for x in items]
 
 
+def tiers(t: M.HoldingTiers | None, asset: str, decimals: Decimals) -> pb.HoldingTiers | None:
+    """A holding's storage tiers (SPEC §18); None (the field left out) where a ledger gave none."""
+    if t is None:
+        return None
+    d = decimals[asset]
+    return pb.HoldingTiers(cold=_format_quantity(t.cold, d), warm=_format_quantity(t.warm, d),
+                           hot=_format_quantity(t.hot, d), cold_required=_format_quantity(t.cold_required, d),
+                           hot_allowance=_format_quantity(t.hot_allowance, d), breach=t.breach, idle=t.idle)
+
+
 def holdings(h: M.Holdings, decimals: Decimals) -> pb.Holdings:
     def q(value: int, asset: str) -> str:
         return _quantity(value, asset, decimals)
@@ -433,7 +445,8 @@ def holdings(h: M.Holdings, decimals: Decimals) -> pb.Holdings:
         fund_id=h.fund_id,
         holdings=[pb.HoldingRow(custodian_id=r.custodian_id, asset=r.asset, available=q(r.available, r.asset),
                                 reserved=q(r.reserved, r.asset), staked=q(r.staked, r.asset),
-                                unbonding=q(r.unbonding, r.asset), licensed=r.licensed)
+                                unbonding=q(r.unbonding, r.asset), licensed=r.licensed,
+                                tiers=tiers(r.tiers, r.asset, decimals))
                   for r in h.holdings],
         assets=[pb.AssetSummary(asset=a.asset, total=q(a.total, a.asset), committed=q(a.committed, a.asset),
                                 liquid=q(a.liquid, a.asset), illiquid=q(a.illiquid, a.asset),
@@ -457,6 +470,10 @@ def official_nav(n: M.OfficialNav, decimals: Decimals) -> pb.OfficialNav:
         struck_at=n.struck_at,
         fee=format_money(n.fee), fee_days=n.fee_days, fee_basis=format_money(n.fee_basis),
         accrued_fees=format_money(n.accrued_fees), fee_payable=lines(n.fee_payable, decimals),
+        storage_breaches=[pb.StorageBreach(custodian_id=b.custodian_id, asset=b.asset,
+                                           cold=_quantity(b.cold, b.asset, decimals),
+                                           cold_required=_quantity(b.cold_required, b.asset, decimals))
+                          for b in n.storage_breaches],
     )
 
 
@@ -478,7 +495,8 @@ def fee_waiver(w: M.FeeWaiver) -> pb.FeeWaiver:
 
 
 def fund_summary(t: M.FundTerms, decimals: Decimals) -> pb.FundSummary:
-    """A fund's terms as ListFunds shows them: the fee terms in CreateFund's form, and every asset's."""
+    """A fund's terms as ListFunds shows them: the fee terms in CreateFund's form, and every asset's (its
+    min_cold_ratio "" where the custodian's policy applies, as CreateFund takes it)."""
     return pb.FundSummary(
         fund_id=t.fund_id, name=t.name, base_currency=t.base_currency, dealing_status=t.dealing_status,
         management_fee_rate=format_rate(t.management_fee_rate), fee_day_count=t.fee_day_count,
@@ -488,7 +506,8 @@ def fund_summary(t: M.FundTerms, decimals: Decimals) -> pb.FundSummary:
                              liquidity_buffer=format_fraction(a.liquidity_buffer),
                              unbonding_seconds=a.unbonding_seconds,
                              seed_quantity_per_unit=_quantity(a.seed_quantity_per_unit, a.asset, decimals),
-                             staking_fee_rate=format_rate(a.staking_fee_rate))
+                             staking_fee_rate=format_rate(a.staking_fee_rate),
+                             min_cold_ratio=_text(a.min_cold_ratio, format_fraction))
                 for a in sorted(t.assets, key=lambda a: a.asset)],
     )
 
@@ -520,7 +539,7 @@ FIGURES: dict[type[msgspec.Struct], dict[str, Figure]] = {
     M.FundTerms: {"creation_fee": MONEY, "redemption_fee": MONEY, "seed_cash_per_unit": MONEY,
                   "management_fee_rate": RATE},
     M.FundAssetTerms: {"staking_cap": FRACTION, "liquidity_buffer": FRACTION, "seed_quantity_per_unit": QUANTITY,
-                       "staking_fee_rate": RATE},
+                       "staking_fee_rate": RATE, "min_cold_ratio": FRACTION},
     M.FeeWaiver: {"rate": RATE, "nav_limit": MONEY},
     M.Order: {"cash_amount": MONEY, "fee": MONEY, "official_nav_per_share": PER_SHARE},
     M.Basket: {"cash_component": MONEY, "nav_per_share": PER_SHARE, "nav_per_unit": MONEY, "accrued_fees": MONEY},
@@ -536,6 +555,9 @@ FIGURES: dict[type[msgspec.Struct], dict[str, Figure]] = {
     M.PriceLine: {"price": PRICE},
     M.NavStruck: {"fee_taken": (QUANTITY, "fee_asset")},
     M.FeePaid: {"amount": MONEY, "quantity": QUANTITY},
+    M.Swept: {"quantity": QUANTITY},  # SPEC §18
+    M.StoragePolicySet: {"min_cold_ratio": FRACTION},
+    M.StorageBreach: {"cold": QUANTITY, "cold_required": QUANTITY},
 }
 EVENT_TYPES: dict[str, type[M.Event]] = {t.__name__: t for t in get_args(M.AnyEvent)}
 

@@ -123,7 +123,7 @@ DECIDING = frozenset({"ApproveInstruction", "RejectInstruction"})
 FOUR_EYES_RPCS = frozenset(COMMANDS["Admin"]) - DECIDING
 # Admin RPCs of SPEC §22 that change state and this server does not serve yet: a config may list them
 # (the default list names ResolveBreak); they take effect once the server has them.
-FOUR_EYES_FUTURE = frozenset({"ResolveBreak", "Sweep", "SetStoragePolicy", "RecordStatement", "Checkpoint"})
+FOUR_EYES_FUTURE = frozenset({"ResolveBreak", "RecordStatement", "Checkpoint"})
 DEFAULT_FOUR_EYES = ("PayFee", "ResolveBreak")
 
 
