@@ -39,7 +39,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from etf_engine import calendar as CAL
 from etf_engine import model as M
 from etf_engine.errors import FAILED_PRECONDITION, INVALID_ARGUMENT, OUT_OF_RANGE, EngineError
-from etf_engine.numbers import ACCRUED_DP, MAX_MONEY
+from etf_engine.numbers import ACCRUED_DP, MAX_MONEY, MAX_SECONDS
 
 pytestmark = pytest.mark.unit
 
@@ -670,6 +670,39 @@ class CoreAgainstReference(RuleBasedStateMachine):
         if "F-2" in self.owing():
             self.pay_fee(data, in_kind, four_eyes)
 
+    # -- storage tiers (SPEC §18) ------------------------------------------------------------------
+    @precondition(lambda self: self.events)
+    @rule(data=st.data(), tiers=st.permutations(M.TIERS), held=st.booleans())
+    def sweep(self, data, tiers, held):
+        """A Sweep of what the from tier holds, a smallest unit more or less, or any quantity."""
+        holdings = self.holdings_with("available") if held else []
+        if holdings:
+            fund, custodian, asset = data.draw(st.sampled_from(holdings), label="holding")
+        else:
+            fund, custodian, asset = (data.draw(st.sampled_from(values), label=name) for name, values in
+                                      (("fund", FUNDS), ("custodian", CUSTODIANS), ("asset", list(DECIMALS))))
+        row, _ = self.figures(fund, custodian, asset)
+        source, target = tiers[0], data.draw(st.sampled_from([tiers[0], tiers[1], tiers[2], tiers[1]]), label="to")
+        has = getattr(row.tiers, source.lower()) if row.tiers else 0
+        q = data.draw(near(st.integers(1, 10**6), has, low=0), label="quantity")
+        done = self.both(M.Sweep(fund_id=fund, custodian_id=custodian, asset=asset, quantity=text(q, DECIMALS[asset]),
+                                 from_tier=source, to_tier=target)) is not REFUSED
+        event(f"sweep: {'done' if done else 'refused ' + str(self.refused[-1])[:30]}")
+
+    @rule(custodian=st.sampled_from(CUSTODIANS), ratio=near(st.integers(0, ONE), 0, 9_800, ONE, low=0),
+          seconds=near(st.sampled_from([0, 60, 3_600, 86_400]), 0, MAX_SECONDS, low=-1))
+    def storage_policy(self, custodian, ratio, seconds):
+        """A custodian's storage ratio at 0, 0.98 and 1 and beyond, max_hot_seconds at 0 and 10^9."""
+        self.both(M.SetStoragePolicy(custodian_id=custodian, min_cold_ratio=text(ratio, 4), max_hot_seconds=seconds))
+
+    @rule(fund=st.sampled_from(FUNDS), asset=st.sampled_from(list(DECIMALS)),
+          ratio=st.one_of(st.none(), near(st.integers(0, ONE), 0, ONE, low=0)))
+    def fund_cold_ratio(self, fund, asset, ratio):
+        """A fund asset's own min_cold_ratio ("" : the custodian's)."""
+        self.both(M.UpdateFund(fund_id=fund, assets=[
+            M.FundAssetSpec(asset=asset, staking_cap="1", unbonding_seconds=3600, seed_quantity_per_unit="7",
+                            min_cold_ratio="" if ratio is None else text(ratio, 4))]))
+
     def accrued(self, fund: str) -> Fraction:
         return Fraction(self.fund_state(fund).accrued_fees, 10**ACCRUED_DP)
 
@@ -751,6 +784,13 @@ class CoreAgainstReference(RuleBasedStateMachine):
                 held[(f.terms.fund_id, h.asset)] += h.available + h.reserved + h.staked + sum(q for _, q in h.lots)
         for key in set(held) | set(self.flow):
             assert held[key] == self.flow[key], key
+
+    @invariant()
+    def tiers_add_up(self):
+        """cold + warm + hot = available + reserved per holding, released lots in (SPEC §18)."""
+        for f in self.core.state(self.now).funds:
+            for h in f.holdings:
+                assert 0 <= h.warm and 0 <= h.hot and h.warm + h.hot <= h.available + h.reserved, (f.terms.fund_id, h)
 
     @invariant()
     def fees_in_the_nav(self):
