@@ -55,6 +55,7 @@ from etf_engine.client import EtfClient
 from etf_engine.errors import EngineError, quote
 from etf_engine.numbers import (
     FRACTION_DP,
+    FRACTION_SCALE,
     MONEY_DP,
     RATE_DP,
     format_fraction,
@@ -467,6 +468,11 @@ def _canon_field(name: str, value: Any, record: Mapping[str, Any], decimals: Map
             return (_scaled(value.get("rate", 0), f"{where}.rate", RATE_DP, False),
                     _scaled(value.get("nav_limit", 0), f"{where}.nav_limit", MONEY_DP, False),
                     cal.parse_date(value["until"], f"{where}.until").isoformat())
+        case "min_cold_ratio":  # SPEC §18: None (the file's "", the server's none) is the custodian's policy
+            if value in ("", None):
+                return None
+            return value if isinstance(value, int) else parse_scaled(value, where, FRACTION_DP,
+                                                                     limit=FRACTION_SCALE)  # in [0, 1]
         case "assets":
             return {a["asset"]: {n: _canon_field(n, a[n], a, decimals, f"{where}[{i}].{n}")
                                  for n in a if n != "asset"} for i, a in enumerate(value)}
@@ -490,6 +496,8 @@ def _show(name: str, value: Any, decimals: Mapping[str, int], asset: str = "") -
         return f"{format_rate(value[0])} on the first {format_money(value[1])} until {value[2]}"
     if name == "seed_quantity_per_unit":
         return format_quantity(value, decimals[asset])
+    if name == "min_cold_ratio":
+        return "the custodian's" if value is None else format_fraction(value)
     if name in UNIX_SECONDS:
         return f"{value} ({datetime.fromtimestamp(value, UTC).isoformat().replace('+00:00', 'Z')})"
     if isinstance(value, bool):
@@ -705,6 +713,8 @@ dealing_cutoff = "16:00"  # in the calendar's time zone
 [[funds.assets]]
 asset = "BTC"
 seed_quantity_per_unit = "5"
+# min_cold_ratio = "0.95"  # at least 95% of what each custodian holds in cold storage (SPEC §18);
+#                          # absent: the custodian's policy (0.98 until SetStoragePolicy)
 
 [[funds.assets]]
 asset = "ETH"

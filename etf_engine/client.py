@@ -45,7 +45,7 @@ class PendingInstruction(Exception):
 @dataclass(frozen=True)
 class FundAssetTerms:
     """One asset of CreateFund / UpdateFund; empty strings take defaults in CreateFund only (and an
-    empty staking_fee_rate is 0 in UpdateFund too)."""
+    empty staking_fee_rate is 0 in UpdateFund too; an empty min_cold_ratio is the custodian's policy in both)."""
 
     asset: str
     staking_cap: str = ""
@@ -53,11 +53,13 @@ class FundAssetTerms:
     unbonding_seconds: int = 0
     seed_quantity_per_unit: str = ""
     staking_fee_rate: str = ""  # SPEC §17: the staking provider's share of each reward, in [0, 1)
+    min_cold_ratio: str = ""  # SPEC §18: this asset's storage ratio in [0, 1]; "" the custodian's policy
 
     def message(self) -> pb.FundAsset:
         return pb.FundAsset(asset=self.asset, staking_cap=self.staking_cap, liquidity_buffer=self.liquidity_buffer,
                             unbonding_seconds=self.unbonding_seconds,
-                            seed_quantity_per_unit=self.seed_quantity_per_unit, staking_fee_rate=self.staking_fee_rate)
+                            seed_quantity_per_unit=self.seed_quantity_per_unit, staking_fee_rate=self.staking_fee_rate,
+                            min_cold_ratio=self.min_cold_ratio)
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,11 @@ def wallet_status(value: int) -> str:
 
 def instruction_status(value: int) -> str:
     return pb.InstructionStatus.Value.Name(value)
+
+
+def tier_value(tier: str) -> int:
+    """"COLD"/"WARM"/"HOT" -> the wire value (ValueError for anything else)."""
+    return pb.Tier.Value.Value(tier)
 
 
 def new_client_order_id() -> str:
@@ -487,6 +494,23 @@ class EtfClient:
         status_value = pb.InstructionStatus.Value.Value(status) if status else 0
         return list(self._call(self._admin.ListInstructions,
                                pb.ListInstructionsRequest(status=status_value)).instructions)
+
+    # ------------------------------------------------------------------ storage tiers (Admin, SPEC §18)
+    def sweep(self, fund_id: str, custodian_id: str, asset: str, quantity: str, from_tier: str,
+              to_tier: str) -> pb.SweepReply:
+        """Record a move the custodian made of ``quantity`` of ``asset`` between storage tiers (``COLD``,
+        ``WARM``, ``HOT``). The reply is pending when the server's four_eyes lists Sweep."""
+        return self._call(self._admin.Sweep, pb.SweepRequest(
+            fund_id=fund_id, custodian_id=custodian_id, asset=asset, quantity=quantity,
+            from_tier=tier_value(from_tier), to_tier=tier_value(to_tier)))
+
+    def set_storage_policy(self, custodian_id: str, min_cold_ratio: str,
+                           max_hot_seconds: int = 86_400) -> pb.SetStoragePolicyReply:
+        """A custodian's storage policy: the share of held coins to keep cold (a fraction in [0, 1]) and how
+        long hot may stay above its allowance before it is idle. Fund assets with a min_cold_ratio of their
+        own keep it. The reply is pending when the server's four_eyes lists SetStoragePolicy."""
+        return self._call(self._admin.SetStoragePolicy, pb.SetStoragePolicyRequest(
+            custodian_id=custodian_id, min_cold_ratio=min_cold_ratio, max_hot_seconds=max_hot_seconds))
 
     # ------------------------------------------------------------------ Valuation
     def get_nav(self, fund_id: str) -> pb.Nav:

@@ -38,6 +38,8 @@ class Reading:
     capacity: list[tuple[str, str, int]] = field(default_factory=list)
     price_ages: list[tuple[str, str, float]] = field(default_factory=list)
     overdue: list[tuple[str, int]] = field(default_factory=list)
+    # fund, custodian, asset, cold / held (None while nothing is held), in breach (SPEC §18)
+    storage: list[tuple[str, str, str, float | None, bool]] = field(default_factory=list)
 
 
 def read_gauges(ledger: Ledger, now_ms: int) -> Reading:
@@ -50,7 +52,14 @@ def read_gauges(ledger: Ledger, now_ms: int) -> Reading:
         nav = ledger.get_nav(fund_id, now_ms)
         reading.navs.append((fund_id, nav.nav, nav.nav_per_share))
         reading.accrued.append((fund_id, nav.accrued_fees))
-        for a in ledger.get_holdings(fund_id, now_ms).assets:
+        holdings = ledger.get_holdings(fund_id, now_ms)
+        for row in holdings.holdings:
+            t = row.tiers
+            if t is not None:
+                held = t.cold + t.warm + t.hot
+                reading.storage.append((fund_id, row.custodian_id, row.asset, t.cold / held if held else None,
+                                        t.breach))
+        for a in holdings.assets:
             staking = a.illiquid / a.committed if a.committed else None
             liquid = a.liquid / a.committed if a.committed else None
             reading.ratios.append((fund_id, a.asset, staking, a.staking_cap / FRACTION_SCALE, liquid,
@@ -157,6 +166,15 @@ class _Gauges(Collector):
                                     labels=["fund_id"])
         for fund_id, count in r.overdue:
             overdue.add_metric([fund_id], count)
+        labels = ["fund_id", "custodian_id", "asset"]
+        cold = GaugeMetricFamily("etf_engine_cold_ratio", "cold / held of a custodian's holding of an asset "
+                                 "(SPEC §18; absent while nothing is held)", labels=labels)
+        breach = GaugeMetricFamily("etf_engine_storage_breach", "1 while cold is below what the storage ratio "
+                                   "requires (SPEC §18), else 0", labels=labels)
+        for fund_id, custodian_id, asset, ratio, breached in r.storage:
+            if ratio is not None:
+                cold.add_metric([fund_id, custodian_id, asset], ratio)
+            breach.add_metric([fund_id, custodian_id, asset], 1 if breached else 0)
         ages = GaugeMetricFamily("etf_engine_price_age_seconds", "seconds since the price's as-of time",
                                  labels=["asset", "currency"])
         for asset, currency, age in r.price_ages:
@@ -166,5 +184,6 @@ class _Gauges(Collector):
         leader.add_metric([self.metrics.shard], leader_value)
         applied = GaugeMetricFamily("etf_engine_journal_applied_seq", "the last journal record applied")
         applied.add_metric([], seq)
-        yield from (nav, nps, accrued, staking, cap, liquid, buffer, capacity, overdue, ages, leader, applied)
+        yield from (nav, nps, accrued, staking, cap, liquid, buffer, cold, breach, capacity, overdue, ages, leader,
+                    applied)
 

@@ -270,14 +270,43 @@ async function loadHoldings(fundId) {
   note("#holdings-note", "");
   $("#holdings").hidden = false;
   const h = await call("Admin/GetHoldings", { fundId });
-  fill("#holdings", (h.holdings || []).map((r) => row([r.custodianId, r.asset, figure(r.available),
-    figure(r.reserved), figure(r.staked), figure(r.unbonding), r.licensed ? "yes" : "NO"], [2, 3, 4, 5])));
+  fill("#holdings", (h.holdings || []).map(holdingRow));
   // The management fee taken in kind at the strikes and not yet paid out (PayFee): no longer the fund's.
   const payable = (h.feePayable || []).map((l) => `${figure(l.quantity)} ${l.asset}`);
   note("#fee-payable", `Fee payable (taken in kind, not yet paid): ${payable.length ? payable.join(", ") : "none"}`);
   $("#gauges").replaceChildren(...(h.assets || []).flatMap((a) => [
     gauge(a.asset, "cap", a.illiquidRatio, a.stakingCap || "0"),
     gauge(a.asset, "buffer", a.liquidRatio, a.liquidityBuffer || "0")]));
+}
+
+// A holding by custodian, with its storage tiers (SPEC §18): cold, warm and hot against what the storage
+// ratio requires in cold and allows in hot and warm. A holding in breach (cold below cold required) is
+// shaded and flagged; hot left above its allowance for longer than the custodian's max_hot_seconds is
+// flagged idle.
+function holdingRow(r) {
+  const t = r.tiers || {};
+  const tr = row([r.custodianId, r.asset, figure(r.available), figure(r.reserved), figure(r.staked),
+    figure(r.unbonding), r.licensed ? "yes" : "NO", cell(figure(t.cold || "0"), "num cold"), figure(t.warm || "0"),
+    figure(t.hot || "0"), figure(t.coldRequired || "0"), figure(t.hotAllowance || "0"), cell("", "storage")],
+  [2, 3, 4, 5, 8, 9, 10, 11]);
+  tr.dataset.custodian = r.custodianId;
+  tr.dataset.asset = r.asset;
+  const flags = tr.querySelector(".storage");
+  if (t.breach) {
+    tr.classList.add("storage-breach");
+    const flag = document.createElement("span");
+    flag.className = "breach-flag";
+    flag.textContent = "BREACH: cold below required";
+    flags.append(flag);
+  }
+  if (t.idle) {
+    const flag = document.createElement("span");
+    flag.className = "idle-flag";
+    flag.textContent = "IDLE in hot";
+    flags.append(flags.childNodes.length ? " " : "", flag);
+  }
+  if (!flags.childNodes.length) flags.textContent = r.tiers ? "ok" : "-";
+  return tr;
 }
 
 // A ratio against its limit, as an SVG bar: the staked share of what is committed against the staking
