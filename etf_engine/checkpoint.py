@@ -9,6 +9,11 @@ records after it, and whenever ``every`` more records have been committed it app
 writes a new snapshot. It reads only committed, fsynced records, so a snapshot is never ahead of
 what the server acknowledged.
 
+It also writes the journal's history states (journal/history.py: a state every ``history_every``
+records, with the open book only, for reads as of a time), following every committed record with a
+ledger of its own. On a PostgreSQL shard the leader runs it for that alone (``--shard``, the DSN in
+the environment, never on a command line that ``ps`` shows): the followers write the shard's snapshots.
+
 The server starts it (``python -m etf_engine.checkpoint``) and stops it (SIGTERM, then waits)
 before writing its own snapshot at a clean stop; if the server dies, the checkpointer notices its
 parent is gone and exits.
@@ -23,15 +28,19 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
-from etf_engine.journal import SqliteJournal, collector_paused, recover
+from etf_engine.journal import JournalError, SqliteJournal, collector_paused, history, recover
+from etf_engine.journal.history import HistoryStore, HistoryWriter
+from etf_engine.journal.sqlite import SqliteHistory
 from etf_engine.ledger import make_ledger
 
 log = logging.getLogger(__name__)
 
 DEFAULT_EVERY = 100_000  # records between snapshots: a restart replays at most this many
 POLL_SECONDS = 1.0
+DSN_VARIABLE = "ETF_ENGINE_HISTORY_DSN"  # --shard: the DSN, out of sight of ps
 
 
 class Checkpointer:
@@ -45,13 +54,19 @@ class Checkpointer:
     the snapshot it starts from holds orders.
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str], *, every: int = DEFAULT_EVERY) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str], *, every: int = DEFAULT_EVERY,
+                 history_every: int | None = None) -> None:
         self.every = every
         self.journal = SqliteJournal(data_dir, lock=False)
         snapshot = self.journal.load_snapshot()
         self.snapshot_seq = snapshot.seq if snapshot is not None else 0
         self.interval = max(every, len(snapshot.state.orders) if snapshot is not None else 0)
         self.ledger = recover(self.journal, make_ledger("auto"))
+        self.history = History(SqliteHistory(data_dir, writable=True), type(self.ledger), history_every)
+
+    def keep_history(self, stop: Callable[[], bool] = lambda: False) -> int:
+        """History states up to the last committed record; how many it wrote."""
+        return self.history.step(stop)
 
     def committed(self) -> int:
         """The last record the server has committed."""
@@ -72,23 +87,73 @@ class Checkpointer:
         return True
 
     def close(self) -> None:
+        self.history.close()
         self.journal.close()
 
 
-def run(data_dir: str, every: int, parent: int, stop: threading.Event) -> None:
+class History:
+    """A HistoryWriter that fails alone: damage it meets is logged and ends the history (the records
+    stay the truth, and reads as of a time replay them from an earlier state); snapshots go on."""
+
+    def __init__(self, store: HistoryStore, ledger_type: type, every: int | None) -> None:
+        self.store = store
+        self.writer: HistoryWriter | None = None
+        if not hasattr(ledger_type, "restore"):  # the reference ledger: reads as of a time replay every record
+            return
+        try:
+            self.writer = HistoryWriter(store, ledger_type, every=every if every is not None else history.HISTORY_EVERY)
+        except JournalError as error:
+            log.error("no history states are written: %s", error)
+
+    def step(self, stop: Callable[[], bool] = lambda: False) -> int:
+        if self.writer is None:
+            return 0
+        try:
+            return self.writer.step(stop)
+        except JournalError as error:
+            log.error("history states are no longer written: %s", error)
+            self.writer = None
+            return 0
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def run(data_dir: str, every: int, history_every: int, parent: int, stop: threading.Event) -> None:
     """Until ``stop`` is set or process ``parent`` (the server) is no longer this one's parent."""
-    checkpointer = Checkpointer(data_dir, every=every)
+    checkpointer = Checkpointer(data_dir, every=every, history_every=history_every)
+    done = _done(parent, stop)
     try:
-        while not stop.wait(POLL_SECONDS) and os.getppid() == parent:
+        while not stop.wait(POLL_SECONDS) and not done():
+            checkpointer.keep_history(done)
             checkpointer.step()
     finally:
         checkpointer.close()
 
 
+def run_shard(dsn: str, shard: str, history_every: int, parent: int, stop: threading.Event) -> None:
+    """A PostgreSQL leader's: history states only (its followers write the snapshots)."""
+    from etf_engine.journal.postgres import PgHistory
+
+    writer = History(PgHistory(dsn, shard), type(make_ledger("auto")), history_every)
+    done = _done(parent, stop)
+    try:
+        while not stop.wait(POLL_SECONDS) and not done():
+            writer.step(done)
+    finally:
+        writer.close()
+
+
+def _done(parent: int, stop: threading.Event) -> Callable[[], bool]:
+    return lambda: stop.is_set() or os.getppid() != parent
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m etf_engine.checkpoint", description=__doc__.split("\n\n")[0])
-    parser.add_argument("data_dir")
+    parser.add_argument("data_dir", nargs="?")
+    parser.add_argument("--shard", help=f"a PostgreSQL shard (its DSN in ${DSN_VARIABLE}): history states only")
     parser.add_argument("--every", type=int, default=DEFAULT_EVERY)
+    parser.add_argument("--history-every", type=int, default=history.HISTORY_EVERY)
     # The server's pid, given rather than read here: the server may be gone before this runs.
     parser.add_argument("--parent", type=int, default=os.getppid())
     args = parser.parse_args(argv)
@@ -98,17 +163,25 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run(args.data_dir, args.every, args.parent, stop)
+    if args.shard is not None:
+        run_shard(os.environ[DSN_VARIABLE], args.shard, args.history_every, args.parent, stop)
+    else:
+        run(args.data_dir, args.every, args.history_every, args.parent, stop)
     return 0
 
 
 class CheckpointProcess:
-    """The checkpointer as a child process of the server."""
+    """The checkpointer as a child process of the server: of ``data_dir``, or, given ``dsn`` and
+    ``shard``, the history writer of a PostgreSQL shard."""
 
-    def __init__(self, data_dir: Path, *, every: int = DEFAULT_EVERY) -> None:
+    def __init__(self, data_dir: Path | None = None, *, every: int = DEFAULT_EVERY, history_every: int | None = None,
+                 dsn: str | None = None, shard: str | None = None) -> None:
+        history_every = history_every if history_every is not None else history.HISTORY_EVERY
+        where = [str(data_dir)] if shard is None else ["--shard", shard]
+        env = None if dsn is None else {**os.environ, DSN_VARIABLE: dsn}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "etf_engine.checkpoint", str(data_dir), "--every", str(every),
-             "--parent", str(os.getpid())])
+            [sys.executable, "-m", "etf_engine.checkpoint", *where, "--every", str(every),
+             "--history-every", str(history_every), "--parent", str(os.getpid())], env=env)
 
     def stop(self, timeout: float = 60.0) -> None:
         """Let a snapshot being written finish, then end (killed after ``timeout`` seconds)."""

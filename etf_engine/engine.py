@@ -18,6 +18,9 @@ The engine halts for good when memory may be ahead of disk or another node leads
 failed, a command raised an unexpected error (it may have changed memory part-way), or ``halt`` was
 called (a deposed leader); every unreleased and later call gets UNAVAILABLE.
 
+``ledger_as_of`` answers reads as of a time (SPEC §21) from the journal's history states and records
+(journal/history.py), on a thread of its own, never from the ledger itself.
+
 ``start`` rebuilds the ledger from the journal (the latest snapshot, then the records after it) on a
 thread of its own; ``stop`` lets the commits under way finish, writes a snapshot if records came
 after the last one, and logs the state digest. A follower (SPEC §12) refuses writes, applies the
@@ -34,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -44,6 +48,7 @@ import msgspec
 from etf_engine import model as M
 from etf_engine.errors import FAILED_PRECONDITION, EngineError, invalid
 from etf_engine.journal import JournalError, collector_paused, recover, state_digest
+from etf_engine.journal.history import AsOfReader, LedgerAsOf
 from etf_engine.journal.records import StoredRecord, stored_record
 from etf_engine.ledger import Ledger
 from etf_engine.snapshot import LedgerState
@@ -243,6 +248,9 @@ class Engine:
         self._durable = 0  # of those, events on stable storage
         self._waiters: deque[tuple[int, asyncio.Future[Any], Any, EngineError | None]] = deque()
         self._committer: asyncio.Task[None] | None = None
+        self._followed_seq = 0  # a follower's last record applied
+        self._as_of: AsOfReader | None = None  # made at the first read as of a time
+        self._as_of_lock = threading.Lock()
         self._accepting = False
         self._started = False
         self._failure: str | None = None
@@ -288,6 +296,7 @@ class Engine:
             recover, self.journal, self.ledger, on_snapshot=snapshot_loaded,
             on_event=lambda event: self._index.observe(event, ignored))
         self._last_now = self.journal.last_at
+        self._followed_seq = getattr(self.journal, "last_seq", 0)
         log.info("state digest at start: %s", self.digest())
         self._accepting = self._started = True
 
@@ -301,6 +310,8 @@ class Engine:
         while self._committer is not None:
             await asyncio.shield(self._committer)
         self.feed.close()
+        if self._as_of is not None:
+            await asyncio.to_thread(self._as_of.close)  # after the read under way, if any
         with collector_paused():
             # As of the last journaled event, as the snapshot is labelled (and as the checkpointer and
             # `etf-engine verify` build it): one state serves the snapshot and the digest.
@@ -397,6 +408,44 @@ class Engine:
         """Run a read, in order with the commands; released once what it saw is durable."""
         return await self.submit(lambda ledger, now_ms: (fn(ledger, now_ms), []), writes=False)
 
+    async def ledger_as_of(self, as_of_ms: int) -> LedgerAsOf:
+        """The ledger right after the last journaled record at or before ``as_of_ms`` (unix ms), read at
+        ``as_of_ms`` (SPEC §21): every figure derived from time is computed then. Built on a worker thread
+        from the nearest history state and the records after it (journal/history.py), never from the
+        ledger, which may hold what is not durable yet. Only records this node has applied and that are
+        durable count: a follower's state as of now is the state it serves now, and a record written
+        later in the very millisecond of a read as of the engine's time is not in it (it was not there).
+
+        INVALID_ARGUMENT naming ``as_of`` when it is negative or after the engine's time (there is no
+        state of the future yet); an engine without a journal: FAILED_PRECONDITION; a journal it cannot
+        read: UNAVAILABLE."""
+        if as_of_ms < 0:
+            raise invalid("as_of", f"{as_of_ms} is negative: times are unix milliseconds")
+
+        def check(ledger: Ledger, now_ms: int) -> None:
+            if as_of_ms > now_ms:
+                raise invalid("as_of", f"{as_of_ms} is after the engine's time {now_ms}: there is no state of the "
+                                       "future yet")
+
+        await self.read(check)  # released once every record it could have seen is durable
+        upto = getattr(self.journal, "last_seq", 0) if self.role == LEADER else self._followed_seq
+        reader = self._as_of
+        try:
+            if reader is None:
+                reader = await asyncio.to_thread(self._as_of_reader)
+            return await asyncio.to_thread(reader.ledger_as_of, as_of_ms, upto)
+        except JournalError as e:
+            raise EngineError(UNAVAILABLE, f"cannot read the journal as of {as_of_ms}: {e}") from e
+
+    def _as_of_reader(self) -> AsOfReader:
+        history = getattr(self.journal, "history", None)
+        if history is None:
+            raise EngineError(FAILED_PRECONDITION, "this engine keeps no journal: there is no state of the past")
+        with self._as_of_lock:  # two first reads at once make one
+            if self._as_of is None:
+                self._as_of = AsOfReader(history(), type(self.ledger))
+            return self._as_of
+
     async def records(self, after: int, limit: int) -> list[StoredRecord]:
         """Up to ``limit`` committed records after seq ``after``, each checked, read on a worker thread
         from the journal's own read connection (StreamEvents)."""
@@ -414,6 +463,7 @@ class Engine:
         for event in events:
             self.ledger.apply(event)
             self._index.observe(event, changed)
+        self._followed_seq += len(events)
         if events:
             self._last_now = max(self._last_now, events[-1].at)
             self.feed.bump((*changed, ANY_RECORD))

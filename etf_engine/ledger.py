@@ -218,6 +218,42 @@ Decisions SPEC.md leaves open, fixed here so that both ledgers agree:
     over_since is set and t - over_since > max_hot_seconds x 1000.
   - get_holdings shows ``tiers`` on every row; StrikeNav records ``storage_breaches`` (holdings of
     the fund in breach at the strike's time, after its in-kind move; by custodian, then asset).
+* Reconciliation (SPEC §19).
+  - RecordStatement: NOT_FOUND fund, NOT_FOUND custodian, ``reference`` (1-128 printable ASCII). A
+    reference the (fund, custodian) has recorded: its lines are read (their checks below), then the
+    same as_of, source and lines (sorted) -> ignored (StatementResult.ignored, no event), else
+    ALREADY_EXISTS. A new one: ``as_of`` (>= 0, not after now, not before the latest statement's as_of
+    of the same (fund, custodian): else INVALID_ARGUMENT naming ``as_of``), ``source``
+    (CUSTODIAN/CHAIN), then per line ``lines[i].asset`` (an asset of the fund), ``lines[i].bucket``,
+    ``lines[i].tier`` ("" or a tier; a tier on STAKED or UNBONDING: INVALID_ARGUMENT naming it),
+    ``lines[i].quantity`` (its decimals, >= 0), a repeated (asset, bucket, tier): INVALID_ARGUMENT
+    naming ``lines[i]``.
+  - The book (``book`` of the command; None: ``reconciliation.book_of`` of the ledger itself at as_of,
+    which the engine does only when no record came after as_of): per asset, AVAILABLE "" = available
+    + reserved, AVAILABLE tier = that tier, STAKED, UNBONDING; in_flight per asset as SPEC's TIMING sum.
+  - Compared keys: every line's (asset, bucket, tier); and for every (asset, bucket) the book holds
+    non-zero with "" tier and that no line names with any tier, the key (asset, bucket, "") with
+    statement 0. A key whose statement differs from the book opens a break (ids ``BRK-%08d``, one
+    global sequence, in key order: asset, bucket, tier): TIMING when bucket AVAILABLE, tier "", and
+    statement == book + in_flight quantity of the asset (the in-flight order ids and tx hashes kept);
+    else UNEXPLAINED. A key that agrees resolves every OPEN TIMING break of the same (fund, custodian,
+    asset, bucket, tier) (resolved_at, resolved_by_reference). Result: StatementResult.
+  - ResolveBreak: NOT_FOUND break, ``adjustment`` (signed, the asset's decimals), ``comment`` (at most
+    256 characters), BREAK_NOT_OPEN; an UNBONDING break with a non-zero adjustment: INVALID_ARGUMENT
+    naming ``adjustment``; a negative adjustment beyond the bucket (the tier for a tiered break; else
+    available): FAILED_PRECONDITION INSUFFICIENT_LIQUID_BALANCE (AVAILABLE), INSUFFICIENT_STAKED_BALANCE
+    (STAKED), INSUFFICIENT_TIER_BALANCE (a tier). Event BreakResolved with ``proposer`` = the command's
+    principal and ``approver`` = its approved_by (ApproveInstruction sets approved_by on a command that
+    has the field). Applying it: AVAILABLE adds to available (in the break's tier when it has one, else
+    entering or leaving held as §18), STAKED adds to staked; it counts as coming in or going out of the
+    fund (check_invariants). Result: the Break after.
+  - BREAK_REQUIRED: AdjustHolding on a fund with a statement and break_id "", or with a break_id that
+    is not an OPEN break of the same fund, custodian and asset (checked after the fields, before the
+    balance). AdjustHolding with a break_id on a fund without a statement: the same break check.
+  - hold_redemptions_on_break (fund term, after the fee terms): while an OPEN UNEXPLAINED break of the
+    fund on (custodian, asset) exists, that holding is not liquid in §5 check 6 and gives no leg.
+  - Reads: list_breaks(fund_id, status) ("" all; NOT_FOUND fund; status OPEN/RESOLVED else
+    INVALID_ARGUMENT), get_break(break_id) (NOT_FOUND), by id.
 * Four eyes (SPEC §20). The engine, not the ledger, knows the ``four_eyes`` list: it wraps a listed
   call of an issuer in ``ProposeInstruction(command, principal)``.
   - ProposeInstruction runs the command's every check against the state now without applying it
@@ -241,6 +277,7 @@ from typing import Any, Protocol
 
 from etf_engine.model import (
     Basket,
+    Break,
     CalendarInfo,
     Capacity,
     Event,
@@ -265,8 +302,9 @@ class Ledger(Protocol):
         Results: SubmitOrder/SettleOrder/CancelOrder -> Order; SubmitOrders -> list[Order];
         PublishPrices -> PublishResult; RegisterWallet/ApproveWallet/RevokeWallet -> Wallet;
         RecordDelivery/RecordPayout -> Order; ProposeInstruction/ApproveInstruction/RejectInstruction ->
-        Instruction; every other command -> None. A refused command raises
-        EngineError and changes nothing (SubmitOrders: no item of the call is recorded).
+        Instruction; RecordStatement -> StatementResult; ResolveBreak -> Break; every other command ->
+        None. A refused command raises EngineError and changes nothing (SubmitOrders: no item of the call
+        is recorded).
         """
 
     def apply(self, event: Event) -> None:
@@ -311,6 +349,10 @@ class Ledger(Protocol):
     def get_pcf(self, fund_id: str, dealing_date: str) -> Pcf: ...
 
     def list_instructions(self, status: str = "") -> list[Instruction]: ...
+
+    def list_breaks(self, fund_id: str = "", status: str = "") -> list[Break]: ...
+
+    def get_break(self, break_id: str) -> Break: ...
 
     def participant_funds(self, participant_id: str) -> tuple[str, ...]:
         """Eligible fund ids of a participant (NOT_FOUND if unknown); the API uses it for access."""

@@ -34,6 +34,13 @@ ACT_365, ACT_ACT = "ACT_365", "ACT_ACT"
 FEE_DAY_COUNTS = (ACT_365, ACT_ACT)
 EXECUTED, FAILED = "EXECUTED", "FAILED"
 COLD, WARM, HOT = "COLD", "WARM", "HOT"
+AVAILABLE, STAKED, UNBONDING = "AVAILABLE", "STAKED", "UNBONDING"
+BUCKETS = (AVAILABLE, STAKED, UNBONDING)  # a statement line's bucket (SPEC §19; reserved counts as AVAILABLE)
+CUSTODIAN, CHAIN = "CUSTODIAN", "CHAIN"
+SOURCES = (CUSTODIAN, CHAIN)
+TIMING, UNEXPLAINED = "TIMING", "UNEXPLAINED"
+RESOLVED = "RESOLVED"
+BREAK_STATUSES = (OPEN, RESOLVED)
 TIERS = (COLD, WARM, HOT)  # storage tiers (SPEC §18); what leaves held leaves in reverse order
 INSTRUCTION_STATUSES = (PENDING, EXECUTED, FAILED, REJECTED)
 
@@ -70,6 +77,8 @@ FEE_EXCEEDS_ACCRUED = "FEE_EXCEEDS_ACCRUED"
 INSTRUCTION_NOT_PENDING = "INSTRUCTION_NOT_PENDING"
 MAX_FEE_RATE = 100_000  # a management fee rate is below 0.1 (1e-6 units)
 INSUFFICIENT_TIER_BALANCE = "INSUFFICIENT_TIER_BALANCE"
+BREAK_REQUIRED = "BREAK_REQUIRED"
+BREAK_NOT_OPEN = "BREAK_NOT_OPEN"
 DEFAULT_MIN_COLD_RATIO = 9_800  # 0.98 (1e-4): a custodian's until SetStoragePolicy (SPEC §18)
 DEFAULT_MAX_HOT_SECONDS = 86_400
 
@@ -167,6 +176,7 @@ class CreateFund(Struct):
     fee_payment: str = CASH
     fee_asset: str = ""
     fee_custodian_id: str = ""
+    hold_redemptions_on_break: bool = False  # SPEC §19
 
 
 # CreateFund's and UpdateFund's terms of the dealing day (SPEC §13), checked after the others, and
@@ -174,6 +184,7 @@ class CreateFund(Struct):
 DEALING_TERMS = ("calendar_id", "dealing_cutoff", "create_settlement_days", "redeem_settlement_days", "pricing",
                  "require_delivery")
 FEE_TERMS = ("management_fee_rate", "fee_day_count", "fee_waiver", "fee_payment", "fee_asset", "fee_custodian_id")
+BOOK_TERMS = ("hold_redemptions_on_break",)  # SPEC §19, checked after the fee terms
 
 
 class UpdateFund(Struct):
@@ -202,6 +213,7 @@ class UpdateFund(Struct):
     fee_payment: str | None = None
     fee_asset: str | None = None
     fee_custodian_id: str | None = None
+    hold_redemptions_on_break: bool | None = None
 
 
 class AdjustHolding(Struct):
@@ -210,6 +222,7 @@ class AdjustHolding(Struct):
     asset: str
     delta: str
     reason: str = ""
+    break_id: str = ""  # SPEC §19: once the fund has a statement, the OPEN break this adjusts for
 
 
 class AdjustCash(Struct):
@@ -351,6 +364,59 @@ class SetStoragePolicy(Struct):
     custodian_id: str
     min_cold_ratio: str  # a fraction in [0, 1]
     max_hot_seconds: int
+
+
+class StatementLineSpec(Struct):
+    asset: str
+    bucket: str  # AVAILABLE, STAKED, UNBONDING
+    quantity: str
+    tier: str = ""  # "" all of the bucket; COLD, WARM or HOT (AVAILABLE only)
+
+
+class BookLine(Fact):
+    """The book at a statement's as_of, one (asset, bucket, tier) where non-zero."""
+
+    asset: str
+    bucket: str
+    tier: str  # "" the whole bucket (AVAILABLE: available + reserved)
+    quantity: int
+
+
+class InFlight(Fact):
+    """What is in flight at as_of for an asset at the custodian (SPEC §19, TIMING): confirmed deliveries
+    on ACCEPTED creations minus payouts on legs of ACCEPTED redemptions, and what explains it."""
+
+    asset: str
+    quantity: int  # signed
+    order_ids: tuple[str, ...]  # sorted
+    tx_hashes: tuple[str, ...]  # sorted
+
+
+class StatementBook(Fact):
+    """The book of one (fund, custodian) at an instant, as a statement is compared with it."""
+
+    lines: tuple[BookLine, ...]  # by asset, bucket, tier
+    in_flight: tuple[InFlight, ...] = ()  # by asset, where there is any
+
+
+class RecordStatement(Struct):
+    fund_id: str
+    custodian_id: str
+    as_of: int  # unix ms
+    source: str  # CUSTODIAN or CHAIN
+    reference: str
+    lines: list[StatementLineSpec]
+    # The book at as_of: the engine fills it from the journal when records came after as_of; None: the
+    # ledger's own state at as_of (etf_engine/ledger.py).
+    book: StatementBook | None = None
+
+
+class ResolveBreak(Struct):
+    break_id: str
+    adjustment: str = "0"  # signed, in the break's asset's decimals; applied to the break's bucket
+    comment: str = ""
+    principal: str = ""  # who proposed it
+    approved_by: str = ""  # set by ApproveInstruction when it runs as an instruction (SPEC §20)
 
 
 class PayFee(Struct):
@@ -669,6 +735,58 @@ class Instruction(Fact):
     reason: str = ""  # REJECTED: why
 
 
+class StatementLine(Fact):
+    asset: str
+    bucket: str
+    tier: str
+    quantity: int
+
+
+class Statement(Fact):
+    """A custodian's statement as recorded (SPEC §19)."""
+
+    fund_id: str
+    custodian_id: str
+    as_of: int
+    source: str
+    reference: str
+    lines: tuple[StatementLine, ...]  # by asset, bucket, tier
+    recorded_at: int
+
+
+class Break(Fact):
+    """A difference between a custodian's statement and the book (SPEC §19). Never deleted."""
+
+    break_id: str  # BRK-00000001, ...
+    fund_id: str
+    custodian_id: str
+    asset: str
+    bucket: str
+    tier: str
+    as_of: int
+    book: int
+    statement: int
+    difference: int  # book - statement
+    classification: str  # TIMING, UNEXPLAINED
+    status: str  # OPEN, RESOLVED
+    opened_at: int
+    reference: str  # the statement's that opened it
+    order_ids: tuple[str, ...] = ()  # TIMING: the orders in flight that explain it
+    tx_hashes: tuple[str, ...] = ()
+    resolved_at: int = 0
+    resolved_by_reference: str = ""  # a later statement that agreed (TIMING)
+    adjustment: int = 0  # ResolveBreak's (signed quantity)
+    comment: str = ""
+    proposed_by: str = ""
+    approved_by: str = ""
+
+
+class StatementResult(Struct):
+    opened: list[Break]  # by break_id
+    resolved: list[str]  # TIMING break ids a line of this statement resolved
+    ignored: bool = False  # the same reference again with the same content
+
+
 class StrikeResult(Struct):
     nav: OfficialNav
     pcf: Pcf
@@ -763,6 +881,7 @@ class FundTerms(Fact):
     fee_payment: str = CASH
     fee_asset: str = ""
     fee_custodian_id: str = ""
+    hold_redemptions_on_break: bool = False  # SPEC §19
 
 
 class FundCreated(Event):
@@ -943,6 +1062,31 @@ class FeePaid(Event):
     to_address: str = ""
 
 
+class StatementRecorded(Event):
+    """RecordStatement: the lines as given, the breaks it opened and the TIMING ones it resolved."""
+
+    fund_id: str
+    custodian_id: str
+    as_of: int
+    source: str
+    reference: str
+    lines: tuple[StatementLine, ...]
+    opened: tuple[Break, ...] = ()
+    resolved: tuple[str, ...] = ()
+
+
+class BreakResolved(Event):
+    """ResolveBreak: the adjustment (0: the book was right) applies to the break's bucket."""
+
+    break_id: str
+    adjustment: int
+    comment: str
+    # the principals, as the command carried them (an applier never reads the stamped principal and
+    # proposed_by, which the journal adds after the event applied)
+    proposer: str = ""
+    approver: str = ""
+
+
 class InstructionProposed(Event):
     instruction: Instruction  # PENDING
 
@@ -962,5 +1106,6 @@ AnyEvent = (
     | HoldingAdjusted | CashAdjusted | Staked | Unstaked | RewardRecorded | Slashed | PriceSet | OrderRecorded
     | OrderSettled | OrderCancelled | CalendarRegistered | HolidaysSet | DealingDayClosed | NavStruck
     | ClockAdvanced | WalletRegistered | WalletApproved | WalletRevoked | DeliveryRecorded | PayoutRecorded
-    | FeePaid | InstructionProposed | InstructionDecided | Swept | StoragePolicySet
+    | FeePaid | InstructionProposed | InstructionDecided | Swept | StoragePolicySet | StatementRecorded
+    | BreakResolved
 )

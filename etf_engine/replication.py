@@ -8,6 +8,10 @@ journal every ``POLL_SECONDS`` (hot standbys refuse LISTEN, and NOTIFY takes a g
 and applies what the leader committed, and it watches the lease: once it has expired, it takes it
 (epoch + 1), applies the journal to the end the lease records, and leads. The old leader's next
 append or renewal finds the new epoch and fails (``Deposed``): that node stops.
+
+The leader also runs the shard's history writer (checkpoint.py ``--shard``), a process of its own at
+the lowest CPU priority, that keeps the history states of reads as of a time (journal/history.py);
+every node reads them.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from etf_engine.checkpoint import CheckpointProcess
 from etf_engine.engine import FOLLOWER, LEADER, Engine
 from etf_engine.journal import JournalError, collector_paused
 from etf_engine.journal.postgres import Deposed, PgJournal
@@ -32,10 +37,12 @@ class ShardRole:
     """Runs a node's part in a shard: ``await start()`` before the engine replays, then ``run()``."""
 
     def __init__(self, engine: Engine, journal: PgJournal, *, on_change: Callable[[], None],
-                 snapshot_every: int = SNAPSHOT_EVERY) -> None:
+                 snapshot_every: int = SNAPSHOT_EVERY, history_every: int | None = None) -> None:
         self.engine, self.journal = engine, journal
         self._on_change = on_change
         self._snapshot_every = snapshot_every
+        self._history_every = history_every  # None: history.HISTORY_EVERY
+        self._history: CheckpointProcess | None = None  # the leader's history writer
         self._snapshot_seq = 0
         self.sync_standbys = -1  # as last seen
         self.epoch = 0  # the lease's, as last seen
@@ -55,6 +62,7 @@ class ShardRole:
             self.epoch = self.journal.epoch
             await self._check_standbys(at_start=True)  # every node at start, whatever its role (SPEC §12)
             self._task = asyncio.get_running_loop().create_task(self._lead(), name="etf-engine-lease")
+            self._write_history()
         else:
             lease = await self._run(self.journal.lease)
             self.engine.role, self.engine.leader = FOLLOWER, lease.leader if lease else ""
@@ -87,6 +95,13 @@ class ShardRole:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
+        if self._history is not None:
+            await asyncio.to_thread(self._history.stop)
+
+    def _write_history(self) -> None:
+        """The leader's: start the shard's history writer (it exits by itself if this process dies)."""
+        self._history = CheckpointProcess(dsn=self.journal.dsn, shard=self.journal.shard,
+                                          history_every=self._history_every)
 
     async def _check_standbys(self, at_start: bool = False) -> None:
         """Every STANDBY_CHECK_SECONDS: how many synchronous standbys the primary has (GetLeader shows it).
@@ -164,6 +179,7 @@ class ShardRole:
         self.engine.lead()
         self.epoch = self.journal.epoch
         self._task = asyncio.get_running_loop().create_task(self._lead(), name="etf-engine-lease")
+        self._write_history()
         self._on_change()
 
     async def _snapshot(self) -> None:

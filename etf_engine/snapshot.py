@@ -107,3 +107,6 @@ class LedgerState(msgspec.Struct):
     next_wallet_seq: int = 1
     instructions: list[M.Instruction] = []  # SPEC §20
     next_instruction_seq: int = 1
+    statements: list[M.Statement] = []  # SPEC §19, by fund, custodian, then recording order
+    breaks: list[M.Break] = []
+    next_break_seq: int = 1

@@ -224,7 +224,10 @@ class AdminServicer(_Servicer, rpc.AdminServicer):
 
     async def GetHoldings(self, request: pb.GetHoldingsRequest, context: Context) -> pb.Holdings:
         fund_id = request.fund_id
-        result = await self.engine.read(lambda ledger, now_ms: ledger.get_holdings(fund_id, now_ms))
+        if request.as_of:  # SPEC §21: the holdings as of then (0: now)
+            result = (await self.engine.ledger_as_of(request.as_of)).get_holdings(fund_id)
+        else:
+            result = await self.engine.read(lambda ledger, now_ms: ledger.get_holdings(fund_id, now_ms))
         return convert.holdings(result, self.engine.decimals)
 
 
@@ -298,7 +301,17 @@ class ValuationServicer(_Servicer, rpc.ValuationServicer):
         return convert.nav(await self.engine.read(read), self.engine.decimals)
 
     async def GetNav(self, request: pb.GetNavRequest, context: Context) -> pb.Nav:
-        return await self._nav(current_principal(), request.fund_id)
+        principal, fund_id = current_principal(), request.fund_id
+        if not request.as_of:
+            return await self._nav(principal, fund_id)
+        # SPEC §21: whoever may read the fund now may read its past. A participant is checked first, on the
+        # ledger now, in GetNav's order (an unknown fund NOT_FOUND, then PERMISSION_DENIED): one not eligible
+        # learns nothing of the past, nor makes the engine build it. Then the fund as of then (NOT_FOUND if
+        # it did not exist yet).
+        if principal.role == PARTICIPANT:
+            await self._nav(principal, fund_id)
+        nav = (await self.engine.ledger_as_of(request.as_of)).get_nav(fund_id)
+        return convert.nav(nav, self.engine.decimals)
 
     async def _fund_read(self, fund_id: str, fn: Callable[[Ledger], T]) -> T:
         """A read of one fund's figures, for every role that may read the fund (as GetNav)."""

@@ -4,6 +4,8 @@ Tables (created on first start; the engine's role owns the database):
   etf_lease(shard, epoch, leader, last_seq, expires_at)  one row per shard: who may write, up to where
   etf_events(shard, seq, crc, body)                     the records (records.py), seq 1, 2, 3 ...
   etf_snapshots(shard, seq, at, crc, body)              the latest snapshot of the shard
+  etf_history(shard, seq, at, crc, body)                history states for reads as of a time (history.py),
+                                                        written by the leader's checkpointer; derived data
 
 Fencing is in the append itself. One statement moves the lease's ``last_seq`` from where the writer
 believes the journal ends to its new end, only if the writer's epoch is still the lease's, and inserts
@@ -35,6 +37,7 @@ import msgspec
 import psycopg
 
 from etf_engine import model as M
+from etf_engine.journal.history import decode_state
 from etf_engine.journal.records import JournalError, Snapshot, _encoder, decode_record, encode_records
 from etf_engine.snapshot import VERSION, LedgerState
 
@@ -48,6 +51,9 @@ CREATE TABLE IF NOT EXISTS etf_events (
     shard text NOT NULL, seq bigint NOT NULL, crc bigint NOT NULL, body bytea NOT NULL, PRIMARY KEY (shard, seq));
 CREATE TABLE IF NOT EXISTS etf_snapshots (
     shard text PRIMARY KEY, seq bigint NOT NULL, at bigint NOT NULL, crc bigint NOT NULL, body bytea NOT NULL);
+CREATE TABLE IF NOT EXISTS etf_history (
+    shard text NOT NULL, seq bigint NOT NULL, at bigint NOT NULL, crc bigint NOT NULL, body bytea NOT NULL,
+    PRIMARY KEY (shard, seq));
 """
 
 # Take the lease if it is free, expired, or already this node's (a restart of the same node). The
@@ -357,6 +363,10 @@ class PgJournal:
             if self._reader is not None:
                 self._reader.close()
 
+    def history(self) -> PgHistory:
+        """The shard's history states, on a connection of their own (reads as of a time)."""
+        return PgHistory(self.dsn, self.shard, node_name=self.node_name)
+
     # -- tools (etf-engine verify --dsn, etf-engine journal copy) ---------------------------------------
     def transaction(self) -> Any:
         """A transaction on the journal's connection (a context manager): the tools' reads see one
@@ -371,6 +381,73 @@ class PgJournal:
         row = self._ready().execute("SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM etf_events WHERE shard = %s",
                                     (self.shard,)).fetchone()
         return int(row[0]), int(row[1])
+
+
+class PgHistory:
+    """A shard's history states (history.py) in ``etf_history``, and a reader of its records, on a
+    connection of their own (made again after a failover). The states are derived data: their commits
+    wait for no standby (``synchronous_commit = local``), and one lost in a failover is written again."""
+
+    PAGE = 2_000  # records per query: a read as of a time stops at the first record after its time
+
+    def __init__(self, dsn: str, shard: str, *, node_name: str = "") -> None:
+        self.dsn, self.shard = dsn, shard
+        self.name = f"history of journal shard {shard!r} in PostgreSQL"
+        self._journal_name = f"journal shard {shard!r} in PostgreSQL"
+        self._application = f"etf-engine {node_name} history".replace("  ", " ")
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def _db(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.broken or self._conn.closed:
+            try:
+                self._conn = psycopg.connect(self.dsn, autocommit=True, application_name=self._application)
+                self._conn.execute("SET synchronous_commit = local")
+            except psycopg.Error as error:
+                raise JournalError(f"{self.name}: cannot connect: {_first_line(error)}") from error
+        return self._conn
+
+    def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        try:
+            return self._db().execute(sql, params).fetchall()
+        except psycopg.Error as error:
+            raise JournalError(f"{self.name}: {_first_line(error)}") from error
+
+    def committed_seq(self) -> int:
+        return int(self._query("SELECT COALESCE(MAX(seq), 0) FROM etf_events WHERE shard = %s", (self.shard,))[0][0])
+
+    def records(self, after: int, upto: int) -> Iterator[M.Event]:
+        while after < upto:
+            rows = self._query("SELECT seq, crc, body FROM etf_events WHERE shard = %s AND seq > %s AND seq <= %s "
+                               "ORDER BY seq LIMIT %s", (self.shard, after, upto, self.PAGE))
+            if not rows:
+                return
+            for seq, crc, body in rows:
+                after += 1
+                yield decode_record(self._journal_name, after, seq, crc, bytes(body))
+
+    def nearest(self, as_of: int, upto: int) -> tuple[int, int] | None:
+        rows = self._query("SELECT seq, at FROM etf_history WHERE shard = %s AND seq <= %s AND at <= %s "
+                           "ORDER BY seq DESC LIMIT 1", (self.shard, upto, as_of))
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+    def load(self, seq: int) -> Snapshot:
+        rows = self._query("SELECT crc, body FROM etf_history WHERE shard = %s AND seq = %s", (self.shard, seq))
+        if not rows:
+            raise JournalError(f"{self.name}: no history state at record {seq}")
+        return decode_state(self.name, seq, int(rows[0][0]), bytes(rows[0][1]))
+
+    def write(self, seq: int, at: int, body: bytes, crc: int) -> None:
+        try:
+            self._db().execute("INSERT INTO etf_history (shard, seq, at, crc, body) VALUES (%s, %s, %s, %s, %s) "
+                               "ON CONFLICT (shard, seq) DO NOTHING", (self.shard, seq, at, crc, body))
+        except psycopg.Error as error:
+            raise JournalError(f"{self.name}: cannot write the history state at record {seq}: "
+                               f"{_first_line(error)}") from error
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def _first_line(error: BaseException) -> str:

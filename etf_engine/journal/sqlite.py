@@ -5,6 +5,8 @@ Layout of a data directory:
                     its CRC-32); seq runs 1, 2, 3 ... without gaps.
   snapshot.bin      the ledger's state after some record (records.py), replaced atomically.
   LOCK              held (flock) by the one process that owns the directory.
+  history.sqlite3   table ``states(seq, at, crc, body)``: history states for reads as of a time
+                    (history.py), written by the checkpointer; derived data, never the truth.
 
 A commit returns only once SQLite has fsynced the WAL, so an acknowledged event survives a crash.
 Before SQLite opens the files, the owner reads every WAL frame (wal.py): SQLite would take a damaged
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from etf_engine import model as M
+from etf_engine.journal.history import decode_state
 from etf_engine.journal.records import (
     JournalError,
     Snapshot,
@@ -43,6 +46,7 @@ log = logging.getLogger(__name__)
 
 DB_NAME = "journal.sqlite3"
 SNAPSHOT_NAME = "snapshot.bin"
+HISTORY_NAME = "history.sqlite3"
 READ_ATTEMPTS = 3  # WAL scans by a reader (verify) while the WAL keeps changing under it
 
 
@@ -233,6 +237,10 @@ class SqliteJournal:
             except sqlite3.DatabaseError as error:
                 raise JournalError(f"journal {self.path}: cannot read records after {after}: {error}") from error
 
+    def history(self) -> SqliteHistory:
+        """The directory's history states, with a reader of the records of its own (reads as of a time)."""
+        return SqliteHistory(self.dir)
+
     def committed_seq(self) -> int:
         """The last record committed, by this or another connection (a checkpointer follows the server)."""
         try:
@@ -271,6 +279,105 @@ class SqliteJournal:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+
+
+class SqliteHistory:
+    """The history states of a data directory (history.py) in ``history.sqlite3``, and a read-only
+    connection to the journal's records of its own.
+
+    A file of its own: SQLite has one writer per file, and the checkpointer writes the states while the
+    server appends; it never waits for the other. Its commits are not fsynced one by one (WAL,
+    synchronous=NORMAL): a state lost in a crash is written again from the records. ``writable``: the
+    checkpointer's, which creates the file; the server's only reads it, once it exists.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str], *, writable: bool = False) -> None:
+        self.dir = Path(data_dir)
+        self.path = self.dir / HISTORY_NAME
+        self.name = f"history {self.path}"
+        self._journal_name = f"journal {self.dir / DB_NAME}"
+        self._writable = writable
+        self._states: sqlite3.Connection | None = None
+        try:
+            self._journal = sqlite3.connect(f"{(self.dir / DB_NAME).as_uri()}?mode=ro", uri=True,
+                                            isolation_level=None, check_same_thread=False)
+            if writable:
+                self._states = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self._states.execute("PRAGMA journal_mode=WAL")
+                self._states.execute("PRAGMA synchronous=NORMAL")
+                self._states.execute("CREATE TABLE IF NOT EXISTS states (seq INTEGER PRIMARY KEY, "
+                                     "at INTEGER NOT NULL, crc INTEGER NOT NULL, body BLOB NOT NULL)")
+        except sqlite3.DatabaseError as error:
+            self.close()
+            raise JournalError(f"{self.name}: cannot open: {error}") from error
+
+    def _db(self) -> sqlite3.Connection | None:
+        """The states' connection; None while the checkpointer has not made the file yet."""
+        if self._states is None and self.path.exists():
+            try:
+                db = sqlite3.connect(f"{self.path.as_uri()}?mode=rw", uri=True, isolation_level=None,
+                                     check_same_thread=False)
+                db.execute("SELECT 1 FROM states LIMIT 1").fetchall()
+            except sqlite3.DatabaseError as error:
+                log.warning("%s: not readable yet (%s): reads as of a time replay from the first record", self.name,
+                            error)
+                return None
+            self._states = db
+        return self._states
+
+    def committed_seq(self) -> int:
+        try:
+            return self._journal.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        except sqlite3.DatabaseError as error:
+            raise JournalError(f"{self._journal_name} is damaged: {error}") from error
+
+    def records(self, after: int, upto: int) -> Iterator[M.Event]:
+        expected = after + 1
+        cursor = self._journal.cursor()
+        try:
+            cursor.execute("SELECT seq, crc, body FROM events WHERE seq > ? AND seq <= ? ORDER BY seq", (after, upto))
+            for seq, crc, body in cursor:
+                yield decode_record(self._journal_name, expected, seq, crc, body)
+                expected += 1
+        except sqlite3.DatabaseError as error:
+            raise JournalError(f"{self._journal_name} is damaged near record {expected}: {error}") from error
+        finally:
+            cursor.close()
+
+    def nearest(self, as_of: int, upto: int) -> tuple[int, int] | None:
+        db = self._db()
+        if db is None:
+            return None
+        try:
+            return db.execute("SELECT seq, at FROM states WHERE seq <= ? AND at <= ? ORDER BY seq DESC LIMIT 1",
+                              (upto, as_of)).fetchone()
+        except sqlite3.DatabaseError as error:
+            raise JournalError(f"{self.name} is damaged: {error}") from error
+
+    def load(self, seq: int) -> Snapshot:
+        db = self._db()
+        try:
+            row = db.execute("SELECT crc, body FROM states WHERE seq = ?", (seq,)).fetchone() if db else None
+        except sqlite3.DatabaseError as error:
+            raise JournalError(f"{self.name}: cannot read the history state at record {seq}: {error}") from error
+        if row is None:
+            raise JournalError(f"{self.name}: no history state at record {seq}")
+        return decode_state(self.name, seq, row[0], row[1])
+
+    def write(self, seq: int, at: int, body: bytes, crc: int) -> None:
+        assert self._writable and self._states is not None, "a reader does not write history states"
+        try:
+            self._states.execute("INSERT OR IGNORE INTO states (seq, at, crc, body) VALUES (?, ?, ?, ?)",
+                                 (seq, at, crc, body))
+        except sqlite3.DatabaseError as error:
+            raise JournalError(f"{self.name}: cannot write the history state at record {seq}: "
+                               f"{describe_failure(error, self.dir)}") from error
+
+    def close(self) -> None:
+        for db in (getattr(self, "_journal", None), self._states):
+            if db is not None:
+                db.close()
+        self._states = None
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

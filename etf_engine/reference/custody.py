@@ -36,7 +36,8 @@ class Custody:
 
     # -- adjustments -------------------------------------------------------------------------------
     def _adjust_holding(self, c: m.AdjustHolding, now: int) -> tuple[None, list[m.Event]]:
-        _, holding, delta = self._instruction(c, c.delta, "delta", signed=True)
+        fund, holding, delta = self._instruction(c, c.delta, "delta", signed=True)
+        self._break_required(fund, c)
         if holding.free(now) + delta < 0:
             raise precondition(m.INSUFFICIENT_LIQUID_BALANCE, f"available {holding.free(now)}, delta {delta}")
         _bucket(holding.free(now) + delta, "delta")

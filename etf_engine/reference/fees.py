@@ -57,6 +57,10 @@ class Fees:
                 return value
             case "fee_custodian_id":
                 return value and self._custodian(value).custodian_id
+            case "hold_redemptions_on_break":  # SPEC §19, the one term of the books that is no fee
+                if type(value) is not bool:
+                    raise invalid(name, f"{value!r} is not true or false")
+                return value
         raise AssertionError(name)
 
     @staticmethod

@@ -79,14 +79,16 @@ class Funds:
     def _create_fund(self, c: m.CreateFund, now: int) -> tuple[None, list[m.Event]]:
         _match(_ID, c.fund_id, "fund_id")
         terms = {name: self._fund_field(name, getattr(c, name), None) for name in c.__struct_fields__
-                 if name not in ("fund_id", "initial_shares_outstanding", *m.DEALING_TERMS, *m.FEE_TERMS)}
+                 if name not in ("fund_id", "initial_shares_outstanding", *m.DEALING_TERMS, *m.FEE_TERMS,
+                                 *m.BOOK_TERMS)}
         shares = _at_least(c.initial_shares_outstanding, 0, "initial_shares_outstanding", MAX_SHARES)
         if c.fund_id in self.funds:
             raise _exists("fund", c.fund_id)
         # the terms of SPEC §13 after the Part I checks (etf_engine/ledger.py)
         terms |= {name: self._fund_field(name, getattr(c, name), None) for name in m.DEALING_TERMS}
         fund_terms = self._with_first_date(m.FundTerms(fund_id=c.fund_id, **terms), None, now)
-        fees = {name: self._fee_field(name, getattr(c, name), fund_terms.assets) for name in m.FEE_TERMS}
+        fees = {name: self._fee_field(name, getattr(c, name), fund_terms.assets) for name in (*m.FEE_TERMS,
+                                                                                                *m.BOOK_TERMS)}
         fund_terms = msgspec.structs.replace(fund_terms, **fees)
         self._check_fee_terms(fund_terms)
         return None, self._commit(m.FundCreated(at=now, terms=fund_terms, shares_outstanding=shares,
@@ -101,13 +103,13 @@ class Funds:
         given = {name: value for name in c.__struct_fields__ if name != "fund_id"
                  and (value := getattr(c, name)) is not None}
         changes = {name: self._fund_field(name, value, fund) for name, value in given.items()
-                   if name not in m.FEE_TERMS}
+                   if name not in (*m.FEE_TERMS, *m.BOOK_TERMS)}
         if "assets" in changes:
             merged = {a.asset: a for a in fund.terms.assets} | {a.asset: a for a in changes["assets"]}
             changes["assets"] = tuple(merged[a] for a in sorted(merged))
         terms = self._with_first_date(msgspec.structs.replace(fund.terms, **changes), fund.terms, now)
         fees = {name: self._fee_field(name, value, terms.assets) for name, value in given.items()
-                if name in m.FEE_TERMS}
+                if name in (*m.FEE_TERMS, *m.BOOK_TERMS)}
         terms = msgspec.structs.replace(terms, **fees)
         self._check_fee_terms(terms)
         return None, self._commit(m.FundUpdated(at=now, terms=terms))

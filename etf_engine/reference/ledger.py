@@ -29,6 +29,7 @@ from etf_engine.reference.instructions import Instructions
 from etf_engine.reference.invariants import Invariants
 from etf_engine.reference.orders import Orders
 from etf_engine.reference.prices import Prices
+from etf_engine.reference.reconciliation import Reconciliation
 from etf_engine.reference.state import Fund, Holding
 from etf_engine.reference.storage import Storage
 from etf_engine.reference.valuation import Valuation
@@ -36,7 +37,7 @@ from etf_engine.reference.wallets import Wallets
 
 
 class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wallets, Fees, Instructions, Storage,
-                      Invariants):
+                      Reconciliation, Invariants):
     """The state, the dispatch of commands and events to the concepts' handlers, and the lookups they share."""
 
     def __init__(self) -> None:
@@ -54,6 +55,9 @@ class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wal
         self.next_wallet_seq = 1
         self.instructions: dict[str, m.Instruction] = {}
         self.storage_policies: dict[str, tuple[int, int]] = {}  # custodian -> (min_cold_ratio, max_hot_seconds)
+        self.statements: list[m.Statement] = []  # in recording order
+        self.breaks: dict[str, m.Break] = {}
+        self.next_break_seq = 1
         self.next_instruction_seq = 1
 
     def execute(self, command: Any, now_ms: int) -> tuple[Any, list[m.Event]]:
@@ -138,6 +142,9 @@ class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wal
             next_wallet_seq=self.next_wallet_seq,
             instructions=[i for _, i in sorted(self.instructions.items())],
             next_instruction_seq=self.next_instruction_seq,
+            statements=sorted(self.statements, key=lambda s: (s.fund_id, s.custodian_id)),
+            breaks=[b for _, b in sorted(self.breaks.items())],
+            next_break_seq=self.next_break_seq,
         )
 
     def _on_clock(self, e: m.ClockAdvanced) -> None:
@@ -161,6 +168,7 @@ class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wal
         m.RecordPayout: Wallets._record_payout, m.PayFee: Fees._pay_fee,
         m.ProposeInstruction: Instructions._propose, m.ApproveInstruction: Instructions._approve,
         m.RejectInstruction: Instructions._reject, m.Sweep: Storage._sweep, m.SetStoragePolicy: Storage._set_policy,
+        m.RecordStatement: Reconciliation._record_statement, m.ResolveBreak: Reconciliation._resolve_break,
     }
     _APPLIERS = {
         m.AssetRegistered: Funds._on_asset, m.CustodianRegistered: Funds._on_custodian,
@@ -177,5 +185,6 @@ class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wal
         m.PayoutRecorded: Wallets._on_payout, m.FeePaid: Fees._on_fee_paid,
         m.InstructionProposed: Instructions._on_proposed, m.InstructionDecided: Instructions._on_decided,
         m.Swept: Storage._on_swept, m.StoragePolicySet: Storage._on_policy,
+        m.StatementRecorded: Reconciliation._on_statement, m.BreakResolved: Reconciliation._on_break_resolved,
         m.ClockAdvanced: _on_clock,
     }

@@ -201,6 +201,8 @@ class Orders:
         for line in basket.lines:
             left = units * line.quantity_per_unit
             for custodian_id in ranked:
+                if self._held_back(fund, custodian_id, line.asset):  # SPEC §19: no leg from a held holding
+                    continue
                 take = min(self._holding(fund, custodian_id, line.asset).free(now), left)
                 if take > 0:
                     legs.append(m.Leg(custodian_id=custodian_id, asset=line.asset, quantity=take))

@@ -128,6 +128,8 @@ class Storage:
                 ids = [self.orders[e.order_id].fund_id]
             case m.NavStruck():
                 ids = [e.nav.fund_id]
+            case m.BreakResolved():
+                ids = [self.breaks[e.break_id].fund_id]
             case m.CalendarRegistered() | m.HolidaysSet() | m.DealingDayClosed():
                 ids = [f.terms.fund_id for f in self._funds_on(e.calendar_id)]
             case m.StoragePolicySet():

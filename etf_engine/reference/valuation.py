@@ -44,7 +44,8 @@ class Valuation:
             free, unbonding = h.free(now), h.unbonding(now)
             total += free + h.reserved + h.staked + unbonding
             committed += free + h.staked + unbonding
-            liquid += free if self._licensed(custodian_id, now) else 0
+            liquid += free if self._licensed(custodian_id, now) and not self._held_back(fund, custodian_id, symbol) \
+                else 0
             illiquid += h.staked + unbonding
         return Sums(total, committed, liquid, illiquid)
 
