@@ -352,8 +352,9 @@ class EtfClient:
         return self._acted("SettleOrder", self._call(self._admin.SettleOrder,
                                                      pb.SettleOrderRequest(order_id=order_id))).order
 
-    def get_holdings(self, fund_id: str) -> pb.Holdings:
-        return self._call(self._admin.GetHoldings, pb.GetHoldingsRequest(fund_id=fund_id))
+    def get_holdings(self, fund_id: str, as_of: int = 0) -> pb.Holdings:
+        """``as_of``: unix ms, the holdings as they were then (SPEC §21); 0: now."""
+        return self._call(self._admin.GetHoldings, pb.GetHoldingsRequest(fund_id=fund_id, as_of=as_of))
 
     def register_calendar(self, calendar_id: str, time_zone: str, holidays: Sequence[str] = (),
                           weekend_days: Sequence[int] | None = None) -> pb.RegisterCalendarReply:
@@ -513,8 +514,9 @@ class EtfClient:
             custodian_id=custodian_id, min_cold_ratio=min_cold_ratio, max_hot_seconds=max_hot_seconds))
 
     # ------------------------------------------------------------------ Valuation
-    def get_nav(self, fund_id: str) -> pb.Nav:
-        return self._call(self._valuation.GetNav, pb.GetNavRequest(fund_id=fund_id))
+    def get_nav(self, fund_id: str, as_of: int = 0) -> pb.Nav:
+        """``as_of``: unix ms, the NAV as it was then (SPEC §21); 0: now."""
+        return self._call(self._valuation.GetNav, pb.GetNavRequest(fund_id=fund_id, as_of=as_of))
 
     def get_basket(self, fund_id: str) -> pb.Basket:
         return self._call(self._valuation.GetBasket, pb.GetBasketRequest(fund_id=fund_id))
