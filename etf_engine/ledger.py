@@ -228,8 +228,8 @@ Decisions SPEC.md leaves open, fixed here so that both ledgers agree:
     ``lines[i].tier`` ("" or a tier; a tier on STAKED or UNBONDING: INVALID_ARGUMENT naming it),
     ``lines[i].quantity`` (its decimals, >= 0), a repeated (asset, bucket, tier): INVALID_ARGUMENT
     naming ``lines[i]``.
-  - The book (``book`` of the command; None: ``reconciliation.book_of`` of the ledger itself at as_of,
-    which the engine does only when no record came after as_of): per asset, AVAILABLE "" = available
+  - The book (``book`` of the command; None: the ledger's own ``statement_book`` at as_of, which the
+    engine leaves to it only when no record came after as_of): per asset, AVAILABLE "" = available
     + reserved, AVAILABLE tier = that tier, STAKED, UNBONDING; in_flight per asset as SPEC's TIMING sum.
   - Compared keys: every line's (asset, bucket, tier); and for every (asset, bucket) the book holds
     non-zero with "" tier and that no line names with any tier, the key (asset, bucket, "") with
@@ -247,6 +247,7 @@ Decisions SPEC.md leaves open, fixed here so that both ledgers agree:
     has the field). Applying it: AVAILABLE adds to available (in the break's tier when it has one, else
     entering or leaving held as §18), STAKED adds to staked; it counts as coming in or going out of the
     fund (check_invariants). Result: the Break after.
+  - HoldingAdjusted keeps AdjustHolding's reason and break_id (as given; the reason is not checked).
   - BREAK_REQUIRED: AdjustHolding on a fund with a statement and break_id "", or with a break_id that
     is not an OPEN break of the same fund, custodian and asset (checked after the fields, before the
     balance). AdjustHolding with a break_id on a fund without a statement: the same break check.
@@ -290,6 +291,7 @@ from etf_engine.model import (
     OrderRequest,
     ParticipantRegistered,
     Pcf,
+    StatementBook,
     Wallet,
 )
 from etf_engine.snapshot import LedgerState
@@ -353,6 +355,9 @@ class Ledger(Protocol):
     def list_breaks(self, fund_id: str = "", status: str = "") -> list[Break]: ...
 
     def get_break(self, break_id: str) -> Break: ...
+
+    def statement_book(self, fund_id: str, custodian_id: str, now_ms: int) -> StatementBook:
+        """The book of (fund, custodian) at now_ms, as RecordStatement compares a statement with it."""
 
     def participant_funds(self, participant_id: str) -> tuple[str, ...]:
         """Eligible fund ids of a participant (NOT_FOUND if unknown); the API uses it for access."""

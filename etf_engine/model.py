@@ -901,6 +901,8 @@ class HoldingAdjusted(Event):
     custodian_id: str
     asset: str
     delta: int
+    reason: str = ""  # SPEC §21's roll-forward shows each adjustment with its reason and break (§19)
+    break_id: str = ""
 
 
 class Swept(Event):

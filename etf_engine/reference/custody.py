@@ -41,7 +41,8 @@ class Custody:
         if holding.free(now) + delta < 0:
             raise precondition(m.INSUFFICIENT_LIQUID_BALANCE, f"available {holding.free(now)}, delta {delta}")
         _bucket(holding.free(now) + delta, "delta")
-        event = m.HoldingAdjusted(at=now, fund_id=c.fund_id, custodian_id=c.custodian_id, asset=c.asset, delta=delta)
+        event = m.HoldingAdjusted(at=now, fund_id=c.fund_id, custodian_id=c.custodian_id, asset=c.asset, delta=delta,
+                                  reason=c.reason, break_id=c.break_id)
         return None, self._commit(event)
 
     def _on_holding(self, e: m.HoldingAdjusted) -> None:
