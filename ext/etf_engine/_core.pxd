@@ -16,6 +16,8 @@ cdef class Custodian:
     cdef object expires_at  # unix seconds, as registered
     cdef long long expires_ms
     cdef bint active
+    cdef object min_cold  # SPEC §18: the storage policy's min_cold_ratio (1e-4)
+    cdef long long max_hot_seconds
     cdef bint licensed(self, long long now_ms) noexcept
     cdef set_licence(self, str status, object expires_at)
 
@@ -40,6 +42,11 @@ cdef class Holding:
     cdef str asset
     cdef object available, reserved, staked, unbonding
     cdef list lots  # [release_at_ms, quantity]
+    # SPEC §18: held (available + reserved) by storage tier; cold is held - warm - hot
+    cdef object warm, hot
+    cdef object over_since  # the record's time since which hot > hot_allowance, None when not (idle)
+    cdef dict due  # settlement_date ("" none) -> quantity of the open legs of ACCEPTED redemptions here
+    cdef bint dirty  # its tier figures may have changed since the fund's last idle evaluation
 
 
 cdef class Price:
@@ -53,6 +60,7 @@ cdef class FundAsset:
     cdef Price price
     cdef object cap, buffer, seed_qpu, unbonding_seconds
     cdef object staking_fee_rate  # 1e-6: the staking provider's share of each reward (SPEC §17)
+    cdef object min_cold  # SPEC §18: the fund term min_cold_ratio (1e-4), None: the custodian's
     cdef list holdings  # Holding in payout order: custodian_priority, then the rest by id
     cdef dict by_custodian
     cdef object total, reserved, illiquid
@@ -78,6 +86,10 @@ cdef class Fund:
     cdef object basket  # cached Basket, None when something it depends on changed
     cdef bint basket_stale
     cdef long long next_release  # earliest unbonding release, LLONG_MAX when none
+    # lots released since the fund's last record, tentatively: (Holding, lot), and their latest release time
+    # (LLONG_MIN when none); a read at an earlier time puts them back (core/custody.pxi _advance)
+    cdef list read_lots
+    cdef long long read_max
     # the dealing day (SPEC §13)
     cdef str calendar_id  # "" without a calendar
     cdef int cutoff  # seconds after local midnight
@@ -97,6 +109,15 @@ cdef class Fund:
     # currency; nav_num already has it subtracted), and what was taken in kind and not yet paid
     cdef object accrued
     cdef dict fee_payable  # asset -> quantity, where above zero
+    # storage tiers (SPEC §18): the tier what enters held lands in; the holdings whose figures may have
+    # changed since the last idle evaluation (all of them: tiers_all), and the next dealing day it used
+    cdef int entry  # TIER_COLD, TIER_WARM or TIER_HOT
+    cdef list tier_dirty
+    cdef bint tiers_all
+    cdef str eval_next
+    # the next dealing day after the local date of t, for t in [nd_from, nd_until) at calendar nd_epoch
+    cdef long long nd_from, nd_until, nd_epoch
+    cdef str nd_date
 
 
 cdef class Ledger:

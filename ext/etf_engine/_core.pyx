@@ -17,7 +17,7 @@ cdef functions taking the Ledger, so a call between concepts is a direct C call 
 (benchmarks/RESULTS.md, issue 18, measures this against one extension per concept).
 """
 
-from libc.limits cimport LLONG_MAX
+from libc.limits cimport LLONG_MAX, LLONG_MIN
 
 from calendar import isleap
 from datetime import date as Date, timedelta
@@ -79,6 +79,13 @@ cdef object APPROVED = M.APPROVED
 cdef object WALLET_NOT_APPROVED = M.WALLET_NOT_APPROVED
 cdef object Wallet = M.Wallet
 cdef object ONE_DAY = timedelta(days=1)
+cdef object HoldingTiers = M.HoldingTiers
+cdef object StorageBreach = M.StorageBreach
+cdef object COLD = M.COLD
+cdef object WARM = M.WARM
+cdef object HOT = M.HOT
+cdef enum:
+    TIER_COLD, TIER_WARM, TIER_HOT
 _replace = msgspec.structs.replace
 
 cdef class Asset:
@@ -109,6 +116,10 @@ cdef class Holding:
         self.asset = asset
         self.available = self.reserved = self.staked = self.unbonding = 0
         self.lots = []
+        self.warm = self.hot = 0
+        self.over_since = None
+        self.due = {}
+        self.dirty = False
 
 
 cdef class Price:
@@ -135,5 +146,6 @@ include "core/custody.pxi"
 include "core/dealing_day.pxi"
 include "core/wallets.pxi"
 include "core/fees.pxi"
+include "core/storage.pxi"
 include "core/instructions.pxi"
 include "core/invariants.pxi"

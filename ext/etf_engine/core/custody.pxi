@@ -2,11 +2,18 @@
 # shared by redemptions and Stake (SPEC §5 step 6, §6).
 
 cdef void _advance(Ledger self, Fund f, long long now_ms) except *:
-    """Release the unbonding lots of fund f that matured by now_ms into available."""
+    """Release the unbonding lots of fund f that matured by now_ms into available (held: the entry tier).
+
+    A release is tentative until a record of the fund commits it (_commit_released, after the record's
+    idle evaluation): a read, or a refused command, at a later time than the next one releases lots that a
+    read at an earlier time must see unbonding again (_rewind), as the reference, whose lots count as
+    available from their release time whenever it reads."""
     cdef FundAsset fa
     cdef Holding h
     cdef long long nxt = LLONG_MAX
     cdef long long at
+    if now_ms < f.read_max:
+        _rewind(self, f, now_ms)
     if now_ms < f.next_release:
         return
     for fa in f.assets:
@@ -19,14 +26,58 @@ cdef void _advance(Ledger self, Fund f, long long now_ms) except *:
                 if at <= now_ms:
                     h.unbonding -= lot[1]
                     h.available += lot[1]
+                    _enter(f, h, lot[1])
                     fa.liquid = None
                     fa.illiquid -= lot[1]
+                    f.read_lots.append((h, lot))
+                    if at > f.read_max:
+                        f.read_max = at
                 else:
                     keep.append(lot)
                     if at < nxt:
                         nxt = at
             h.lots = keep
     f.next_release = nxt
+
+
+cdef _rewind(Ledger self, Fund f, long long now_ms):
+    """Put back the lots released since the fund's last record that mature after now_ms (exactly what
+    their release did: nothing of those holdings has changed since, but by reads)."""
+    cdef Holding h
+    cdef FundAsset fa
+    cdef long long at
+    cdef long long newmax = LLONG_MIN
+    keep = []
+    for h, lot in f.read_lots:
+        at = lot[0]
+        if at > now_ms:
+            q = lot[1]
+            h.available -= q
+            h.unbonding += q
+            h.lots.append(lot)
+            if f.entry == TIER_HOT:
+                h.hot -= q
+            elif f.entry == TIER_WARM:
+                h.warm -= q
+            _touch(f, h)
+            fa = f.asset_map[h.asset]
+            fa.liquid = None
+            fa.illiquid += q
+            if at < f.next_release:
+                f.next_release = at
+        else:
+            keep.append((h, lot))
+            if at > newmax:
+                newmax = at
+    f.read_lots = keep
+    f.read_max = newmax
+
+
+cdef inline void _commit_released(Fund f) noexcept:
+    """A record of the fund has applied: the lots released by its time are released for good."""
+    if f.read_lots:
+        f.read_lots = []
+        f.read_max = LLONG_MIN
 
 
 cdef tuple _target(Ledger self, cmd, long long now_ms):
@@ -67,11 +118,16 @@ def _on_holding_adjusted(Ledger self, event):
 
 
 cdef _credit(Ledger self, event, object delta):
-    """available += delta at the event's (fund, custodian, asset); the fund's total moves with it."""
+    """available += delta at the event's (fund, custodian, asset); the fund's total moves with it, and held:
+    into the entry tier, or out of hot, warm, cold (SPEC §18)."""
     cdef Fund f = self.funds[event.fund_id]
     cdef FundAsset fa = f.asset_map[event.asset]
     cdef Holding h = _holding(self, fa, self.custodians[event.custodian_id])
     h.available += delta
+    if delta < 0:
+        _leave(f, h, -delta)
+    else:
+        _enter(f, h, delta)
     fa.liquid = None
     _total_changed(self, fa, delta)
 
@@ -142,6 +198,7 @@ def _on_staked(Ledger self, event):
     cdef FundAsset fa = f.asset_map[event.asset]
     cdef Holding h = fa.by_custodian[event.custodian_id]
     h.available -= event.quantity
+    _leave(f, h, event.quantity)
     fa.liquid = None
     h.staked += event.quantity
     fa.illiquid += event.quantity

@@ -105,6 +105,8 @@ def _on_day_closed(Ledger self, event):
             if not o.priced:
                 f.forward_orders[o.dealing_date].remove(o.order_id)
                 f.forward_orders.setdefault(move.dealing_date, []).append(o.order_id)
+        if o.side == REDEEM and move.settlement_date != o.settlement_date:
+            _due_moved(f, o, move.settlement_date)  # SPEC §18: what is due by the next dealing day
         self.orders[o.order_id] = _replace(o, dealing_date=move.dealing_date,
                                            settlement_date=move.settlement_date, updated_at=event.at)
     for move in event.pcfs:
@@ -159,6 +161,8 @@ def _strike(Ledger self, cmd, long long now_ms, list events):
         gross += fa.total * official[fa.info.symbol] * fa.info.factor
     fee, fee_days, basis, accrued, taken, fee_fa = _strike_fee(self, f, day, official, gross)
     nav_num = basis - fee * CENT  # = the lines after the in-kind move + cash - accrued after
+    breaches = _storage_breaches(self, f, now_ms, fee_fa, self.custodians[f.terms.fee_custodian_id] if taken else None,
+                                 taken)  # SPEC §18: at the strike, after its in-kind move
     lines, pcf_lines, held, prices = [], [], 0, []
     for fa in f.assets:
         price = official[fa.info.symbol]
@@ -178,7 +182,7 @@ def _strike(Ledger self, cmd, long long now_ms, list events):
                         shares_outstanding=S, cash=f.cash, lines=tuple(lines), struck_at=now_ms,
                         fee=fee, fee_days=fee_days, fee_basis=round_half_even(basis, CENT) if fee_days else 0,
                         accrued_fees=round_half_even(accrued, CENT),
-                        fee_payable=_fee_payable(f, f.terms.fee_asset, taken))
+                        fee_payable=_fee_payable(f, f.terms.fee_asset, taken), storage_breaches=breaches)
     pcf = M.Pcf(fund_id=f.fund_id, dealing_date=CAL.next_dealing_day(cal, day).isoformat(), creation_unit=U,
                 lines=tuple(pcf_lines), estimated_cash_component=estimated, nav_per_unit=per_unit,
                 nav_per_share=nps, shares_outstanding=S, prices=tuple(prices), published_at=now_ms)

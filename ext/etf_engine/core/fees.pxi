@@ -127,6 +127,7 @@ cdef _take_fee(Ledger self, Fund f, object event):
     fa = f.asset_map[event.fee_asset]
     h = _holding(self, fa, self.custodians[event.fee_custodian_id])
     h.available -= q
+    _leave(f, h, q)
     fa.liquid = None
     _total_changed(self, fa, -q)
     f.fee_payable[event.fee_asset] = f.fee_payable.get(event.fee_asset, 0) + q

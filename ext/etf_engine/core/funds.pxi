@@ -41,6 +41,7 @@ def _on_custodian(Ledger self, event):
     c = Custodian()
     c.custodian_id, c.name, c.licence_number = event.custodian_id, event.name, event.licence_number
     c.set_licence(event.licence_status, event.licence_expires_at)
+    c.min_cold, c.max_hot_seconds = M.DEFAULT_MIN_COLD_RATIO, M.DEFAULT_MAX_HOT_SECONDS  # SPEC §18
     self.custodians[c.custodian_id] = c
 
 
@@ -116,6 +117,7 @@ def _asset_terms(Ledger self, spec, str field):
         asset=spec.asset, staking_cap=cap, liquidity_buffer=buffer, unbonding_seconds=spec.unbonding_seconds,
         seed_quantity_per_unit=seed,
         staking_fee_rate=_rate(spec.staking_fee_rate, f"{field}staking_fee_rate", RATE_SCALE),
+        min_cold_ratio=_fraction(spec.min_cold_ratio, f"{field}min_cold_ratio") if spec.min_cold_ratio else None,
     )
 
 
@@ -199,7 +201,7 @@ def _create_fund(Ledger self, cmd, long long now_ms, list events):
     fund_terms = _fee_terms(self, None, cmd, _dealing_terms(self, M.FundTerms(fund_id=cmd.fund_id, **terms), None,
                                                             now_ms))
     _emit(self, events, M.FundCreated(at=now_ms, terms=fund_terms,
-                                     shares_outstanding=cmd.initial_shares_outstanding))
+                                     shares_outstanding=cmd.initial_shares_outstanding, entry_tier=HOT))
 
 
 def _update_fund(Ledger self, cmd, long long now_ms, list events):
@@ -246,9 +248,12 @@ def _on_fund_created(Ledger self, event):
     f.shares = f.initial_shares = event.shares_outstanding
     f.nav_num = 0
     f.next_release = LLONG_MAX
+    f.read_lots, f.read_max = [], LLONG_MIN
     f.assets, f.asset_map = [], {}
     f.open_orders, f.forward_orders, f.navs, f.pcfs = {}, {}, {}, {}
     f.accrued, f.fee_payable = 0, {}
+    f.entry = TIER_CODES[event.entry_tier]  # SPEC §18: COLD for a fund journaled before it
+    f.tier_dirty, f.eval_next, f.nd_date = [], "", ""
     for t in event.terms.assets:
         fa = FundAsset()
         fa.fund, fa.info = f, self.assets[t.asset]
@@ -284,11 +289,14 @@ cdef _set_terms(Ledger self, Fund f, object terms):
     f.fwd_basket = f.fwd_of = None
     f.win_epoch = -1
     f.deal_date = ""
+    f.nd_epoch = -1  # the calendar may have changed: the next dealing day too
+    f.tiers_all = True  # the ratios and the calendar: every holding's figures may have changed
     for t in terms.assets:
         fa = f.asset_map[t.asset]
         fa.cap, fa.buffer, fa.seed_qpu = t.staking_cap, t.liquidity_buffer, t.seed_quantity_per_unit
         fa.unbonding_seconds = t.unbonding_seconds
         fa.staking_fee_rate = t.staking_fee_rate
+        fa.min_cold = t.min_cold_ratio
         _order_holdings(self, fa)
         if old_currency is None:
             key = (t.asset, terms.base_currency)

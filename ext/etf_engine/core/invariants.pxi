@@ -43,11 +43,17 @@ def check_invariants(Ledger self, long long now_ms):
                 if h.available < 0 or h.reserved < 0 or h.staked < 0 or h.unbonding < 0:
                     raise InvariantBroken(INV_NEGATIVE, f"{where}: {h.available} available, {h.reserved} "
                                            f"reserved, {h.staked} staked, {h.unbonding} unbonding")
+                if h.warm < 0 or h.hot < 0 or h.warm + h.hot > h.available + h.reserved:
+                    raise InvariantBroken(INV_NEGATIVE, f"{where}: tiers warm {h.warm}, hot {h.hot} of "
+                                           f"{h.available + h.reserved} held (SPEC §18: cold is the rest)")
                 if h.unbonding != sum([lot[1] for lot in h.lots]):
                     raise InvariantBroken(INV_CACHES, f"{where}: unbonding {h.unbonding} is not its lots")
                 if h.reserved != legs.get((h.custodian.custodian_id, h.asset), 0):
                     raise InvariantBroken(INV_RESERVED, f"{where}: {h.reserved} reserved, "
                                            f"{legs.get((h.custodian.custodian_id, h.asset), 0)} in open legs")
+                if sum(h.due.values()) != h.reserved:
+                    raise InvariantBroken(INV_CACHES, f"{where}: {sum(h.due.values())} due by settlement date, "
+                                           f"{h.reserved} reserved")
                 held += h.available + h.reserved + h.staked + h.unbonding
                 reserved += h.reserved
                 illiquid += h.staked + h.unbonding

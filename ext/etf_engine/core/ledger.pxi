@@ -35,7 +35,8 @@ cdef class Ledger:
             M.WalletApproved: _on_wallet_approved, M.WalletRevoked: _on_wallet_revoked,
             M.DeliveryRecorded: _on_delivery, M.PayoutRecorded: _on_payout,
             M.FeePaid: _on_fee_paid, M.InstructionProposed: _on_instruction_proposed,
-            M.InstructionDecided: _on_instruction_decided,
+            M.InstructionDecided: _on_instruction_decided, M.Swept: _on_swept,
+            M.StoragePolicySet: _on_storage_policy,
         }
         self._execute = {
             M.RegisterAsset: _register_asset, M.RegisterCustodian: _register_custodian,
@@ -51,7 +52,8 @@ cdef class Ledger:
             M.RevokeWallet: _revoke_wallet, M.RecordDelivery: _record_delivery,
             M.RecordPayout: _record_payout, M.PayFee: _pay_fee,
             M.ProposeInstruction: _propose, M.ApproveInstruction: _approve_instruction,
-            M.RejectInstruction: _reject_instruction,
+            M.RejectInstruction: _reject_instruction, M.Sweep: _sweep,
+            M.SetStoragePolicy: _set_storage_policy,
         }
 
     def execute(self, command, long long now_ms):
@@ -63,7 +65,7 @@ cdef class Ledger:
         return result, events
 
     def apply(self, event):
-        cdef Fund f
+        cdef Fund f = None
         handler = self._apply.get(type(event))
         if handler is None:
             raise invalid("event", f"unknown event {type(event).__name__}")
@@ -73,6 +75,11 @@ cdef class Ledger:
             if f is not None:
                 _advance(self, f, event.at)
         handler(self, event)
+        # SPEC §18: every holding of a fund the record touched is evaluated at its time (idle)
+        if f is not None:
+            _track_idle(self, f, event.at)
+        else:
+            _track_record(self, event)
 
     @classmethod
     def restore(cls, state):
@@ -208,15 +215,17 @@ def state(Ledger self, long long now_ms):
             for h in fa.holdings:
                 if h.available or h.reserved or h.staked or h.lots:
                     rows.append(S.HoldingState(h.custodian.custodian_id, h.asset, h.available, h.reserved, h.staked,
-                                               sorted([(lot[0], lot[1]) for lot in h.lots])))
+                                               sorted([(lot[0], lot[1]) for lot in h.lots]), h.warm, h.hot,
+                                               h.over_since))
         rows.sort(key=lambda r: (r.custodian_id, r.asset))
         funds.append(S.FundState(f.terms, f.cash, f.shares, rows, f.accrued,
-                                 [(k, q) for k, q in sorted(f.fee_payable.items()) if q > 0]))
+                                 [(k, q) for k, q in sorted(f.fee_payable.items()) if q > 0], TIER_NAMES[f.entry]))
     by_fund = [self.funds[k] for k in sorted(self.funds)]
     return S.LedgerState(
         assets=[S.AssetState(a.symbol, a.decimals, a.min_conf, a.chain)
                 for a in [self.assets[k] for k in sorted(self.assets)]],
-        custodians=[S.CustodianState(c.custodian_id, c.name, c.licence_number, c.status, c.expires_at)
+        custodians=[S.CustodianState(c.custodian_id, c.name, c.licence_number, c.status, c.expires_at, c.min_cold,
+                                     c.max_hot_seconds)
                     for c in [self.custodians[k] for k in sorted(self.custodians)]],
         participants=[S.ParticipantState(p.participant_id, p.name, list(p.eligible), p.max_units_per_order,
                                          p.max_units_per_day)
@@ -250,6 +259,8 @@ cdef _restore(Ledger ledger, state):
         _on_custodian(ledger, M.CustodianRegistered(
             at=0, custodian_id=c.custodian_id, name=c.name, licence_number=c.licence_number,
             licence_status=c.licence_status, licence_expires_at=c.licence_expires_at))
+        _on_storage_policy(ledger, M.StoragePolicySet(at=0, custodian_id=c.custodian_id, min_cold_ratio=c.min_cold_ratio,
+                                                      max_hot_seconds=c.max_hot_seconds))
     for cal in state.calendars:
         _put_calendar(ledger, CAL.Calendar(cal.calendar_id, cal.time_zone,
                                            frozenset(map(Date.fromisoformat, cal.holidays)),
@@ -260,7 +271,8 @@ cdef _restore(Ledger ledger, state):
             at=0, participant_id=x.participant_id, name=x.name, eligible_fund_ids=tuple(x.eligible_fund_ids),
             max_units_per_order=x.max_units_per_order, max_units_per_day=x.max_units_per_day))
     for fs in state.funds:
-        _on_fund_created(ledger, M.FundCreated(at=0, terms=fs.terms, shares_outstanding=fs.shares_outstanding))
+        _on_fund_created(ledger, M.FundCreated(at=0, terms=fs.terms, shares_outstanding=fs.shares_outstanding,
+                                               entry_tier=fs.entry_tier))
         f = ledger.funds[fs.terms.fund_id]
         _cash_changed(ledger, f, fs.cash)
         _accrued_changed(ledger, f, fs.accrued_fees)
@@ -270,6 +282,7 @@ cdef _restore(Ledger ledger, state):
             fa = f.asset_map[row.asset]
             h = _holding(ledger, fa, ledger.custodians[row.custodian_id])
             h.available, h.reserved, h.staked = row.available, row.reserved, row.staked
+            h.warm, h.hot, h.over_since = row.warm, row.hot, row.over_since  # a snapshot before SPEC §18: all cold
             fa.liquid = None
             h.lots = [[t, q] for t, q in row.lots]
             h.unbonding = sum(q for _, q in row.lots)
@@ -295,6 +308,7 @@ cdef _restore(Ledger ledger, state):
                 f.forward_orders.setdefault(order.dealing_date, []).append(order.order_id)
             if order.side == REDEEM:
                 f.pending_redeem += order.units * order.basket.creation_unit
+                _due_changed(f, order, 1)
     for order in state.orders:  # what a snapshot does not keep: the shares the fund was created with
         if order.status == SETTLED:
             f = ledger.funds[order.fund_id]

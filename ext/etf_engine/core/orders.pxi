@@ -342,6 +342,7 @@ cdef _reserve(Ledger self, Fund f, object order, int sign):
         h.reserved += q
         fa.reserved += q
         fa.liquid = None
+    _due_changed(f, order, sign)  # SPEC §18: payouts_due (reserving moves no coin)
 
 
 def _on_settled(Ledger self, event):
@@ -357,15 +358,18 @@ def _on_settled(Ledger self, event):
             fa = f.asset_map[line.asset]
             h = _holding(self, fa, f.creation_custodian)
             h.available += line.quantity
+            _enter(f, h, line.quantity)
             fa.liquid = None
             _total_changed(self, fa, line.quantity)
         _cash_changed(self, f, order.cash_amount)
         f.shares += shares
     else:
+        _due_changed(f, order, -1)
         for leg in order.legs:
             fa = f.asset_map[leg.asset]
             h = fa.by_custodian[leg.custodian_id]
             h.reserved -= leg.quantity
+            _leave(f, h, leg.quantity)
             fa.reserved -= leg.quantity
             _total_changed(self, fa, -leg.quantity)
         _cash_changed(self, f, -order.cash_amount)

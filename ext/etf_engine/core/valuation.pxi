@@ -126,7 +126,7 @@ def get_holdings(Ledger self, str fund_id, long long now_ms):
             rows.append(HoldingRow(
                 custodian_id=h.custodian.custodian_id, asset=h.asset, available=h.available,
                 reserved=h.reserved, staked=h.staked, unbonding=h.unbonding,
-                licensed=h.custodian.licensed(now_ms),
+                licensed=h.custodian.licensed(now_ms), tiers=_tiers(self, f, fa, h, now_ms),
             ))
         summaries.append(AssetSummary(
             asset=fa.info.symbol, total=fa.total, committed=fa.total - fa.reserved,
