@@ -707,6 +707,9 @@ dealing_cutoff = "16:00"  # in the calendar's time zone
 # fee_asset = "BTC"
 # fee_custodian_id = "CUST-A"
 # fee_waiver = {{ rate = "0.0025", nav_limit = "100000000.00", until = "{today.year + 1}-12-31" }}
+# Reconciliation: while an UNEXPLAINED break between a custodian's statement and the book is open on an
+# asset, redemptions take none of that asset from that custodian (false, the default: they still may).
+# hold_redemptions_on_break = true
 
 # The fund's assets, a table each. While no shares are outstanding a creation unit is the seed
 # basket: seed_quantity_per_unit of each asset (and seed_cash_per_unit of cash).

@@ -88,6 +88,22 @@ class Tick:
 
 
 @dataclass(frozen=True)
+class StatementLine:
+    """One line of record_statement (SPEC §19): what the custodian holds of ``asset`` in ``bucket``
+    (AVAILABLE, STAKED or UNBONDING), in one storage ``tier`` (COLD, WARM, HOT; AVAILABLE only) or, with
+    ``tier`` "", the whole bucket."""
+
+    asset: str
+    bucket: str
+    quantity: str
+    tier: str = ""
+
+    def message(self) -> pb.StatementLine:
+        return pb.StatementLine(asset=self.asset, bucket=pb.Bucket.Value.Value(self.bucket),
+                                tier=tier_value(self.tier) if self.tier else 0, quantity=self.quantity)
+
+
+@dataclass(frozen=True)
 class OrderItem:
     """One item of submit_orders."""
 
@@ -132,6 +148,23 @@ def instruction_status(value: int) -> str:
 def tier_value(tier: str) -> int:
     """"COLD"/"WARM"/"HOT" -> the wire value (ValueError for anything else)."""
     return pb.Tier.Value.Value(tier)
+
+
+def bucket_name(value: int) -> str:
+    return pb.Bucket.Value.Name(value)
+
+
+def break_status(value: int) -> str:
+    return pb.BreakStatus.Value.Name(value)
+
+
+def break_classification(value: int) -> str:
+    return pb.BreakClassification.Value.Name(value)
+
+
+def tier_name(value: int) -> str:
+    """A tier's name; "" for unspecified (an untiered statement line or break)."""
+    return pb.Tier.Value.Name(value) if value else ""
 
 
 def new_client_order_id() -> str:
@@ -244,6 +277,7 @@ class EtfClient:
         fee_payment: str = "CASH",
         fee_asset: str = "",
         fee_custodian_id: str = "",
+        hold_redemptions_on_break: bool = False,
     ) -> pb.CreateFundReply:
         request = pb.CreateFundRequest(
             fund_id=fund_id, name=name, base_currency=base_currency, creation_unit=creation_unit,
@@ -255,7 +289,7 @@ class EtfClient:
             dealing_cutoff=dealing_cutoff, pricing=pb.Pricing.Value.Value(pricing), require_delivery=require_delivery,
             management_fee_rate=management_fee_rate, fee_day_count=pb.FeeDayCount.Value.Value(fee_day_count),
             fee_payment=pb.FeePayment.Value.Value(fee_payment), fee_asset=fee_asset,
-            fee_custodian_id=fee_custodian_id)
+            fee_custodian_id=fee_custodian_id, hold_redemptions_on_break=hold_redemptions_on_break)
         if fee_waiver is not None:
             request.fee_waiver.CopyFrom(fee_waiver.message())
         for field, value in (("max_price_age_seconds", max_price_age_seconds),
@@ -291,6 +325,7 @@ class EtfClient:
         fee_payment: str | None = None,
         fee_asset: str | None = None,
         fee_custodian_id: str | None = None,
+        hold_redemptions_on_break: bool | None = None,
     ) -> pb.UpdateFundReply:
         """Only the arguments given change (``fee_waiver=FeeWaiver(until="")`` removes the waiver)."""
         request = pb.UpdateFundRequest(fund_id=fund_id, assets=[a.message() for a in assets])
@@ -301,7 +336,8 @@ class EtfClient:
                              ("dealing_cutoff", dealing_cutoff), ("create_settlement_days", create_settlement_days),
                              ("redeem_settlement_days", redeem_settlement_days),
                              ("require_delivery", require_delivery), ("management_fee_rate", management_fee_rate),
-                             ("fee_asset", fee_asset), ("fee_custodian_id", fee_custodian_id)):
+                             ("fee_asset", fee_asset), ("fee_custodian_id", fee_custodian_id),
+                             ("hold_redemptions_on_break", hold_redemptions_on_break)):
             if value is not None:
                 setattr(request, field, value)
         if dealing_status is not None:
@@ -320,9 +356,11 @@ class EtfClient:
         return self._call(self._admin.UpdateFund, request)
 
     def adjust_holding(self, fund_id: str, custodian_id: str, asset: str, delta: str,
-                       reason: str = "") -> pb.AdjustHoldingReply:
+                       reason: str = "", *, break_id: str = "") -> pb.AdjustHoldingReply:
+        """``break_id``: once the fund reconciles with its custodians' statements (SPEC §19), the OPEN break
+        of this holding the adjustment is for."""
         return self._call(self._admin.AdjustHolding, pb.AdjustHoldingRequest(
-            fund_id=fund_id, custodian_id=custodian_id, asset=asset, delta=delta, reason=reason))
+            fund_id=fund_id, custodian_id=custodian_id, asset=asset, delta=delta, reason=reason, break_id=break_id))
 
     def adjust_cash(self, fund_id: str, delta: str, reason: str = "") -> pb.AdjustCashReply:
         return self._call(self._admin.AdjustCash, pb.AdjustCashRequest(fund_id=fund_id, delta=delta, reason=reason))
@@ -512,6 +550,32 @@ class EtfClient:
         own keep it. The reply is pending when the server's four_eyes lists SetStoragePolicy."""
         return self._call(self._admin.SetStoragePolicy, pb.SetStoragePolicyRequest(
             custodian_id=custodian_id, min_cold_ratio=min_cold_ratio, max_hot_seconds=max_hot_seconds))
+
+    # ------------------------------------------------------------------ reconciliation (Admin, SPEC §19)
+    def record_statement(self, fund_id: str, custodian_id: str, as_of: int, reference: str,
+                         lines: Sequence[StatementLine], source: str = "CUSTODIAN") -> pb.RecordStatementReply:
+        """What ``custodian_id`` (source CUSTODIAN) or a read of the chain (CHAIN) says it holds for the fund at
+        ``as_of`` (unix ms), compared with the book then: the breaks it opened and the TIMING ones it resolved
+        (``ignored``: the same reference was recorded with the same content before)."""
+        return self._call(self._admin.RecordStatement, pb.RecordStatementRequest(
+            fund_id=fund_id, custodian_id=custodian_id, as_of=as_of, source=pb.StatementSource.Value.Value(source),
+            reference=reference, lines=[line.message() for line in lines]))
+
+    def resolve_break(self, break_id: str, adjustment: str = "0", comment: str = "") -> pb.ResolveBreakReply:
+        """Resolve a break with a signed ``adjustment`` of its bucket ("0": the book was right). Under four eyes
+        (the default) the reply is pending, with the instruction_id another issuer principal approves; else
+        its ``break_record`` is the break, RESOLVED."""
+        return self._call(self._admin.ResolveBreak, pb.ResolveBreakRequest(break_id=break_id, adjustment=adjustment,
+                                                                           comment=comment))
+
+    def list_breaks(self, fund_id: str = "", status: str = "") -> list[pb.Break]:
+        """Every break (of one fund; of one status, OPEN or RESOLVED), by break_id."""
+        status_value = pb.BreakStatus.Value.Value(status) if status else 0
+        return list(self._call(self._admin.ListBreaks, pb.ListBreaksRequest(fund_id=fund_id,
+                                                                            status=status_value)).breaks)
+
+    def get_break(self, break_id: str) -> pb.Break:
+        return self._call(self._admin.GetBreak, pb.GetBreakRequest(break_id=break_id))
 
     # ------------------------------------------------------------------ Valuation
     def get_nav(self, fund_id: str, as_of: int = 0) -> pb.Nav:

@@ -502,6 +502,7 @@ def fund_summary(t: M.FundTerms, decimals: Decimals) -> pb.FundSummary:
         management_fee_rate=format_rate(t.management_fee_rate), fee_day_count=t.fee_day_count,
         fee_waiver=fee_waiver(t.fee_waiver) if t.fee_waiver is not None else None, fee_payment=t.fee_payment,
         fee_asset=t.fee_asset, fee_custodian_id=t.fee_custodian_id,
+        hold_redemptions_on_break=t.hold_redemptions_on_break,
         assets=[pb.FundAsset(asset=a.asset, staking_cap=format_fraction(a.staking_cap),
                              liquidity_buffer=format_fraction(a.liquidity_buffer),
                              unbonding_seconds=a.unbonding_seconds,
@@ -512,11 +513,28 @@ def fund_summary(t: M.FundTerms, decimals: Decimals) -> pb.FundSummary:
     )
 
 
+def break_record(b: M.Break, decimals: Decimals) -> pb.Break:
+    """A break (SPEC §19): its quantities (book, statement, difference, adjustment) in the asset's decimals;
+    an untiered break's tier unspecified."""
+    d = decimals[b.asset]
+    return pb.Break(
+        break_id=b.break_id, fund_id=b.fund_id, custodian_id=b.custodian_id, asset=b.asset,
+        bucket=pb.Bucket.Value.Value(b.bucket), tier=pb.Tier.Value.Value(b.tier) if b.tier else 0, as_of=b.as_of,
+        book=_format_quantity(b.book, d), statement=_format_quantity(b.statement, d),
+        difference=_format_quantity(b.difference, d),
+        classification=pb.BreakClassification.Value.Value(b.classification),
+        status=pb.BreakStatus.Value.Value(b.status), opened_at=b.opened_at, reference=b.reference,
+        order_ids=b.order_ids, tx_hashes=b.tx_hashes, resolved_at=b.resolved_at,
+        resolved_by_reference=b.resolved_by_reference, adjustment=_format_quantity(b.adjustment, d),
+        comment=b.comment, proposed_by=b.proposed_by, approved_by=b.approved_by,
+    )
+
+
 # The messages whose figures are formatted (the rest are made field by field: ``reply``).
 FORMATTERS: dict[str, Callable[[Any, Decimals], Message]] = {
     message.DESCRIPTOR.full_name: formatter for message, formatter in (
         (pb.Basket, basket), (pb.Order, order), (pb.Nav, nav), (pb.Holdings, holdings),
-        (pb.OfficialNav, official_nav), (pb.Pcf, pcf), (pb.FundSummary, fund_summary))}
+        (pb.OfficialNav, official_nav), (pb.Pcf, pcf), (pb.FundSummary, fund_summary), (pb.Break, break_record))}
 
 
 # == StreamEvents: an event's JSON with its figures as on the wire ==================================
@@ -526,8 +544,12 @@ FORMATTERS: dict[str, Callable[[Any, Decimals], Message]] = {
 # figure not computed (None) "". Counts (units, shares, decimals), times and the rest stay as stored,
 # and so does every key: a body is the journaled event but for the form of its figures.
 # A quantity is of the ``asset`` beside it, or of the field a (QUANTITY, field) pair names (NavStruck's
-# fee_taken is of its fee_asset). Rates (fee rates, 1e-6) have at least 2 fraction digits, as fractions.
+# fee_taken is of its fee_asset); a BREAK_QUANTITY is of the asset of the break its ``break_id`` names
+# (BreakResolved's adjustment: the stream learns each break's asset from the StatementRecorded that opened
+# it, and is told those opened before it started, ``EventBodies.learn_breaks``). Rates (fee rates, 1e-6)
+# have at least 2 fraction digits, as fractions.
 QUANTITY, MONEY, PRICE, FRACTION, PER_SHARE, RATE = "quantity", "money", "price", "fraction", "per_share", "rate"
+BREAK_QUANTITY = "break_quantity"
 Figure = str | tuple[str, str]
 FIGURES: dict[type[msgspec.Struct], dict[str, Figure]] = {
     M.HoldingAdjusted: {"delta": QUANTITY},
@@ -558,6 +580,9 @@ FIGURES: dict[type[msgspec.Struct], dict[str, Figure]] = {
     M.Swept: {"quantity": QUANTITY},  # SPEC §18
     M.StoragePolicySet: {"min_cold_ratio": FRACTION},
     M.StorageBreach: {"cold": QUANTITY, "cold_required": QUANTITY},
+    M.StatementLine: {"quantity": QUANTITY},  # SPEC §19
+    M.Break: {"book": QUANTITY, "statement": QUANTITY, "difference": QUANTITY, "adjustment": QUANTITY},
+    M.BreakResolved: {"adjustment": (BREAK_QUANTITY, "break_id")},
 }
 EVENT_TYPES: dict[str, type[M.Event]] = {t.__name__: t for t in get_args(M.AnyEvent)}
 
@@ -582,6 +607,17 @@ class EventBodies:
 
     def __init__(self, decimals: Decimals) -> None:
         self._decimals: ChainMap[str, int] = ChainMap({}, decimals)  # type: ignore[arg-type]
+        self._break_assets: dict[str, str] = {}  # break_id -> its asset (BREAK_QUANTITY)
+
+    def learn_breaks(self, assets: Mapping[str, str]) -> None:
+        """The assets of breaks opened before the records this stream has passed (break_id -> asset)."""
+        self._break_assets.update(assets)
+
+    def unknown_breaks(self, stored: str) -> list[str]:
+        """The break a BreakResolved record's body names, if this stream does not know its asset yet."""
+        event = msgspec.json.decode(stored)
+        break_id = event.get("break_id") if isinstance(event, dict) else None
+        return [break_id] if isinstance(break_id, str) and break_id not in self._break_assets else []
 
     def body(self, stored: str) -> str:
         event = msgspec.json.decode(stored)
@@ -590,6 +626,8 @@ class EventBodies:
             return stored
         if event_type is M.AssetRegistered:
             self._decimals[event["symbol"]] = event["decimals"]
+        elif event_type is M.StatementRecorded:
+            self._break_assets.update({b["break_id"]: b["asset"] for b in event.get("opened", ())})
         self._convert(event, _shape(event_type))
         return msgspec.json.encode(event).decode()
 
@@ -609,6 +647,12 @@ class EventBodies:
     def _figure(self, value: int | None, kind: str, asset: str) -> str:
         if value is None:
             return ""
+        if kind == BREAK_QUANTITY:  # ``asset`` is the break's id
+            break_asset = self._break_assets.get(asset)
+            if break_asset is None:  # not applied here yet (a follower behind): the client resumes from its seq
+                raise EngineError("UNAVAILABLE", f"break {quote(asset)} is not known here yet; resume the stream "
+                                                 "in a moment")
+            kind, asset = QUANTITY, break_asset
         if kind == QUANTITY:
             try:
                 return format_quantity(value, self._decimals[asset])

@@ -40,6 +40,9 @@ class Reading:
     overdue: list[tuple[str, int]] = field(default_factory=list)
     # fund, custodian, asset, cold / held (None while nothing is held), in breach (SPEC §18)
     storage: list[tuple[str, str, str, float | None, bool]] = field(default_factory=list)
+    # fund, classification, OPEN breaks of it (SPEC §19); fund, seconds since its oldest OPEN break opened
+    breaks: list[tuple[str, str, int]] = field(default_factory=list)
+    oldest_break: list[tuple[str, float]] = field(default_factory=list)
 
 
 def read_gauges(ledger: Ledger, now_ms: int) -> Reading:
@@ -73,6 +76,11 @@ def read_gauges(ledger: Ledger, now_ms: int) -> Reading:
         reading.capacity += [(fund_id, side, units) for side, units in best.items()]
         overdue = sum(o.overdue for o in ledger.list_orders(fund_id, M.ACCEPTED, None, now_ms))
         reading.overdue.append((fund_id, overdue))
+        open_breaks = ledger.list_breaks(fund_id, M.OPEN)
+        reading.breaks += [(fund_id, c, sum(b.classification == c for b in open_breaks))
+                           for c in (M.TIMING, M.UNEXPLAINED)]
+        oldest = min((b.opened_at for b in open_breaks), default=now_ms)
+        reading.oldest_break.append((fund_id, max(0, now_ms - oldest) / 1000))
     return reading
 
 
@@ -175,6 +183,14 @@ class _Gauges(Collector):
             if ratio is not None:
                 cold.add_metric([fund_id, custodian_id, asset], ratio)
             breach.add_metric([fund_id, custodian_id, asset], 1 if breached else 0)
+        breaks = GaugeMetricFamily("etf_engine_breaks_open", "OPEN reconciliation breaks (SPEC §19) by "
+                                   "classification, TIMING or UNEXPLAINED", labels=["fund_id", "classification"])
+        for fund_id, classification, count in r.breaks:
+            breaks.add_metric([fund_id, classification], count)
+        oldest = GaugeMetricFamily("etf_engine_break_oldest_age_seconds", "seconds on the engine's clock since the "
+                                   "oldest OPEN break was opened (0 while none is open)", labels=["fund_id"])
+        for fund_id, seconds in r.oldest_break:
+            oldest.add_metric([fund_id], seconds)
         ages = GaugeMetricFamily("etf_engine_price_age_seconds", "seconds since the price's as-of time",
                                  labels=["asset", "currency"])
         for asset, currency, age in r.price_ages:
@@ -184,6 +200,6 @@ class _Gauges(Collector):
         leader.add_metric([self.metrics.shard], leader_value)
         applied = GaugeMetricFamily("etf_engine_journal_applied_seq", "the last journal record applied")
         applied.add_metric([], seq)
-        yield from (nav, nps, accrued, staking, cap, liquid, buffer, cold, breach, capacity, overdue, ages, leader,
-                    applied)
+        yield from (nav, nps, accrued, staking, cap, liquid, buffer, cold, breach, capacity, overdue, breaks, oldest,
+                    ages, leader, applied)
 

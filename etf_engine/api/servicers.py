@@ -13,6 +13,9 @@ checks it in full and records it PENDING, and the reply holds only ``instruction
 ``pending = true``. ApproveInstruction and RejectInstruction carry the caller's name as ``principal``,
 as every command with that field does.
 
+RecordStatement (SPEC §19) is the one command RPC written out, because its command needs what the ledger
+alone cannot give: the book as it stood at the statement's ``as_of`` (``AdminServicer.RecordStatement``).
+
 Authentication, the role table and error mapping live in the interceptor (``auth``); what needs
 ledger data (a participant's eligible funds, whose order it is) is checked here, inside the
 operation the writer runs, so that the check and the read see the same state.
@@ -21,11 +24,13 @@ operation the writer runs, so that the check and the read see the same state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc.aio
+import msgspec
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
@@ -35,7 +40,7 @@ from etf_engine.api import convert
 from etf_engine.api.access import AS_ITSELF, OWN_ORDERS, RULES
 from etf_engine.api.auth import ISSUER, PARTICIPANT, Principal, current_principal
 from etf_engine.engine import ANY_RECORD, Engine
-from etf_engine.errors import PERMISSION_DENIED, EngineError, invalid, quote
+from etf_engine.errors import NOT_FOUND, PERMISSION_DENIED, EngineError, invalid, quote
 from etf_engine.ledger import Ledger
 from etf_engine.v1 import engine_pb2 as pb
 from etf_engine.v1 import engine_pb2_grpc as rpc
@@ -44,6 +49,7 @@ Context = grpc.aio.ServicerContext
 T = TypeVar("T")
 R = TypeVar("R", bound=Message)
 INSTRUCTION_STATUS_NAME = {v.number: v.name for v in pb.InstructionStatus.Value.DESCRIPTOR.values if v.number}
+BREAK_STATUS_NAME = {v.number: v.name for v in pb.BreakStatus.Value.DESCRIPTOR.values if v.number}
 DEFAULT_PAGE = 1000
 MAX_PAGE = 5000
 EVENTS_PAGE = 500  # StreamEvents reads the journal this many records at a time
@@ -121,9 +127,9 @@ COMMANDS: dict[str, dict[str, Command]] = {s.name: _commands(s) for s in pb.DESC
 DECIDING = frozenset({"ApproveInstruction", "RejectInstruction"})
 # What ``four_eyes`` may list: every Admin RPC that changes state (its command RPCs) but those two.
 FOUR_EYES_RPCS = frozenset(COMMANDS["Admin"]) - DECIDING
-# Admin RPCs of SPEC §22 that change state and this server does not serve yet: a config may list them
-# (the default list names ResolveBreak); they take effect once the server has them.
-FOUR_EYES_FUTURE = frozenset({"ResolveBreak", "RecordStatement", "Checkpoint"})
+# Admin RPCs of SPEC §22 that change state and this server does not serve yet: a config may list them;
+# they take effect once the server has them.
+FOUR_EYES_FUTURE = frozenset({"Checkpoint"})
 DEFAULT_FOUR_EYES = ("PayFee", "ResolveBreak")
 
 
@@ -180,6 +186,9 @@ class _Servicer:
         return convert.reply(message_type, value, self.engine.decimals)
 
 
+_FROM_THE_JOURNAL = object()  # RecordStatement's first step: records came after as_of, read the book from the journal
+
+
 class AdminServicer(_Servicer, rpc.AdminServicer):
     SERVICE = "Admin"
 
@@ -190,6 +199,85 @@ class AdminServicer(_Servicer, rpc.AdminServicer):
         if unknown:
             raise ValueError(f"four_eyes: not an Admin RPC that changes state: {', '.join(unknown)}")
         self.four_eyes = frozenset(four_eyes) & FOUR_EYES_RPCS
+        self._produced_at = 0  # ``at`` of the last event this engine produced (journaled or not yet)
+        if engine is not None:
+            engine.on_events.append(self._produced)
+
+    def _produced(self, events: list[M.Event]) -> None:
+        self._produced_at = events[-1].at  # on the engine's path: cheap
+
+    def _last_record_at(self) -> int:
+        """``at`` of the engine's latest record: the last one journaled or replayed (a follower's: followed),
+        or one produced since and still in the group commit. Records never go back in time."""
+        return max(self.engine.journal.last_at, self._produced_at)
+
+    # -- reconciliation (SPEC §19) ----------------------------------------------------------------------
+    async def RecordStatement(
+        self, request: pb.RecordStatementRequest, context: Context
+    ) -> pb.RecordStatementReply:
+        """A statement is compared with the book *at its as_of*, which the command carries as ``book``:
+
+        - no record came after as_of (the engine's latest record is at or before it): the ledger's own state
+          is the book then, and the command goes with ``book`` None (the ledger reads it itself at as_of).
+          This is decided inside the writer's operation that executes the command, so that no record can
+          come in between the decision and the comparison;
+        - a record came after as_of: the book is the journal's as of then (``Engine.ledger_as_of``: the
+          state right after the last record at or before as_of, read at as_of), and the command carries it.
+          Records that come meanwhile are after as_of too (time never goes back), so it stays the book then.
+
+        An as_of the ledger refuses (negative, in the future) goes to it with ``book`` None, to be refused
+        in the ledger's order. Under four eyes the proposed command always carries the book (its approval
+        comes later, when records will have come after as_of); the ledger's own checks, done at proposal and
+        again at approval, are unchanged."""
+        principal = current_principal()
+        command: M.RecordStatement = convert.command(M.RecordStatement, request, {})
+        propose = "RecordStatement" in self.four_eyes and principal.role == ISSUER
+        fund_id, custodian_id, as_of = command.fund_id, command.custodian_id, command.as_of
+
+        def at_once(ledger: Ledger, now_ms: int) -> tuple[Any, list[M.Event]]:
+            if 0 <= as_of < self._last_record_at():
+                ledger.statement_book(fund_id, custodian_id, now_ms)  # an unknown fund: NOT_FOUND, as the ledger
+                return _FROM_THE_JOURNAL, []
+            if not propose:
+                return ledger.execute(command, now_ms)
+            book = ledger.statement_book(fund_id, custodian_id, as_of) if 0 <= as_of <= now_ms else None
+            return ledger.execute(M.ProposeInstruction(command=msgspec.structs.replace(command, book=book),
+                                                       principal=principal.name), now_ms)
+
+        result = await self.engine.submit(at_once)
+        if result is _FROM_THE_JOURNAL:
+            command = msgspec.structs.replace(command, book=await self._book_as_of(fund_id, custodian_id, as_of))
+            result = await self.engine.execute(M.ProposeInstruction(command=command, principal=principal.name)
+                                               if propose else command)
+        if propose:
+            return convert.pending_reply(pb.RecordStatementReply, result)
+        return self.reply(pb.RecordStatementReply, result)
+
+    async def _book_as_of(self, fund_id: str, custodian_id: str, as_of: int) -> M.StatementBook:
+        """The book of (fund, custodian) as it stood at ``as_of``, from the journal. A fund that did not exist
+        yet held nothing then (the ledger refuses a fund unknown now)."""
+        past = await self.engine.ledger_as_of(as_of)
+        read = getattr(past, "statement_book", None)
+        if read is None:  # journal/history.py's LedgerAsOf without the read: its ledger's own, at as_of
+            read = past._ledger.statement_book  # type: ignore[attr-defined]
+        try:
+            return read(fund_id, custodian_id, as_of)  # type: ignore[no-any-return]
+        except EngineError as e:
+            if e.code != NOT_FOUND:
+                raise
+            return M.StatementBook(lines=())
+
+    async def ListBreaks(self, request: pb.ListBreaksRequest, context: Context) -> pb.ListBreaksReply:
+        if request.status and request.status not in BREAK_STATUS_NAME:
+            raise invalid("status", f"{request.status} is not a break status")
+        fund_id, status = request.fund_id, convert.enum_name(BREAK_STATUS_NAME, request.status)
+        found = await self.engine.read(lambda ledger, now_ms: ledger.list_breaks(fund_id, status))
+        return self.reply(pb.ListBreaksReply, found)
+
+    async def GetBreak(self, request: pb.GetBreakRequest, context: Context) -> pb.Break:
+        break_id = request.break_id
+        return convert.break_record(await self.engine.read(lambda ledger, now_ms: ledger.get_break(break_id)),
+                                    self.engine.decimals)
 
     async def ListInstructions(
         self, request: pb.ListInstructionsRequest, context: Context
@@ -388,12 +476,30 @@ class ValuationServicer(_Servicer, rpc.ValuationServicer):
         while not feed.closed:
             seen = feed.version(ANY_RECORD)
             page = await self.engine.records(after, EVENTS_PAGE)
+            await self._learn_breaks(bodies, page)
             for r in page:
                 yield pb.JournalRecord(seq=r.seq, at=r.at, type=r.type, principal=r.principal, body=bodies.body(r.body))
             if page:
                 after = page[-1].seq
             if len(page) < EVENTS_PAGE:
                 await feed.wait(ANY_RECORD, seen, 1.0)
+
+    async def _learn_breaks(self, bodies: convert.EventBodies, page: Iterable[Any]) -> None:
+        """A BreakResolved body's adjustment is a quantity of its break's asset, which the record does not
+        name: the stream learns it from the StatementRecorded that opened the break, or here, from the ledger,
+        for a break opened before the stream's first record."""
+        wanted = sorted({b for r in page if r.type == "BreakResolved" for b in bodies.unknown_breaks(r.body)})
+        if not wanted:
+            return
+
+        def read(ledger: Ledger, now_ms: int) -> dict[str, str]:
+            found = {}
+            for break_id in wanted:
+                with contextlib.suppress(EngineError):  # not applied here yet: the body says so
+                    found[break_id] = ledger.get_break(break_id).asset
+            return found
+
+        bodies.learn_breaks(await self.engine.read(read))
 
     async def StreamNav(self, request: pb.StreamNavRequest, context: Context) -> AsyncIterator[pb.NavUpdate]:
         """Snapshot, then coalesced changes and heartbeats. The writer only bumps a version: this

@@ -159,7 +159,9 @@ async function signIn(token) {
   await loadFunds();
   await loadParticipants();
   await loadInstructions();
-  state.timers.push(setInterval(() => loadInstructions().catch(() => {}), 5000));
+  await loadBreaks();
+  state.timers.push(setInterval(() => loadInstructions().catch(() => {}), 5000),
+                    setInterval(() => loadBreaks().catch(() => {}), 5000));
 }
 
 function showLogin() { $("#login").hidden = false; $("#app").hidden = true; $("#signout").hidden = true; }
@@ -193,6 +195,9 @@ function showAges() {
   showClock();
   document.querySelectorAll("#funds tr[data-fund]").forEach((tr) => {
     tr.querySelector(".age").textContent = age(tr.dataset.asOf);
+  });
+  document.querySelectorAll("#breaks tr[data-break]").forEach((tr) => {
+    tr.querySelector(".age").textContent = age(tr.dataset.openedAt);
   });
 }
 
@@ -449,6 +454,35 @@ function requestText(json) {
     : typeof v === "string" && (AMOUNTS.has(k) || /^-?\d+\.\d+$/.test(v)) ? figure(v) : String(v));
   return Object.entries(request).filter(([, v]) => v !== "" && v !== null && !(Array.isArray(v) && !v.length))
     .map(([k, v]) => `${k} ${shown(k, v)}`).join(", ");
+}
+
+// -- open breaks (SPEC §19) ---------------------------------------------------------------------------
+// Every fund's OPEN breaks, oldest first, with their age on the engine's clock (refreshed every second);
+// an UNEXPLAINED one is flagged: it waits for ResolveBreak (and may hold redemptions back).
+async function loadBreaks() {
+  const box = $("#breaks-box");
+  box.hidden = !allowed("Admin/ListBreaks");  // issuers and observers
+  if (box.hidden) return;
+  const { breaks = [] } = await call("Admin/ListBreaks", { status: "OPEN" });
+  fill("#breaks", breaks.length ? breaks.map(breakRow) : [row(["no open break", "", "", "", "", "", "", "", "", "",
+                                                                 "", "", "", ""])]);
+}
+
+function breakRow(b) {
+  const unexplained = b.classification === "UNEXPLAINED";
+  const flag = document.createElement("td");
+  const label = document.createElement("span");
+  label.className = unexplained ? "breach-flag" : "timing-flag";
+  label.textContent = b.classification;
+  flag.append(label);
+  const tr = row([b.breakId, b.fundId, b.custodianId, b.asset, b.tier ? `${b.bucket} ${b.tier}` : b.bucket,
+    figure(b.book || "0"), figure(b.statement || "0"), figure(b.difference || "0"), flag, utc(b.asOf),
+    utc(b.openedAt), cell(age(b.openedAt), "num age"), b.reference,
+    (b.orderIds || []).length ? `${b.orderIds.join(", ")} (${(b.txHashes || []).join(", ")})` : "-"], [5, 6, 7]);
+  tr.dataset.break = b.breakId;
+  tr.dataset.openedAt = b.openedAt || "0";
+  if (unexplained) tr.classList.add("unexplained");
+  return tr;
 }
 
 // -- participants and wallets -------------------------------------------------------------------------
