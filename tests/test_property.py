@@ -148,6 +148,9 @@ class CoreAgainstReference(RuleBasedStateMachine):
                 self.fee_payable[(e.nav.fund_id, e.fee_asset)] += e.fee_taken
             elif isinstance(e, M.FeePaid) and e.asset:
                 self.fee_payable[(e.fund_id, e.asset)] -= e.quantity
+            elif isinstance(e, M.BreakResolved) and e.adjustment:  # a break's adjustment comes in or goes out
+                b = self.core.get_break(e.break_id)
+                self.flow[(b.fund_id, b.asset)] += e.adjustment
         return core_out[0]
 
     def read(self, method: str, *args):
@@ -277,8 +280,11 @@ class CoreAgainstReference(RuleBasedStateMachine):
         return day.isoformat()
 
     def adjust(self, fund_id: str, custodian_id: str, asset: str, q: int) -> bool:
+        """AdjustHolding by q, naming the holding's first open break if it has one (SPEC §19)."""
+        breaks = [b.break_id for b in self.ref.list_breaks(fund_id, M.OPEN)
+                  if (b.custodian_id, b.asset) == (custodian_id, asset)] if self.events else []
         command = M.AdjustHolding(fund_id=fund_id, custodian_id=custodian_id, asset=asset,
-                                  delta=text(q, DECIMALS[asset]))
+                                  delta=text(q, DECIMALS[asset]), break_id=breaks[0] if breaks else "")
         if self.both(command) is REFUSED:
             return False
         self.flow[(fund_id, asset)] += q
@@ -703,6 +709,52 @@ class CoreAgainstReference(RuleBasedStateMachine):
             M.FundAssetSpec(asset=asset, staking_cap="1", unbonding_seconds=3600, seed_quantity_per_unit="7",
                             min_cold_ratio="" if ratio is None else text(ratio, 4))]))
 
+    # -- reconciliation (SPEC §19) -----------------------------------------------------------------
+    @precondition(lambda self: self.events)
+    @rule(fund=st.sampled_from(FUNDS), custodian=st.sampled_from(CUSTODIANS), data=st.data(),
+          back=st.sampled_from([0, 0, 0, 1, 60_000, -1]), reference=st.integers(0, 6))
+    def statement(self, fund, custodian, data, back, reference):
+        """A statement of the book now (or a little before, or in the future): each line as the book has
+        it, a smallest unit off, or left out; a tier now and then; a reference reused now and then."""
+        book = self.ref.statement_book(fund, custodian, self.now - max(back, 0))
+        lines = []
+        for line in book.lines:
+            change = data.draw(st.sampled_from([0, 0, 0, 1, -1, None]), label=f"{line.asset} {line.bucket} {line.tier}")
+            if change is None or line.quantity + change < 0 or (line.tier and not data.draw(st.booleans())):
+                continue
+            lines.append(M.StatementLineSpec(asset=line.asset, bucket=line.bucket, tier=line.tier,
+                                             quantity=text(line.quantity + change, DECIMALS[line.asset])))
+        result = self.both(M.RecordStatement(fund_id=fund, custodian_id=custodian, as_of=self.now - back,
+                                             source=M.CUSTODIAN, reference=f"st-{reference}", lines=lines))
+        if result is REFUSED:
+            event(f"statement: refused {str(self.refused[-1])[:30]}")
+        else:
+            event(f"statement: {'ignored' if result.ignored else 'breaks' if result.opened else 'agreed'}"
+                  f"{', resolving' if result.resolved else ''}")
+        self.read("list_breaks", fund, "")
+
+    @precondition(lambda self: self.events and self.ref.list_breaks("", M.OPEN))
+    @rule(data=st.data(), four_eyes=st.booleans())
+    def resolve_break(self, data, four_eyes):
+        """ResolveBreak of an open break: its difference back, 0, or a smallest unit beyond; under four
+        eyes or not."""
+        b = data.draw(st.sampled_from(self.ref.list_breaks("", M.OPEN)), label="break")
+        delta = data.draw(st.sampled_from([-b.difference, 0, -b.difference - 1, b.difference]), label="adjustment")
+        command = M.ResolveBreak(break_id=b.break_id, adjustment=text(delta, DECIMALS[b.asset]), comment="checked",
+                                 principal="ops")
+        if four_eyes:
+            proposal = self.both(M.ProposeInstruction(command=command, principal="ops"))
+            if proposal is not REFUSED:
+                decided = self.both(M.ApproveInstruction(instruction_id=proposal.instruction_id, principal="ops-2"))
+                event(f"resolve break, four eyes: {getattr(decided, 'status', 'refused')}")
+        else:
+            done = self.both(command) is not REFUSED
+            event(f"resolve break: {'done' if done else 'refused ' + str(self.refused[-1])[:30]}")
+
+    @rule(fund=st.sampled_from(FUNDS), hold=st.booleans())
+    def hold_on_break(self, fund, hold):
+        self.both(M.UpdateFund(fund_id=fund, hold_redemptions_on_break=hold))
+
     def accrued(self, fund: str) -> Fraction:
         return Fraction(self.fund_state(fund).accrued_fees, 10**ACCRUED_DP)
 
@@ -784,6 +836,15 @@ class CoreAgainstReference(RuleBasedStateMachine):
                 held[(f.terms.fund_id, h.asset)] += h.available + h.reserved + h.staked + sum(q for _, q in h.lots)
         for key in set(held) | set(self.flow):
             assert held[key] == self.flow[key], key
+
+    @invariant()
+    def breaks_as_opened(self):
+        """A break's difference is book - statement; a resolved one has a time; none ever goes away."""
+        breaks = self.core.list_breaks("", "")
+        assert [b.break_id for b in breaks] == [f"BRK-{i:08d}" for i in range(1, len(breaks) + 1)]
+        for b in breaks:
+            assert b.difference == b.book - b.statement and b.difference != 0, b
+            assert (b.status == M.RESOLVED) == (b.resolved_at > 0), b
 
     @invariant()
     def tiers_add_up(self):
