@@ -110,3 +110,42 @@ def test_basket(benchmark, impl: str) -> None:
 
     basket = benchmark.pedantic(ledger.get_basket, args=("F-1", NOW + 1), setup=fresh_tick, rounds=2_000)
     assert basket.cash_component is not None
+
+
+STATEMENT_ASSETS = [f"C{i:02d}" for i in range(10)]  # 10 assets x 5 keys (AVAILABLE, its 3 tiers, STAKED) = 50 lines
+
+
+@pytest.mark.parametrize("differ", [False, True], ids=["agreeing", "all-differ"])
+@pytest.mark.parametrize("impl", ["core", "reference"])
+def test_record_statement_50_lines(benchmark, impl: str, differ: bool) -> None:
+    """RecordStatement of 50 lines against the ledger's own book (SPEC §19): all agreeing, or each a
+    smallest unit off (50 breaks opened); a fresh ledger each round."""
+    def fund_with_holdings():
+        ledger = LEDGERS[impl]()
+        run = ledger.execute
+        run(M.RegisterCustodian(custodian_id="CUS-1", name="c", licence_number="L", licence_status="ACTIVE",
+                                licence_expires_at=NOW // 1000 + 86_400), NOW)
+        for symbol in STATEMENT_ASSETS:
+            run(M.RegisterAsset(symbol=symbol, decimals=8), NOW)
+        run(M.CreateFund(fund_id="F-1", name="F", base_currency="HKD", creation_unit=100,
+                         creation_custodian_id="CUS-1", custodian_priority=["CUS-1"],
+                         assets=[M.FundAssetSpec(asset=a, staking_cap="1") for a in STATEMENT_ASSETS]), NOW)
+        for symbol in STATEMENT_ASSETS:
+            run(M.AdjustHolding(fund_id="F-1", custodian_id="CUS-1", asset=symbol, delta="100"), NOW)
+            run(M.Stake(fund_id="F-1", custodian_id="CUS-1", asset=symbol, quantity="10"), NOW)
+            run(M.Sweep(fund_id="F-1", custodian_id="CUS-1", asset=symbol, quantity="60", from_tier="HOT",
+                        to_tier="COLD"), NOW)
+            run(M.Sweep(fund_id="F-1", custodian_id="CUS-1", asset=symbol, quantity="20", from_tier="HOT",
+                        to_tier="WARM"), NOW)
+        off = "1" if differ else "0"
+        lines = [M.StatementLineSpec(asset=a, bucket=bucket, tier=tier, quantity=f"{q}.0000000{off}")
+                 for a in STATEMENT_ASSETS
+                 for bucket, tier, q in (("AVAILABLE", "", 90), ("AVAILABLE", "COLD", 60), ("AVAILABLE", "WARM", 20),
+                                         ("AVAILABLE", "HOT", 10), ("STAKED", "", 10))]
+        statement = M.RecordStatement(fund_id="F-1", custodian_id="CUS-1", as_of=NOW, source="CUSTODIAN",
+                                      reference="st-1", lines=lines)
+        return (ledger, statement), {}
+
+    result, _events = benchmark.pedantic(lambda ledger, statement: ledger.execute(statement, NOW),
+                                         setup=fund_with_holdings, rounds=50 if impl == "core" else 20, iterations=1)
+    assert len(result.opened) == (50 if differ else 0)
