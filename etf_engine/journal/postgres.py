@@ -322,8 +322,10 @@ class PgJournal:
 
     def _page(self, after: int, limit: int = 10_000) -> list[M.Event]:
         try:
+            # Seqs have no gaps: the page is a range of seqs (with LIMIT alone, a planner misled by stale
+            # statistics after a bulk load sorts the whole rest of the journal for every page).
             rows = self._ready().execute("SELECT seq, crc, body FROM etf_events WHERE shard = %s AND seq > %s "
-                                         "ORDER BY seq LIMIT %s", (self.shard, after, limit)).fetchall()
+                                         "AND seq <= %s ORDER BY seq", (self.shard, after, after + limit)).fetchall()
         except psycopg.Error as error:
             raise JournalError(f"{self.name}: cannot read records after {after}: {_first_line(error)}") from error
         return [decode_record(self.name, after + 1 + i, seq, crc, bytes(body)) for i, (seq, crc, body) in
@@ -408,7 +410,7 @@ class PgHistory:
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         try:
-            return self._db().execute(sql, params).fetchall()
+            return self._db().execute(sql, params, binary=True).fetchall()
         except psycopg.Error as error:
             raise JournalError(f"{self.name}: {_first_line(error)}") from error
 
@@ -417,8 +419,10 @@ class PgHistory:
 
     def records(self, after: int, upto: int) -> Iterator[M.Event]:
         while after < upto:
+            # Bounded by the page, not by LIMIT: with stale statistics (after a bulk load) the planner sorts
+            # the whole rest of the range for every page.
             rows = self._query("SELECT seq, crc, body FROM etf_events WHERE shard = %s AND seq > %s AND seq <= %s "
-                               "ORDER BY seq LIMIT %s", (self.shard, after, upto, self.PAGE))
+                               "ORDER BY seq", (self.shard, after, min(upto, after + self.PAGE)))
             if not rows:
                 return
             for seq, crc, body in rows:
