@@ -334,6 +334,7 @@ cdef _reserve(Ledger self, Fund f, object order, int sign):
     cdef FundAsset fa
     cdef Holding h
     f.pending_redeem += sign * order.units * order.basket.creation_unit
+    settles = order.settlement_date
     for leg in order.legs:
         fa = f.asset_map[leg.asset]
         h = fa.by_custodian[leg.custodian_id]
@@ -342,7 +343,7 @@ cdef _reserve(Ledger self, Fund f, object order, int sign):
         h.reserved += q
         fa.reserved += q
         fa.liquid = None
-    _due_changed(f, order, sign)  # SPEC §18: payouts_due (reserving moves no coin)
+        _due_add(f, h, settles, q)  # SPEC §18: payouts_due (reserving moves no coin)
 
 
 def _on_settled(Ledger self, event):
@@ -364,12 +365,13 @@ def _on_settled(Ledger self, event):
         _cash_changed(self, f, order.cash_amount)
         f.shares += shares
     else:
-        _due_changed(f, order, -1)
+        settles = order.settlement_date
         for leg in order.legs:
             fa = f.asset_map[leg.asset]
             h = fa.by_custodian[leg.custodian_id]
             h.reserved -= leg.quantity
             _leave(f, h, leg.quantity)
+            _due_add(f, h, settles, -leg.quantity)
             fa.reserved -= leg.quantity
             _total_changed(self, fa, -leg.quantity)
         _cash_changed(self, f, -order.cash_amount)

@@ -12,6 +12,19 @@
 cdef object TIER_SCALE = FRACTION_SCALE  # min_cold_ratio is a fraction, 1e-4
 cdef dict TIER_CODES = {M.COLD: TIER_COLD, M.WARM: TIER_WARM, M.HOT: TIER_HOT}
 cdef tuple TIER_NAMES = (M.COLD, M.WARM, M.HOT)
+# the records without a fund_id of their own that touch a fund (_track_record)
+cdef object OrderRecorded = M.OrderRecorded
+cdef object OrderSettled = M.OrderSettled
+cdef object OrderCancelled = M.OrderCancelled
+cdef object DeliveryRecorded = M.DeliveryRecorded
+cdef object PayoutRecorded = M.PayoutRecorded
+cdef object FundCreated = M.FundCreated
+cdef object FundUpdated = M.FundUpdated
+cdef object NavStruck = M.NavStruck
+cdef object CalendarRegistered = M.CalendarRegistered
+cdef object HolidaysSet = M.HolidaysSet
+cdef object DealingDayClosed = M.DealingDayClosed
+cdef object StoragePolicySet = M.StoragePolicySet
 
 
 # -- tier moves -------------------------------------------------------------------------------------------
@@ -45,20 +58,29 @@ cdef _leave(Fund f, Holding h, object q):
     _touch(f, h)
 
 
+cdef inline _due_add(Fund f, Holding h, object settles, object q):
+    """q more (or less) of h's open legs settle on ``settles`` ("": no settlement date); they sum to reserved."""
+    left = h.due.get(settles, 0) + q
+    if left:
+        h.due[settles] = left
+    else:
+        del h.due[settles]
+    # Only what is due changed: more due cannot bring a holding under its allowance over it, less due cannot
+    # bring one over it under (nor can anything bring hot 0 over).
+    if h.over_since is None:
+        if q < 0 and h.hot:
+            _touch(f, h)
+    elif q > 0:
+        _touch(f, h)
+
+
 cdef _due_changed(Fund f, object order, int sign):
     """The open legs of an ACCEPTED redemption count (sign 1) or no longer count (-1) in payouts_due."""
     cdef FundAsset fa
-    cdef Holding h
     settles = order.settlement_date
     for leg in order.legs:
         fa = f.asset_map[leg.asset]
-        h = fa.by_custodian[leg.custodian_id]
-        left = h.due.get(settles, 0) + sign * leg.quantity
-        if left:
-            h.due[settles] = left
-        else:
-            h.due.pop(settles, None)
-        _touch(f, h)
+        _due_add(f, fa.by_custodian[leg.custodian_id], settles, sign * leg.quantity)
 
 
 cdef _due_moved(Fund f, object order, str settles):
@@ -83,15 +105,13 @@ cdef str _next_day(Ledger self, Fund f, long long t):
 cdef object _payouts_due(Ledger self, Fund f, Holding h, long long t):
     """The legs at h of the fund's ACCEPTED redemptions settling on or before the next dealing day (every
     one without a calendar; one without a settlement date, "", always counts)."""
-    if not h.due:
-        return 0
-    if not f.calendar_id:
-        return sum(h.due.values())
+    if not f.calendar_id or not h.reserved:
+        return h.reserved  # the open legs at h sum to reserved
     upto = _next_day(self, f, t)
-    due = 0
+    due = h.reserved
     for settles, q in h.due.items():
-        if settles <= upto:
-            due += q
+        if settles > upto:
+            due -= q
     return due
 
 
@@ -163,12 +183,12 @@ cdef _evaluate(Ledger self, Fund f, FundAsset fa, Holding h, long long t):
     if not hot:  # hot 0 is never above an allowance
         h.over_since = None
         return
-    held = h.available + h.reserved
-    r = _ratio(fa, h)
-    allowance = (TIER_SCALE - r) * held // TIER_SCALE
-    if hot > allowance and h.due:
-        allowance += _payouts_due(self, f, h, t)
-    if hot > allowance:
+    # hot > floor((1 - r) x held) + due  <=>  (hot - due) x 10^4 > (10^4 - r) x held
+    cap = (TIER_SCALE - _ratio(fa, h)) * (h.available + h.reserved)
+    over = hot * TIER_SCALE > cap
+    if over and h.reserved:  # nothing reserved: nothing due
+        over = (hot - _payouts_due(self, f, h, t)) * TIER_SCALE > cap
+    if over:
         if h.over_since is None:
             h.over_since = t
     else:
@@ -210,22 +230,21 @@ cdef _track_record(Ledger self, object event):
     custodian whose policy it sets)."""
     cdef Fund f
     kind = type(event)
-    if kind is M.OrderRecorded:
+    if kind is OrderRecorded:
         fund_id = event.order.fund_id
-    elif kind is M.OrderSettled or kind is M.OrderCancelled or kind is M.DeliveryRecorded or \
-            kind is M.PayoutRecorded:
+    elif kind is OrderSettled or kind is OrderCancelled or kind is DeliveryRecorded or kind is PayoutRecorded:
         fund_id = self.orders[event.order_id].fund_id
-    elif kind is M.FundCreated or kind is M.FundUpdated:
+    elif kind is FundCreated or kind is FundUpdated:
         fund_id = event.terms.fund_id
-    elif kind is M.NavStruck:
+    elif kind is NavStruck:
         fund_id = event.nav.fund_id
-    elif kind is M.CalendarRegistered or kind is M.HolidaysSet or kind is M.DealingDayClosed:
+    elif kind is CalendarRegistered or kind is HolidaysSet or kind is DealingDayClosed:
         for f in self.funds.values():
             if f.calendar_id == event.calendar_id:
                 f.tiers_all = True
                 _track_idle(self, f, event.at)
         return
-    elif kind is M.StoragePolicySet:
+    elif kind is StoragePolicySet:
         for f in self.funds.values():
             if _holds_at(f, event.custodian_id):
                 f.tiers_all = True
