@@ -392,8 +392,13 @@ def _states(journal: JournalConfig, data_dir: Path) -> int:
             return db.execute("SELECT count(*) FROM etf_history WHERE shard = %s", (journal.shard,)).fetchone()[0]
     if not (data_dir / HISTORY_NAME).exists():
         return 0
-    with sqlite3.connect(data_dir / HISTORY_NAME) as db:
+    db = sqlite3.connect(data_dir / HISTORY_NAME)
+    try:
         return db.execute("SELECT count(*) FROM states").fetchone()[0]
+    except sqlite3.OperationalError:  # the checkpointer has made the file, not yet its table
+        return 0
+    finally:
+        db.close()
 
 
 def _wait(what: str, predicate: Callable[[], bool], seconds: float = 20.0) -> None:

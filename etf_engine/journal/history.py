@@ -208,7 +208,9 @@ class AsOfReader:
     def ledger_as_of(self, as_of: int, upto: int) -> LedgerAsOf:
         """The ledger right after the last record at or before ``as_of`` among records 1 to ``upto`` (all
         committed), read at ``as_of``."""
-        with self._lock:
+        # The collector paused: a replay makes tens of thousands of objects that stay, and in a server
+        # holding every order ever recorded each full collection they trigger walks them all.
+        with self._lock, collector_paused():
             seq, at, state = self._start(as_of, upto)
             ledger = self._type.restore(state) if state is not None else self._type()
             start = seq
@@ -224,8 +226,7 @@ class AsOfReader:
                 finally:
                     records.close()  # type: ignore[attr-defined]  # a generator: its cursor is released
             if seq != start and self._restores:
-                with collector_paused():
-                    self._keep(_Built(seq=seq, at=at, state=trimmed(ledger.state(at))))
+                self._keep(_Built(seq=seq, at=at, state=trimmed(ledger.state(at))))
             return LedgerAsOf(ledger, seq, at, as_of)
 
     def _start(self, as_of: int, upto: int) -> tuple[int, int, LedgerState | None]:
