@@ -27,6 +27,8 @@ import grpc
 import pytest
 from test_http import metrics
 from test_service import FUND, FUND2, T0, TOKENS, Clock, Desk, config, load_sample, make_ledger, refused
+from test_service import journal as journal  # noqa: F401  (the fixture: SQLite, and a PostgreSQL shard)
+from test_service import pg_cluster as pg_cluster  # noqa: F401
 
 from etf_engine.api import servicers
 from etf_engine.api.auth import ACCESS, ISSUER, OBSERVER, PACKAGE
@@ -40,7 +42,7 @@ from etf_engine.client import (
     instruction_status,
     status_name,
 )
-from etf_engine.config import parse_config
+from etf_engine.config import JournalConfig, parse_config
 from etf_engine.v1 import engine_pb2 as pb
 
 Code = grpc.StatusCode
@@ -200,6 +202,25 @@ def test_a_statement_is_compared_with_the_book_as_of_its_instant(desk: Desk) -> 
     b = third.opened[0]
     assert (b.fund_id, b.reference, b.as_of, b.opened_at, list(b.order_ids), b.resolved_at) == (
         FUND, "C1-0003", now(desk), now(desk), [], 0)
+
+
+def test_a_past_statement_on_each_journal(journal: JournalConfig) -> None:  # noqa: F811
+    """The book at a past instant comes from the journal's records and history, SQLite's or PostgreSQL's."""
+    clock = Clock()
+    with BackgroundServer(config(journal=journal), ledger=make_ledger(), clock=clock) as server:
+        desk = Desk(server, clock)
+        try:
+            load_sample(desk.issuer)
+            sampled = now(desk)
+            later(desk, 10)
+            desk.issuer.adjust_holding(FUND, "C1", "BTC", "10", "found in a sweep")
+            later(desk, 10)
+            assert list(desk.issuer.record_statement(FUND, "C1", sampled + 5_000, "C1-0001", C1_BOOK).opened) == []
+            after = desk.issuer.record_statement(FUND, "C1", sampled + 15_000, "C1-0002", C1_BOOK)
+            assert [state(b) for b in after.opened] == [
+                ("BRK-00000001", "C1", "BTC", "AVAILABLE", "", "160", "150", "10", "UNEXPLAINED", "OPEN")]
+        finally:
+            desk.close()
 
 
 def test_an_omitted_asset_counts_as_zero_in_every_bucket_the_book_holds(desk: Desk) -> None:

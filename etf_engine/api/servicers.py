@@ -228,34 +228,41 @@ class AdminServicer(_Servicer, rpc.AdminServicer):
         An as_of the ledger refuses (negative, in the future) goes to it with ``book`` None, to be refused
         in the ledger's order. Under four eyes the proposed command always carries the book (its approval
         comes later, when records will have come after as_of); the ledger's own checks, done at proposal and
-        again at approval, are unchanged."""
+        again at approval, are unchanged. Only ``execute`` runs in a writing operation: the book is read in
+        reads, where a failure refuses the call instead of stopping the engine."""
         principal = current_principal()
         command: M.RecordStatement = convert.command(M.RecordStatement, request, {})
-        propose = "RecordStatement" in self.four_eyes and principal.role == ISSUER
         fund_id, custodian_id, as_of = command.fund_id, command.custodian_id, command.as_of
+        if "RecordStatement" in self.four_eyes and principal.role == ISSUER:
+
+            def book_now(ledger: Ledger, now_ms: int) -> Any:
+                if 0 <= as_of < self._last_record_at():
+                    return _FROM_THE_JOURNAL
+                return ledger.statement_book(fund_id, custodian_id, as_of) if 0 <= as_of <= now_ms else None
+
+            book = await self.engine.read(book_now)
+            if book is _FROM_THE_JOURNAL:
+                book = await self._journal_book(fund_id, custodian_id, as_of)
+            proposed = await self.engine.execute(M.ProposeInstruction(
+                command=msgspec.structs.replace(command, book=book), principal=principal.name))
+            return convert.pending_reply(pb.RecordStatementReply, proposed)
 
         def at_once(ledger: Ledger, now_ms: int) -> tuple[Any, list[M.Event]]:
             if 0 <= as_of < self._last_record_at():
-                ledger.statement_book(fund_id, custodian_id, now_ms)  # an unknown fund: NOT_FOUND, as the ledger
                 return _FROM_THE_JOURNAL, []
-            if not propose:
-                return ledger.execute(command, now_ms)
-            book = ledger.statement_book(fund_id, custodian_id, as_of) if 0 <= as_of <= now_ms else None
-            return ledger.execute(M.ProposeInstruction(command=msgspec.structs.replace(command, book=book),
-                                                       principal=principal.name), now_ms)
+            return ledger.execute(command, now_ms)
 
         result = await self.engine.submit(at_once)
         if result is _FROM_THE_JOURNAL:
-            command = msgspec.structs.replace(command, book=await self._book_as_of(fund_id, custodian_id, as_of))
-            result = await self.engine.execute(M.ProposeInstruction(command=command, principal=principal.name)
-                                               if propose else command)
-        if propose:
-            return convert.pending_reply(pb.RecordStatementReply, result)
+            book = await self._journal_book(fund_id, custodian_id, as_of)
+            result = await self.engine.execute(msgspec.structs.replace(command, book=book))
         return self.reply(pb.RecordStatementReply, result)
 
-    async def _book_as_of(self, fund_id: str, custodian_id: str, as_of: int) -> M.StatementBook:
-        """The book of (fund, custodian) as it stood at ``as_of``, from the journal. A fund that did not exist
-        yet held nothing then (the ledger refuses a fund unknown now)."""
+    async def _journal_book(self, fund_id: str, custodian_id: str, as_of: int) -> M.StatementBook:
+        """The book of (fund, custodian) as it stood at ``as_of``, from the journal. A fund unknown now is
+        refused first (NOT_FOUND, as the ledger would), without building the past for it; a fund that did not
+        exist yet at as_of held nothing then."""
+        await self.engine.read(lambda ledger, now_ms: ledger.statement_book(fund_id, custodian_id, now_ms))
         past = await self.engine.ledger_as_of(as_of)
         read = getattr(past, "statement_book", None)
         if read is None:  # journal/history.py's LedgerAsOf without the read: its ledger's own, at as_of
