@@ -261,6 +261,28 @@ def test_timing_with_a_confirmed_delivery_closed_by_a_later_statement_unexplaine
     assert [b.break_id for b in desk.observer.list_breaks(FUND, "OPEN")] == ["BRK-00000002"]
 
 
+def test_a_payout_in_flight_explains_a_statement_below_the_book(desk: Desk) -> None:
+    desk.issuer.update_fund(FUND, assets=[FundAssetTerms("ETH", "0.50", "0.10", 604_800, "75")])
+    later(desk)
+    order = desk.ap1.submit_order(FUND, "REDEEM", 1, "r-1")
+    assert [(leg.custodian_id, leg.asset, leg.quantity) for leg in order.legs] == [
+        ("C1", "BTC", "5"), ("C1", "ETH", "75")]
+    later(desk)
+    desk.issuer.record_payout(order.order_id, "C1", "BTC", "5", "0xpay-1")  # paid, not settled: still held
+    at = later(desk)
+    # the book's AVAILABLE is available + reserved (150); the custodian has paid the 5 out already
+    reply = desk.issuer.record_statement(FUND, "C1", at, "C1-0001", [StatementLine("BTC", "AVAILABLE", "145"),
+                                                                     *C1_BOOK[1:]])
+    assert [state(b) for b in reply.opened] == [
+        ("BRK-00000001", "C1", "BTC", "AVAILABLE", "", "150", "145", "5", "TIMING", "OPEN")]
+    assert (list(reply.opened[0].order_ids), list(reply.opened[0].tx_hashes)) == ([order.order_id], ["0xpay-1"])
+    # ETH's leg is not paid yet: nothing in flight, so 75 less is UNEXPLAINED
+    at = later(desk)
+    reply = desk.issuer.record_statement(FUND, "C1", at, "C1-0002", [
+        StatementLine("BTC", "AVAILABLE", "145"), StatementLine("ETH", "AVAILABLE", "1030"), C1_BOOK[2]])
+    assert [state(b)[8] for b in reply.opened] == ["TIMING", "UNEXPLAINED"]
+
+
 def test_a_later_statement_that_still_differs_leaves_the_timing_break_open(desk: Desk) -> None:
     timing_break(desk)
     at = later(desk)  # the order is still in flight: the same figures open a new TIMING break
