@@ -133,28 +133,27 @@ class HistoryWriter:
             break
 
     def step(self, stop: Callable[[], bool] = lambda: False) -> int:
-        """Apply every record committed after the last one applied, storing a state at each multiple of
-        ``every``; returns how many it stored. ``stop`` is asked between states (a checkpointer told to
-        stop while it writes the history of a long journal)."""
+        """Store the state at each multiple of ``every`` the committed records have reached since the last
+        one; returns how many it stored. It reads records only once a whole stretch of ``every`` is
+        committed: beside a busy server it then reads seldom, and briefly. ``stop`` is asked between states
+        (a checkpointer told to stop while it writes the history of a long journal)."""
         committed = self.store.committed_seq()
         stored = 0
-        while self.seq < committed and not stop():
-            upto = min(committed, (self.seq // self.every + 1) * self.every)
+        while (upto := (self.seq // self.every + 1) * self.every) <= committed and not stop():
             seq = self.seq
             for event in _checked_records(self.store, self.seq, upto):
                 seq += 1
                 _apply(self.store, self.ledger, seq, event)
                 self.at = event.at
             self.seq = upto
-            if upto % self.every == 0:
-                with collector_paused():
-                    state = trimmed(self.ledger.state(self.at))
-                    body, crc = encode_state(upto, self.at, state)
-                self.store.write(upto, self.at, body, crc)
-                # Trimmed again: the closed orders of these records are not needed from here on either.
-                self.ledger = self._type.restore(state)
-                stored += 1
-                log.info("%s: history state at record %d", self.store.name, upto)
+            with collector_paused():
+                state = trimmed(self.ledger.state(self.at))
+                body, crc = encode_state(upto, self.at, state)
+            self.store.write(upto, self.at, body, crc)
+            # Trimmed again: the closed orders of these records are not needed from here on either.
+            self.ledger = self._type.restore(state)
+            stored += 1
+            log.info("%s: history state at record %d", self.store.name, upto)
         return stored
 
 

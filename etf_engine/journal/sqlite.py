@@ -331,18 +331,24 @@ class SqliteHistory:
         except sqlite3.DatabaseError as error:
             raise JournalError(f"{self._journal_name} is damaged: {error}") from error
 
+    PAGE = 2_000  # records per read
+
     def records(self, after: int, upto: int) -> Iterator[M.Event]:
+        """Read a page at a time, each in a read transaction of its own that ends before the page is
+        decoded: a reader that holds one keeps the server's WAL from being checkpointed back to its start."""
         expected = after + 1
-        cursor = self._journal.cursor()
-        try:
-            cursor.execute("SELECT seq, crc, body FROM events WHERE seq > ? AND seq <= ? ORDER BY seq", (after, upto))
-            for seq, crc, body in cursor:
+        while expected <= upto:
+            try:
+                rows = self._journal.execute(
+                    "SELECT seq, crc, body FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq",
+                    (expected, min(upto, expected + self.PAGE - 1))).fetchall()
+            except sqlite3.DatabaseError as error:
+                raise JournalError(f"{self._journal_name} is damaged near record {expected}: {error}") from error
+            if not rows:
+                return
+            for seq, crc, body in rows:
                 yield decode_record(self._journal_name, expected, seq, crc, body)
                 expected += 1
-        except sqlite3.DatabaseError as error:
-            raise JournalError(f"{self._journal_name} is damaged near record {expected}: {error}") from error
-        finally:
-            cursor.close()
 
     def nearest(self, as_of: int, upto: int) -> tuple[int, int] | None:
         db = self._db()
