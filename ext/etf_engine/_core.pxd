@@ -45,6 +45,7 @@ cdef class Holding:
     # SPEC §18: held (available + reserved) by storage tier; cold is held - warm - hot
     cdef object warm, hot
     cdef object over_since  # the record's time since which hot > hot_allowance, None when not (idle)
+    cdef object slack  # while over: at most hot - hot_allowance - 1 (what more due it stays over through)
     cdef dict due  # settlement_date ("" none) -> quantity of the open legs of ACCEPTED redemptions here
     cdef bint dirty  # its tier figures may have changed since the fund's last idle evaluation
 

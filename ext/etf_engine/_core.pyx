@@ -118,6 +118,7 @@ cdef class Holding:
         self.lots = []
         self.warm = self.hot = 0
         self.over_since = None
+        self.slack = 0
         self.due = {}
         self.dirty = False
 

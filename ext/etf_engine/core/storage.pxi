@@ -65,13 +65,16 @@ cdef inline _due_add(Fund f, Holding h, object settles, object q):
         h.due[settles] = left
     else:
         del h.due[settles]
-    # Only what is due changed: more due cannot bring a holding under its allowance over it, less due cannot
-    # bring one over it under (nor can anything bring hot 0 over).
+    # Only what is due changed: more due cannot bring a holding under its allowance over it, nor less due
+    # one over it under, nor anything hot 0 over; more due than its slack may bring one over it under. (A
+    # holding marked already, or a fund to be evaluated in full, is evaluated whatever this decides.)
     if h.over_since is None:
         if q < 0 and h.hot:
             _touch(f, h)
     elif q > 0:
-        _touch(f, h)
+        h.slack -= q  # a leg not due by the next dealing day counts too: the slack only errs low
+        if h.slack < 0:
+            _touch(f, h)
 
 
 cdef _due_changed(Fund f, object order, int sign):
@@ -183,12 +186,12 @@ cdef _evaluate(Ledger self, Fund f, FundAsset fa, Holding h, long long t):
     if not hot:  # hot 0 is never above an allowance
         h.over_since = None
         return
-    # hot > floor((1 - r) x held) + due  <=>  (hot - due) x 10^4 > (10^4 - r) x held
-    cap = (TIER_SCALE - _ratio(fa, h)) * (h.available + h.reserved)
-    over = hot * TIER_SCALE > cap
-    if over and h.reserved:  # nothing reserved: nothing due
-        over = (hot - _payouts_due(self, f, h, t)) * TIER_SCALE > cap
-    if over:
+    # over: hot > hot_allowance = floor((1 - r) x held) + due, i.e. slack = hot - hot_allowance - 1 >= 0
+    slack = hot - (TIER_SCALE - _ratio(fa, h)) * (h.available + h.reserved) // TIER_SCALE - 1
+    if slack >= 0 and h.reserved:  # nothing reserved: nothing due
+        slack -= _payouts_due(self, f, h, t)
+    if slack >= 0:
+        h.slack = slack
         if h.over_since is None:
             h.over_since = t
     else:
