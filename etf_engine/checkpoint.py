@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 DEFAULT_EVERY = 100_000  # records between snapshots: a restart replays at most this many
 POLL_SECONDS = 1.0
 DSN_VARIABLE = "ETF_ENGINE_HISTORY_DSN"  # --shard: the DSN, out of sight of ps
+RETRY_SECONDS = 30  # after an error, before the history writer starts again
 
 
 class Checkpointer:
@@ -92,27 +94,29 @@ class Checkpointer:
 
 
 class History:
-    """A HistoryWriter that fails alone: damage it meets is logged and ends the history (the records
-    stay the truth, and reads as of a time replay them from an earlier state); snapshots go on."""
+    """A HistoryWriter that fails alone: an error it meets (the database away in a failover, a record that
+    does not apply) is logged, and it starts again from its last stored state RETRY_SECONDS later; the
+    records stay the truth, reads as of a time replay them from an earlier state meanwhile, and
+    snapshots go on."""
 
     def __init__(self, store: HistoryStore, ledger_type: type, every: int | None) -> None:
-        self.store = store
+        self.store, self._type = store, ledger_type
+        self._every = every if every is not None else history.HISTORY_EVERY
         self.writer: HistoryWriter | None = None
-        if not hasattr(ledger_type, "restore"):  # the reference ledger: reads as of a time replay every record
-            return
-        try:
-            self.writer = HistoryWriter(store, ledger_type, every=every if every is not None else history.HISTORY_EVERY)
-        except JournalError as error:
-            log.error("no history states are written: %s", error)
+        self._retry_at = 0.0
+        # The reference ledger restores nothing: reads as of a time replay every record, and none is written.
+        self._writes = hasattr(ledger_type, "restore")
 
     def step(self, stop: Callable[[], bool] = lambda: False) -> int:
-        if self.writer is None:
+        if not self._writes or time.monotonic() < self._retry_at:
             return 0
         try:
+            if self.writer is None:
+                self.writer = HistoryWriter(self.store, self._type, every=self._every)
             return self.writer.step(stop)
         except JournalError as error:
-            log.error("history states are no longer written: %s", error)
-            self.writer = None
+            log.error("history states: %s; trying again in %d s", error, RETRY_SECONDS)
+            self.writer, self._retry_at = None, time.monotonic() + RETRY_SECONDS
             return 0
 
     def close(self) -> None:

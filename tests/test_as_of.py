@@ -457,3 +457,31 @@ def test_a_follower_reads_as_of_as_the_leader(pg_cluster: PgCluster) -> None:
             follower.stop()
             desk.close()
 
+
+
+def test_a_damaged_history_file_stops_neither_the_checkpointer_nor_the_reads(tmp_path: Path,
+                                                                             caplog: pytest.LogCaptureFixture) -> None:
+    from etf_engine.checkpoint import Checkpointer
+
+    timeline = life()
+    journal = SqliteJournal(tmp_path)
+    ledger = Ledger()
+    for at, command in timeline:
+        _, events = ledger.execute(command, at)
+        asyncio.run(journal.append(events))
+    (tmp_path / HISTORY_NAME).write_bytes(b"not a database" * 100)
+    checkpointer = Checkpointer(tmp_path, every=1, history_every=3)
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert checkpointer.keep_history() == 0
+            assert checkpointer.step()  # the snapshot all the same
+            reader = AsOfReader(SqliteHistory(tmp_path), Ledger)
+            as_of = NOW + 70 * SECOND
+            assert reader.ledger_as_of(as_of, journal.last_seq).state() == trimmed(
+                expected(timeline, as_of).state(as_of))  # from the first record
+            reader.close()
+        assert "history states:" in caplog.text and "trying again in 30 s" in caplog.text
+        assert "not readable (yet)" in caplog.text
+    finally:
+        checkpointer.close()
+        journal.close()

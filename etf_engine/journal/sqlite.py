@@ -301,29 +301,35 @@ class SqliteHistory:
         try:
             self._journal = sqlite3.connect(f"{(self.dir / DB_NAME).as_uri()}?mode=ro", uri=True,
                                             isolation_level=None, check_same_thread=False)
-            if writable:
-                self._states = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-                self._states.execute("PRAGMA journal_mode=WAL")
-                self._states.execute("PRAGMA synchronous=NORMAL")
-                self._states.execute("CREATE TABLE IF NOT EXISTS states (seq INTEGER PRIMARY KEY, "
-                                     "at INTEGER NOT NULL, crc INTEGER NOT NULL, body BLOB NOT NULL)")
         except sqlite3.DatabaseError as error:
-            self.close()
-            raise JournalError(f"{self.name}: cannot open: {error}") from error
+            raise JournalError(f"{self._journal_name}: cannot open: {error}") from error
 
     def _db(self) -> sqlite3.Connection | None:
-        """The states' connection; None while the checkpointer has not made the file yet."""
-        if self._states is None and self.path.exists():
-            try:
+        """The states' connection, opened at first use (an error then is the history's, not its owner's);
+        a reader's is None while the checkpointer has not made the file yet."""
+        if self._states is not None or not (self._writable or self.path.exists()):
+            return self._states
+        db = None
+        try:
+            if self._writable:
+                db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("CREATE TABLE IF NOT EXISTS states (seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, "
+                           "crc INTEGER NOT NULL, body BLOB NOT NULL)")
+            else:
                 db = sqlite3.connect(f"{self.path.as_uri()}?mode=rw", uri=True, isolation_level=None,
                                      check_same_thread=False)
                 db.execute("SELECT 1 FROM states LIMIT 1").fetchall()
-            except sqlite3.DatabaseError as error:
-                log.warning("%s: not readable yet (%s): reads as of a time replay from the first record", self.name,
-                            error)
-                return None
-            self._states = db
-        return self._states
+        except sqlite3.DatabaseError as error:
+            if db is not None:
+                db.close()
+            if self._writable:
+                raise JournalError(f"{self.name}: cannot open: {error}") from error
+            log.warning("%s: not readable (yet): %s", self.name, error)
+            return None
+        self._states = db
+        return db
 
     def committed_seq(self) -> int:
         try:
@@ -371,16 +377,18 @@ class SqliteHistory:
         return decode_state(self.name, seq, row[0], row[1])
 
     def write(self, seq: int, at: int, body: bytes, crc: int) -> None:
-        assert self._writable and self._states is not None, "a reader does not write history states"
+        assert self._writable, "a reader does not write history states"
+        db = self._db()
+        assert db is not None
         try:
-            self._states.execute("INSERT OR IGNORE INTO states (seq, at, crc, body) VALUES (?, ?, ?, ?)",
+            db.execute("INSERT OR IGNORE INTO states (seq, at, crc, body) VALUES (?, ?, ?, ?)",
                                  (seq, at, crc, body))
         except sqlite3.DatabaseError as error:
             raise JournalError(f"{self.name}: cannot write the history state at record {seq}: "
                                f"{describe_failure(error, self.dir)}") from error
 
     def close(self) -> None:
-        for db in (getattr(self, "_journal", None), self._states):
+        for db in (self._journal, self._states):
             if db is not None:
                 db.close()
         self._states = None
