@@ -48,6 +48,9 @@ cdef class Holding:
     cdef object slack  # while over: at most hot - hot_allowance - 1 (what more due it stays over through)
     cdef dict due  # settlement_date ("" none) -> quantity of the open legs of ACCEPTED redemptions here
     cdef bint dirty  # its tier figures may have changed since the fund's last idle evaluation
+    # SPEC §19 hold_redemptions_on_break: the fund has the term and an OPEN UNEXPLAINED break on this
+    # (custodian, asset): not liquid, no leg (kept by the events, so that the order path reads one flag)
+    cdef bint held
 
 
 cdef class Price:
@@ -119,6 +122,13 @@ cdef class Fund:
     # the next dealing day after the local date of t, for t in [nd_from, nd_until) at calendar nd_epoch
     cdef long long nd_from, nd_until, nd_epoch
     cdef str nd_date
+    # reconciliation (SPEC §19): a statement was recorded (AdjustHolding then names a break); the term
+    # hold_redemptions_on_break; the OPEN breaks by (custodian_id, asset) -> [break_id] in id order, and how
+    # many of them are UNEXPLAINED (what holds a holding back while the term is on)
+    cdef bint reconciles
+    cdef bint hold_on_break
+    cdef dict open_breaks
+    cdef dict unexplained
 
 
 cdef class Ledger:
@@ -129,3 +139,7 @@ cdef class Ledger:
     cdef dict instructions  # instruction_id -> Instruction (SPEC §20; replaced, never mutated)
     cdef long long next_instruction_seq
     cdef bint dry  # a proposed instruction's checks are running: _emit stops before anything applies
+    # reconciliation (SPEC §19): (fund_id, custodian_id) -> [Statement] in recording order; break_id -> Break
+    # (replaced, never mutated); the next break's number (one global sequence)
+    cdef dict statements, breaks
+    cdef long long next_break_seq

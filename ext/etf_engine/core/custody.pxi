@@ -4,10 +4,11 @@
 cdef void _advance(Ledger self, Fund f, long long now_ms) except *:
     """Release the unbonding lots of fund f that matured by now_ms into available (held: the entry tier).
 
-    A release is tentative until a record of the fund commits it (_commit_released, after the record's
-    idle evaluation): a read, or a refused command, at a later time than the next one releases lots that a
-    read at an earlier time must see unbonding again (_rewind), as the reference, whose lots count as
-    available from their release time whenever it reads."""
+    A release is tentative until a record changes the lot's holding (_keep_released), as the reference
+    releases a holding's lots for good only when an event changes that holding: until then a read at an
+    earlier time (a statement's book at its as_of, SPEC §19, say) sees the lots released after it
+    unbonding again (_rewind), as the reference, whose lots count as available from their release time
+    whenever it reads."""
     cdef FundAsset fa
     cdef Holding h
     cdef long long nxt = LLONG_MAX
@@ -41,8 +42,8 @@ cdef void _advance(Ledger self, Fund f, long long now_ms) except *:
 
 
 cdef _rewind(Ledger self, Fund f, long long now_ms):
-    """Put back the lots released since the fund's last record that mature after now_ms (exactly what
-    their release did: nothing of those holdings has changed since, but by reads)."""
+    """Put back the tentatively released lots that mature after now_ms (exactly what their release did:
+    no record has changed those holdings since, _keep_released)."""
     cdef Holding h
     cdef FundAsset fa
     cdef long long at
@@ -73,11 +74,25 @@ cdef _rewind(Ledger self, Fund f, long long now_ms):
     f.read_max = newmax
 
 
-cdef inline void _commit_released(Fund f) noexcept:
-    """A record of the fund has applied: the lots released by its time are released for good."""
+cdef inline void _keep_released(Fund f, Holding h) except *:
+    """A record changes h: the lots released at h by its time are released for good (the reference's
+    ``_live``); the tentative releases at the fund's other holdings stay tentative."""
     if f.read_lots:
-        f.read_lots = []
-        f.read_max = LLONG_MIN
+        _keep_released_at(f, h)
+
+
+cdef void _keep_released_at(Fund f, Holding h) except *:
+    cdef long long at
+    cdef long long newmax = LLONG_MIN
+    keep = []
+    for entry in f.read_lots:
+        if (<tuple>entry)[0] is not h:
+            keep.append(entry)
+            at = (<tuple>entry)[1][0]
+            if at > newmax:
+                newmax = at
+    f.read_lots = keep
+    f.read_max = newmax
 
 
 cdef tuple _target(Ledger self, cmd, long long now_ms):
@@ -104,13 +119,16 @@ def _adjust_holding(Ledger self, cmd, long long now_ms, list events):
     delta = parse_scaled(cmd.delta, "delta", fa.info.decimals, signed=True, limit=MAX_QUANTITY)
     if delta == 0:
         raise invalid("delta", "must not be zero")
+    if f.reconciles or cmd.break_id:  # SPEC §19: the OPEN break it adjusts for (BREAK_REQUIRED)
+        _break_required(self, f, c.custodian_id, fa.info.symbol, cmd.break_id)
     available = _available(self, fa, c)
     if available + delta < 0:
         raise precondition(INSUFFICIENT_LIQUID_BALANCE,
                            f"available {available} at {c.custodian_id} is less than {-delta}")
     _add(available, delta, "delta")
     _emit(self, events, M.HoldingAdjusted(at=now_ms, fund_id=f.fund_id, custodian_id=c.custodian_id,
-                                         asset=fa.info.symbol, delta=delta))
+                                         asset=fa.info.symbol, delta=delta, reason=cmd.reason,
+                                         break_id=cmd.break_id))
 
 
 def _on_holding_adjusted(Ledger self, event):
@@ -123,6 +141,7 @@ cdef _credit(Ledger self, event, object delta):
     cdef Fund f = self.funds[event.fund_id]
     cdef FundAsset fa = f.asset_map[event.asset]
     cdef Holding h = _holding(self, fa, self.custodians[event.custodian_id])
+    _keep_released(f, h)
     h.available += delta
     if delta < 0:
         _leave(f, h, -delta)
@@ -197,6 +216,7 @@ def _on_staked(Ledger self, event):
     cdef Fund f = self.funds[event.fund_id]
     cdef FundAsset fa = f.asset_map[event.asset]
     cdef Holding h = fa.by_custodian[event.custodian_id]
+    _keep_released(f, h)
     h.available -= event.quantity
     _leave(f, h, event.quantity)
     fa.liquid = None
@@ -220,6 +240,7 @@ def _on_unstaked(Ledger self, event):
     cdef Fund f = self.funds[event.fund_id]
     cdef FundAsset fa = f.asset_map[event.asset]
     cdef Holding h = fa.by_custodian[event.custodian_id]
+    _keep_released(f, h)  # before the new lot (released at once with a zero unbonding period: tentatively)
     h.staked -= event.quantity
     h.unbonding += event.quantity
     h.lots.append([event.release_at, event.quantity])
@@ -258,6 +279,7 @@ def _on_slashed(Ledger self, event):
     cdef Fund f = self.funds[event.fund_id]
     cdef FundAsset fa = f.asset_map[event.asset]
     cdef Holding h = fa.by_custodian[event.custodian_id]
+    _keep_released(f, h)
     h.staked -= event.quantity
     fa.illiquid -= event.quantity
     _total_changed(self, fa, -event.quantity)

@@ -19,7 +19,7 @@ cdef object _fee_terms(Ledger self, Fund f, object cmd, object terms):
     """CreateFund's (``f`` None) or UpdateFund's fee terms, after the dealing terms: each given field in
     declaration order, then the rules on the terms as they would be (etf_engine/ledger.py)."""
     changes = {}
-    for name in M.FEE_TERMS:
+    for name in M.FEE_TERMS + M.BOOK_TERMS:  # SPEC §19's term of the books after the fee terms
         value = getattr(cmd, name)
         if f is None or value is not None:  # UpdateFund: None is not given
             changes[name] = _fund_field(self, f, name, value, terms)
@@ -126,6 +126,7 @@ cdef _take_fee(Ledger self, Fund f, object event):
         return
     fa = f.asset_map[event.fee_asset]
     h = _holding(self, fa, self.custodians[event.fee_custodian_id])
+    _keep_released(f, h)
     h.available -= q
     _leave(f, h, q)
     fa.liquid = None

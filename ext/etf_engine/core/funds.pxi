@@ -184,6 +184,9 @@ cdef object _fund_field(Ledger self, Fund f, str name, object value, object term
     elif name == "fee_custodian_id":
         if value:
             _custodian(self, value)
+    elif name == "hold_redemptions_on_break":  # SPEC §19, after the fee terms (model.BOOK_TERMS)
+        if type(value) is not bool:
+            raise invalid(name, f"{quote(value)} is not true or false")
     return value
 
 
@@ -193,7 +196,7 @@ def _create_fund(Ledger self, cmd, long long now_ms, list events):
     _need_id(cmd.fund_id, "fund_id")
     terms = {name: _fund_field(self, None, name, getattr(cmd, name)) for name in cmd.__struct_fields__
              if name not in ("fund_id", "initial_shares_outstanding") and name not in M.DEALING_TERMS
-             and name not in M.FEE_TERMS}
+             and name not in M.FEE_TERMS and name not in M.BOOK_TERMS}
     _need_int(cmd.initial_shares_outstanding, "initial_shares_outstanding", 0, MAX_SHARES)
     if cmd.fund_id in self.funds:
         raise EngineError(ALREADY_EXISTS, f"fund {cmd.fund_id!r} exists")
@@ -210,7 +213,8 @@ def _update_fund(Ledger self, cmd, long long now_ms, list events):
     cdef Fund f = _fund(self, cmd.fund_id)
     old = f.terms
     changes = {name: _fund_field(self, f, name, getattr(cmd, name)) for name in cmd.__struct_fields__
-               if name != "fund_id" and getattr(cmd, name) is not None and name not in M.FEE_TERMS}
+               if name != "fund_id" and getattr(cmd, name) is not None and name not in M.FEE_TERMS
+               and name not in M.BOOK_TERMS}
     terms = _fee_terms(self, f, cmd, _dealing_terms(self, _replace(old, **changes), old, now_ms))
     _emit(self, events, M.FundUpdated(at=now_ms, terms=terms))
 
@@ -254,6 +258,7 @@ def _on_fund_created(Ledger self, event):
     f.accrued, f.fee_payable = 0, {}
     f.entry = TIER_CODES[event.entry_tier]  # SPEC §18: COLD for a fund journaled before it
     f.tier_dirty, f.eval_next, f.nd_date = [], "", ""
+    f.open_breaks, f.unexplained = {}, {}  # SPEC §19
     for t in event.terms.assets:
         fa = FundAsset()
         fa.fund, fa.info = f, self.assets[t.asset]
@@ -291,6 +296,9 @@ cdef _set_terms(Ledger self, Fund f, object terms):
     f.deal_date = ""
     f.nd_epoch = -1  # the calendar may have changed: the next dealing day too
     f.tiers_all = True  # the ratios and the calendar: every holding's figures may have changed
+    if f.hold_on_break != terms.hold_redemptions_on_break:  # SPEC §19: which holdings are held back
+        f.hold_on_break = terms.hold_redemptions_on_break
+        _hold_all(f)
     for t in terms.assets:
         fa = f.asset_map[t.asset]
         fa.cap, fa.buffer, fa.seed_qpu = t.staking_cap, t.liquidity_buffer, t.seed_quantity_per_unit

@@ -56,6 +56,8 @@ def _approve_instruction(Ledger self, cmd, long long now_ms, list events):
         raise precondition(M.INSTRUCTION_NOT_PENDING, f"instruction {instruction.instruction_id} is "
                                                       f"{instruction.status}")
     command = msgspec.json.decode(instruction.request, type=getattr(M, instruction.rpc))
+    if "approved_by" in type(command).__struct_fields__:  # a command that keeps its approver (ResolveBreak)
+        command = _replace(command, approved_by=cmd.principal)
     produced = []
     try:
         self._execute[type(command)](self, command, now_ms, produced)

@@ -21,6 +21,8 @@ cdef class Ledger:
         self.instructions = {}
         self.next_instruction_seq = 1
         self.dry = False
+        self.statements, self.breaks = {}, {}  # SPEC §19
+        self.next_break_seq = 1
         self._apply = {
             M.AssetRegistered: _on_asset, M.CustodianRegistered: _on_custodian,
             M.LicenceSet: _on_licence, M.ParticipantRegistered: _on_participant,
@@ -36,7 +38,8 @@ cdef class Ledger:
             M.DeliveryRecorded: _on_delivery, M.PayoutRecorded: _on_payout,
             M.FeePaid: _on_fee_paid, M.InstructionProposed: _on_instruction_proposed,
             M.InstructionDecided: _on_instruction_decided, M.Swept: _on_swept,
-            M.StoragePolicySet: _on_storage_policy,
+            M.StoragePolicySet: _on_storage_policy, M.StatementRecorded: _on_statement,
+            M.BreakResolved: _on_break_resolved,
         }
         self._execute = {
             M.RegisterAsset: _register_asset, M.RegisterCustodian: _register_custodian,
@@ -53,7 +56,8 @@ cdef class Ledger:
             M.RecordPayout: _record_payout, M.PayFee: _pay_fee,
             M.ProposeInstruction: _propose, M.ApproveInstruction: _approve_instruction,
             M.RejectInstruction: _reject_instruction, M.Sweep: _sweep,
-            M.SetStoragePolicy: _set_storage_policy,
+            M.SetStoragePolicy: _set_storage_policy, M.RecordStatement: _record_statement,
+            M.ResolveBreak: _resolve_break,
         }
 
     def execute(self, command, long long now_ms):
@@ -140,6 +144,15 @@ cdef class Ledger:
     def list_instructions(self, str status=""):
         return list_instructions(self, status)
 
+    def list_breaks(self, str fund_id="", str status=""):
+        return list_breaks(self, fund_id, status)
+
+    def get_break(self, break_id):
+        return get_break(self, break_id)
+
+    def statement_book(self, str fund_id, custodian_id, long long now_ms):
+        return statement_book(self, fund_id, custodian_id, now_ms)
+
     def check_invariants(self, long long now_ms):
         return check_invariants(self, now_ms)
 
@@ -181,6 +194,7 @@ cdef Holding _holding(Ledger self, FundAsset fa, Custodian c):
     h = fa.by_custodian.get(c.custodian_id)
     if h is None:
         h = Holding(c, fa.info.symbol)
+        (<Holding>h).held = _held(fa.fund, c.custodian_id, fa.info.symbol)  # SPEC §19
         fa.by_custodian[c.custodian_id] = h
         fa.holdings.append(h)
         _order_holdings(self, fa)
@@ -244,6 +258,9 @@ def state(Ledger self, long long now_ms):
         next_wallet_seq=self.next_wallet_seq,
         instructions=[self.instructions[k] for k in sorted(self.instructions)],
         next_instruction_seq=self.next_instruction_seq,
+        statements=[s for k in sorted(self.statements) for s in self.statements[k].values()],
+        breaks=[self.breaks[k] for k in sorted(self.breaks)],
+        next_break_seq=self.next_break_seq,
     )
 
 
@@ -324,3 +341,4 @@ cdef _restore(Ledger ledger, state):
         ledger.instructions[instruction.instruction_id] = instruction
     ledger.next_instruction_seq = state.next_instruction_seq
     ledger.next_seq = state.next_order_seq
+    _restore_books(ledger, state)  # SPEC §19: statements, breaks, and the holdings they hold back

@@ -49,7 +49,7 @@ cdef tuple _legs(Ledger self, Fund f, object units, long long now_ms, dict to):
         for h in fa.holdings:
             if not left:
                 break
-            if h.available and h.custodian.licensed(now_ms):
+            if h.available and not h.held and h.custodian.licensed(now_ms):  # held: SPEC §19
                 take = h.available if h.available < left else left
                 left -= take
                 legs.append(Leg(h.custodian.custodian_id, fa.info.symbol, take, address))
@@ -338,6 +338,7 @@ cdef _reserve(Ledger self, Fund f, object order, int sign):
     for leg in order.legs:
         fa = f.asset_map[leg.asset]
         h = fa.by_custodian[leg.custodian_id]
+        _keep_released(f, h)
         q = sign * leg.quantity
         h.available -= q
         h.reserved += q
@@ -358,6 +359,7 @@ def _on_settled(Ledger self, event):
         for line in order.deliverables:
             fa = f.asset_map[line.asset]
             h = _holding(self, fa, f.creation_custodian)
+            _keep_released(f, h)
             h.available += line.quantity
             _enter(f, h, line.quantity)
             fa.liquid = None
@@ -369,6 +371,7 @@ def _on_settled(Ledger self, event):
         for leg in order.legs:
             fa = f.asset_map[leg.asset]
             h = fa.by_custodian[leg.custodian_id]
+            _keep_released(f, h)
             h.reserved -= leg.quantity
             _leave(f, h, leg.quantity)
             _due_add(f, h, settles, -leg.quantity)

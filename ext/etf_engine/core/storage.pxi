@@ -25,6 +25,7 @@ cdef object CalendarRegistered = M.CalendarRegistered
 cdef object HolidaysSet = M.HolidaysSet
 cdef object DealingDayClosed = M.DealingDayClosed
 cdef object StoragePolicySet = M.StoragePolicySet
+cdef object BreakResolved = M.BreakResolved
 
 
 # -- tier moves -------------------------------------------------------------------------------------------
@@ -205,7 +206,6 @@ cdef _track_idle(Ledger self, Fund f, long long t):
     cdef Holding h
     cdef list dirty
     _advance(self, f, t)  # the lots matured by t are held (and marked)
-    _commit_released(f)  # a record at t: what matured by t is released for good
     if f.calendar_id:
         upto = _next_day(self, f, t)
         if upto != f.eval_next:  # what is due may have changed for every holding
@@ -241,6 +241,8 @@ cdef _track_record(Ledger self, object event):
         fund_id = event.terms.fund_id
     elif kind is NavStruck:
         fund_id = event.nav.fund_id
+    elif kind is BreakResolved:  # SPEC §19: its adjustment moves the break's holding
+        fund_id = self.breaks[event.break_id].fund_id
     elif kind is CalendarRegistered or kind is HolidaysSet or kind is DealingDayClosed:
         for f in self.funds.values():
             if f.calendar_id == event.calendar_id:
@@ -308,6 +310,7 @@ def _on_swept(Ledger self, event):
     cdef Fund f = self.funds[event.fund_id]
     cdef FundAsset fa = f.asset_map[event.asset]
     cdef Holding h = _holding(self, fa, self.custodians[event.custodian_id])
+    _keep_released(f, h)
     q = event.quantity
     for tier, sign in ((event.from_tier, -1), (event.to_tier, 1)):
         if tier == HOT:

@@ -96,8 +96,9 @@ def get_basket(Ledger self, str fund_id, long long now_ms):
 
 
 cdef object _liquid(Ledger self, FundAsset fa, long long now_ms):
-    """liquid(a): available at licensed custodians. Cached per fund asset until an available
-    balance or a licence changes, or time reaches the first expiry among the licensed."""
+    """liquid(a): available at licensed custodians, but a holding held back by hold_redemptions_on_break
+    (SPEC §19). Cached per fund asset until an available balance, a licence or a holding's flag changes, or
+    time reaches the first expiry among the licensed."""
     cdef Holding h
     cdef long long until = LLONG_MAX
     if fa.liquid is not None and fa.liquid_epoch == self.licence_epoch and \
@@ -105,7 +106,7 @@ cdef object _liquid(Ledger self, FundAsset fa, long long now_ms):
         return fa.liquid
     liquid = 0
     for h in fa.holdings:
-        if h.custodian.licensed(now_ms):
+        if h.custodian.licensed(now_ms) and not h.held:
             liquid += h.available
             if h.custodian.expires_ms < until:
                 until = h.custodian.expires_ms
