@@ -167,7 +167,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: str = "config"
 
 def _parse_four_eyes(raw: Any, fail: Any) -> tuple[str, ...]:
     """SPEC §20: names of Admin RPCs that change state, but ApproveInstruction and RejectInstruction; the
-    Part III RPCs this server does not serve yet (ResolveBreak, ...) are accepted and wait for it."""
+    Part III RPCs this server does not serve yet (FOUR_EYES_FUTURE: Checkpoint) are accepted and wait for it."""
     from etf_engine.api.servicers import DECIDING, DEFAULT_FOUR_EYES, FOUR_EYES_FUTURE, FOUR_EYES_RPCS
 
     if raw is None:

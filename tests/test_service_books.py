@@ -400,7 +400,7 @@ def test_four_eyes_in_the_config(tmp_path: Path) -> None:
     assert parse_config({}, base_dir=tmp_path).four_eyes == ("PayFee", "ResolveBreak")
     assert parse(["AdjustHolding", "AdjustCash", "PayFee"]) == ("AdjustHolding", "AdjustCash", "PayFee")
     assert parse([]) == ()
-    assert parse(["ResolveBreak"]) == ("ResolveBreak",)  # SPEC §19's, known before this server serves it
+    assert parse(["ResolveBreak"]) == ("ResolveBreak",)  # SPEC §19's
     for value, where, words in (
         (["PayFees"], "four_eyes[0]", "'PayFees' is not an Admin RPC that changes state"),
         (["PayFee", "GetHoldings"], "four_eyes[1]", "'GetHoldings' is not an Admin RPC that changes state"),
