@@ -109,25 +109,33 @@ def test_a_principal_is_journaled_only_when_there_is_one() -> None:
 
 BEFORE_18 = Path(__file__).parent / "data" / "before-issue-18"
 BEFORE_18_DIGEST = "45cf2400a31c2820373dede7bcc3a1c236451e6b89308708ef88d0914d298b53"  # its README
-BOOKS_TERMS = ("management_fee_rate", "fee_day_count", "fee_waiver", "fee_payment", "fee_asset", "fee_custodian_id")
-BOOKS_NAV = ("fee", "fee_days", "fee_basis", "accrued_fees", "fee_payable")
+BOOKS_TERMS = ("management_fee_rate", "fee_day_count", "fee_waiver", "fee_payment", "fee_asset", "fee_custodian_id",
+               "hold_redemptions_on_break")
+BOOKS_NAV = ("fee", "fee_days", "fee_basis", "accrued_fees", "fee_payable", "storage_breaches")
 
 
 def digest_before_books(state: LedgerState) -> str:
     """The digest of ``state`` as the version before SPEC §17-20 encoded it: the same state without the
-    fields the fund's books added, each of which must hold its default (a fund with no fee, no
-    instruction)."""
+    fields the fund's books added, each of which must hold its default (a fund with no fee, its coins
+    all cold, no policy set, no statement, no break, no instruction)."""
     plain_state = msgspec.to_builtins(state)
-    assert (plain_state.pop("instructions"), plain_state.pop("next_instruction_seq")) == ([], 1)
+    assert [plain_state.pop(name) for name in ("instructions", "next_instruction_seq", "statements", "breaks",
+                                                "next_break_seq")] == [[], 1, [], [], 1]
+    for custodian in plain_state["custodians"]:
+        assert custodian[5:] == [m.DEFAULT_MIN_COLD_RATIO, m.DEFAULT_MAX_HOT_SECONDS]
+        del custodian[5:]
     for fund in plain_state["funds"]:
-        assert fund[4:] == [0, []]  # accrued_fees, fee_payable
+        assert fund[4:] == [0, [], m.COLD]  # accrued_fees, fee_payable, entry_tier
         del fund[4:]
+        for holding in fund[3]:
+            assert holding[6:] == [0, 0, None]  # warm, hot, over_since: every coin cold
+            del holding[6:]
         terms = fund[0]
-        assert [terms.pop(name) for name in BOOKS_TERMS] == [0, m.ACT_365, None, m.CASH, "", ""]
+        assert [terms.pop(name) for name in BOOKS_TERMS] == [0, m.ACT_365, None, m.CASH, "", "", False]
         for asset in terms["assets"]:
-            assert asset.pop("staking_fee_rate") == 0
+            assert (asset.pop("staking_fee_rate"), asset.pop("min_cold_ratio")) == (0, None)
     for nav in plain_state["official_navs"]:
-        assert [nav.pop(name) for name in BOOKS_NAV] == [0, 0, 0, 0, []]
+        assert [nav.pop(name) for name in BOOKS_NAV] == [0, 0, 0, 0, [], []]
     for order in plain_state["orders"]:
         assert order["basket"].pop("accrued_fees") == 0
     return hashlib.sha256(msgspec.json.encode(plain_state)).hexdigest()
