@@ -413,8 +413,8 @@ class Engine:
         ``as_of_ms`` (SPEC §21): every figure derived from time is computed then. Built on a worker thread
         from the nearest history state and the records after it (journal/history.py), never from the
         ledger, which may hold what is not durable yet. Only records this node has applied and that are
-        durable count: a follower's state as of now is the state it serves now, and a record written
-        later in the very millisecond of a read as of the engine's time is not in it (it was not there).
+        durable count: a follower's state as of now is the state it serves now. (A read as of the engine's
+        very millisecond races the records of that millisecond still to come: time is read, not frozen.)
 
         INVALID_ARGUMENT naming ``as_of`` when it is negative or after the engine's time (there is no
         state of the future yet); an engine without a journal: FAILED_PRECONDITION; a journal it cannot
