@@ -485,3 +485,23 @@ def test_a_damaged_history_file_stops_neither_the_checkpointer_nor_the_reads(tmp
     finally:
         checkpointer.close()
         journal.close()
+
+
+def test_over_connect_as_over_grpc() -> None:
+    from google.protobuf import json_format
+
+    from tests.test_http import post
+
+    clock = Clock()
+    with BackgroundServer(config(http_listen="127.0.0.1:0"), ledger=make_ledger(), clock=clock) as server:
+        desk = Desk(server, clock)
+        load_sample(desk.issuer)
+        seen = live(desk)
+        for then in (seen[2], seen[7]):
+            status, body = post(desk, "Valuation/GetNav", {"fundId": FUND, "asOf": str(then.at)})
+            assert status == 200 and json_format.ParseDict(body, pb.Nav()) == then.nav
+            status, body = post(desk, "Admin/GetHoldings", {"fund_id": FUND, "as_of": then.at})
+            assert status == 200 and json_format.ParseDict(body, pb.Holdings()) == then.holdings
+        status, body = post(desk, "Valuation/GetNav", {"fundId": FUND, "asOf": str(desk.clock.now + 1)})
+        assert (status, body["code"]) == (400, "invalid_argument") and "as_of" in body["message"]
+        desk.close()
