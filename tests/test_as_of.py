@@ -10,7 +10,7 @@ Two levels, each on SQLite and on PostgreSQL:
 - the service over loopback: a read as of each moment equals the read made at that moment (between two
   records, at a record's exact ms, after a lot was released and a price went stale), the refusals
   (future, negative, a fund not yet created, a participant not eligible now), after a restart, from the
-  history states the checkpointer writes, and on a follower.
+  history states the checkpointer writes, on a follower, and over Connect.
 """
 
 from __future__ import annotations
