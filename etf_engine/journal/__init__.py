@@ -3,6 +3,7 @@
 ``records``   the record format and its checks, snapshots, the state digest, recovery (every backend's)
 ``sqlite``    the journal of a data directory; ``wal`` reads its WAL frame by frame before SQLite opens it
 ``postgres``  the journal of a PostgreSQL shard, fenced by a lease with an epoch
+``history``   states kept every N records, for reads as of a time (SPEC §21): their writer and reader
 ``verify``    a whole journal checked, on either backend (``etf-engine verify``)
 ``copy``      a stopped server's SQLite journal into an empty shard (``etf-engine journal copy``)
 
