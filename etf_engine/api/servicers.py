@@ -264,11 +264,8 @@ class AdminServicer(_Servicer, rpc.AdminServicer):
         exist yet at as_of held nothing then."""
         await self.engine.read(lambda ledger, now_ms: ledger.statement_book(fund_id, custodian_id, now_ms))
         past = await self.engine.ledger_as_of(as_of)
-        read = getattr(past, "statement_book", None)
-        if read is None:  # journal/history.py's LedgerAsOf without the read: its ledger's own, at as_of
-            read = past._ledger.statement_book  # type: ignore[attr-defined]
         try:
-            return read(fund_id, custodian_id, as_of)  # type: ignore[no-any-return]
+            return past.statement_book(fund_id, custodian_id)
         except EngineError as e:
             if e.code != NOT_FOUND:
                 raise

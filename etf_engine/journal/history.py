@@ -177,6 +177,10 @@ class LedgerAsOf:
     def get_nav(self, fund_id: str) -> M.Nav:
         return self._ledger.get_nav(fund_id, self.as_of)
 
+    def statement_book(self, fund_id: str, custodian_id: str) -> M.StatementBook:
+        """The book a statement as of ``as_of`` is compared with (SPEC §19)."""
+        return self._ledger.statement_book(fund_id, custodian_id, self.as_of)
+
     def open_orders(self, fund_id: str = "") -> list[M.Order]:
         """The orders ACCEPTED then ("" = every fund's), in id order, ``overdue`` as at ``as_of``."""
         return self._ledger.list_orders(fund_id, M.ACCEPTED, None, self.as_of)
