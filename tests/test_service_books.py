@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -76,6 +77,18 @@ def unchanged(desk: Desk, call: Callable[[], object], code: grpc.StatusCode) -> 
     details = refused(call, code)
     assert desk.state() == before
     return details
+
+
+def connect(desk: Desk, method: str, body: Any, token: str = TOKENS["issuer"]) -> tuple[int, Any]:
+    """A Connect JSON unary call: (HTTP status, the JSON answered)."""
+    request = urllib.request.Request(
+        f"{desk.server.http_url}/{PACKAGE}.{method}", method="POST", data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
 
 
 def books(desk: Desk) -> Any:

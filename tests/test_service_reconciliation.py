@@ -16,9 +16,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,9 +24,10 @@ from typing import Any
 import grpc
 import pytest
 from test_http import metrics
-from test_service import FUND, FUND2, T0, TOKENS, Clock, Desk, config, load_sample, make_ledger, refused
+from test_service import FUND, FUND2, T0, TOKENS, Clock, Desk, config, load_sample, make_ledger
 from test_service import journal as journal  # noqa: F401  (the fixture: SQLite, and a PostgreSQL shard)
 from test_service import pg_cluster as pg_cluster  # noqa: F401
+from test_service_books import connect, unchanged
 
 from etf_engine.api import servicers
 from etf_engine.api.auth import ACCESS, ISSUER, OBSERVER, PACKAGE
@@ -84,13 +83,6 @@ def now(desk: Desk) -> int:
     return desk.issuer.get_leader().now_unix_ms
 
 
-def unchanged(desk: Desk, call: Callable[[], object], code: grpc.StatusCode) -> str:
-    before = desk.state()
-    details = refused(call, code)
-    assert desk.state() == before
-    return details
-
-
 def state(b: pb.Break) -> tuple[Any, ...]:
     """What a break says: (id, custodian, asset, bucket, tier, book, statement, difference, classification,
     status)."""
@@ -118,18 +110,6 @@ def records(client: EtfClient, after: int = 0) -> list[pb.JournalRecord]:
     except grpc.RpcError as e:
         assert e.code() == Code.DEADLINE_EXCEEDED, e
     return got
-
-
-def connect(desk: Desk, method: str, body: Any, token: str = TOKENS["issuer"]) -> tuple[int, Any]:
-    """A Connect JSON unary call: (HTTP status, the JSON answered)."""
-    request = urllib.request.Request(
-        f"{desk.server.http_url}/{PACKAGE}.{method}", method="POST", data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 def timing_break(desk: Desk) -> tuple[pb.Order, pb.RecordStatementReply]:

@@ -16,9 +16,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,8 @@ from typing import Any
 import grpc
 import pytest
 from test_http import metrics
-from test_service import FUND, FUND2, TOKENS, Clock, Desk, config, load_sample, make_ledger, refused
+from test_service import FUND, FUND2, TOKENS, Clock, Desk, config, load_sample, make_ledger
+from test_service_books import connect, unchanged
 from test_service_dealing_day import MONDAY, MONDAY_CUTOFF, OFFICIAL
 
 from etf_engine.api import servicers
@@ -70,25 +69,6 @@ def tiers(desk: Desk, custodian_id: str, asset: str, fund_id: str = FUND) -> tup
     assert row.HasField("tiers"), row
     t = row.tiers
     return t.cold, t.warm, t.hot, t.cold_required, t.hot_allowance, t.breach, t.idle
-
-
-def unchanged(desk: Desk, call: Callable[[], object], code: grpc.StatusCode) -> str:
-    before = desk.state()
-    details = refused(call, code)
-    assert desk.state() == before
-    return details
-
-
-def connect(desk: Desk, method: str, body: Any, token: str = TOKENS["issuer"]) -> tuple[int, Any]:
-    """A Connect JSON unary call: (HTTP status, the JSON answered)."""
-    request = urllib.request.Request(
-        f"{desk.server.http_url}/{PACKAGE}.{method}", method="POST", data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 def records(client: EtfClient, after: int = 0) -> list[pb.JournalRecord]:
