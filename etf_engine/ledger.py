@@ -236,8 +236,10 @@ Decisions SPEC.md leaves open, fixed here so that both ledgers agree:
     statement 0. A key whose statement differs from the book opens a break (ids ``BRK-%08d``, one
     global sequence, in key order: asset, bucket, tier): TIMING when bucket AVAILABLE, tier "", and
     statement == book + in_flight quantity of the asset (the in-flight order ids and tx hashes kept);
-    else UNEXPLAINED. A key that agrees resolves every OPEN TIMING break of the same (fund, custodian,
-    asset, bucket, tier) (resolved_at, resolved_by_reference). Result: StatementResult.
+    else UNEXPLAINED. A key that agrees resolves every OPEN TIMING break, and every OPEN UNBONDING break
+    (SPEC §19's precise rules: it resolves "only with adjustment 0 or by a later statement"), of the
+    same (fund, custodian, asset, bucket, tier) (resolved_at, resolved_by_reference). Result:
+    StatementResult.
   - ResolveBreak: NOT_FOUND break, ``adjustment`` (signed, the asset's decimals), ``comment`` (at most
     256 characters), BREAK_NOT_OPEN; an UNBONDING break with a non-zero adjustment: INVALID_ARGUMENT
     naming ``adjustment``; a negative adjustment beyond the bucket (the tier for a tiered break; else

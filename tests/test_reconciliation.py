@@ -664,20 +664,21 @@ def test_an_unbonding_break_resolves_only_with_zero(ledger, adjustment):
     replays(desk)
 
 
-def test_a_later_statement_leaves_an_unbonding_break_open(ledger):
-    """SPEC §19's precise rules say an UNBONDING break resolves "only with adjustment 0 or by a later
-    statement", but a break on UNBONDING is UNEXPLAINED (TIMING is for untiered AVAILABLE lines) and a later
-    statement resolves "a TIMING break only"; the contract (ledger.py) settles it: an agreeing key resolves
-    every OPEN TIMING break of the key. So the UNBONDING break stays open."""
+def test_a_later_statement_resolves_an_unbonding_break(ledger):
+    """SPEC §19's precise rules: an UNBONDING break resolves "only with adjustment 0 or by a later
+    statement" -- one whose line for the key agrees with the book, as for a TIMING break (ledger.py)."""
     desk = staking(ledger)
     desk.now = LATER
     record(desk, "ST-1", [line("BTC", "8"), line("BTC", "1", STAKED), line("BTC", "2", UNBONDING),
                           line("ETH", "100")])
     assert ledger.get_break(bid(1)).classification == UNEXPLAINED
-    result = record(desk, "ST-2", [line("BTC", "8"), line("BTC", "1", STAKED), line("BTC", "1", UNBONDING),
+    still = record(desk, "ST-2", [line("BTC", "8"), line("BTC", "1", STAKED), line("BTC", "2", UNBONDING),
+                                  line("ETH", "100")])
+    assert (still.resolved, ledger.get_break(bid(1)).status) == ([], OPEN)  # still differs: a new break, not this
+    result = record(desk, "ST-3", [line("BTC", "8"), line("BTC", "1", STAKED), line("BTC", "1", UNBONDING),
                                    line("ETH", "100")])
-    assert result == m.StatementResult(opened=[], resolved=[])
-    assert ledger.get_break(bid(1)).status == OPEN
+    assert result == m.StatementResult(opened=[], resolved=[bid(1), bid(2)])
+    assert (ledger.get_break(bid(1)).status, ledger.get_break(bid(1)).resolved_by_reference) == (RESOLVED, "ST-3")
     replays(desk)
 
 

@@ -117,7 +117,8 @@ class Reconciliation:
             ours, theirs = held.get(key, 0), said.get(key, 0)
             if ours == theirs:
                 resolved += [b.break_id for b in self._open_breaks(c.fund_id, c.custodian_id, asset)
-                             if (b.bucket, b.tier, b.classification) == (bucket, tier, m.TIMING)]
+                             if (b.bucket, b.tier) == (bucket, tier)
+                             and (b.classification == m.TIMING or bucket == m.UNBONDING)]
                 continue
             flight = flights.get(asset)
             timing = (bucket, tier) == (m.AVAILABLE, "") and flight is not None and theirs == ours + flight.quantity

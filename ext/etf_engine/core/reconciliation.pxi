@@ -155,12 +155,12 @@ cdef tuple _compare(Ledger self, Fund f, object cmd, tuple lines, object book, l
     for key in sorted(keys):
         asset, bucket, tier = key
         ours, theirs = held.get(key, 0), said.get(key, 0)
-        if ours == theirs:  # agrees: resolves the OPEN TIMING breaks of the key
+        if ours == theirs:  # agrees: resolves the OPEN TIMING and UNBONDING breaks of the key
             ids = f.open_breaks.get((custodian_id, asset))
             if ids:
                 for break_id in ids:
                     b = self.breaks[break_id]
-                    if b.bucket == bucket and b.tier == tier and b.classification == TIMING:
+                    if b.bucket == bucket and b.tier == tier and (b.classification == TIMING or bucket == UNBONDING):
                         resolved.append(break_id)
             continue
         flight = flights.get(asset)
