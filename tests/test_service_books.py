@@ -14,6 +14,7 @@ runs test_service's ``make_ledger`` (ETF_LEDGER=reference|core; the compiled cor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import urllib.error
@@ -46,19 +47,31 @@ LIVE_NAV = "29811843.76"  # the same less the accrued 806.24
 
 
 @contextmanager
-def serving(data_dir: Path, **overrides: Any) -> Iterator[Desk]:
-    """A server with the HTTP listener, the test clock and the sample funds; F1 on DESK with its fee."""
+def serving_sample(data_dir: Path, prepare: Callable[[Desk], object] = lambda desk: None,
+                   **overrides: Any) -> Iterator[Desk]:
+    """A server with the HTTP listener, the test clock and the sample funds, then ``prepare``d: the
+    fund's books' service tests (fees, storage, reconciliation) each start here."""
     clock = Clock()
     settings = {"data_dir": data_dir, "test_clock": True, "http_listen": "127.0.0.1:0", **overrides}
     with BackgroundServer(config(**settings), ledger=make_ledger(), clock=clock) as server:
         d = Desk(server, clock)
         try:
             load_sample(d.issuer)
-            d.issuer.register_calendar("DESK", "Asia/Hong_Kong", weekend_days=[])
-            d.issuer.update_fund(FUND, calendar_id="DESK", management_fee_rate="0.0099")
+            prepare(d)
             yield d
         finally:
             d.close()
+
+
+def on_desk(desk: Desk, **terms: Any) -> None:
+    """F1 on the DESK calendar (Hong Kong, no weekend), with ``terms``."""
+    desk.issuer.register_calendar("DESK", "Asia/Hong_Kong", weekend_days=[])
+    desk.issuer.update_fund(FUND, calendar_id="DESK", **terms)
+
+
+def serving(data_dir: Path, **overrides: Any) -> contextlib.AbstractContextManager[Desk]:
+    """The sample funds; F1 on DESK with its fee."""
+    return serving_sample(data_dir, lambda desk: on_desk(desk, management_fee_rate="0.0099"), **overrides)
 
 
 @pytest.fixture

@@ -13,11 +13,11 @@ comparison of the whole canonical state: bad input changes nothing. The server r
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from test_http import metrics
 from test_service import FUND, FUND2, T0, TOKENS, Clock, Desk, config, load_sample, make_ledger
 from test_service import journal as journal  # noqa: F401  (the fixture: SQLite, and a PostgreSQL shard)
 from test_service import pg_cluster as pg_cluster  # noqa: F401
-from test_service_books import connect, unchanged
+from test_service_books import connect, serving_sample, unchanged
 
 from etf_engine.api import servicers
 from etf_engine.api.auth import ACCESS, ISSUER, OBSERVER, PACKAGE
@@ -53,18 +53,9 @@ C1_BOOK = [StatementLine("BTC", "AVAILABLE", "150"), StatementLine("ETH", "AVAIL
 C2_BOOK = [StatementLine("BTC", "AVAILABLE", "50"), StatementLine("ETH", "AVAILABLE", "1000")]
 
 
-@contextmanager
-def serving(data_dir: Path, **overrides: Any) -> Iterator[Desk]:
-    """A server with the HTTP listener, the test clock and the sample funds."""
-    settings = {"data_dir": data_dir, "test_clock": True, "http_listen": "127.0.0.1:0", **overrides}
-    clock = Clock()
-    with BackgroundServer(config(**settings), ledger=make_ledger(), clock=clock) as server:
-        d = Desk(server, clock)
-        try:
-            load_sample(d.issuer)
-            yield d
-        finally:
-            d.close()
+def serving(data_dir: Path, **overrides: Any) -> contextlib.AbstractContextManager[Desk]:
+    """The sample funds."""
+    return serving_sample(data_dir, **overrides)
 
 
 @pytest.fixture

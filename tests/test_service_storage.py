@@ -13,24 +13,23 @@ server runs test_service's ``make_ledger`` (ETF_LEDGER=reference|core; the compi
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 from test_http import metrics
-from test_service import FUND, FUND2, TOKENS, Clock, Desk, config, load_sample, make_ledger
-from test_service_books import connect, unchanged
+from test_service import FUND, FUND2, TOKENS, Desk
+from test_service_books import connect, on_desk, serving_sample, unchanged
 from test_service_dealing_day import MONDAY, MONDAY_CUTOFF, OFFICIAL
 
 from etf_engine.api import servicers
 from etf_engine.api.auth import ACCESS, ISSUER, PACKAGE
-from etf_engine.api.server import BackgroundServer
 from etf_engine.client import EtfClient, FundAssetTerms, instruction_status
 from etf_engine.config import parse_config
 from etf_engine.v1 import engine_pb2 as pb
@@ -40,20 +39,9 @@ BTC_TERMS = dict(staking_cap="0", liquidity_buffer="0", unbonding_seconds=0, see
 ETH_TERMS = dict(staking_cap="0.30", liquidity_buffer="0.10", unbonding_seconds=604_800, seed_quantity_per_unit="75")
 
 
-@contextmanager
-def serving(data_dir: Path, **overrides: Any) -> Iterator[Desk]:
-    """A server with the HTTP listener, the test clock and the sample funds; F1 on DESK."""
-    settings = {"data_dir": data_dir, "test_clock": True, "http_listen": "127.0.0.1:0", **overrides}
-    clock = Clock()
-    with BackgroundServer(config(**settings), ledger=make_ledger(), clock=clock) as server:
-        d = Desk(server, clock)
-        try:
-            load_sample(d.issuer)
-            d.issuer.register_calendar("DESK", "Asia/Hong_Kong", weekend_days=[])
-            d.issuer.update_fund(FUND, calendar_id="DESK")
-            yield d
-        finally:
-            d.close()
+def serving(data_dir: Path, **overrides: Any) -> contextlib.AbstractContextManager[Desk]:
+    """The sample funds; F1 on DESK."""
+    return serving_sample(data_dir, on_desk, **overrides)
 
 
 @pytest.fixture
