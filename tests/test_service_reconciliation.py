@@ -27,13 +27,12 @@ from test_http import metrics
 from test_service import FUND, FUND2, T0, TOKENS, Clock, Desk, config, load_sample, make_ledger
 from test_service import journal as journal  # noqa: F401  (the fixture: SQLite, and a PostgreSQL shard)
 from test_service import pg_cluster as pg_cluster  # noqa: F401
-from test_service_books import connect, serving_sample, unchanged
+from test_service_books import connect, records, serving_sample, unchanged
 
 from etf_engine.api import servicers
 from etf_engine.api.auth import ACCESS, ISSUER, OBSERVER, PACKAGE
 from etf_engine.api.server import BackgroundServer
 from etf_engine.client import (
-    EtfClient,
     FundAssetTerms,
     StatementLine,
     break_classification,
@@ -90,17 +89,6 @@ def holding(desk: Desk, custodian_id: str, asset: str) -> pb.HoldingRow:
 def approved(desk: Desk, asset: str, address: str) -> None:
     wallet = desk.issuer.register_wallet("AP-1", asset, address, "treasury")
     desk.clients["issuer2"].approve_wallet(wallet.wallet_id)
-
-
-def records(client: EtfClient, after: int = 0) -> list[pb.JournalRecord]:
-    """Every record after ``after`` that is there now (the stream then waits: cut it after 1.5 s)."""
-    got = []
-    stream = client.stream_events(after, timeout=1.5)
-    try:
-        got.extend(stream)
-    except grpc.RpcError as e:
-        assert e.code() == Code.DEADLINE_EXCEEDED, e
-    return got
 
 
 def timing_break(desk: Desk) -> tuple[pb.Order, pb.RecordStatementReply]:

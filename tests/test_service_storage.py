@@ -25,12 +25,12 @@ import grpc
 import pytest
 from test_http import metrics
 from test_service import FUND, FUND2, TOKENS, Desk
-from test_service_books import connect, on_desk, serving_sample, unchanged
+from test_service_books import connect, on_desk, records, serving_sample, unchanged
 from test_service_dealing_day import MONDAY, MONDAY_CUTOFF, OFFICIAL
 
 from etf_engine.api import servicers
 from etf_engine.api.auth import ACCESS, ISSUER, PACKAGE
-from etf_engine.client import EtfClient, FundAssetTerms, instruction_status
+from etf_engine.client import FundAssetTerms, instruction_status
 from etf_engine.config import parse_config
 from etf_engine.v1 import engine_pb2 as pb
 
@@ -57,17 +57,6 @@ def tiers(desk: Desk, custodian_id: str, asset: str, fund_id: str = FUND) -> tup
     assert row.HasField("tiers"), row
     t = row.tiers
     return t.cold, t.warm, t.hot, t.cold_required, t.hot_allowance, t.breach, t.idle
-
-
-def records(client: EtfClient, after: int = 0) -> list[pb.JournalRecord]:
-    """Every record after ``after`` that is there now (the stream then waits: cut it after 1.5 s)."""
-    got = []
-    stream = client.stream_events(after, timeout=1.5)
-    try:
-        got.extend(stream)
-    except grpc.RpcError as e:
-        assert e.code() == Code.DEADLINE_EXCEEDED, e
-    return got
 
 
 def sweep_request(**fields: Any) -> pb.SweepRequest:
