@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from benchmarks.conftest import NOW, load_fund
+from benchmarks.conftest import NOW, recorded_fund
 from etf_engine import model as M
 from etf_engine._core import Ledger
 from etf_engine.api.auth import hash_token
@@ -56,19 +56,7 @@ ASSETS = ("BTC", "ETH", "SOL")
 
 def life(records: int) -> Iterator[list[M.Event]]:
     """Batches of events, ``records`` in all (the last batch cut to fit)."""
-    ledger = Ledger()
-    pending: list[M.Event] = []
-
-    class Recording:  # load_fund drives a ledger; keep the events it makes
-        def execute(self, command: object, now: int) -> object:
-            result, events = ledger.execute(command, now)
-            pending.extend(events)
-            return result, events
-
-    load_fund(Recording())
-    pending.extend(ledger.execute(M.RegisterParticipant(
-        participant_id="AP-B", name="bench", eligible_fund_ids=["F-1"], max_units_per_order=10,
-        max_units_per_day=10**15), NOW)[1])
+    ledger, pending = recorded_fund()
     prices = {a: p for a, p in zip(ASSETS, ("600000", "25000", "1200"), strict=True)}
     open_orders: deque[str] = deque()
     now, step, made = NOW, 0, 0

@@ -69,3 +69,22 @@ def load_fund(ledger, fund_id: str = "F-1", *, calendar: bool = False, pricing: 
         for symbol in ASSETS:
             run(M.AdjustHolding(fund_id=fund_id, custodian_id=cid, asset=symbol, delta=OPENING_HOLDING), NOW)
     run(M.Stake(fund_id=fund_id, custodian_id=CUSTODIANS[-1], asset="ETH", quantity=STAKED_ETH), NOW)
+
+
+def recorded_fund() -> tuple[Ledger, list[M.Event]]:
+    """A core ledger with ``load_fund``'s fund and participant AP-B (10 units an order, no daily limit),
+    and the events that made it: the opening of a journal the benchmarks then grow order by order."""
+    ledger = Ledger()
+    events: list[M.Event] = []
+
+    class Recording:  # load_fund drives a ledger; keep the events it makes
+        def execute(self, command: object, now: int) -> object:
+            result, made = ledger.execute(command, now)
+            events.extend(made)
+            return result, made
+
+    load_fund(Recording())
+    events.extend(ledger.execute(M.RegisterParticipant(
+        participant_id="AP-B", name="bench", eligible_fund_ids=["F-1"], max_units_per_order=10,
+        max_units_per_day=10**15), NOW)[1])
+    return ledger, events

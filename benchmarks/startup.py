@@ -23,9 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.conftest import NOW, load_fund
+from benchmarks.conftest import NOW, recorded_fund
 from etf_engine import model as M
-from etf_engine._core import Ledger
 from etf_engine.journal import SqliteJournal
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,19 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def build(data: Path, records: int, wal_commits: int, batch: int = 100) -> Path:
     """A journal of about ``records`` records; returns a copy taken while the last commits were in the WAL."""
     journal = SqliteJournal(data)
-    ledger = Ledger()
-    pending: list[M.Event] = []
-
-    class Recording:  # load_fund drives a ledger; keep the events it makes for the journal
-        def execute(self, command: object, now: int) -> object:
-            result, events = ledger.execute(command, now)
-            pending.extend(events)
-            return result, events
-
-    load_fund(Recording())
-    pending.extend(ledger.execute(M.RegisterParticipant(
-        participant_id="AP-B", name="bench", eligible_fund_ids=["F-1"], max_units_per_order=10,
-        max_units_per_day=10**15), NOW)[1])
+    ledger, pending = recorded_fund()
     crashed = data.with_name("crashed")
     wal_from = records - wal_commits * batch
     i = 0
