@@ -12,7 +12,7 @@ from etf_engine import calendar as cal_
 from etf_engine import model as m
 from etf_engine.errors import invalid, out_of_range, precondition
 from etf_engine.numbers import MAX_MONEY, MONEY_DP, RATE_DP, RATE_SCALE, parse_scaled
-from etf_engine.reference.checks import _money, _positive
+from etf_engine.reference.checks import _money, _one_of, _positive
 from etf_engine.reference.state import Fund
 from etf_engine.reference.valuation import _round, _worth
 
@@ -38,9 +38,7 @@ class Fees:
             case "management_fee_rate":
                 return _rate(value, name, m.MAX_FEE_RATE)
             case "fee_day_count":
-                if value not in m.FEE_DAY_COUNTS:
-                    raise invalid(name, f"{value!r} is not one of {', '.join(m.FEE_DAY_COUNTS)}")
-                return value
+                return _one_of(value, m.FEE_DAY_COUNTS, name)
             case "fee_waiver":
                 if value is None or not value.until:
                     return None
@@ -48,19 +46,13 @@ class Fees:
                                    nav_limit=_money(value.nav_limit, "fee_waiver.nav_limit"),
                                    until=cal_.parse_date(value.until, "fee_waiver.until").isoformat())
             case "fee_payment":
-                if value not in m.FEE_PAYMENTS:
-                    raise invalid(name, f"{value!r} is not one of {', '.join(m.FEE_PAYMENTS)}")
-                return value
+                return _one_of(value, m.FEE_PAYMENTS, name)
             case "fee_asset":
                 if value and not any(a.asset == value for a in assets):
                     raise invalid(name, f"{value!r} is not an asset of the fund")
                 return value
             case "fee_custodian_id":
                 return value and self._custodian(value).custodian_id
-            case "hold_redemptions_on_break":  # SPEC §19, the one term of the books that is no fee
-                if type(value) is not bool:
-                    raise invalid(name, f"{value!r} is not true or false")
-                return value
         raise AssertionError(name)
 
     @staticmethod

@@ -87,8 +87,8 @@ class Funds:
         # the terms of SPEC §13 after the Part I checks (etf_engine/ledger.py)
         terms |= {name: self._fund_field(name, getattr(c, name), None) for name in m.DEALING_TERMS}
         fund_terms = self._with_first_date(m.FundTerms(fund_id=c.fund_id, **terms), None, now)
-        fees = {name: self._fee_field(name, getattr(c, name), fund_terms.assets) for name in (*m.FEE_TERMS,
-                                                                                                *m.BOOK_TERMS)}
+        fees = {name: self._fee_field(name, getattr(c, name), fund_terms.assets) for name in m.FEE_TERMS}
+        fees |= {name: self._fund_field(name, getattr(c, name), None) for name in m.BOOK_TERMS}
         fund_terms = msgspec.structs.replace(fund_terms, **fees)
         self._check_fee_terms(fund_terms)
         return None, self._commit(m.FundCreated(at=now, terms=fund_terms, shares_outstanding=shares,
@@ -108,8 +108,9 @@ class Funds:
             merged = {a.asset: a for a in fund.terms.assets} | {a.asset: a for a in changes["assets"]}
             changes["assets"] = tuple(merged[a] for a in sorted(merged))
         terms = self._with_first_date(msgspec.structs.replace(fund.terms, **changes), fund.terms, now)
-        fees = {name: self._fee_field(name, value, terms.assets) for name, value in given.items()
-                if name in (*m.FEE_TERMS, *m.BOOK_TERMS)}
+        fees = {name: self._fee_field(name, value, terms.assets) if name in m.FEE_TERMS
+                else self._fund_field(name, value, fund)
+                for name, value in given.items() if name in (*m.FEE_TERMS, *m.BOOK_TERMS)}
         terms = msgspec.structs.replace(terms, **fees)
         self._check_fee_terms(terms)
         return None, self._commit(m.FundUpdated(at=now, terms=terms))
@@ -156,7 +157,7 @@ class Funds:
                 return value
             case "pricing":
                 return _one_of(value, m.PRICINGS, name)
-            case "require_delivery":
+            case "require_delivery" | "hold_redemptions_on_break":
                 if type(value) is not bool:
                     raise invalid(name, f"{value!r} is not true or false")
                 return value
