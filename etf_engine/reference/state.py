@@ -8,6 +8,14 @@ from fractions import Fraction
 from etf_engine import model as m
 
 
+def leaving(tiers: tuple[int, int, int], quantity: int) -> tuple[int, int, int]:
+    """(cold, warm, hot) once ``quantity`` left them: out of hot, then warm, then cold (SPEC §18)."""
+    cold, warm, hot = tiers
+    from_hot = min(hot, quantity)
+    from_warm = min(warm, quantity - from_hot)
+    return cold - (quantity - from_hot - from_warm), warm - from_warm, hot - from_hot
+
+
 @dataclass
 class Holding:
     """One (fund, custodian, asset). A lot whose release time has passed counts as available."""
@@ -45,9 +53,7 @@ class Holding:
 
     def leave(self, quantity: int) -> None:
         """``quantity`` left held: out of hot, then warm, then cold."""
-        from_hot = min(self.hot, quantity)
-        self.hot -= from_hot
-        self.warm -= min(self.warm, quantity - from_hot)
+        _, self.warm, self.hot = leaving((0, self.warm, self.hot), quantity)  # cold: the rest of held
 
     def tiers(self, now: int) -> tuple[int, int, int]:
         """(cold, warm, hot) at ``now``: lots matured by then in the entry tier."""

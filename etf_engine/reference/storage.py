@@ -10,6 +10,7 @@ from etf_engine.errors import invalid, precondition
 from etf_engine.numbers import FRACTION_SCALE, MAX_SECONDS
 from etf_engine.reference.checks import _at_least, _fraction, _one_of, _positive
 from etf_engine.reference.state import Fund, Holding
+from etf_engine.reference.state import leaving as leaving_tiers
 
 
 class Figures(NamedTuple):
@@ -87,10 +88,7 @@ class Storage:
     def _figures(self, fund: Fund, custodian_id: str, asset: str, t: int, leaving: int = 0) -> Figures:
         """The holding's figures at ``t``; ``leaving``: as if that quantity had left held (a strike's
         in-kind fee, before it applies)."""
-        cold, warm, hot = self._holding(fund, custodian_id, asset).tiers(t)
-        from_hot = min(hot, leaving)  # what leaves, leaves hot, then warm, then cold
-        from_warm = min(warm, leaving - from_hot)
-        hot, warm, cold = hot - from_hot, warm - from_warm, cold - (leaving - from_hot - from_warm)
+        cold, warm, hot = leaving_tiers(self._holding(fund, custodian_id, asset).tiers(t), leaving)
         own = fund.asset(asset).min_cold_ratio
         ratio = own if own is not None else self._policy(custodian_id)[0]
         held = cold + warm + hot
