@@ -23,6 +23,7 @@ import os
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 import itertools
+from datetime import date
 from typing import Any
 
 import msgspec
@@ -75,6 +76,15 @@ def eth(text: str) -> int:
 
 def cents(text: str) -> int:
     return units(text, 2)
+
+
+def hk(day: str, clock: str = "00:00") -> int:
+    """Unix ms of a Hong Kong local time ``HH:MM[:SS[.mmm]]`` on ``day`` (UTC+8, no daylight saving),
+    written without etf_engine.calendar."""
+    hms, _, frac = clock.partition(".")
+    h, mi, s = ([int(x) for x in hms.split(":")] + [0])[:3]
+    days = (date.fromisoformat(day) - date(1970, 1, 1)).days
+    return days * 86_400_000 + ((h - 8) * 3600 + mi * 60 + s) * 1000 + int(frac.ljust(3, "0"))
 
 
 # -- the desk ------------------------------------------------------------------------------------

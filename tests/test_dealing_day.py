@@ -17,7 +17,7 @@ from fractions import Fraction
 
 import msgspec
 import pytest
-from conftest import DECIMALS, EXPIRES, F1, F2, T0, btc, cents, eth, plain, sample, units
+from conftest import DECIMALS, EXPIRES, F1, F2, T0, btc, cents, eth, hk, plain, sample, units
 
 from etf_engine import model as m
 from etf_engine.errors import (
@@ -65,12 +65,6 @@ TYPHOON = "typhoon signal no. 8"
 OFFICIAL = {"BTC": "510000.12345678", "ETH": "20100.5"}  # the fixing StrikeNav is given unless a test says
 
 
-def hk(day: str, clock: str = "00:00") -> int:
-    """Unix ms of a Hong Kong local time ``HH:MM[:SS[.mmm]]`` on ``day`` (UTC+8, no daylight saving)."""
-    hms, _, frac = clock.partition(".")
-    h, mi, s = ([int(x) for x in hms.split(":")] + [0])[:3]
-    days = (date.fromisoformat(day) - date(1970, 1, 1)).days
-    return days * DAY_MS + ((h - 8) * 3600 + mi * 60 + s) * 1000 + int(frac.ljust(3, "0"))
 
 
 def test_hk_writes_hong_kong_time():

@@ -21,7 +21,7 @@ from fractions import Fraction
 
 import msgspec
 import pytest
-from conftest import DECIMALS, F1, F2, Desk, btc, cents, eth, sample
+from conftest import DECIMALS, F1, F2, Desk, btc, cents, eth, hk, sample
 
 from etf_engine import model as m
 from etf_engine.errors import ALREADY_EXISTS, FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND
@@ -53,10 +53,6 @@ ETH_A = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"  # EIP-55
 
 
 # -- time ------------------------------------------------------------------------------------------
-def hk(day: str, clock: str = "00:00") -> int:
-    """Unix ms of a Hong Kong local time ``HH:MM`` on ``day`` (UTC+8, no daylight saving)."""
-    h, mi = (int(x) for x in clock.split(":"))
-    return (date.fromisoformat(day) - date(1970, 1, 1)).days * DAY_MS + ((h - 8) * 60 + mi) * 60_000
 
 
 def utc(day: str, clock: str = "00:00") -> int:

@@ -13,18 +13,16 @@ the same state.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 import msgspec
 import pytest
-from conftest import F1, F2, NOW, Desk, btc, cents, plain, sample
+from conftest import F1, F2, NOW, Desk, btc, cents, hk, plain, sample
 
 from etf_engine import model as m
 from etf_engine.errors import FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, EngineError
 from etf_engine.model import (
     CREATE,
-    DAY_MS,
     EXECUTED,
     FAILED,
     FEE_EXCEEDS_ACCRUED,
@@ -44,10 +42,6 @@ ACCRUED_SCALE = 10**26  # state()'s exact accrued fee: units of 10^-26 base curr
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def hk(day: str, clock: str = "00:00") -> int:
-    """Unix ms of a Hong Kong local time (UTC+8, no daylight saving)."""
-    h, mi = (int(x) for x in clock.split(":"))
-    return (date.fromisoformat(day) - date(1970, 1, 1)).days * DAY_MS + ((h - 8) * 60 + mi) * 60_000
 
 
 def propose(command: Any, principal: str = ALICE) -> m.ProposeInstruction:

@@ -14,12 +14,11 @@ and the events replay into the same state.
 from __future__ import annotations
 
 import math
-from datetime import date
 from fractions import Fraction
 
 import msgspec
 import pytest
-from conftest import DECIMALS, F1, F2, NOW, Desk, btc, eth, sample
+from conftest import DECIMALS, F1, F2, NOW, Desk, btc, eth, hk, sample
 
 from etf_engine import model as m
 from etf_engine.errors import FAILED_PRECONDITION, INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE
@@ -48,12 +47,6 @@ DEFAULT_RATIO = 9_800  # 0.98 in 1e-4
 
 
 # -- time and numbers --------------------------------------------------------------------------------
-def hk(day: str, clock: str = "00:00") -> int:
-    """Unix ms of a Hong Kong local time ``HH:MM[:SS[.mmm]]`` (UTC+8, no daylight saving)."""
-    hms, _, frac = clock.partition(".")
-    h, mi, s = ([int(x) for x in hms.split(":")] + [0])[:3]
-    days = (date.fromisoformat(day) - date(1970, 1, 1)).days
-    return days * DAY_MS + ((h - 8) * 3600 + mi * 60 + s) * 1000 + int(frac.ljust(3, "0"))
 
 
 def text(quantity: int, asset: str = "BTC") -> str:

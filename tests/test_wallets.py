@@ -10,11 +10,9 @@ goes through ``Desk.refused`` (the state is unchanged after it) and the events r
 
 from __future__ import annotations
 
-from datetime import date
-
 import msgspec
 import pytest
-from conftest import DECIMALS, F1, F2, NOW, Desk, btc, eth, sample
+from conftest import DECIMALS, F1, F2, NOW, Desk, btc, eth, hk, sample
 
 from etf_engine import model as m
 from etf_engine.errors import (
@@ -122,10 +120,6 @@ def paying(ledger) -> tuple[Desk, dict[str, str], m.Order]:
     return desk, w, submit(desk, REDEEM, 1, [w["BTC"], w["ETH"]])
 
 
-def hk(day: str, hhmm: str = "00:00") -> int:
-    """Unix ms of a Hong Kong local time (UTC+8, no daylight saving), written without etf_engine.calendar."""
-    h, mi = (int(x) for x in hhmm.split(":"))
-    return (date.fromisoformat(day) - date(1970, 1, 1)).days * DAY_MS + ((h - 8) * 60 + mi) * 60_000
 
 
 def on_calendar(ledger, **terms) -> Desk:
