@@ -249,6 +249,9 @@ class Engine:
         self._waiters: deque[tuple[int, asyncio.Future[Any], Any, EngineError | None]] = deque()
         self._committer: asyncio.Task[None] | None = None
         self._followed_seq = 0  # a follower's last record applied
+        # ``at`` of the latest record: journaled, replayed, followed, or produced and still in the group
+        # commit (records never go back in time); RecordStatement asks whether one came after its as_of.
+        self.last_record_at = 0
         self._as_of: AsOfReader | None = None  # made at the first read as of a time
         self._as_of_lock = threading.Lock()
         self._accepting = False
@@ -295,7 +298,7 @@ class Engine:
         self.ledger = await asyncio.to_thread(
             recover, self.journal, self.ledger, on_snapshot=snapshot_loaded,
             on_event=lambda event: self._index.observe(event, ignored))
-        self._last_now = self.journal.last_at
+        self._last_now = self.last_record_at = self.journal.last_at
         self._followed_seq = getattr(self.journal, "last_seq", 0)
         log.info("state digest at start: %s", self.digest())
         self._accepting = self._started = True
@@ -363,6 +366,7 @@ class Engine:
                 produced = [msgspec.structs.replace(event, principal=principal) for event in produced]
             for event in produced:
                 self._index.observe(event, self._changed)
+            self.last_record_at = produced[-1].at
             for observe in self.on_events:
                 observe(produced)
             self._unjournaled.extend(produced)
@@ -466,6 +470,7 @@ class Engine:
         self._followed_seq += len(events)
         if events:
             self._last_now = max(self._last_now, events[-1].at)
+            self.last_record_at = events[-1].at
             self.feed.bump((*changed, ANY_RECORD))
 
     def lead(self) -> None:

@@ -199,17 +199,6 @@ class AdminServicer(_Servicer, rpc.AdminServicer):
         if unknown:
             raise ValueError(f"four_eyes: not an Admin RPC that changes state: {', '.join(unknown)}")
         self.four_eyes = frozenset(four_eyes) & FOUR_EYES_RPCS
-        self._produced_at = 0  # ``at`` of the last event this engine produced (journaled or not yet)
-        if engine is not None:
-            engine.on_events.append(self._produced)
-
-    def _produced(self, events: list[M.Event]) -> None:
-        self._produced_at = events[-1].at  # on the engine's path: cheap
-
-    def _last_record_at(self) -> int:
-        """``at`` of the engine's latest record: the last one journaled or replayed (a follower's: followed),
-        or one produced since and still in the group commit. Records never go back in time."""
-        return max(self.engine.journal.last_at, self._produced_at)
 
     # -- reconciliation (SPEC §19) ----------------------------------------------------------------------
     async def RecordStatement(
@@ -236,7 +225,7 @@ class AdminServicer(_Servicer, rpc.AdminServicer):
         if "RecordStatement" in self.four_eyes and principal.role == ISSUER:
 
             def book_now(ledger: Ledger, now_ms: int) -> Any:
-                if 0 <= as_of < self._last_record_at():
+                if 0 <= as_of < self.engine.last_record_at:
                     return _FROM_THE_JOURNAL
                 return ledger.statement_book(fund_id, custodian_id, as_of) if 0 <= as_of <= now_ms else None
 
@@ -248,7 +237,7 @@ class AdminServicer(_Servicer, rpc.AdminServicer):
             return convert.pending_reply(pb.RecordStatementReply, proposed)
 
         def at_once(ledger: Ledger, now_ms: int) -> tuple[Any, list[M.Event]]:
-            if 0 <= as_of < self._last_record_at():
+            if 0 <= as_of < self.engine.last_record_at:
                 return _FROM_THE_JOURNAL, []
             return ledger.execute(command, now_ms)
 
