@@ -29,7 +29,10 @@ from etf_engine.v1 import engine_pb2 as pb
 from etf_engine.v1 import engine_pb2_grpc as rpc
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# Codes that mean "no answer", so the same request (idempotent by its client_order_id) goes again.
+# CANCELLED is among them because this client never cancels its own calls: a server that stops cancels
+# the calls that reached it but had not yet been handed to a handler (gRPC's own shutdown), unanswered.
+RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
 
 
 class PendingInstruction(Exception):

@@ -32,6 +32,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from etf_engine.api.auth import hash_token
+from etf_engine.client import RETRIED
 from etf_engine.v1 import engine_pb2 as pb
 from etf_engine.v1 import engine_pb2_grpc as rpc
 from tests.test_crash import load_fund as crash_load_fund
@@ -302,8 +303,8 @@ class ChildCall:
 
 class Router:
     """One dealer's way to the shard: a request goes to each running node in turn until one answers;
-    UNAVAILABLE (a follower, a deposed or dead node) moves on, to the leader first when the message names
-    it. The request is the same every time, so a repeat is idempotent by its client_order_id."""
+    no answer (etf_engine.client.RETRIED: a follower, a deposed, stopping or dead node) moves on, to the
+    leader first when the message names it. The request is the same every time, so a repeat is idempotent by its client_order_id."""
 
     def __init__(self, nodes: Sequence[Node], who: str, *, attempt_timeout: float = 3.0,
                  gate: Gate | None = None) -> None:
@@ -327,7 +328,7 @@ class Router:
     def call(self, rpc_name: str, request: Any, *, give_up: float = 30.0,
              stop: threading.Event | None = None) -> tuple[Any, Node]:
         """The reply and the node that gave it; raises the last error after ``give_up`` seconds, or at once
-        for a code other than UNAVAILABLE / DEADLINE_EXCEEDED (a refusal is an answer)."""
+        for a code not in RETRIED (a refusal is an answer)."""
         deadline = time.monotonic() + give_up
         last: grpc.RpcError | None = None
         while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
@@ -344,7 +345,7 @@ class Router:
                         reply = getattr(self._stub(target), rpc_name)(request, metadata=metadata(self.who),
                                                                       timeout=self.attempt_timeout)
                 except grpc.RpcError as e:
-                    if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    if e.code() not in RETRIED:
                         raise
                     last = e
                     named = [n for n in self.nodes if n is not node and n.name in (e.details() or "")]
