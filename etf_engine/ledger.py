@@ -107,7 +107,8 @@ Decisions SPEC.md leaves open, fixed here so that both ledgers agree:
   - Reads: get_calendar -> CalendarInfo; get_official_nav(fund_id, date), get_pcf(fund_id, date):
     NOT_FOUND for an unknown fund or a date without one (a malformed date: INVALID_ARGUMENT);
     list_official_navs(fund_id, from_date, to_date): inclusive, "" = unbounded, by date.
-  - ClockAdvanced events change nothing in a ledger (the engine's clock is not the ledger's).
+  - ClockAdvanced and CheckpointRecorded events change nothing in a ledger (the engine's clock and the
+    journal's Merkle tree are not the ledger's).
 * Wallets and deliveries (SPEC §14), with ``etf_engine.addresses`` for every address check:
   - RegisterAsset: min_confirmations (0..10^6, default 1), chain (BITCOIN, ETHEREUM, SOLANA or ""),
     both INVALID_ARGUMENT naming the field, before ALREADY_EXISTS; the event carries the chain

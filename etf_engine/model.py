@@ -1026,6 +1026,20 @@ class ClockAdvanced(Event):
     offset_ms: int
 
 
+class CheckpointRecorded(Event):
+    """SPEC §21: a checkpoint of the journal's Merkle tree (journal/merkle.py) over every record before
+    this one: ``tree_size`` = this record's seq − 1, ``root`` in hex, and the Ed25519 ``signature`` (hex)
+    over ``checkpoint_message(shard, tree_size, root)`` by ``public_key`` when the config names a
+    signing_key. The engine asks for one (at StrikeNav, on Checkpoint()) with tree_size 0; the journal
+    fills it in as it stores it, where the records before it are known. The ledgers ignore it."""
+
+    tree_size: int = 0
+    root: str = ""
+    shard: str = ""
+    signature: str = ""
+    public_key: str = ""
+
+
 class WalletRegistered(Event):
     wallet: Wallet  # PENDING
 
@@ -1109,5 +1123,5 @@ AnyEvent = (
     | OrderSettled | OrderCancelled | CalendarRegistered | HolidaysSet | DealingDayClosed | NavStruck
     | ClockAdvanced | WalletRegistered | WalletApproved | WalletRevoked | DeliveryRecorded | PayoutRecorded
     | FeePaid | InstructionProposed | InstructionDecided | Swept | StoragePolicySet | StatementRecorded
-    | BreakResolved
+    | BreakResolved | CheckpointRecorded
 )

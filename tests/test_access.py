@@ -33,7 +33,8 @@ LITERAL_ACCESS: dict[str, frozenset[str]] = {
         "StrikeNav", "RegisterWallet", "ApproveWallet", "RevokeWallet", "RecordDelivery", "RecordPayout",
         "PayFee", "ApproveInstruction", "RejectInstruction",  # issue 20 (SPEC §22): these three
         "Sweep", "SetStoragePolicy",  # SPEC §18, §22: storage tiers
-        "RecordStatement", "ResolveBreak")},  # SPEC §19, §22: reconciliation
+        "RecordStatement", "ResolveBreak",  # SPEC §19, §22: reconciliation
+        "Checkpoint")},  # SPEC §21, §22: the audit trail
     f"/{PACKAGE}.Admin/GetHoldings": frozenset({ISSUER, OBSERVER}),
     f"/{PACKAGE}.Admin/ListBreaks": frozenset({ISSUER, OBSERVER}),  # SPEC §19, §22
     f"/{PACKAGE}.Admin/GetBreak": frozenset({ISSUER, OBSERVER}),
@@ -49,6 +50,11 @@ LITERAL_ACCESS: dict[str, frozenset[str]] = {
     f"/{PACKAGE}.Dealing/CancelOrder": frozenset({PARTICIPANT, ISSUER}),
     **{f"/{PACKAGE}.Valuation/{m}": _ALL for m in (
         "GetNav", "StreamNav", "GetBasket", "GetOfficialNav", "ListOfficialNavs", "GetPcf", "ListFunds")},
+    # SPEC §21, §22: reports (a participant: its own activity) and the audit trail's proofs
+    **{f"/{PACKAGE}.Reports/{m}": frozenset({ISSUER, OBSERVER}) for m in (
+        "DailyReport", "HoldingsReport", "RollForward", "StakingReport", "BreakReport")},
+    f"/{PACKAGE}.Reports/ParticipantActivity": _ALL,
+    **{f"/{PACKAGE}.Valuation/{m}": _ALL for m in ("GetCheckpoint", "GetInclusionProof", "GetConsistencyProof")},
     f"/{PACKAGE}.Diagnostics/Ping": _ALL,
     f"/{PACKAGE}.Diagnostics/GetLeader": _ALL,
     f"/{PACKAGE}.Diagnostics/AdvanceClock": _ISSUER,  # and only with test_clock = true
@@ -62,6 +68,8 @@ LITERAL_SCOPES = {
     **{f"Valuation/{m}": access.ELIGIBLE_FUNDS for m in (
         "GetNav", "StreamNav", "GetBasket", "GetOfficialNav", "ListOfficialNavs", "GetPcf", "ListFunds")},
     "Admin/ListWallets": access.OWN_WALLETS,
+    "Reports/ParticipantActivity": access.OWN_ORDERS,
+    **{f"Valuation/{m}": access.NO_FUND_DATA for m in ("GetCheckpoint", "GetInclusionProof", "GetConsistencyProof")},
     "Diagnostics/Ping": access.NO_FUND_DATA,
     "Diagnostics/GetLeader": access.NO_FUND_DATA,
     "Diagnostics/WhoAmI": access.NO_FUND_DATA,
@@ -135,6 +143,7 @@ COMMAND_RPCS = {
               "ResolveBreak"},
     "Dealing": {"SubmitOrder", "SubmitOrders", "CancelOrder"},
     "Valuation": set(),
+    "Reports": set(),
     "Diagnostics": set(),
 }
 

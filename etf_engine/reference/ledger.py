@@ -187,4 +187,5 @@ class ReferenceLedger(Funds, Valuation, Prices, Orders, Custody, DealingDay, Wal
         m.Swept: Storage._on_swept, m.StoragePolicySet: Storage._on_policy,
         m.StatementRecorded: Reconciliation._on_statement, m.BreakResolved: Reconciliation._on_break_resolved,
         m.ClockAdvanced: _on_clock,
+        m.CheckpointRecorded: _on_clock,  # the journal's (SPEC §21), not the ledger's
     }

@@ -33,7 +33,7 @@ cdef class Ledger:
             M.OrderSettled: _on_settled, M.OrderCancelled: _on_cancelled,
             M.CalendarRegistered: _on_calendar, M.HolidaysSet: _on_holidays,
             M.DealingDayClosed: _on_day_closed, M.NavStruck: _on_struck,
-            M.ClockAdvanced: _on_clock, M.WalletRegistered: _on_wallet,
+            M.ClockAdvanced: _on_clock, M.CheckpointRecorded: _on_clock, M.WalletRegistered: _on_wallet,
             M.WalletApproved: _on_wallet_approved, M.WalletRevoked: _on_wallet_revoked,
             M.DeliveryRecorded: _on_delivery, M.PayoutRecorded: _on_payout,
             M.FeePaid: _on_fee_paid, M.InstructionProposed: _on_instruction_proposed,
@@ -209,7 +209,7 @@ cdef _order_holdings(Ledger self, FundAsset fa):
 
 
 def _on_clock(Ledger self, event):
-    pass  # the engine's clock, not the ledger's
+    pass  # the engine's clock, not the ledger's; a checkpoint is the journal's (SPEC §21)
 
 
 def state(Ledger self, long long now_ms):
