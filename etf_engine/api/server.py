@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from etf_engine.api.auth import Authenticator, AuthInterceptor
 from etf_engine.api.http import HttpListener
 from etf_engine.api.metrics import Metrics
+from etf_engine.api.reports import ReportsServicer
 from etf_engine.api.servicers import AdminServicer, DealingServicer, DiagnosticsServicer, ValuationServicer
 from etf_engine.checkpoint import DEFAULT_EVERY, CheckpointProcess
 from etf_engine.config import Config
@@ -128,11 +129,13 @@ class EngineServer:
         servicers = {"Admin": AdminServicer(self.engine, self.config.four_eyes),
                      "Dealing": DealingServicer(self.engine),
                      "Valuation": ValuationServicer(self.engine, self.config.heartbeat_seconds),
+                     "Reports": ReportsServicer(self.engine),
                      "Diagnostics": DiagnosticsServicer(self.leader_info, self.engine.advance_clock,
                                                         self.config.test_clock)}
         rpc.add_AdminServicer_to_server(servicers["Admin"], server)
         rpc.add_DealingServicer_to_server(servicers["Dealing"], server)
         rpc.add_ValuationServicer_to_server(servicers["Valuation"], server)
+        rpc.add_ReportsServicer_to_server(servicers["Reports"], server)
         rpc.add_DiagnosticsServicer_to_server(servicers["Diagnostics"], server)
         if self.config.http_listen is not None:
             self.http = HttpListener(servicers, authenticator, self.metrics, max_body=size,
