@@ -11,6 +11,7 @@ directory it is started from. Every error names the offending key.
     grace_seconds = 10           # how long calls in flight may finish on SIGTERM
     max_message_bytes = 4194304  # request and reply size bound
     four_eyes = ["PayFee", "ResolveBreak"]  # SPEC §20: Admin RPCs an issuer proposes and another approves
+    signing_key = "checkpoint.pem"  # SPEC §21: Ed25519 key that signs checkpoints (etf-engine signing-key new)
 
     [tls]                        # optional; with client_ca: mutual TLS
     cert = "server.pem"
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from etf_engine.api.auth import PARTICIPANT, ROLES, Principal
+from etf_engine.signing import Signer, SigningKeyError
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_DATA_DIR = "etf-data"
@@ -94,6 +96,8 @@ class Config:
     # SPEC §20: the Admin RPCs that an issuer's call only proposes (a PENDING instruction) and another
     # issuer principal approves. The config's list replaces this default.
     four_eyes: tuple[str, ...] = ("PayFee", "ResolveBreak")
+    # SPEC §21: the Ed25519 private key (PKCS#8 PEM) that signs the journal's checkpoints; None: unsigned.
+    signing_key: Path | None = None
 
 
 def load_config(path: str | Path) -> Config:
@@ -113,7 +117,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: str = "config"
         return ConfigError(f"{source}: {key}: {why}")
 
     allowed = {"listen", "data_dir", "reflection", "heartbeat_seconds", "grace_seconds", "max_message_bytes",
-               "tls", "principals", "journal", "test_clock", "http", "four_eyes"}
+               "tls", "principals", "journal", "test_clock", "http", "four_eyes", "signing_key"}
     for key in data:
         if key not in allowed:
             raise fail(key, f"unknown key (expected one of {', '.join(sorted(allowed))})")
@@ -146,6 +150,13 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: str = "config"
     journal = _parse_journal(data.get("journal", {}), fail)
     http_listen = _parse_http(data.get("http"), fail)
     four_eyes = _parse_four_eyes(data.get("four_eyes"), fail)
+    signing_key = None
+    if "signing_key" in data:
+        signing_key = base_dir / typed("signing_key", str, "")
+        try:
+            Signer(signing_key)  # a key that cannot sign stops the server here, not at the first strike
+        except SigningKeyError as e:
+            raise fail("signing_key", str(e).removeprefix("signing_key: ")) from None
 
     raw = data.get("principals", [])
     if not isinstance(raw, list):
@@ -162,13 +173,14 @@ def parse_config(data: dict[str, Any], *, base_dir: Path, source: str = "config"
         seen_digests.add(p.token_sha256)
     return Config(listen=listen, data_dir=data_dir, reflection=reflection, heartbeat_seconds=heartbeat,
                   grace_seconds=grace, max_message_bytes=max_bytes, tls=tls, principals=principals,
-                  journal=journal, test_clock=test_clock, http_listen=http_listen, four_eyes=four_eyes)
+                  journal=journal, test_clock=test_clock, http_listen=http_listen, four_eyes=four_eyes,
+                  signing_key=signing_key)
 
 
 def _parse_four_eyes(raw: Any, fail: Any) -> tuple[str, ...]:
-    """SPEC §20: names of Admin RPCs that change state, but ApproveInstruction and RejectInstruction; the
-    Part III RPCs this server does not serve yet (FOUR_EYES_FUTURE: Checkpoint) are accepted and wait for it."""
-    from etf_engine.api.servicers import DECIDING, DEFAULT_FOUR_EYES, FOUR_EYES_FUTURE, FOUR_EYES_RPCS
+    """SPEC §20: names of Admin RPCs that change state, but ApproveInstruction and RejectInstruction, which
+    decide instructions, and Checkpoint, which moves no value."""
+    from etf_engine.api.servicers import DECIDING, DEFAULT_FOUR_EYES, FOUR_EYES_RPCS, NEVER_FOUR_EYES
 
     if raw is None:
         return DEFAULT_FOUR_EYES
@@ -178,9 +190,12 @@ def _parse_four_eyes(raw: Any, fail: Any) -> tuple[str, ...]:
     for i, name in enumerate(raw):
         if name in DECIDING:
             raise fail(f"four_eyes[{i}]", f"{name!r} decides instructions; it cannot be one")
-        if name not in FOUR_EYES_RPCS and name not in FOUR_EYES_FUTURE:
+        if name in NEVER_FOUR_EYES:
+            raise fail(f"four_eyes[{i}]", f"{name!r} moves no value (it journals the Merkle root of the records "
+                                          "before it); it is never an instruction")
+        if name not in FOUR_EYES_RPCS:
             raise fail(f"four_eyes[{i}]", f"{name!r} is not an Admin RPC that changes state (expected one of "
-                                          f"{', '.join(sorted(FOUR_EYES_RPCS | FOUR_EYES_FUTURE))})")
+                                          f"{', '.join(sorted(FOUR_EYES_RPCS))})")
         if name in seen:
             raise fail(f"four_eyes[{i}]", f"{name!r} is listed twice")
         seen.add(name)

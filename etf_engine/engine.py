@@ -50,6 +50,7 @@ from etf_engine.errors import FAILED_PRECONDITION, EngineError, invalid
 from etf_engine.journal import JournalError, collector_paused, recover, state_digest
 from etf_engine.journal.history import AsOfReader, LedgerAsOf
 from etf_engine.journal.records import StoredRecord, stored_record
+from etf_engine.journal.trail import AuditTrail
 from etf_engine.ledger import Ledger
 from etf_engine.snapshot import LedgerState
 
@@ -253,6 +254,8 @@ class Engine:
         # commit (records never go back in time); RecordStatement asks whether one came after its as_of.
         self.last_record_at = 0
         self._as_of: AsOfReader | None = None  # made at the first read as of a time
+        # SPEC §21: the journal's Merkle tree and checkpoints, when the server gave the journal one
+        self.trail: AuditTrail | None = getattr(self.journal, "trail", None)
         self._as_of_lock = threading.Lock()
         self._accepting = False
         self._started = False
@@ -298,6 +301,8 @@ class Engine:
         self.ledger = await asyncio.to_thread(
             recover, self.journal, self.ledger, on_snapshot=snapshot_loaded,
             on_event=lambda event: self._index.observe(event, ignored))
+        if self.trail is not None:  # every record once, so that the first checkpoint costs no rebuild
+            await asyncio.to_thread(self.trail.catch_up, self.journal.stored_records, self.journal.last_seq)
         self._last_now = self.last_record_at = self.journal.last_at
         self._followed_seq = getattr(self.journal, "last_seq", 0)
         log.info("state digest at start: %s", self.digest())
@@ -361,6 +366,8 @@ class Engine:
             future.set_exception(EngineError(INTERNAL, f"internal error: {type(e).__name__}"))
             return future
         if produced:
+            if self.trail is not None and any(type(event) is M.NavStruck for event in produced):
+                produced = [*produced, M.CheckpointRecorded(at=now_ms)]  # SPEC §21: at every strike
             principal = acting_principal.get()
             if principal:
                 produced = [msgspec.structs.replace(event, principal=principal) for event in produced]
@@ -449,6 +456,34 @@ class Engine:
             if self._as_of is None:
                 self._as_of = AsOfReader(history(), type(self.ledger))
             return self._as_of
+
+    # ------------------------------------------------------------------ the audit trail (SPEC §21)
+    def _trail(self) -> AuditTrail:
+        if self.trail is None:
+            raise EngineError(FAILED_PRECONDITION, "this engine keeps no journal: there is no audit trail")
+        return self.trail
+
+    async def checkpoint(self) -> M.CheckpointRecorded:
+        """Journal a checkpoint now; once it is durable, the latest checkpoint (this one, or one the
+        journal sealed after it): it covers at least every record before the call."""
+        trail = self._trail()
+        await self.submit(lambda ledger, now_ms: (None, [M.CheckpointRecorded(at=now_ms)]))
+        return trail.checkpoint(0, self._applied_seq())
+
+    def _applied_seq(self) -> int:
+        """The last record this node has applied and knows durable (a leader's commit under way is not)."""
+        return getattr(self.journal, "last_seq", 0) if self.role == LEADER else self._followed_seq
+
+    async def audit(self, read: Callable[[AuditTrail, int], T]) -> T:
+        """``read(trail, upto)`` on a worker thread, once the tree covers every record this node has applied
+        (``upto``; a follower's tree grows from storage here)."""
+        trail, upto = self._trail(), self._applied_seq()
+
+        def run() -> T:
+            trail.catch_up(self.journal.stored_records, upto)  # type: ignore[attr-defined]
+            return read(trail, upto)
+
+        return await asyncio.to_thread(run)
 
     async def records(self, after: int, limit: int) -> list[StoredRecord]:
         """Up to ``limit`` committed records after seq ``after``, each checked, read on a worker thread

@@ -107,7 +107,7 @@ def test_every_figure_of_every_event_has_its_form() -> None:
                    "unbonding_seconds", "create_settlement_days", "redeem_settlement_days", "shares_outstanding",
                    "units", "created_at", "updated_at", "confirmations", "recorded_at", "release_at", "as_of",
                    "struck_at", "published_at", "offset_ms", "registered_at", "weekend_days", "fee_days",
-                   "proposed_at", "decided_at", "max_hot_seconds", "opened_at", "resolved_at"}
+                   "proposed_at", "decided_at", "max_hot_seconds", "opened_at", "resolved_at", "tree_size"}
     unformatted = []
 
     def walk(struct_type: type, path: str) -> None:

@@ -70,9 +70,9 @@ def test_the_rpcs_and_the_tier_enum_are_spec_22s() -> None:
     for method in ("Admin/Sweep", "Admin/SetStoragePolicy"):
         assert ACCESS[f"/{PACKAGE}.{method}"] == {ISSUER}, method
     assert [v.name for v in pb.Tier.Value.DESCRIPTOR.values if v.number] == ["COLD", "WARM", "HOT"]
-    # both change state: their replies can say "pending", and four_eyes may list them now, not as future names
+    # both change state: their replies can say "pending", and four_eyes may list them
     for name in ("Sweep", "SetStoragePolicy"):
-        assert name in servicers.FOUR_EYES_RPCS and name not in servicers.FOUR_EYES_FUTURE
+        assert name in servicers.FOUR_EYES_RPCS
         reply = servicers.COMMANDS["Admin"][name].reply
         assert [f.name for f in reply.DESCRIPTOR.fields] == ["instruction_id", "pending"]
 

@@ -668,3 +668,9 @@ class EventBodies:
         if kind == RATE:
             return format_rate(value)
         return format_scaled(value, NAV_PER_SHARE_DP)
+
+
+def checkpoint(c: M.CheckpointRecorded) -> pb.Checkpoint:
+    """SPEC §21: a checkpoint record as the wire shows it."""
+    return pb.Checkpoint(tree_size=c.tree_size, root=c.root, at=c.at, signature=c.signature, shard=c.shard,
+                         public_key=c.public_key)

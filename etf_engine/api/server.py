@@ -32,8 +32,10 @@ from etf_engine.config import Config
 from etf_engine.engine import LEADER, Engine, Journal, wall_clock_ms
 from etf_engine.journal import SqliteJournal
 from etf_engine.journal.postgres import PgJournal
+from etf_engine.journal.trail import AuditTrail
 from etf_engine.ledger import Ledger
 from etf_engine.replication import ShardRole
+from etf_engine.signing import Signer
 from etf_engine.v1 import engine_pb2 as pb
 from etf_engine.v1 import engine_pb2_grpc as rpc
 
@@ -91,8 +93,12 @@ class EngineServer:
         checkpoint_every: int = DEFAULT_EVERY,
     ) -> None:
         self.config = config
-        self.engine = Engine(ledger if ledger is not None else default_ledger(),
-                             journal if journal is not None else open_journal(config), clock=clock,
+        if journal is None:
+            journal = open_journal(config)
+        if hasattr(journal, "trail"):  # SPEC §21: checkpoints sealed as the journal stores them
+            journal.trail = AuditTrail(config.journal.shard if isinstance(journal, PgJournal) else "",
+                                       Signer(config.signing_key) if config.signing_key is not None else None)
+        self.engine = Engine(ledger if ledger is not None else default_ledger(), journal, clock=clock,
                              node_name=node_name(config), test_clock=config.test_clock)
         self._shard: ShardRole | None = None
         if isinstance(self.engine.journal, PgJournal):

@@ -127,9 +127,9 @@ COMMANDS: dict[str, dict[str, Command]] = {s.name: _commands(s) for s in pb.DESC
 DECIDING = frozenset({"ApproveInstruction", "RejectInstruction"})
 # What ``four_eyes`` may list: every Admin RPC that changes state (its command RPCs) but those two.
 FOUR_EYES_RPCS = frozenset(COMMANDS["Admin"]) - DECIDING
-# Admin RPCs of SPEC §22 that change state and this server does not serve yet: a config may list them;
-# they take effect once the server has them.
-FOUR_EYES_FUTURE = frozenset({"Checkpoint"})
+# Checkpoint journals the Merkle root of the records before it (SPEC §21) and moves no value: it is
+# never an instruction (a second principal would only delay the root an auditor keeps).
+NEVER_FOUR_EYES = frozenset({"Checkpoint"})
 DEFAULT_FOUR_EYES = ("PayFee", "ResolveBreak")
 
 
@@ -193,12 +193,12 @@ class AdminServicer(_Servicer, rpc.AdminServicer):
     SERVICE = "Admin"
 
     def __init__(self, engine: Engine, four_eyes: Iterable[str] = DEFAULT_FOUR_EYES) -> None:
-        """``four_eyes``: the config's list (names of ``FOUR_EYES_FUTURE`` are kept and match nothing yet)."""
+        """``four_eyes``: the config's list."""
         super().__init__(engine)
-        unknown = sorted(set(four_eyes) - FOUR_EYES_RPCS - FOUR_EYES_FUTURE)
+        unknown = sorted(set(four_eyes) - FOUR_EYES_RPCS)
         if unknown:
             raise ValueError(f"four_eyes: not an Admin RPC that changes state: {', '.join(unknown)}")
-        self.four_eyes = frozenset(four_eyes) & FOUR_EYES_RPCS
+        self.four_eyes = frozenset(four_eyes)
 
     # -- reconciliation (SPEC §19) ----------------------------------------------------------------------
     async def RecordStatement(
@@ -259,6 +259,10 @@ class AdminServicer(_Servicer, rpc.AdminServicer):
             if e.code != NOT_FOUND:
                 raise
             return M.StatementBook(lines=())
+
+    async def Checkpoint(self, request: pb.CheckpointRequest, context: Context) -> pb.CheckpointReply:
+        """SPEC §21: a checkpoint journaled now (never an instruction: NEVER_FOUR_EYES)."""
+        return pb.CheckpointReply(checkpoint=convert.checkpoint(await self.engine.checkpoint()))
 
     async def ListBreaks(self, request: pb.ListBreaksRequest, context: Context) -> pb.ListBreaksReply:
         if request.status and request.status not in BREAK_STATUS_NAME:
@@ -493,6 +497,35 @@ class ValuationServicer(_Servicer, rpc.ValuationServicer):
             return found
 
         bodies.learn_breaks(await self.engine.read(read))
+
+    # -- the audit trail (SPEC §21): every role; the proofs are RFC 9162's, in hex ----------------------
+    async def GetCheckpoint(self, request: pb.GetCheckpointRequest, context: Context) -> pb.Checkpoint:
+        tree_size = request.tree_size
+        return convert.checkpoint(await self.engine.audit(lambda trail, upto: trail.checkpoint(tree_size, upto)))
+
+    async def GetInclusionProof(self, request: pb.GetInclusionProofRequest, context: Context) -> pb.InclusionProof:
+        seq, tree_size = request.seq, request.tree_size
+        journal = self.engine.journal
+
+        def read(trail: Any, upto: int) -> pb.InclusionProof:
+            size, proof, root = trail.inclusion(seq, tree_size, upto)
+            leaf = journal.stored_records(seq - 1, 1)[0][2]  # type: ignore[attr-defined]
+            return pb.InclusionProof(seq=seq, leaf_index=seq - 1, tree_size=size, leaf=leaf,
+                                     proof=[h.hex() for h in proof], root=root.hex())
+
+        return await self.engine.audit(read)
+
+    async def GetConsistencyProof(
+        self, request: pb.GetConsistencyProofRequest, context: Context
+    ) -> pb.ConsistencyProof:
+        from_size, to_size = request.from_size, request.to_size
+
+        def read(trail: Any, upto: int) -> pb.ConsistencyProof:
+            size, proof, old, new = trail.consistency(from_size, to_size, upto)
+            return pb.ConsistencyProof(from_size=from_size, to_size=size, proof=[h.hex() for h in proof],
+                                       from_root=old.hex(), to_root=new.hex())
+
+        return await self.engine.audit(read)
 
     async def StreamNav(self, request: pb.StreamNavRequest, context: Context) -> AsyncIterator[pb.NavUpdate]:
         """Snapshot, then coalesced changes and heartbeats. The writer only bumps a version: this

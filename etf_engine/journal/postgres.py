@@ -39,6 +39,7 @@ import psycopg
 from etf_engine import model as M
 from etf_engine.journal.history import decode_state
 from etf_engine.journal.records import JournalError, Snapshot, _encoder, decode_record, encode_records
+from etf_engine.journal.trail import AuditTrail
 from etf_engine.snapshot import VERSION, LedgerState
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ class PgJournal:
         self.last_seq = 0
         self.last_at = 0
         self.since_snapshot = 0
+        self.trail: AuditTrail | None = None  # a server's journal: the Merkle tree and checkpoints (SPEC §21)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-journal")
         self._statement_started = 0.0  # monotonic time the writer's statement under way began, 0 if none
         self._timed_out = False
@@ -258,16 +260,21 @@ class PgJournal:
             self._statement_started = 0.0
 
     def append_sync(self, events: list[M.Event], requested: float | None = None) -> None:
-        rows = encode_records(self.last_seq + 1, events)
+        rows = encode_records(self.last_seq + 1, events, self)
         params = {"shard": self.shard, "epoch": self.epoch, "lease": self.lease_seconds, "start": self.last_seq,
                   "end": self.last_seq + len(rows), "seqs": [r[0] for r in rows], "crcs": [r[1] for r in rows],
                   "bodies": [r[2] for r in rows]}
         try:
-            cursor = self._execute(APPEND, params, requested)
-        except psycopg.Error as error:
-            raise JournalError(f"{self.name}: the append failed: {_first_line(error)}") from error
-        if cursor.rowcount != len(rows):
-            raise self._deposed()
+            try:
+                cursor = self._execute(APPEND, params, requested)
+            except psycopg.Error as error:
+                raise JournalError(f"{self.name}: the append failed: {_first_line(error)}") from error
+            if cursor.rowcount != len(rows):
+                raise self._deposed()
+        except JournalError:
+            if self.trail is not None:  # its leaves are not the journal's (or not known to be): take them out
+                self.trail.rollback(self.last_seq)
+            raise
         self.last_seq += len(rows)
         self.last_at = events[-1].at
         self.since_snapshot += len(rows)

@@ -50,13 +50,15 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def encode_records(first_seq: int, events: list[M.Event]) -> list[tuple[int, int, bytes]]:
-    """(seq, crc, body) rows for ``events``, numbered from ``first_seq``."""
-    rows = []
-    for offset, event in enumerate(events):
-        body = _encoder.encode(event)
-        rows.append((first_seq + offset, zlib.crc32(body), body))
-    return rows
+def encode_records(first_seq: int, events: list[M.Event], journal: Any = None) -> list[tuple[int, int, bytes]]:
+    """(seq, crc, body) rows for ``events``, numbered from ``first_seq``; through ``journal``'s audit trail
+    when it has one (journal/trail.py: checkpoints sealed, the Merkle tree grown)."""
+    trail = getattr(journal, "trail", None)
+    if trail is None:
+        bodies = [_encoder.encode(event) for event in events]
+    else:
+        bodies = trail.encode(first_seq, events, _encoder.encode, journal.stored_records)
+    return [(seq, zlib.crc32(body), body) for seq, body in enumerate(bodies, first_seq)]
 
 
 class StoredRecord(msgspec.Struct, frozen=True):

@@ -39,6 +39,7 @@ from etf_engine.journal.records import (
     read_snapshot_file,
     write_snapshot_file,
 )
+from etf_engine.journal.trail import AuditTrail
 from etf_engine.journal.wal import discard_torn_tail, scan_wal
 from etf_engine.snapshot import VERSION, LedgerState
 
@@ -81,6 +82,7 @@ class SqliteJournal:
         self._reader: sqlite3.Connection | None = None  # StreamEvents' own read-only connection
         self._reader_lock = threading.Lock()
         self.torn_tail_frames = 0  # frames of an unacknowledged commit found after the last one (and cut if owner)
+        self.trail: AuditTrail | None = None  # the server's journal: the Merkle tree and checkpoints (SPEC §21)
         check = lock if check is None else check
         if lock:
             self._own()
@@ -191,12 +193,14 @@ class SqliteJournal:
     def append_sync(self, events: list[M.Event]) -> None:
         db = self._db
         assert db is not None
-        rows = encode_records(self.last_seq + 1, events)
+        rows = encode_records(self.last_seq + 1, events, self)
         try:
             db.execute("BEGIN IMMEDIATE")
             db.executemany("INSERT INTO events (seq, crc, body) VALUES (?, ?, ?)", rows)
             db.execute("COMMIT")
         except sqlite3.Error as error:
+            if self.trail is not None:
+                self.trail.rollback(self.last_seq)
             # SQLite may already have rolled back (it does on a full disk); a ROLLBACK then fails with
             # "no transaction is active", which would hide the cause.
             if db.in_transaction:
