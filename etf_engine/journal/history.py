@@ -37,7 +37,7 @@ import msgspec
 
 from etf_engine import model as M
 from etf_engine.journal.records import JournalError, Snapshot, _encoder, collector_paused
-from etf_engine.snapshot import VERSION, LedgerState
+from etf_engine.snapshot import VERSION, FundState, LedgerState
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,16 @@ class LedgerAsOf:
     def open_orders(self, fund_id: str = "") -> list[M.Order]:
         """The orders ACCEPTED then ("" = every fund's), in id order, ``overdue`` as at ``as_of``."""
         return self._ledger.list_orders(fund_id, M.ACCEPTED, None, self.as_of)
+
+    def list_breaks(self, fund_id: str = "", status: str = "") -> list[M.Break]:
+        """The breaks as they stood then (SPEC §19), by id; NOT_FOUND for a fund that did not exist yet."""
+        return self._ledger.list_breaks(fund_id, status)
+
+    def fund_state(self, fund_id: str) -> FundState | None:
+        """The fund's canonical state at ``as_of`` (its exact accrued fee, its unbonding lots: figures no read
+        gives), or None when it did not exist then. It costs the making of the whole state."""
+        funds = self._ledger.state(self.as_of).funds
+        return next((f for f in funds if f.terms.fund_id == fund_id), None)
 
     def state(self) -> LedgerState:
         """The canonical state at ``as_of``, with the open orders only."""
