@@ -6,6 +6,7 @@
     etf-engine init [DIR]
     etf-engine apply FILE [--dry-run] [--server HOST:PORT]
     etf-engine prices publish --from FILE|- [--every S]
+    etf-engine report NAME --server ADDR --fund F [--date D] [--as-of T] [--from D1 --to D2] [--format csv|json]
     etf-engine verify --data-dir DIR | --dsn DSN [--shard S]
     etf-engine journal copy --from DATA_DIR --to DSN [--shard S]
     etf-engine bench --clients 1,64 --json run.json --plot run.png
@@ -25,6 +26,10 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message_factory import GetMessageClass
+
 from etf_engine import apply as apply_file
 from etf_engine import price_file
 from etf_engine.api.auth import ISSUER, OBSERVER, PARTICIPANT, hash_token
@@ -35,6 +40,8 @@ from etf_engine.config import DEFAULT_LISTEN, Config, ConfigError, load_config
 from etf_engine.journal import JournalError
 from etf_engine.journal.sqlite import DataDirInUse
 from etf_engine.ledger import make_ledger
+from etf_engine.report_csv import REPORTS, report_csv
+from etf_engine.report_csv import method as report_method
 from etf_engine.snapshot import LedgerState
 from etf_engine.table import table
 
@@ -227,6 +234,70 @@ def cmd_prices_publish(args: argparse.Namespace) -> int:
                               every=args.every, out=sys.stdout, err=sys.stderr)
 
 
+# == report: a report of a running server, as CSV or JSON =========================================
+# option -> the field of the report's request it sets (an option the report's request lacks is refused)
+REPORT_OPTIONS = {"--fund": "fund_id", "--date": "dealing_date", "--as-of": "as_of", "--from": "from_date",
+                  "--to": "to_date", "--closing-price": "closing_price", "--participant": "participant_id"}
+REPORT_DATES = ("--date", "--from", "--to")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """One report (SPEC §21) as the server replies it: CSV (report_csv) or the reply in protobuf JSON. Bad
+    arguments exit 2 naming the argument; a refusal of the server exits 1 with its code and message."""
+    def refuse(message: str) -> int:
+        print(f"etf-engine report: {message}", file=sys.stderr)
+        return 2
+
+    rpc = report_method(args.name)
+    request = GetMessageClass(rpc.input_type)()
+    fields = request.DESCRIPTOR.fields_by_name
+    given = {option: getattr(args, option.removeprefix("--").replace("-", "_")) for option in REPORT_OPTIONS}
+    given = {option: value for option, value in given.items() if value is not None}
+    takes = " ".join(o for o, f in REPORT_OPTIONS.items() if f in fields)
+    for option, value in given.items():
+        field = REPORT_OPTIONS[option]
+        if field not in fields:
+            return refuse(f"{option} does not apply to {args.name} (it takes {takes})")
+        if option in REPORT_DATES and not _iso_date(value):
+            return refuse(f"{option} {value!r}: not a date (YYYY-MM-DD)")
+        if option == "--as-of":
+            try:
+                value = price_file.as_of_ms(value, "--as-of")
+            except price_file.PriceFileError as e:
+                return refuse(str(e))
+        setattr(request, field, value)
+    for option in ("--date", "--from", "--to"):
+        if REPORT_OPTIONS[option] in fields and option not in given:
+            return refuse(f"{option} is required for {args.name} (it takes {takes})")
+    if "--from" in given and given["--from"] > given["--to"]:
+        return refuse(f"--from {given['--from']} is after --to {given['--to']}")
+    if not os.environ.get("ETF_ENGINE_TOKEN"):
+        return refuse("set ETF_ENGINE_TOKEN to an issuer's or observer's token (a participant's: participant-activity)")
+    client = _server_client(args, "report")
+    if client is None:
+        return 2
+    with client:
+        client.timeout = 120.0  # a report over a long period reads much of the journal
+        try:
+            reply = client.report(REPORTS[args.name], request)
+        except grpc.RpcError as e:
+            print(f"etf-engine report: {e.code().name}: {e.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+            return 1
+    if args.format == "json":
+        sys.stdout.write(json_format.MessageToJson(reply, preserving_proto_field_name=True, ensure_ascii=False,
+                                                   always_print_fields_with_no_presence=True) + "\n")
+    else:
+        sys.stdout.write(report_csv(reply))
+    return 0
+
+
+def _iso_date(text: str) -> bool:
+    try:
+        return len(text) == 10 and date.fromisoformat(text).isoformat() == text
+    except ValueError:
+        return False
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check every record and the snapshot without serving. It takes no lock (a running server may own
     the directory) and opens SQLite read-only: it changes nothing it reads. On a PostgreSQL shard
@@ -377,6 +448,27 @@ def build_parser() -> argparse.ArgumentParser:
                               "interrupted (rehearsals)")
     _add_server_arguments(publish)
     publish.set_defaults(func=cmd_prices_publish)
+
+    report = sub.add_parser("report", help="a report of a fund (SPEC §21) from a server, as CSV or JSON",
+                            description="A report of the Reports service as the server replies it: CSV with a "
+                                        "header row (the shapes: etf_engine/report_csv.py) or the reply in protobuf "
+                                        "JSON. The token: ETF_ENGINE_TOKEN (an issuer's or observer's; a "
+                                        "participant's for its own participant-activity).")
+    report.add_argument("name", choices=list(REPORTS), metavar="NAME", help=f"one of {', '.join(REPORTS)}")
+    report.add_argument("--fund", required=True, metavar="F", help="the fund_id")
+    report.add_argument("--date", metavar="D", help="daily: the dealing date (YYYY-MM-DD) of an official NAV")
+    report.add_argument("--as-of", metavar="T", help="holdings, staking: as of this time (unix ms or ISO 8601, "
+                                                      "UTC without an offset); default now")
+    report.add_argument("--from", dest="from", metavar="D1", help="the period's first date (YYYY-MM-DD), inclusive")
+    report.add_argument("--to", metavar="D2", help="the period's last date (YYYY-MM-DD), inclusive")
+    report.add_argument("--closing-price", metavar="P", help="daily: the exchange's closing price per share, for "
+                                                             "premium_discount")
+    report.add_argument("--participant", metavar="P", help="participant-activity: one participant_id (default all)")
+    report.add_argument("--format", choices=("csv", "json"), default="csv", help="default %(default)s")
+    _add_server_arguments(report)
+    report.add_argument("--tls-ca", dest="root_certificates", metavar="PEM",
+                        help="TLS, trusting the CA certificates in this file (as --root-certificates)")
+    report.set_defaults(func=cmd_report)
 
     verify = sub.add_parser("verify", help="replay a data directory or a PostgreSQL shard offline; print counts "
                                            "and the state digest")

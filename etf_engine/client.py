@@ -205,6 +205,7 @@ class EtfClient:
         self._dealing = rpc.DealingStub(self._channel)
         self._valuation = rpc.ValuationStub(self._channel)
         self._diagnostics = rpc.DiagnosticsStub(self._channel)
+        self._reports = rpc.ReportsStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -613,6 +614,33 @@ class EtfClient:
         (``cancel()``), the server stops or ``timeout`` passes. Resume with the last seq seen."""
         return self._valuation.StreamEvents(pb.StreamEventsRequest(after_seq=after_seq), metadata=self._metadata,
                                             timeout=timeout)
+
+    # ------------------------------------------------------------------ Reports (SPEC §21)
+    def report(self, rpc_name: str, request: Any) -> Any:
+        """A report by its RPC's name (``DailyReport``, ...) and its request message: the reply message."""
+        return self._call(getattr(self._reports, rpc_name), request)
+
+    def daily_report(self, fund_id: str, dealing_date: str, closing_price: str = "") -> pb.DailyReportReply:
+        return self.report("DailyReport", pb.DailyReportRequest(fund_id=fund_id, dealing_date=dealing_date,
+                                                                 closing_price=closing_price))
+
+    def holdings_report(self, fund_id: str, as_of: int = 0) -> pb.HoldingsReportReply:
+        return self.report("HoldingsReport", pb.HoldingsReportRequest(fund_id=fund_id, as_of=as_of))
+
+    def roll_forward(self, fund_id: str, from_date: str, to_date: str) -> pb.RollForwardReply:
+        return self.report("RollForward", pb.RollForwardRequest(fund_id=fund_id, from_date=from_date, to_date=to_date))
+
+    def staking_report(self, fund_id: str, from_date: str, to_date: str, as_of: int = 0) -> pb.StakingReportReply:
+        return self.report("StakingReport", pb.StakingReportRequest(fund_id=fund_id, from_date=from_date,
+                                                                     to_date=to_date, as_of=as_of))
+
+    def break_report(self, fund_id: str, from_date: str, to_date: str) -> pb.BreakReportReply:
+        return self.report("BreakReport", pb.BreakReportRequest(fund_id=fund_id, from_date=from_date, to_date=to_date))
+
+    def participant_activity(self, fund_id: str, from_date: str, to_date: str,
+                             participant_id: str = "") -> pb.ParticipantActivityReply:
+        return self.report("ParticipantActivity", pb.ParticipantActivityRequest(
+            fund_id=fund_id, from_date=from_date, to_date=to_date, participant_id=participant_id))
 
     # ------------------------------------------------------------------ Diagnostics
     def ping(self) -> pb.PingReply:

@@ -6,12 +6,15 @@ connections hypercorn's machinery serves (HTTP/1.1, and HTTP/2 in clear text wit
   gzip), in gRPC (over h2c) and in gRPC-Web, and gRPC reflection: ``connect.py``, on connectrpc, with
   the same servicers, the same tokens and the same role table as the gRPC port;
 - ``GET /metrics``: Prometheus text, no token (bind it where only monitoring reaches it);
+- ``GET /reports/NAME.csv?<the request's fields>``: a report of the Reports service as CSV (SPEC §21,
+  ``report_csv``), behind the same tokens and role table as its RPC, the servicer called in process;
 - ``GET /`` and ``/console/<file>``: the operations console, static files from the package.
 
 This module is the router in front of them and what a client's mistake meets first: an RPC path that
 names no method (one metric label for all of them), a protocol header too long to quote, gRPC over
-HTTP/1.1; a console path that names no file (404, whatever its encoding). Every RPC is counted once in
-``etf_engine_rpc_calls_total`` with the code it was answered with. A client's mistake is answered,
+HTTP/1.1; a console path that names no file (404, whatever its encoding); a report's query string that
+is not exactly its request's fields. Every RPC is counted once in ``etf_engine_rpc_calls_total`` with the
+code it was answered with (a report over GET with protocol ``csv``). A client's mistake is answered,
 never logged as a traceback; only a failure of the server itself is.
 """
 
@@ -21,6 +24,7 @@ import asyncio
 import inspect
 import json
 import logging
+import re
 import socket
 import struct
 import time
@@ -32,15 +36,20 @@ from typing import Any
 import grpc
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.utils import wrap_app
 
-from etf_engine.api.auth import PACKAGE, Authenticator
+from etf_engine.api.auth import PACKAGE, Authenticator, enter
 from etf_engine.api.connect import CURRENT, GRPC_NAMES, Call, EngineApp, answer_for, reflection_apps
 from etf_engine.api.metrics import CONTENT_TYPE, UNKNOWN_METHOD, Metrics
+from etf_engine.errors import INVALID_ARGUMENT, EngineError, quote
+from etf_engine.report_csv import REPORTS, REPORTS_SERVICE, file_name, report_csv
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +111,11 @@ CONSOLE_HEADERS = (
     ("content-security-policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; "
                                 "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
 )
+# A report over GET (SPEC §21) answers a refusal with Connect's status for its code, but FAILED_PRECONDITION
+# with 412 Precondition Failed: a plain HTTP client tells it apart from a request it got wrong (400).
+REPORT_STATUS = HTTP_STATUS | {Code.FAILED_PRECONDITION: 412}
+MAX_REPORT_QUERY = 2048  # bytes of a report's query string (percent-encoded): longer is 414
+REPORT_HEADERS = (("content-type", "text/csv; charset=utf-8"), NOSNIFF, ("cache-control", "no-store"))
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -175,7 +189,10 @@ class HttpListener:
                  max_body: int = MAX_BODY, reflection: bool = True, grace_seconds: float = 5.0,
                  initial_metadata: Callable[[], tuple[tuple[str, str], ...] | None] | None = None) -> None:
         self.metrics = metrics
-        self._engine_app = EngineApp(servicers, authenticator, max_body, initial_metadata or (lambda: None))
+        self._initial_metadata = initial_metadata or (lambda: None)
+        self._engine_app = EngineApp(servicers, authenticator, max_body, self._initial_metadata)
+        self._authenticator = authenticator
+        self._reports = servicers["Reports"]
         self._reflection = reflection_apps(max_body) if reflection else {}
         folder = resources.files("etf_engine") / "console"
         self._console = {item.name for item in folder.iterdir()
@@ -262,6 +279,8 @@ class HttpListener:
             await self._get(method, send, lambda: self._static("index.html"))
         elif path.startswith("/console/"):
             await self._get(method, send, lambda: self._static(path.removeprefix("/console/")))
+        elif path.startswith("/reports/"):
+            await self._report(scope, receive, send)
         elif path in self._engine_app.paths:
             await self._rpc(scope, receive, send, self._engine_app, path.removeprefix(f"/{PACKAGE}."))
         elif (app := self._reflection.get(path.rpartition("/")[0] + "/")) is not None:
@@ -290,6 +309,55 @@ class HttpListener:
         kind = next(k for suffix, k in CONSOLE_KINDS.items() if name.endswith(suffix))
         body = (resources.files("etf_engine") / "console" / name).read_bytes()
         return 200, body, (("content-type", kind), *CONSOLE_HEADERS)
+
+    # -- reports ---------------------------------------------------------------------------------
+    async def _report(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /reports/NAME.csv?<fields>``: the report NAME of ``report_csv.REPORTS`` as CSV, for a caller
+        its RPC admits; HEAD answers the same without the body. A path that names no report is 404 whatever
+        the method; a refusal is plain text, "CODE: message", with ``REPORT_STATUS``."""
+        headers = _headers(scope)
+        send = _Exchange(scope, receive, send, headers, self._max_body).send
+        path, method = scope["path"], scope["method"]
+        name = path.removeprefix("/reports/").removesuffix(".csv") if path.endswith(".csv") else ""
+        rpc = REPORTS.get(name)
+        if rpc is None:
+            await _plain(send, 404, f"NOT_FOUND: no report {quote(path.removeprefix('/reports/'))}; the reports: "
+                                    f"{', '.join(n + '.csv' for n in REPORTS)}\n".encode())
+            return
+        if method not in ("GET", "HEAD"):
+            await _plain(send, 405, b"method not allowed: GET or HEAD\n", (("allow", "GET, HEAD"),))
+            return
+        label = f"Reports/{rpc}"
+        started, code = time.perf_counter(), "CANCELLED"
+        try:
+            try:
+                request, reply = await self._report_reply(rpc, headers, scope.get("query_string", b""))
+            except _TooLong as e:
+                code = "INVALID_ARGUMENT"
+                await _plain(send, 414, f"{code}: {e}\n".encode())
+                return
+            except Exception as e:  # an EngineError as its code; anything else is our bug, logged by answer_for
+                error = answer_for(e, label)
+                code = GRPC_NAMES[error.code]
+                await _plain(send, REPORT_STATUS[error.code], f"{code}: {error.message}\n".encode())
+                return
+            code = "OK"
+            body = report_csv(reply).encode()
+            disposition = ("content-disposition", f'attachment; filename="{file_name(name, request, reply)}"')
+            await _respond(send, 200, b"" if method == "HEAD" else body,
+                           (*REPORT_HEADERS, disposition, ("content-length", str(len(body))),
+                            *(self._initial_metadata() or ())))
+        finally:
+            self.metrics.call(label, code, "csv", time.perf_counter() - started)
+
+    async def _report_reply(self, rpc: str, headers: dict[str, str], query: bytes) -> tuple[Message, Message]:
+        """The caller admitted (the token, then the role table), then the query read, then the servicer."""
+        metadata = [("authorization", headers["authorization"])] if "authorization" in headers else []
+        enter(f"/{PACKAGE}.Reports/{rpc}", self._authenticator.authenticate(metadata))
+        if len(query) > MAX_REPORT_QUERY:
+            raise _TooLong(f"query string: longer than {MAX_REPORT_QUERY} bytes")
+        request = report_request(rpc, query)
+        return request, await getattr(self._reports, rpc)(request, None)
 
     # -- RPCs ------------------------------------------------------------------------------------
     async def _rpc(self, scope: Scope, receive: Receive, send: Send, app: Any, label: str | None) -> None:
@@ -339,6 +407,64 @@ class HttpListener:
                              f"no method {name[:64]!r}… ({len(name)} characters)")
         await _refuse(send, error, protocol, content_type, _takes_trailers(scope, headers))
         self.metrics.call(UNKNOWN_METHOD, "UNIMPLEMENTED", protocol, time.perf_counter() - started)
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+_INTEGER_BITS = {FieldDescriptor.TYPE_INT64: 64, FieldDescriptor.TYPE_SINT64: 64, FieldDescriptor.TYPE_SFIXED64: 64,
+                 FieldDescriptor.TYPE_INT32: 32, FieldDescriptor.TYPE_SINT32: 32, FieldDescriptor.TYPE_SFIXED32: 32}
+
+
+class _TooLong(Exception):
+    """A report's query string over MAX_REPORT_QUERY: 414."""
+
+
+def report_request(rpc: str, query: bytes) -> Message:
+    """The request of Reports/``rpc`` from a query string of its fields (``fund_id`` or ``fundId``; ``+`` and
+    %-escapes of UTF-8 as in a form): each at most once, nothing else (INVALID_ARGUMENT naming the
+    parameter); an integer in digits, an enum by name, a bool true or false."""
+    request = GetMessageClass(REPORTS_SERVICE.methods_by_name[rpc].input_type)()
+    fields = request.DESCRIPTOR
+    taken = ", ".join(f.name for f in fields.fields)
+    seen: set[str] = set()
+    for part in query.split(b"&"):
+        if not part:
+            continue
+        raw_key, equals, raw_value = part.partition(b"=")
+        key = _query_text(raw_key, "a parameter's name")
+        field = fields.fields_by_name.get(key) or fields.fields_by_camelcase_name.get(key)
+        if field is None or field.message_type is not None or field.is_repeated:
+            raise EngineError(INVALID_ARGUMENT, f"unknown parameter {quote(key)}: {rpc} takes {taken}")
+        if field.name in seen:
+            raise EngineError(INVALID_ARGUMENT, f"{field.name}: given more than once")
+        seen.add(field.name)
+        if not equals:
+            raise EngineError(INVALID_ARGUMENT, f"{field.name}: no value ({field.name}=...)")
+        _set_field(request, field, _query_text(raw_value, field.name))
+    return request
+
+
+def _query_text(raw: bytes, what: str) -> str:
+    try:
+        return urllib.parse.unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise EngineError(INVALID_ARGUMENT, f"{what}: not UTF-8 once percent-decoded") from None
+
+
+def _set_field(request: Message, field: FieldDescriptor, text: str) -> None:
+    if field.type == FieldDescriptor.TYPE_STRING:
+        setattr(request, field.name, text)
+    elif field.type in _INTEGER_BITS:
+        bits = _INTEGER_BITS[field.type]
+        if not _INTEGER.fullmatch(text) or not -(1 << (bits - 1)) <= int(text) < 1 << (bits - 1):
+            raise EngineError(INVALID_ARGUMENT, f"{field.name}: {quote(text)} is not an integer of {bits} bits"
+                                                + (" (unix ms)" if field.name == "as_of" else ""))
+        setattr(request, field.name, int(text))
+    elif field.type == FieldDescriptor.TYPE_BOOL and text in ("true", "false"):
+        setattr(request, field.name, text == "true")
+    elif field.type == FieldDescriptor.TYPE_ENUM and text in field.enum_type.values_by_name:
+        setattr(request, field.name, field.enum_type.values_by_name[text].number)
+    else:
+        raise EngineError(INVALID_ARGUMENT, f"{field.name}: {quote(text)} is not a value of this field")
 
 
 def _names_a_method(path: str) -> bool:
