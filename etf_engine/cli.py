@@ -1,4 +1,4 @@
-"""The etf-engine command: serve, hash-token, demo, init, verify, journal, bench.
+"""The etf-engine command: serve, hash-token, demo, init, verify, audit, signing-key, journal, bench.
 
     etf-engine serve --config engine.toml
     etf-engine hash-token TOKEN
@@ -8,6 +8,9 @@
     etf-engine prices publish --from FILE|- [--every S]
     etf-engine report NAME --server ADDR --fund F [--date D] [--as-of T] [--from D1 --to D2] [--format csv|json]
     etf-engine verify --data-dir DIR | --dsn DSN [--shard S]
+    etf-engine audit --data-dir DIR | --dsn DSN [--shard S] [--public-key HEX]
+    etf-engine audit --prove SIZE:ROOT --server HOST:PORT [--public-key HEX]
+    etf-engine signing-key new FILE | public FILE
     etf-engine journal copy --from DATA_DIR --to DSN [--shard S]
     etf-engine bench --clients 1,64 --json run.json --plot run.png
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import secrets
@@ -25,6 +29,7 @@ import sys
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
@@ -135,6 +140,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     lines = ["# etf-engine config, written by `etf-engine init`. Relative paths are relative to this file.",
              'listen = "127.0.0.1:50051"', 'data_dir = "etf-data"', "reflection = true",
              '# four_eyes = ["PayFee", "ResolveBreak"]  # the default: what one issuer proposes and another approves',
+             '# signing_key = "checkpoint.pem"  # signs the journal\'s checkpoints: etf-engine signing-key new FILE',
              "",
              "[http]  # the console, Connect JSON and /metrics", 'listen = "127.0.0.1:8080"']
     for name, role, participant_id in INIT_PRINCIPALS:
@@ -366,6 +372,104 @@ def _verify_shard(dsn: str, shard: str) -> int:
     return 0
 
 
+# == audit (SPEC §21) ===============================================================================
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Every checkpoint of a data directory or shard recomputed from the records (offline, read only); or,
+    with --prove, a server's latest checkpoint checked to extend a root the auditor kept."""
+    from etf_engine.audit import AuditFailed
+    from etf_engine.signing import SigningKeyError, check_public_key
+
+    try:
+        public_key = None if args.public_key is None else check_public_key(args.public_key)
+    except SigningKeyError as e:
+        print(f"etf-engine audit: --public-key: {e}", file=sys.stderr)
+        return 2
+    try:
+        if args.prove is not None:
+            return _audit_prove(args, public_key)
+        if (args.data_dir is None) == (args.dsn is None):
+            print("etf-engine audit: give exactly one of --data-dir DIR, --dsn DSN or --prove SIZE:ROOT",
+                  file=sys.stderr)
+            return 2
+        if args.dsn is None and args.shard is not None:
+            print("etf-engine audit: --shard goes with --dsn, not --data-dir", file=sys.stderr)
+            return 2
+        return _audit_journal(args, public_key)
+    except AuditFailed as e:
+        print(f"etf-engine audit: FAILED: {e}", file=sys.stderr)
+        return 1
+
+
+def _audit_journal(args: argparse.Namespace, public_key: str | None) -> int:
+    from etf_engine.audit import audit_records
+
+    try:
+        if args.dsn is not None:
+            from etf_engine.journal.postgres import PgJournal
+            from etf_engine.journal.verify import check_arguments
+
+            shard = args.shard or "main"
+            check_arguments(args.dsn, shard)
+            journal: Any = PgJournal(args.dsn, shard, node_name="audit", read_only=True)
+        else:
+            from etf_engine.journal import SqliteJournal
+
+            shard = ""
+            if not Path(args.data_dir, "journal.sqlite3").exists():
+                print(f"etf-engine audit: no journal in {args.data_dir}", file=sys.stderr)
+                return 1
+            journal = SqliteJournal(args.data_dir, lock=False, check=False)
+        try:
+            audited = audit_records(journal.stored_records, shard=shard, public_key=public_key)
+        finally:
+            journal.close()
+    except JournalError as e:
+        return _tool_failed("audit", e)
+    print(audited.summary())
+    return 0
+
+
+def _audit_prove(args: argparse.Namespace, public_key: str | None) -> int:
+    import grpc
+
+    from etf_engine.audit import prove
+
+    size_text, _, root = args.prove.partition(":")
+    if not size_text.isdigit() or int(size_text) < 1 or len(root) != 64:
+        print(f"etf-engine audit: --prove: expected SIZE:ROOT (a tree size from 1 and its root in 64 hex digits), "
+              f"got {args.prove[:100]!r}", file=sys.stderr)
+        return 2
+    client = _server_client(args, "audit")
+    if client is None:
+        return 2
+    with client:
+        try:
+            checkpoint = client.get_checkpoint()
+            proof = client.get_consistency_proof(int(size_text), checkpoint.tree_size)
+        except grpc.RpcError as e:
+            print(f"etf-engine audit: {e.code().name}: {e.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+            return 1
+    print(prove(int(size_text), root.lower(), checkpoint, list(proof.proof), proof.to_root, shard=checkpoint.shard,
+                public_key=public_key))
+    return 0
+
+
+def cmd_signing_key(args: argparse.Namespace) -> int:
+    """``new FILE``: a fresh Ed25519 key (PKCS#8 PEM, mode 600, never over a file); ``public FILE``: its
+    public key in hex, for auditors (``etf-engine audit --public-key``)."""
+    from etf_engine.signing import Signer, SigningKeyError, new_key_file
+
+    try:
+        public = new_key_file(args.file) if args.action == "new" else Signer(args.file).public_key
+    except SigningKeyError as e:
+        print(f"etf-engine signing-key: {str(e).removeprefix('signing_key: ')}", file=sys.stderr)
+        return 1
+    if args.action == "new":
+        print(f"wrote {args.file}; in the config: signing_key = {json.dumps(str(args.file))}", file=sys.stderr)
+    print(public)
+    return 0
+
+
 # == journal ========================================================================================
 def cmd_journal_copy(args: argparse.Namespace) -> int:
     """A stopped server's whole SQLite journal into an empty PostgreSQL shard, checked before and after."""
@@ -476,6 +580,26 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--dsn", metavar="DSN", help="a PostgreSQL journal (read only: a standby will do)")
     verify.add_argument("--shard", metavar="S", help='the shard of --dsn (default "main")')
     verify.set_defaults(func=cmd_verify)
+
+    audit = sub.add_parser("audit", help="recompute every checkpoint of a data directory or PostgreSQL shard from its "
+                                         "records (offline), or check a server's tree extends a kept root",
+                           description="SPEC §21. With --data-dir or --dsn: every record through a fresh Merkle "
+                                       "tree; fails naming the first checkpoint whose root or signature the records "
+                                       "do not bear out. With --prove SIZE:ROOT --server: the server's latest "
+                                       "checkpoint must extend that root (an RFC 9162 consistency proof).")
+    audit.add_argument("--data-dir", metavar="DIR", help="the SQLite journal of this data directory")
+    audit.add_argument("--dsn", metavar="DSN", help="a PostgreSQL journal (read only: a standby will do)")
+    audit.add_argument("--shard", metavar="S", help='the shard of --dsn (default "main")')
+    audit.add_argument("--public-key", metavar="HEX", help="every checkpoint must be signed by this Ed25519 key "
+                                                           "(etf-engine signing-key public)")
+    audit.add_argument("--prove", metavar="SIZE:ROOT", help="a tree size and root kept from an earlier checkpoint")
+    _add_server_arguments(audit)
+    audit.set_defaults(func=cmd_audit)
+
+    signing = sub.add_parser("signing-key", help="the Ed25519 key that signs checkpoints: new FILE, public FILE")
+    signing.add_argument("action", choices=("new", "public"))
+    signing.add_argument("file", metavar="FILE", help="the key file (PKCS#8 PEM)")
+    signing.set_defaults(func=cmd_signing_key)
 
     journal = sub.add_parser("journal", help="tools for the journal")
     journal_sub = journal.add_subparsers(dest="journal_command", required=True)

@@ -609,6 +609,21 @@ class EtfClient:
         """The funds this principal may read."""
         return list(self._call(self._valuation.ListFunds, pb.ListFundsRequest()).funds)
 
+    # the audit trail (SPEC §21): tree sizes 0 mean the latest checkpoint's
+    def checkpoint(self) -> pb.Checkpoint:
+        """Journal a checkpoint now (issuer); the latest checkpoint once it is durable."""
+        return self._call(self._admin.Checkpoint, pb.CheckpointRequest()).checkpoint
+
+    def get_checkpoint(self, tree_size: int = 0) -> pb.Checkpoint:
+        return self._call(self._valuation.GetCheckpoint, pb.GetCheckpointRequest(tree_size=tree_size))
+
+    def get_inclusion_proof(self, seq: int, tree_size: int = 0) -> pb.InclusionProof:
+        return self._call(self._valuation.GetInclusionProof, pb.GetInclusionProofRequest(seq=seq, tree_size=tree_size))
+
+    def get_consistency_proof(self, from_size: int, to_size: int = 0) -> pb.ConsistencyProof:
+        return self._call(self._valuation.GetConsistencyProof,
+                          pb.GetConsistencyProofRequest(from_size=from_size, to_size=to_size))
+
     def stream_events(self, after_seq: int = 0, timeout: float | None = None) -> Iterator[pb.JournalRecord]:
         """Every journaled record after ``after_seq``, then new ones as they commit, until cancelled
         (``cancel()``), the server stops or ``timeout`` passes. Resume with the last seq seen."""
