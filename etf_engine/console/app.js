@@ -246,6 +246,7 @@ async function selectFund(fundId, name) {
   document.querySelectorAll("#funds tr").forEach((tr) => tr.classList.toggle("selected", tr.dataset.fund === fundId));
   $("#fund").hidden = false;
   $("#fund-title").textContent = `${fundId} — ${name}`;
+  resetReports();
   await refreshFund();
 }
 
@@ -393,6 +394,7 @@ function showOrders() {
 // value (exact labels), the x axis the dealing dates.
 async function loadHistory(fundId) {
   const { navs = [] } = await call("Valuation/ListOfficialNavs", { fundId });
+  if (fundId === state.fund) showReportDates(navs);
   const box = $("#history");
   if (!navs.length) { box.textContent = "No official NAV struck yet."; return; }
   const exact = navs.map((n) => scaled(n.navPerShare || "0", 4));
@@ -430,6 +432,128 @@ async function loadHistory(fundId) {
     chart.append(dot);
   });
   box.replaceChildren(chart);
+}
+
+// -- reports (SPEC §21) -------------------------------------------------------------------------------
+// Each report the role may call, as a CSV download of GET /reports/NAME.csv: fetched with the session's
+// token (a header, which a plain link cannot carry), then handed to the browser as a Blob. The daily
+// report of the chosen dealing date (one with an official NAV) is shown on screen too (Reports.DailyReport).
+const REPORTS = [["daily", "DailyReport"], ["holdings", "HoldingsReport"], ["roll-forward", "RollForward"],
+  ["staking", "StakingReport"], ["breaks", "BreakReport"], ["participant-activity", "ParticipantActivity"]];
+
+function resetReports() {
+  const shown = REPORTS.filter(([, rpc]) => allowed(`Reports/${rpc}`));
+  $("#reports-box").hidden = !shown.length;
+  $("#r-date").replaceChildren();
+  $("#r-from").value = "";
+  $("#r-to").value = utc(engineNow()).slice(0, 10);
+  $("#report-error").textContent = "";
+  $("#daily-caption").textContent = "";
+  fill("#daily-report", []);
+  $("#report-links").replaceChildren(...shown.map(([name]) => {
+    const link = document.createElement("a");
+    link.href = `/reports/${name}.csv`;
+    link.textContent = `${name}.csv`;
+    link.dataset.report = name;
+    link.addEventListener("click", (ev) => { ev.preventDefault(); downloadReport(name); });
+    return link;
+  }));
+}
+
+// The dealing dates with an official NAV, newest first, keeping the one chosen; a first date shows its
+// daily report, and starts the period of the other reports.
+function showReportDates(navs) {
+  const select = $("#r-date");
+  const dates = navs.map((n) => n.dealingDate).reverse();
+  if (dates.join() === [...select.options].map((o) => o.value).join()) return;
+  const chosen = select.value;
+  select.replaceChildren(...dates.map((d) => new Option(d, d)));
+  select.value = dates.includes(chosen) ? chosen : dates[0] || "";
+  if (dates.length && !$("#r-from").value) $("#r-from").value = dates[dates.length - 1];
+  if (dates.length && $("#r-to").value < dates[0]) $("#r-to").value = dates[0];
+  if (select.value !== chosen) loadDaily();
+}
+
+function reportQuery(name) {
+  const query = { fund_id: state.fund };
+  if (name === "daily") {
+    query.dealing_date = $("#r-date").value;
+    if (!query.dealing_date) throw new Error("no official NAV struck yet, so no daily report");
+    const closing = $("#r-closing").value.trim();
+    if (closing) query.closing_price = closing;
+  } else if (name !== "holdings") {  // the period's reports (holdings: now)
+    query.from_date = $("#r-from").value;
+    query.to_date = $("#r-to").value;
+    if (!query.from_date || !query.to_date) throw new Error("choose the period (from and to)");
+  }
+  return new URLSearchParams(query).toString();
+}
+
+async function downloadReport(name) {
+  $("#report-error").textContent = "";
+  try {
+    const reply = await fetch(`/reports/${name}.csv?${reportQuery(name)}`,
+                              { headers: { "Authorization": `Bearer ${state.token}` } });
+    if (!reply.ok) throw new Error(`HTTP ${reply.status}: ${(await reply.text()).trim()}`);
+    const named = /filename="([^"]+)"/.exec(reply.headers.get("Content-Disposition") || "");
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(await reply.blob());
+    link.download = named ? named[1] : `${name}.csv`;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+  } catch (e) {
+    $("#report-error").textContent = `${name}.csv: ${e.message}`;
+  }
+}
+
+// The daily report's figures, as the CLI prints them; its lists as one line each.
+async function loadDaily() {
+  const fundId = state.fund, date = $("#r-date").value, closing = $("#r-closing").value.trim();
+  if (!allowed("Reports/DailyReport") || !date) return;
+  let r;
+  try {
+    r = await call("Reports/DailyReport", { fundId, dealingDate: date, ...(closing ? { closingPrice: closing } : {}) });
+  } catch (e) {
+    $("#report-error").textContent = `daily report: ${e.message}`;
+    return;
+  }
+  if (fundId !== state.fund || date !== $("#r-date").value) return;  // another was chosen meanwhile
+  $("#report-error").textContent = "";
+  const nav = r.officialNav || {};
+  const counted = (items = [], text) => `${items.length}${items.length ? ": " + items.map(text).join("; ") : ""}`;
+  const figures = [
+    ["nav", "NAV", figure(nav.nav)], ["nav_per_share", "NAV per share", figure(nav.navPerShare)],
+    ["nav_per_creation_unit", "NAV per creation unit", figure(r.navPerCreationUnit)],
+    ["cash_component", "cash component (struck)", figure(r.cashComponent)],
+    ["estimated_cash_component", "estimated cash component (next PCF)", figure(r.estimatedCashComponent)],
+    ["shares_outstanding", "shares outstanding", figure(r.sharesOutstanding || "0")],
+    ["shares_created", "shares created", figure(r.sharesCreated || "0")],
+    ["shares_redeemed", "shares redeemed", figure(r.sharesRedeemed || "0")],
+    ["fee", "fee accrued at the strike", figure(r.fee)], ["accrued_fees", "accrued fees", figure(r.accruedFees)],
+    ...(r.orders || []).filter((t) => t.count).map((t) => [`orders ${t.side} ${t.status}`,
+      `orders ${t.side} ${t.status}`, `${figure(t.count)} (${figure(t.units || "0")} units)`]),
+    ...(r.ratios || []).flatMap((a) => [
+      [`staking_ratio ${a.asset}`, `${a.asset} staked / committed (cap)`,
+       `${percent(a.stakingRatio)} (${percent(a.stakingCap || "0")})`],
+      [`liquid_ratio ${a.asset}`, `${a.asset} liquid / committed (buffer)`,
+       `${percent(a.liquidRatio)} (${percent(a.liquidityBuffer || "0")})`]]),
+    ["storage_breaches", "storage breaches", counted(r.storageBreaches, (b) => `${b.custodianId} ${b.asset}`)],
+    ["open_breaks", "open breaks", counted(r.openBreaks, (b) => b.breakId)],
+    ["overdue_orders", "overdue orders", counted(r.overdueOrders, (o) => o.orderId)],
+    ["closing_price", "closing price", figure(r.closingPrice)],
+    ["premium_discount", "premium / discount", percent(r.premiumDiscount)],
+  ];
+  $("#daily-caption").textContent = `Daily report: ${fundId}, dealing date ${date}`;
+  fill("#daily-report", figures.map(([field, label, value]) => {
+    const tr = document.createElement("tr");
+    const th = document.createElement("th");
+    th.textContent = label;
+    tr.append(th, cell(value, "num"));
+    tr.dataset.field = field;
+    return tr;
+  }));
 }
 
 // -- instructions pending approval (SPEC §20) ---------------------------------------------------------
@@ -518,4 +642,6 @@ $("#signout").addEventListener("click", () => {
 for (const id of ["#f-status", "#f-side", "#f-participant", "#f-date"]) {
   $(id).addEventListener("input", showOrders);
 }
+$("#r-date").addEventListener("change", loadDaily);
+$("#r-closing").addEventListener("change", loadDaily);
 if (state.token) signIn(state.token); else showLogin();
