@@ -4,7 +4,8 @@ listener and ``etf-engine report`` run as a subprocess, each equal to the gRPC r
 would: no token, a foreign one, a role the RPC does not admit, an unknown report, parameters unknown,
 repeated, not UTF-8 or not numbers, a query string too long, paths that climb out of /reports/, methods
 other than GET and HEAD. Each refusal is a plain-text "CODE: message" naming what was wrong, with the
-HTTP status of its code (Connect's table; FAILED_PRECONDITION 412), and is counted in /metrics.
+HTTP status of its code (Connect's table; FAILED_PRECONDITION 412), and is counted in /metrics. README's
+Reports section's commands are what the command and the listener take.
 
 The books the reports read (module fixture ``desk``): test_service's sample fund F1, forward priced on
 the DESK calendar (Hong Kong, every day deals), C2's BTC adjusted twice with awkward reasons (a comma,
@@ -21,8 +22,10 @@ import http.client
 import io
 import json
 import os
+import shlex
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +43,7 @@ from test_service_dealing_day import MONDAY, MONDAY_CUTOFF, OFFICIAL, TUESDAY, f
 
 from etf_engine import cli
 from etf_engine.api import reports
-from etf_engine.api.http import MAX_REPORT_QUERY
+from etf_engine.api.http import MAX_REPORT_QUERY, report_request
 from etf_engine.client import StatementLine, Tick
 from etf_engine.errors import EngineError
 from etf_engine.report_csv import REPORTS, file_name, method, report_csv
@@ -411,3 +414,25 @@ def test_the_grpc_rpcs_refuse_as_the_csv_does(desk: Desk) -> None:
     with pytest.raises(grpc.RpcError) as refused:
         grpc_reply(desk, "daily", {"fund_id": FUND, "dealing_date": MONDAY}, who="ap1")
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+# == README's Reports section =====================================================================
+def readme_commands() -> list[str]:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Reports\n", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```bash\n")[1:]]
+    return [line for block in blocks for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+
+
+def test_readmes_commands_are_what_the_command_and_the_listener_take() -> None:
+    commands = readme_commands()
+    reports_run = [shlex.split(c.split(">")[0]) for c in commands if c.startswith("etf-engine report ")]
+    assert len(reports_run) == 2
+    for argv in reports_run:
+        args = cli.build_parser().parse_args(argv[1:])
+        assert args.func is cli.cmd_report and args.fund == "HK-BTCETH"
+    [curl] = [c for c in commands if c.startswith("curl ")]
+    url = urllib.parse.urlsplit(shlex.split(curl)[-1])
+    name = url.path.removeprefix("/reports/").removesuffix(".csv")
+    request = report_request(REPORTS[name], url.query.encode())
+    assert request == request_of(name, dict(urllib.parse.parse_qsl(url.query)))
