@@ -1,7 +1,7 @@
 """Reports over HTTP and on the command line (SPEC §21): ``GET /reports/NAME.csv`` on a real server's HTTP
-listener and ``etf-engine report`` run as a subprocess, each equal to the gRPC reply of the same request
-(``report_csv`` of it, or the reply itself in protobuf JSON); then every refusal, tried as an attacker
-would: no token, a foreign one, a role the RPC does not admit, an unknown report, parameters unknown,
+listener (HTTP/1.1 and h2c) and ``etf-engine report`` run as a subprocess, each equal to the gRPC reply of
+the same request (``report_csv`` of it, or the reply itself in protobuf JSON); then every refusal, tried as
+an attacker would: no token, a foreign one, a role the RPC does not admit, an unknown report, parameters unknown,
 repeated, not UTF-8 or not numbers, a query string too long, paths that climb out of /reports/, methods
 other than GET and HEAD. Each refusal is a plain-text "CODE: message" naming what was wrong, with the
 HTTP status of its code (Connect's table; FAILED_PRECONDITION 412), and is counted in /metrics. README's
@@ -86,9 +86,10 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
         yield d
 
 
-@pytest.fixture(scope="module")
-def web(desk: Desk) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=desk.server.http_url, timeout=30) as client:
+@pytest.fixture(scope="module", params=["http1", "h2c"])
+def web(desk: Desk, request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+    h2c = request.param == "h2c"  # HTTP/2 with prior knowledge, as the listener serves it in clear text
+    with httpx.Client(base_url=desk.server.http_url, http1=not h2c, http2=h2c, timeout=30) as client:
         yield client
 
 
