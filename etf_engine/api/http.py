@@ -332,6 +332,7 @@ class HttpListener:
         try:
             try:
                 request, reply = await self._report_reply(rpc, headers, scope.get("query_string", b""))
+                body = report_csv(reply).encode()
             except _TooLong as e:
                 code = "INVALID_ARGUMENT"
                 await _plain(send, 414, f"{code}: {e}\n".encode())
@@ -342,7 +343,6 @@ class HttpListener:
                 await _plain(send, REPORT_STATUS[error.code], f"{code}: {error.message}\n".encode())
                 return
             code = "OK"
-            body = report_csv(reply).encode()
             disposition = ("content-disposition", f'attachment; filename="{file_name(name, request, reply)}"')
             await _respond(send, 200, b"" if method == "HEAD" else body,
                            (*REPORT_HEADERS, disposition, ("content-length", str(len(body))),
