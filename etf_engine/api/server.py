@@ -93,6 +93,7 @@ class EngineServer:
         checkpoint_every: int = DEFAULT_EVERY,
     ) -> None:
         self.config = config
+        own_journal = journal is None  # the config's data directory: a checkpointer process beside this one
         if journal is None:
             journal = open_journal(config)
         if hasattr(journal, "trail"):  # SPEC §21: checkpoints sealed as the journal stores them
@@ -106,7 +107,7 @@ class EngineServer:
                                     snapshot_every=checkpoint_every)
         # Snapshots of the config's data directory are taken by a process beside this one (checkpoint.py);
         # of a PostgreSQL shard, by its followers.
-        self._checkpoint_every = checkpoint_every if journal is None and self._shard is None else None
+        self._checkpoint_every = checkpoint_every if own_journal and self._shard is None else None
         self.stopped_itself = asyncio.Event()  # set when a PostgreSQL node must stop (deposed, commit unknown)
         self._checkpointer: CheckpointProcess | None = None
         self.port: int | None = None
