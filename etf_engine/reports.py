@@ -1,12 +1,15 @@
 """The fund's reports (SPEC §21, R1-R7): figures read from the journal, computed exactly.
 
 Every figure comes from the journal: states as of a time (``Engine.ledger_as_of``: the state right after
-the last record at or before t, read at t) and the records between two such states, read raw
-(``scan_fund``: only the records of the period, a page at a time; a record is decoded only when its type
-is wanted and its bytes name the fund, or an order or break of the fund). This module computes; the
-servicer (api/reports.py) gathers the states, the records and the orders, and formats the replies.
-Amounts are exact integers in the engine's units (smallest asset units, cents, shares); nothing here
-rounds but where SPEC says, half-even.
+the last record at or before t, read at t) and the records between two such states. Only the records of the
+period are read, and of those only the fund's: the journal's database chooses the records whose body names
+the fund (``AsOfReader.select``, journal/history.py), and ``FundScan`` decodes only the types wanted. A
+settlement names only its order, so it is not read at all: the fund's orders closed in a period are those
+open in the opening state or recorded ACCEPTED in the period and no longer open in the closing state
+(``settled_between``), and a closed order, which never changes again, is read from the ledger now. This
+module computes; the servicer (api/reports.py) gathers the states, the records and the orders, and formats
+the replies. Amounts are exact integers in the engine's units (smallest asset units, cents, shares); nothing
+here rounds but where SPEC says, half-even.
 
 Decisions where SPEC §21 leaves a choice:
 
@@ -81,10 +84,11 @@ Decisions where SPEC §21 leaves a choice:
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from fractions import Fraction
+from typing import Any
 
 import msgspec
 
@@ -137,6 +141,8 @@ class Days:
 
     def end(self, day: date) -> int:
         """Unix ms of the local 23:59:59.999 of ``day``."""
+        if day == date.max:  # no next day to start: the last day of the calendar is 24 hours long
+            return self.start(day) + M.DAY_MS - 1
         return self.start(day + timedelta(days=1)) - 1
 
     def cutoff(self, day: date, cutoff: str) -> int:
@@ -192,38 +198,48 @@ def parse_closing_price(text: str) -> int | None:
 
 
 # == the journal, read raw =============================================================================
-# (after, limit) -> up to ``limit`` records after seq ``after``: (seq, crc, body as stored). Both journals
-# have it (``stored_records``: the read connection StreamEvents uses).
-PageReader = Callable[[int, int], list[tuple[int, int, bytes]]]
-PAGE = 5_000
+# (after, upto, needle, kinds) -> the records after seq ``after`` up to ``upto`` whose body names ``needle`` near
+# its start, or whose type is one of ``kinds``, as stored (seq, crc, body): chosen by the journal's database
+# (``AsOfReader.select``, journal/history.py).
+Select = Callable[[int, int, bytes, Sequence[str]], list[tuple[int, int, bytes]]]
 _TYPE_AT = len(b'{"type":"')  # a record's body starts with its tag (records.py: msgspec's tagged union)
 _decoder = msgspec.json.Decoder(M.AnyEvent)
 
 
 class _Ref(msgspec.Struct):
-    """What a record says about the order or break it acts on (other fields are skipped, not built)."""
+    """What a record says about the break or order it acts on (other fields are skipped, not built)."""
 
     order_id: str = ""
     break_id: str = ""
     at: int = 0
 
 
-class _OrderRef(msgspec.Struct):
-    order: _Ref
+class _OrderHead(msgspec.Struct):
+    order_id: str
+    fund_id: str
+    status: str
 
 
-class _At(msgspec.Struct):
-    at: int
+class _OrderRecorded(msgspec.Struct):
+    order: _OrderHead
 
 
-_ref, _order_ref, _at = msgspec.json.Decoder(_Ref), msgspec.json.Decoder(_OrderRef), msgspec.json.Decoder(_At)
-# Records whose body names their fund as "fund_id" (nested in FundCreated's terms, OrderRecorded's order,
-# NavStruck's nav and pcf); those that act on an order or a break name only its id.
+_ref, _order_recorded = msgspec.json.Decoder(_Ref), msgspec.json.Decoder(_OrderRecorded)
+# Records whose body names their fund as "fund_id" near its start (nested in FundCreated's terms, OrderRecorded's
+# order, NavStruck's nav); a resolution names only its break.
 BY_FUND = frozenset({"FundCreated", "FundUpdated", "HoldingAdjusted", "CashAdjusted", "Staked", "Unstaked",
                      "RewardRecorded", "Slashed", "OrderRecorded", "NavStruck", "FeePaid", "Swept",
                      "StatementRecorded"})
-BY_ORDER = frozenset({"OrderSettled", "OrderCancelled", "DeliveryRecorded", "PayoutRecorded"})
 BY_BREAK = frozenset({"BreakResolved"})
+
+
+def needle(fund_id: str) -> bytes:
+    """How a record's body names the fund."""
+    return b'"fund_id":' + msgspec.json.encode(fund_id)
+
+
+def kind_of(body: bytes) -> str:
+    return body[_TYPE_AT:body.find(b'"', _TYPE_AT)].decode()
 
 
 def fund_of(event: M.Event) -> str:
@@ -240,110 +256,75 @@ def fund_of(event: M.Event) -> str:
 class FundScan:
     """The records of one fund over a stretch of the journal.
 
-    ``keep``: the record types wanted (decoded and returned, in journal order). The fund's orders and breaks
-    are followed so that a record naming only an order (a settlement) or a break (its resolution) is known
-    as the fund's: ``order_ids`` and ``break_assets`` start with those open at the start of the stretch and
-    grow with those recorded in it."""
+    ``keep``: the record types wanted (decoded and returned, in journal order). Beside them it gathers
+    ``recorded``, the fund's orders recorded in the stretch (order_id -> status as recorded), and follows its
+    breaks so that a resolution, which names only its break, is known as the fund's: ``break_assets`` starts
+    with those open at the start of the stretch and grows with those its statements open."""
 
-    def __init__(self, fund_id: str, keep: Iterable[str], order_ids: Iterable[str] = (),
-                 break_assets: Mapping[str, str] | None = None) -> None:
+    def __init__(self, fund_id: str, keep: Iterable[str] = (), break_assets: Mapping[str, str] | None = None) -> None:
         self.fund_id = fund_id
         self.keep = frozenset(keep)
-        self.order_ids = set(order_ids)
+        self.recorded: dict[str, str] = {}
         self.break_assets = dict(break_assets or {})
-        self._needle = b'"fund_id":' + msgspec.json.encode(fund_id)
-        self._follow_orders = bool(self.keep & BY_ORDER)
-        self._follow_breaks = bool(self.keep & BY_BREAK)
 
-    def run(self, read: PageReader, where: str, after: int, upto: int) -> list[M.Event]:
+    def run(self, select: Select, where: str, after: int, upto: int) -> list[M.Event]:
         """The wanted records of the fund among records ``after`` + 1 to ``upto``."""
         found: list[M.Event] = []
-        for seq, crc, body in pages(read, where, after, upto):
-            kind = body[_TYPE_AT:body.find(b'"', _TYPE_AT)].decode()
-            if kind in BY_FUND:
-                if self._needle not in body:
+        for seq, crc, body in select(after, upto, needle(self.fund_id), sorted(self.keep & BY_BREAK)):
+            kind = kind_of(body)
+            if kind == "OrderRecorded" and kind not in self.keep:
+                head = _checked(where, seq, crc, body, _order_recorded).order
+                if head.fund_id == self.fund_id:
+                    self.recorded[head.order_id] = head.status
+            elif kind in BY_FUND and (kind in self.keep or kind == "StatementRecorded"):
+                event = _checked(where, seq, crc, body, _decoder)
+                if fund_of(event) != self.fund_id:
                     continue
-                if kind == "OrderRecorded" and self._follow_orders and kind not in self.keep:
-                    self.order_ids.add(_order_ref.decode(body).order.order_id)
-                    continue
-                if (kind == "StatementRecorded" and self._follow_breaks) or kind in self.keep:
-                    event = _checked(where, seq, crc, body)
-                    if fund_of(event) != self.fund_id:
-                        continue
-                    self._follow(event)
-                    if kind in self.keep:
-                        found.append(event)
-            elif kind in self.keep:
-                ref = _ref.decode(body)
-                if ref.order_id in self.order_ids if kind in BY_ORDER else ref.break_id in self.break_assets:
-                    found.append(_checked(where, seq, crc, body))
+                if isinstance(event, M.OrderRecorded):
+                    self.recorded[event.order.order_id] = event.order.status
+                elif isinstance(event, M.StatementRecorded):
+                    self.break_assets.update({b.break_id: b.asset for b in event.opened})
+                if kind in self.keep:
+                    found.append(event)
+            elif kind in BY_BREAK and kind in self.keep and _ref.decode(body).break_id in self.break_assets:
+                found.append(_checked(where, seq, crc, body, _decoder))
         return found
 
-    def _follow(self, event: M.Event) -> None:
-        if isinstance(event, M.OrderRecorded):
-            self.order_ids.add(event.order.order_id)
-        elif isinstance(event, M.StatementRecorded):
-            self.break_assets.update({b.break_id: b.asset for b in event.opened})
+    def accepted(self) -> list[str]:
+        """The fund's orders recorded ACCEPTED in the stretch."""
+        return [order_id for order_id, status in self.recorded.items() if status == M.ACCEPTED]
 
 
-def pages(read: PageReader, where: str, after: int, upto: int) -> Iterator[tuple[int, int, bytes]]:
-    """Records ``after`` + 1 to ``upto`` as stored, a page at a time, each in its place (JournalError if one
-    is missing)."""
-    expected = after + 1
-    while expected <= upto:
-        rows = read(expected - 1, min(PAGE, upto - expected + 1))
-        if not rows:
-            break
-        for seq, crc, body in rows:
-            if seq != expected:
-                raise JournalError(f"{where}: record {expected} is missing (the next one stored is {seq})")
-            yield seq, crc, body
-            expected += 1
-            if expected > upto:
-                return
-    if expected <= upto:
-        raise JournalError(f"{where}: record {expected} is missing (expected records up to {upto})")
-
-
-def _checked(where: str, seq: int, crc: int, body: bytes) -> M.Event:
+def _checked(where: str, seq: int, crc: int, body: bytes, decoder: msgspec.json.Decoder) -> Any:
     if zlib.crc32(body) != crc:
         raise JournalError(f"{where}: record {seq} is damaged: checksum mismatch")
     try:
-        return _decoder.decode(body)
+        return decoder.decode(body)
     except msgspec.DecodeError as error:
         raise JournalError(f"{where}: record {seq} is damaged: {error}") from error
 
 
-def last_seq_before(read: PageReader, where: str, instant: int, upto: int) -> int:
-    """The seq of the last record among 1..``upto`` whose time is before ``instant`` (0: none), by binary
-    search (records never go back in time)."""
-    low, high = 0, upto  # the answer is in [low, high]
-    while low < high:
-        middle = (low + high + 1) // 2
-        rows = read(middle - 1, 1)
-        if not rows or rows[0][0] != middle:
-            raise JournalError(f"{where}: record {middle} is missing")
-        if _at.decode(rows[0][2]).at < instant:
-            low = middle
-        else:
-            high = middle - 1
-    return low
+def settled_between(opening_open: Iterable[str], accepted: Iterable[str], closing_open: Iterable[str]) -> list[str]:
+    """The orders closed (settled or cancelled) between two states of a fund: those open at the first or recorded
+    ACCEPTED between them, and no longer open at the second. A closed order never changes again: its status now
+    says which."""
+    return sorted({*opening_open, *accepted} - set(closing_open))
 
 
-def day_records(read: PageReader, where: str, fund_id: str, after: int, upto: int,
+def day_records(select: Select, where: str, fund_id: str, after: int, upto: int,
                 settled_from: int) -> tuple[list[str], list[str]]:
     """(the fund's orders recorded, every order settled at or after ``settled_from``) among records ``after``
     + 1 to ``upto``, by id: what R1 looks up in the ledger for the date's orders and its settlements (a
     settlement names only its order)."""
-    needle = b'"fund_id":' + msgspec.json.encode(fund_id)
     recorded, settled = [], []
-    for _seq, _crc, body in pages(read, where, after, upto):
-        kind = body[_TYPE_AT:body.find(b'"', _TYPE_AT)]
-        if kind == b"OrderRecorded":
-            if needle in body:
-                recorded.append(_order_ref.decode(body).order.order_id)
-        elif kind == b"OrderSettled":
-            ref = _ref.decode(body)
+    for seq, crc, body in select(after, upto, needle(fund_id), ("OrderSettled",)):
+        kind = kind_of(body)
+        if kind == "OrderRecorded":
+            head = _checked(where, seq, crc, body, _order_recorded).order
+            if head.fund_id == fund_id:
+                recorded.append(head.order_id)
+        elif kind == "OrderSettled":
+            ref = _checked(where, seq, crc, body, _ref)
             if ref.at >= settled_from:
                 settled.append(ref.order_id)
     return recorded, settled
@@ -389,10 +370,11 @@ def books(holdings: M.Holdings | None, nav: M.Nav | None) -> Books:
 
 
 def roll_forward(assets: Sequence[str], opening: Books, closing: Books, events: Iterable[M.Event],
-                 orders: Mapping[str, M.Order], break_assets: Mapping[str, str]) -> list[Balance]:
-    """Per asset (by code), CASH and SHARES: opening, each movement of ``events`` (the fund's records between
-    the two states: its FundCreated, settlements, strikes, rewards, slashings, adjustments, cash adjustments,
-    fee payments and break resolutions), closing. ``orders``: every order a settlement names, as settled;
+                 closed: Iterable[M.Order], break_assets: Mapping[str, str]) -> list[Balance]:
+    """Per asset (by code), CASH and SHARES: opening, each movement, closing. The movements are those of
+    ``events`` (the fund's records between the two states: its FundCreated, strikes, rewards, slashings,
+    adjustments, cash adjustments, fee payments and break resolutions) and of ``closed``, the fund's orders
+    closed between them (``settled_between``: its settled ones count, its cancelled ones move nothing);
     ``break_assets``: the asset of every break a resolution names."""
     items = sorted({*assets, *opening.holdings, *closing.holdings})
     sums: dict[str, dict[str, int]] = {a: dict.fromkeys(ASSET_KINDS[:-1], 0) for a in items}
@@ -406,23 +388,24 @@ def roll_forward(assets: Sequence[str], opening: Books, closing: Books, events: 
             sums[a], adjustments[a] = dict.fromkeys(ASSET_KINDS[:-1], 0), []
         return sums[a]
 
+    for o in closed:
+        if o.status != M.SETTLED:
+            continue
+        assert o.cash_amount is not None, f"settled order {o.order_id} without a cash amount"
+        count = o.units * o.basket.creation_unit
+        if o.side == M.CREATE:
+            for line in o.deliverables:
+                asset(line.asset)[CONTRIBUTED] += line.quantity
+            cash[CASH_COMPONENTS] += o.cash_amount
+            shares[CREATED] += count
+        else:
+            for leg in o.legs:
+                asset(leg.asset)[REDEEMED] -= leg.quantity
+            cash[CASH_COMPONENTS] -= o.cash_amount
+            shares[REDEEMED] -= count
     for e in events:
         kind = type(e)
-        if kind is M.OrderSettled:
-            o = orders[e.order_id]
-            assert o.cash_amount is not None, f"settled order {o.order_id} without a cash amount"
-            count = o.units * o.basket.creation_unit
-            if o.side == M.CREATE:
-                for line in o.deliverables:
-                    asset(line.asset)[CONTRIBUTED] += line.quantity
-                cash[CASH_COMPONENTS] += o.cash_amount
-                shares[CREATED] += count
-            else:
-                for leg in o.legs:
-                    asset(leg.asset)[REDEEMED] -= leg.quantity
-                cash[CASH_COMPONENTS] -= o.cash_amount
-                shares[REDEEMED] -= count
-        elif kind is M.RewardRecorded:
+        if kind is M.RewardRecorded:
             asset(e.asset)[REWARDS] += e.gross or e.quantity  # records from before SPEC §17: the net was the gross
             sums[e.asset][STAKING_FEES] -= e.staking_fee
         elif kind is M.Slashed:
@@ -459,7 +442,7 @@ def roll_forward(assets: Sequence[str], opening: Books, closing: Books, events: 
 
 
 # record types a roll-forward reads
-ROLL_FORWARD_RECORDS = ("FundCreated", "OrderSettled", "RewardRecorded", "Slashed", "NavStruck", "HoldingAdjusted",
+ROLL_FORWARD_RECORDS = ("FundCreated", "RewardRecorded", "Slashed", "NavStruck", "HoldingAdjusted",
                         "BreakResolved", "CashAdjusted", "FeePaid")
 
 
@@ -718,12 +701,11 @@ def staking_lines(holdings: M.Holdings | None, fund: FundState | None, assets: S
 def break_ages(breaks: Iterable[M.Break], span: Period, until: int, days: Days) -> list[tuple[M.Break, int]]:
     """The breaks (as they stood at ``until``: the end of the period, or now) open then or resolved within the
     period, each with its age in dealing days, by break_id."""
-    last = days.date_of(until)
     found = []
     for b in breaks:
         if b.status == M.RESOLVED and b.resolved_at < span.start:
             continue
-        closed = days.date_of(b.resolved_at) if b.status == M.RESOLVED else last
+        closed = days.date_of(b.resolved_at if b.status == M.RESOLVED else until)
         found.append((b, days.dealing_days_between(days.date_of(b.opened_at), closed)))
     return sorted(found, key=lambda item: item[0].break_id)
 
@@ -735,28 +717,12 @@ class RejectTally(msgspec.Struct, frozen=True):
     count: int
 
 
-ACTIVITY_RECORDS = ("OrderRecorded", "OrderSettled", "OrderCancelled")
-
-
-def participant_activity(events: Iterable[M.Event], participant_id: str = "") -> tuple[list[OrderTally],
-                                                                                      list[RejectTally]]:
-    """R7 from the fund's OrderRecorded, OrderSettled and OrderCancelled records of the period: each order
-    recorded in it (of ``participant_id``; "": of every participant), with its status at the period's end."""
-    orders: dict[str, M.Order] = {}
-    status: dict[str, str] = {}
-    for e in events:
-        if type(e) is M.OrderRecorded:
-            if participant_id in ("", e.order.participant_id):
-                orders[e.order.order_id] = e.order
-                status[e.order.order_id] = e.order.status
-        elif type(e) is M.OrderSettled and e.order_id in status:
-            status[e.order_id] = M.SETTLED
-        elif type(e) is M.OrderCancelled and e.order_id in status:
-            status[e.order_id] = M.CANCELLED
+def participant_activity(orders: Iterable[M.Order], end: int) -> tuple[list[OrderTally], list[RejectTally]]:
+    """R7 from the fund's orders recorded in the period (as they are now: their status is taken at ``end``)."""
     tally: dict[tuple[str, str, str], list[int]] = {}
     rejects: dict[tuple[str, str], int] = {}
-    for order_id, o in orders.items():
-        cell = tally.setdefault((o.participant_id, o.side, status[order_id]), [0, 0])
+    for o in orders:
+        cell = tally.setdefault((o.participant_id, o.side, status_at(o, end)), [0, 0])
         cell[0] += 1
         cell[1] += o.units
         if o.status == M.REJECTED:
@@ -765,4 +731,3 @@ def participant_activity(events: Iterable[M.Event], participant_id: str = "") ->
     tallies = [OrderTally(p, side, st, n, units) for (p, side, st), (n, units) in
                sorted(tally.items(), key=lambda kv: (kv[0][0], side_rank[kv[0][1]], status_rank[kv[0][2]]))]
     return tallies, [RejectTally(p, reason, n) for (p, reason), n in sorted(rejects.items())]
-

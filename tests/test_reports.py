@@ -37,11 +37,14 @@ import grpc
 import pytest
 from conftest import hk
 from test_service import FUND, FUND2, T0, TOKENS, Desk, refused
+from test_service import journal as journal  # the fixture: SQLite, and a shard of the PostgreSQL test cluster
 from test_service_books import BTC_WALLET, serving_sample
 
 from etf_engine.client import FundAssetTerms, StatementLine, Tick, instruction_status, status_name
+from etf_engine.config import JournalConfig
 from etf_engine.v1 import engine_pb2 as pb
 from etf_engine.v1 import engine_pb2_grpc as rpc
+from tests.pg_cluster import pg_cluster as pg_cluster  # the fixture ``journal`` asks for
 
 Code = grpc.StatusCode
 SUN, MON, TUE, WED = "2025-06-15", "2025-06-16", "2025-06-17", "2025-06-18"
@@ -122,10 +125,11 @@ class Reports:
 
 
 @contextmanager
-def reporting(tmp_path: Path, prepare: Callable[[Desk], object]) -> Iterator[tuple[Desk, dict[str, Reports]]]:
-    """The sample funds on a server (test clock, SQLite journal), ``prepare``d, and a Reports client per
-    principal."""
-    with serving_sample(tmp_path, prepare) as desk:
+def reporting(tmp_path: Path, prepare: Callable[[Desk], object],
+              journal: JournalConfig | None = None) -> Iterator[tuple[Desk, dict[str, Reports]]]:
+    """The sample funds on a server (test clock; a SQLite journal unless ``journal`` says otherwise),
+    ``prepare``d, and a Reports client per principal."""
+    with serving_sample(tmp_path, prepare, journal=journal or JournalConfig()) as desk:
         clients = {name: Reports(desk.target, token) for name, token in TOKENS.items()}
         try:
             yield desk, clients
@@ -181,9 +185,10 @@ def in_kind_fund(desk: Desk) -> None:
 
 
 @pytest.fixture
-def rolled(tmp_path: Path) -> Iterator[tuple[Desk, dict[str, Reports], dict[str, Any]]]:
-    """The roll-forward scenario of the module's docstring, played; the figures worked out by hand."""
-    with reporting(tmp_path, in_kind_fund) as (desk, reports):
+def rolled(tmp_path: Path, journal: JournalConfig) -> Iterator[tuple[Desk, dict[str, Reports], dict[str, Any]]]:
+    """The roll-forward scenario of the module's docstring, played on each journal backend; the figures worked
+    out by hand."""
+    with reporting(tmp_path, in_kind_fund, journal) as (desk, reports):
         issuer, ap1, ap2 = desk.issuer, desk.ap1, desk.ap2
         mon9 = at(desk, MON, "09:00")
         live_prices(desk, mon9)
@@ -653,9 +658,10 @@ def walk(desk: Desk, rng: random.Random) -> list[str]:
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_random_walks_roll_forward_to_zero_over_random_periods(tmp_path: Path, seed: int) -> None:
+def test_random_walks_roll_forward_to_zero_over_random_periods(tmp_path: Path, seed: int,
+                                                                journal: JournalConfig) -> None:
     rng = random.Random(seed)
-    with reporting(tmp_path, in_kind_fund) as (desk, reports):
+    with reporting(tmp_path, in_kind_fund, journal) as (desk, reports):
         days = [SUN, *walk(desk, rng)]
         observer = reports["observer"]
         for _ in range(8):
@@ -671,3 +677,41 @@ def test_random_walks_roll_forward_to_zero_over_random_periods(tmp_path: Path, s
         assert [b[3] for b in everything] == [a.total for a in holdings.assets] + [nav.cash,
                                                                                    str(nav.shares_outstanding)]
         assert [b[1] for b in everything] == ["0", "0", "0.00", "0"]
+
+
+# == the journal's select ==============================================================================
+def test_the_database_chooses_the_same_records_as_a_read_of_every_record(tmp_path: Path) -> None:
+    """history.select_records: SQLite's query (and so the SQL of PostgreSQL, exercised by the roll-forward tests
+    on that backend) keeps exactly what reading every record and looking at it keeps."""
+    import msgspec
+
+    from etf_engine import model as M
+    from etf_engine.journal import SqliteJournal
+    from etf_engine.journal.history import select_records
+    from etf_engine.journal.sqlite import SqliteHistory
+
+    journal = SqliteJournal(tmp_path)
+    events: list[M.Event] = []
+    for i in range(300):
+        fund = f"F{i % 7}"
+        events += [M.HoldingAdjusted(at=i, fund_id=fund, custodian_id="C1", asset="BTC", delta=i + 1, reason="r"),
+                   M.OrderSettled(at=i, order_id=f"ORD-{i:08d}"),
+                   M.BreakResolved(at=i, break_id=f"BRK-{i:08d}", adjustment=0, comment="")]
+    journal.append_sync(events)
+    journal.close()
+    store = SqliteHistory(tmp_path)
+
+    class Plain:  # a store whose database select_records does not know: read whole, looked at here
+        name = "plain"
+
+        def records(self, after: int, upto: int) -> Iterator[M.Event]:
+            return store.records(after, upto)
+
+    for needle, kinds in ((b'"fund_id":"F3"', ()), (b'"fund_id":"F1"', ("BreakResolved",)), (b"nothing", ())):
+        chosen = select_records(store, 10, 800, needle, kinds)
+        assert [seq for seq, _, _ in chosen] == [seq for seq, _, _ in select_records(Plain(), 10, 800, needle, kinds)]
+        assert all(msgspec.json.decode(body)["at"] < 300 for _, _, body in chosen)
+    # records 11-800: F3's adjustments are records 3i + 1 with i % 7 == 3 (i = 10, 17, ..., 262: 37 of them),
+    # the resolutions records 3i + 3 (i = 3 ... 265: 263)
+    assert len(select_records(store, 10, 800, b'"fund_id":"F3"', ("BreakResolved",))) == 37 + 263
+    store.close()

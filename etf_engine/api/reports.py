@@ -1,9 +1,10 @@
 """The Reports service (SPEC §21): each report's request checked, its figures gathered from the journal and
 computed (etf_engine/reports.py), and formatted as its reply (decimal strings, as every reply).
 
-A report reads states as of a time (``Engine.ledger_as_of``, on a worker thread) and the journal's records
-raw (the journal's ``stored_records``, the read connection StreamEvents uses), on a worker thread too; the
-ledger now is read only briefly, on the loop, for the fund's terms and the orders a report names. Checks,
+A report reads states as of a time (``Engine.ledger_as_of``, on a worker thread) and the journal's records of
+one fund, chosen by the journal's database (``AsOfReader.select``: the engine's reader of its history store,
+the connection reads as of a time use), on a worker thread too; the ledger now is read only briefly, on the
+loop, for the fund's terms and the orders a report names (closed orders never change again). Checks,
 the first that fails: the caller's own rights (ParticipantActivity), the fund (NOT_FOUND), then the fields
 in declaration order (INVALID_ARGUMENT naming the field), then what the fields name (a date without an
 official NAV: NOT_FOUND naming ``dealing_date``).
@@ -24,8 +25,8 @@ from etf_engine.api.auth import PARTICIPANT, current_principal
 from etf_engine.api.servicers import _check_fund
 from etf_engine.calendar import next_dealing_day, parse_date
 from etf_engine.engine import UNAVAILABLE, Engine
-from etf_engine.errors import FAILED_PRECONDITION, NOT_FOUND, PERMISSION_DENIED, EngineError, invalid, quote
-from etf_engine.journal.history import LedgerAsOf
+from etf_engine.errors import NOT_FOUND, PERMISSION_DENIED, EngineError, invalid, quote
+from etf_engine.journal.history import AsOfReader, LedgerAsOf
 from etf_engine.journal.records import JournalError
 from etf_engine.ledger import Ledger
 from etf_engine.numbers import FRACTION_DP, format_fraction, format_money, format_price, format_quantity, format_scaled
@@ -55,11 +56,9 @@ class ReportsServicer(rpc.ReportsServicer):
         terms, info = await self.engine.read(read)
         return terms, R.Days.of(info)
 
-    def _journal(self) -> tuple[R.PageReader, str]:
-        read = getattr(self.engine.journal, "stored_records", None)
-        if read is None:
-            raise EngineError(FAILED_PRECONDITION, "this engine keeps no journal: there are no reports")
-        return read, getattr(self.engine.journal, "name", "the journal")
+    async def _journal(self) -> AsOfReader:
+        """The engine's reader of its journal's history store (made at the first read as of a time)."""
+        return await asyncio.to_thread(self.engine._as_of_reader)  # FAILED_PRECONDITION without a journal
 
     def _committed(self) -> int:
         """The last record committed (a follower's: the last it has read of its leader's)."""
@@ -79,11 +78,10 @@ class ReportsServicer(rpc.ReportsServicer):
         """The orders as they are now (a settled or cancelled order never changes again)."""
         return await self.engine.read(lambda ledger, now_ms: {i: ledger.get_order(i) for i in order_ids})
 
-    def _span_seqs(self, read: R.PageReader, where: str, start: int, end: int) -> tuple[int, int]:
+    def _span_seqs(self, reader: AsOfReader, start: int, end: int) -> tuple[int, int]:
         """(after, upto): the records with start <= at <= end."""
-        committed = self._committed()
-        upto = R.last_seq_before(read, where, end + 1, committed)
-        return R.last_seq_before(read, where, start, upto), upto
+        upto = reader.last_seq_before(end + 1, self._committed())
+        return reader.last_seq_before(start, upto), upto
 
     # -- R1 --------------------------------------------------------------------------------------------
     async def DailyReport(self, request: pb.DailyReportRequest, context: Context) -> pb.DailyReportReply:
@@ -109,7 +107,7 @@ class ReportsServicer(rpc.ReportsServicer):
         end_of_date = min(days.end(day), now)
         strike = await self.engine.ledger_as_of(nav.struck_at)
         end = await self.engine.ledger_as_of(end_of_date)
-        journal, where = self._journal()
+        reader = await self._journal()
         window_from = days.cutoff(days.previous_dealing_day(day), terms.dealing_cutoff)
 
         def gather() -> tuple[Any, ...]:
@@ -120,8 +118,9 @@ class ReportsServicer(rpc.ReportsServicer):
                 overdue = [o for o in end.open_orders(fund_id) if o.overdue]
             except EngineError:  # not created yet at the end of the date (a strike after its end)
                 open_breaks, overdue = [], []
-            after = R.last_seq_before(journal, where, min(window_from, days.start(day)), end.seq)
-            recorded, settled = R.day_records(journal, where, fund_id, after, end.seq, days.start(day))
+            after = reader.last_seq_before(min(window_from, days.start(day)), end.seq)
+            recorded, settled = R.day_records(reader.select, reader.store.name, fund_id, after, end.seq,
+                                              days.start(day))
             return fund, strike.get_holdings(fund_id), open_breaks, overdue, recorded, settled
 
         fund, holdings, open_breaks, overdue, recorded, settled = await self._off_loop(gather)
@@ -198,25 +197,20 @@ class ReportsServicer(rpc.ReportsServicer):
         now = self.engine.now_ms()
         opening = await self._as_of(min(span.start - 1, now))
         closing = await self._as_of(min(span.end, now))
-        journal, where = self._journal()
+        reader = await self._journal()
 
-        def gather() -> tuple[R.Books, R.Books, list[M.Event], dict[str, str]]:
-            order_ids: list[str] = []
-            break_assets: dict[str, str] = {}
-            if opening is not None:
-                try:
-                    order_ids = [o.order_id for o in opening.open_orders(fund_id)]
-                    break_assets = {b.break_id: b.asset for b in opening.list_breaks(fund_id, M.OPEN)}
-                except EngineError:  # the fund did not exist yet
-                    pass
-            scan = R.FundScan(fund_id, R.ROLL_FORWARD_RECORDS, order_ids, break_assets)
-            events = scan.run(journal, where, opening.seq if opening else 0, closing.seq if closing else 0)
-            return _books(opening, fund_id), _books(closing, fund_id), events, scan.break_assets
+        def gather() -> tuple[R.Books, R.Books, list[M.Event], list[str], dict[str, str]]:
+            opening_open, break_assets = _open_book(opening, fund_id)
+            scan = R.FundScan(fund_id, R.ROLL_FORWARD_RECORDS, break_assets)
+            events = scan.run(reader.select, reader.store.name, opening.seq if opening else 0,
+                              closing.seq if closing else 0)
+            closed = R.settled_between(opening_open, scan.accepted(), _open_book(closing, fund_id)[0])
+            return _books(opening, fund_id), _books(closing, fund_id), events, closed, scan.break_assets
 
-        opening_books, closing_books, events, break_assets = await self._off_loop(gather)
-        orders = await self._orders(sorted({e.order_id for e in events if type(e) is M.OrderSettled}))
+        opening_books, closing_books, events, closed, break_assets = await self._off_loop(gather)
+        orders = await self._orders(closed)
         balances = await self._off_loop(lambda: R.roll_forward(
-            [a.asset for a in terms.assets], opening_books, closing_books, events, orders, break_assets))
+            [a.asset for a in terms.assets], opening_books, closing_books, events, orders.values(), break_assets))
         decimals = self.engine.decimals
 
         def amount(item: str, value: int) -> str:
@@ -245,7 +239,7 @@ class ReportsServicer(rpc.ReportsServicer):
         now = self.engine.now_ms()
         at = min(request.as_of or span.end, now)
         state = await self._as_of(at)
-        journal, where = self._journal()
+        reader = await self._journal()
 
         def gather() -> list[R.StakingLine]:
             holdings = fund = None
@@ -256,8 +250,8 @@ class ReportsServicer(rpc.ReportsServicer):
                     pass
                 else:
                     fund = state.fund_state(fund_id)
-            after, upto = self._span_seqs(journal, where, span.start, min(span.end, now))
-            events = R.FundScan(fund_id, R.STAKING_RECORDS).run(journal, where, after, upto)
+            after, upto = self._span_seqs(reader, span.start, min(span.end, now))
+            events = R.FundScan(fund_id, R.STAKING_RECORDS).run(reader.select, reader.store.name, after, upto)
             return R.staking_lines(holdings, fund, [a.asset for a in terms.assets], events)
 
         lines = await self._off_loop(gather)
@@ -323,15 +317,17 @@ class ReportsServicer(rpc.ReportsServicer):
         _, days = await self._fund(fund_id, check)
         span = R.period(request.from_date, request.to_date, days)
         end = min(span.end, self.engine.now_ms())
-        await self.engine.read(lambda ledger, now_ms: None)  # every record up to now is durable: it may be read
-        journal, where = self._journal()
+        reader = await self._journal()
 
-        def gather() -> tuple[list[R.OrderTally], list[R.RejectTally]]:
-            after, upto = self._span_seqs(journal, where, span.start, end)
-            events = R.FundScan(fund_id, R.ACTIVITY_RECORDS).run(journal, where, after, upto)
-            return R.participant_activity(events, participant_id)
+        def gather() -> list[str]:
+            after, upto = self._span_seqs(reader, span.start, end)
+            scan = R.FundScan(fund_id)
+            scan.run(reader.select, reader.store.name, after, upto)
+            return list(scan.recorded)
 
-        tallies, rejects = await self._off_loop(gather)
+        orders = (await self._orders(await self._off_loop(gather))).values()
+        tallies, rejects = R.participant_activity(
+            [o for o in orders if participant_id in ("", o.participant_id)], end)
         return pb.ParticipantActivityReply(
             fund_id=fund_id, orders=[_tally(t) for t in tallies],
             rejects=[pb.RejectTally(participant_id=r.participant_id, reason=r.reason, count=r.count) for r in rejects])
@@ -342,6 +338,19 @@ def _pcf(ledger: Ledger, fund_id: str, iso: str) -> M.Pcf | None:
         return ledger.get_pcf(fund_id, iso)
     except EngineError:
         return None
+
+
+def _open_book(state: LedgerAsOf | None, fund_id: str) -> tuple[list[str], dict[str, str]]:
+    """The fund's orders ACCEPTED in ``state`` and its OPEN breaks (break_id -> asset); none before it existed."""
+    if state is None:
+        return [], {}
+    try:
+        return ([o.order_id for o in state.open_orders(fund_id)],
+                {b.break_id: b.asset for b in state.list_breaks(fund_id, M.OPEN)})
+    except EngineError as e:
+        if e.code != NOT_FOUND:
+            raise
+        return [], {}
 
 
 def _books(state: LedgerAsOf | None, fund_id: str) -> R.Books:

@@ -27,10 +27,11 @@ to the last one at or before the time asked for, and hands out a ``LedgerAsOf``.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -42,6 +43,10 @@ from etf_engine.snapshot import VERSION, FundState, LedgerState
 log = logging.getLogger(__name__)
 
 HISTORY_EVERY = 10_000  # records between history states: a read as of a time replays at most this many
+# ``select_records``: the bytes of a record's body searched for a needle (every record that names a fund names it
+# within them: ids are at most 64 characters), and the seqs a query covers (the lock is let go between them).
+SELECT_PREFIX = 512
+SELECT_STRETCH = 100_000
 CACHE_SIZE = 8  # states of recent reads as of a time, kept as further starting points
 _state_decoder = msgspec.json.Decoder(Snapshot)
 NEVER = 2**63 - 1
@@ -155,6 +160,40 @@ class HistoryWriter:
             stored += 1
             log.info("%s: history state at record %d", self.store.name, upto)
         return stored
+
+
+Row = tuple[int, int, bytes]  # a record as stored: (seq, crc, body)
+
+
+def select_records(store: HistoryStore, after: int, upto: int, needle: bytes, kinds: Sequence[str] = ()) -> list[Row]:
+    """The records after seq ``after`` up to ``upto`` whose body holds ``needle`` in its first SELECT_PREFIX bytes,
+    or whose type is one of ``kinds``, as stored, in order: chosen by the database itself (a report reads one
+    fund's records of a year without carrying every body of the journal across). Not checked: the caller
+    checks the CRC of what it decodes. A store whose database this does not know is read whole and filtered
+    here (its records encoded again)."""
+    heads = [b'{"type":"' + kind.encode() + b'"' for kind in kinds]
+    journal = getattr(store, "_journal", None)  # SqliteHistory's read connection to the journal
+    if isinstance(journal, sqlite3.Connection):
+        sql = ("SELECT seq, crc, body FROM events WHERE seq > ? AND seq <= ? AND (instr(substr(body, 1, "
+               f"{SELECT_PREFIX}), ?) > 0{' OR substr(body, 1, ?) = ?' * len(heads)}) ORDER BY seq")
+        try:
+            return journal.execute(sql, (after, upto, needle, *(x for h in heads for x in (len(h), h)))).fetchall()
+        except sqlite3.DatabaseError as error:
+            raise JournalError(f"{store.name}: cannot read records after {after}: {error}") from error
+    query = getattr(store, "_query", None)  # PgHistory's, on its own connection
+    shard = getattr(store, "shard", None)
+    if query is not None and shard is not None:
+        rows = query("SELECT seq, crc, body FROM etf_events WHERE shard = %s AND seq > %s AND seq <= %s AND "
+                     f"(position(%s::bytea in substring(body from 1 for {SELECT_PREFIX})) > 0"
+                     + "".join(f" OR substring(body from 1 for {len(h)}) = %s::bytea" for h in heads)
+                     + ") ORDER BY seq", (shard, after, upto, needle, *heads))
+        return [(int(seq), int(crc), bytes(body)) for seq, crc, body in rows]
+    found = []
+    for seq, event in enumerate(store.records(after, upto), after + 1):
+        body = _encoder.encode(event)
+        if needle in body[:SELECT_PREFIX] or body.startswith(tuple(heads)):
+            found.append((seq, zlib.crc32(body), body))
+    return found
 
 
 class LedgerAsOf:
@@ -275,6 +314,34 @@ class AsOfReader:
         if events[0].at != at:
             raise JournalError(f"{self.store.name}: the history state at record {seq} (at {at}) does not match "
                                f"the record's time ({events[0].at})")
+
+    def select(self, after: int, upto: int, needle: bytes, kinds: Sequence[str] = ()) -> list[Row]:
+        """``select_records`` on this reader's store, SELECT_STRETCH seqs at a time under its lock (reads as of a
+        time go on between them)."""
+        found: list[Row] = []
+        while after < upto:
+            stop = min(upto, after + SELECT_STRETCH)
+            with self._lock:
+                found += select_records(self.store, after, stop, needle, kinds)
+            after = stop
+        return found
+
+    def last_seq_before(self, instant: int, upto: int) -> int:
+        """The seq of the last record among 1 to ``upto`` whose time is before ``instant`` (0: none), by binary
+        search over the records (their times never go back)."""
+        low, high = 0, upto  # the answer is in [low, high]
+        while low < high:
+            middle = (low + high + 1) // 2
+            with self._lock:
+                records = self.store.records(middle - 1, middle)
+                try:
+                    event = next(records, None)
+                finally:
+                    records.close()  # type: ignore[attr-defined]  # a generator: its cursor is released
+            if event is None:
+                raise JournalError(f"{self.store.name}: record {middle} is missing")
+            low, high = (middle, high) if event.at < instant else (low, middle - 1)
+        return low
 
     def _keep(self, built: _Built) -> None:
         self._cache[built.seq] = built
