@@ -25,7 +25,10 @@ the test clock starts at T0, Sunday 2025-06-15 23:06:40 in Hong Kong, after Sund
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal, localcontext
@@ -34,14 +37,20 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import msgspec
 import pytest
 from conftest import hk
-from test_service import FUND, FUND2, T0, TOKENS, Desk, refused
+from test_service import FUND, FUND2, T0, TOKENS, Clock, Desk, config, load_sample, make_ledger, refused
 from test_service import journal as journal  # the fixture: SQLite, and a shard of the PostgreSQL test cluster
 from test_service_books import BTC_WALLET, serving_sample
 
-from etf_engine.client import FundAssetTerms, StatementLine, Tick, instruction_status, status_name
+from etf_engine import model as M
+from etf_engine.api.server import BackgroundServer
+from etf_engine.client import EtfClient, FundAssetTerms, StatementLine, Tick, instruction_status, status_name
 from etf_engine.config import JournalConfig
+from etf_engine.journal import SqliteJournal
+from etf_engine.journal.history import select_records
+from etf_engine.journal.sqlite import SqliteHistory
 from etf_engine.v1 import engine_pb2 as pb
 from etf_engine.v1 import engine_pb2_grpc as rpc
 from tests.pg_cluster import pg_cluster as pg_cluster  # the fixture ``journal`` asks for
@@ -683,13 +692,6 @@ def test_random_walks_roll_forward_to_zero_over_random_periods(tmp_path: Path, s
 def test_the_database_chooses_the_same_records_as_a_read_of_every_record(tmp_path: Path) -> None:
     """history.select_records: SQLite's query (and so the SQL of PostgreSQL, exercised by the roll-forward tests
     on that backend) keeps exactly what reading every record and looking at it keeps."""
-    import msgspec
-
-    from etf_engine import model as M
-    from etf_engine.journal import SqliteJournal
-    from etf_engine.journal.history import select_records
-    from etf_engine.journal.sqlite import SqliteHistory
-
     journal = SqliteJournal(tmp_path)
     events: list[M.Event] = []
     for i in range(300):
@@ -715,3 +717,41 @@ def test_the_database_chooses_the_same_records_as_a_read_of_every_record(tmp_pat
     # the resolutions records 3i + 3 (i = 3 ... 265: 263)
     assert len(select_records(store, 10, 800, b'"fund_id":"F3"', ("BreakResolved",))) == 37 + 263
     store.close()
+
+
+# == a follower ========================================================================================
+def test_a_follower_reports_as_the_leader(pg_cluster: Any) -> None:
+    """A follower (SPEC §12) reads the same journal: every report it gives equals the leader's."""
+    journal = JournalConfig(backend="postgresql", dsn=pg_cluster.dsn, shard=f"rep-{uuid.uuid4().hex[:10]}",
+                            node_name="reports-leader", lease_seconds=2)
+    with BackgroundServer(config(journal=journal, test_clock=True), ledger=make_ledger(), clock=Clock()) as leader:
+        desk = Desk(leader, Clock())
+        follower = BackgroundServer(config(journal=dataclasses.replace(journal, node_name="reports-follower"),
+                                           test_clock=True), ledger=make_ledger(), clock=Clock()).start()
+        on_leader = Reports(leader.target, TOKENS["observer"])
+        on_follower = Reports(follower.target, TOKENS["observer"])
+        watcher = EtfClient(follower.target, TOKENS["observer"], timeout=10)
+        try:
+            load_sample(desk.issuer)
+            in_kind_fund(desk)
+            live_prices(desk, at(desk, MON, "09:00"))
+            desk.issuer.settle_order(desk.ap1.submit_order(FUND, "CREATE", 2, "f-c1").order_id)
+            desk.ap2.submit_order(FUND, "REDEEM", 1, "f-r1")
+            desk.issuer.record_staking_reward(FUND, "C1", "ETH", "10")
+            desk.issuer.adjust_holding(FUND, "C2", "BTC", "-0.25", "recount")
+            desk.issuer.strike_nav(FUND, MON, official(at(desk, MON, "16:00")))
+            last, deadline = desk.issuer.get_leader().applied_seq, time.monotonic() + 20
+            while watcher.get_leader().applied_seq != last:
+                assert time.monotonic() < deadline, "the follower did not catch up"
+                time.sleep(0.05)
+            assert watcher.get_leader().role == pb.Role.FOLLOWER
+            for ask in (lambda r: r.roll_forward(SUN, MON), lambda r: r.roll_forward(MON, MON),
+                        lambda r: r.daily(MON, "15"), lambda r: r.holdings(hk(MON, "12:00")),
+                        lambda r: r.staking(MON, MON), lambda r: r.breaks(SUN, MON), lambda r: r.activity(SUN, MON)):
+                assert ask(on_follower) == ask(on_leader)
+            assert [b.check for b in on_follower.roll_forward(SUN, MON).balances] == ["0", "0", "0.00", "0"]
+        finally:
+            for client in (on_leader, on_follower, watcher):
+                client.close()
+            follower.stop()
+            desk.close()
