@@ -592,6 +592,13 @@ def test_every_refusal_names_its_field(tmp_path: Path) -> None:
                 details = refused(lambda r=report, a=from_date, b=to_date: r(a, b), Code.INVALID_ARGUMENT)
                 assert details.startswith(field), (name, from_date, to_date, details)
         assert "as_of" in refused(lambda: observer.staking(MON, MON, -5), Code.INVALID_ARGUMENT)
+        # The widest period there is: from before the epoch (nothing then) to the last date (now).
+        first, last = "0001-01-01", "9999-12-31"
+        assert [(b.opening, b.check) for b in observer.roll_forward(first, last).balances] == [
+            ("0", "0"), ("0", "0"), ("0.00", "0.00"), ("0", "0")]
+        assert [x.staked for x in observer.staking(first, last).lines] == ["0", "895"]
+        assert (list(observer.breaks(first, last).breaks), list(observer.activity(first, last).orders)) == ([], [])
+        assert [b.closing for b in observer.roll_forward(first, first).balances] == ["0", "0", "0.00", "0"]
         for day in ("", "2025-06-31", "Monday"):
             assert refused(lambda d=day: observer.daily(d), Code.INVALID_ARGUMENT).startswith("dealing_date")
         assert "dealing_date" in refused(lambda: observer.daily(MON), Code.NOT_FOUND)  # not struck yet
