@@ -6,7 +6,7 @@ period are read, and of those only the fund's: the journal's database chooses th
 the fund (``AsOfReader.select``, journal/history.py), and ``FundScan`` decodes only the types wanted. A
 settlement names only its order, so it is not read at all: the fund's orders closed in a period are those
 open in the opening state or recorded ACCEPTED in the period and no longer open in the closing state
-(``settled_between``), and a closed order, which never changes again, is read from the ledger now. This
+(``closed_between``), and a closed order, which never changes again, is read from the ledger now. This
 module computes; the servicer (api/reports.py) gathers the states, the records and the orders, and formats
 the replies. Amounts are exact integers in the engine's units (smallest asset units, cents, shares); nothing
 here rounds but where SPEC says, half-even.
@@ -304,7 +304,7 @@ def _checked(where: str, seq: int, crc: int, body: bytes, decoder: msgspec.json.
         raise JournalError(f"{where}: record {seq} is damaged: {error}") from error
 
 
-def settled_between(opening_open: Iterable[str], accepted: Iterable[str], closing_open: Iterable[str]) -> list[str]:
+def closed_between(opening_open: Iterable[str], accepted: Iterable[str], closing_open: Iterable[str]) -> list[str]:
     """The orders closed (settled or cancelled) between two states of a fund: those open at the first or recorded
     ACCEPTED between them, and no longer open at the second. A closed order never changes again: its status now
     says which."""
@@ -374,7 +374,7 @@ def roll_forward(assets: Sequence[str], opening: Books, closing: Books, events: 
     """Per asset (by code), CASH and SHARES: opening, each movement, closing. The movements are those of
     ``events`` (the fund's records between the two states: its FundCreated, strikes, rewards, slashings,
     adjustments, cash adjustments, fee payments and break resolutions) and of ``closed``, the fund's orders
-    closed between them (``settled_between``: its settled ones count, its cancelled ones move nothing);
+    closed between them (``closed_between``: its settled ones count, its cancelled ones move nothing);
     ``break_assets``: the asset of every break a resolution names."""
     items = sorted({*assets, *opening.holdings, *closing.holdings})
     sums: dict[str, dict[str, int]] = {a: dict.fromkeys(ASSET_KINDS[:-1], 0) for a in items}

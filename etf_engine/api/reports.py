@@ -207,7 +207,7 @@ class ReportsServicer(rpc.ReportsServicer):
             scan = R.FundScan(fund_id, R.ROLL_FORWARD_RECORDS, break_assets)
             events = scan.run(reader.select, reader.store.name, opening.seq if opening else 0,
                               closing.seq if closing else 0)
-            closed = R.settled_between(opening_open, scan.accepted(), _open_book(closing, fund_id)[0])
+            closed = R.closed_between(opening_open, scan.accepted(), _open_book(closing, fund_id)[0])
             return _books(opening, fund_id), _books(closing, fund_id), events, closed, scan.break_assets
 
         opening_books, closing_books, events, closed, break_assets = await self._off_loop(gather)
