@@ -183,6 +183,13 @@ def _executable() -> str:
 
 
 # == apply and prices: clients of a running server =================================================
+def _add_journal_arguments(parser: argparse.ArgumentParser) -> None:
+    """A journal read offline, as verify and audit take it: a data directory or a PostgreSQL shard."""
+    parser.add_argument("--data-dir", metavar="DIR", help="the SQLite journal of this data directory")
+    parser.add_argument("--dsn", metavar="DSN", help="a PostgreSQL journal (read only: a standby will do)")
+    parser.add_argument("--shard", metavar="S", help='the shard of --dsn (default "main")')
+
+
 def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
     """--server and TLS as EtfClient takes them; the token comes from ETF_ENGINE_TOKEN."""
     parser.add_argument("--server", default=DEFAULT_LISTEN, metavar="HOST:PORT",
@@ -576,9 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser("verify", help="replay a data directory or a PostgreSQL shard offline; print counts "
                                            "and the state digest")
-    verify.add_argument("--data-dir", metavar="DIR", help="the SQLite journal of this data directory")
-    verify.add_argument("--dsn", metavar="DSN", help="a PostgreSQL journal (read only: a standby will do)")
-    verify.add_argument("--shard", metavar="S", help='the shard of --dsn (default "main")')
+    _add_journal_arguments(verify)
     verify.set_defaults(func=cmd_verify)
 
     audit = sub.add_parser("audit", help="recompute every checkpoint of a data directory or PostgreSQL shard from its "
@@ -587,9 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "tree; fails naming the first checkpoint whose root or signature the records "
                                        "do not bear out. With --prove SIZE:ROOT --server: the server's latest "
                                        "checkpoint must extend that root (an RFC 9162 consistency proof).")
-    audit.add_argument("--data-dir", metavar="DIR", help="the SQLite journal of this data directory")
-    audit.add_argument("--dsn", metavar="DSN", help="a PostgreSQL journal (read only: a standby will do)")
-    audit.add_argument("--shard", metavar="S", help='the shard of --dsn (default "main")')
+    _add_journal_arguments(audit)
     audit.add_argument("--public-key", metavar="HEX", help="every checkpoint must be signed by this Ed25519 key "
                                                            "(etf-engine signing-key public)")
     audit.add_argument("--prove", metavar="SIZE:ROOT", help="a tree size and root kept from an earlier checkpoint")
