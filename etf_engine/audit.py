@@ -23,11 +23,10 @@ import msgspec
 
 from etf_engine import model as M
 from etf_engine.journal.merkle import MerkleTree, verify_consistency
+from etf_engine.journal.trail import checkpoint_in
 from etf_engine.signing import verify
 
 PAGE = 10_000
-_CHECKPOINT = b'{"type":"CheckpointRecorded"'  # msgspec writes an event's tag first
-_decoder = msgspec.json.Decoder(M.CheckpointRecorded)
 
 StoredRecords = Callable[[int, int], Sequence[tuple[int, int, bytes]]]
 
@@ -73,8 +72,8 @@ def audit_records(stored_records: StoredRecords, *, shard: str, public_key: str 
         for seq, _crc, body in rows:
             if seq != tree.size + 1:
                 raise AuditFailed(f"record {tree.size + 1} is missing (the next stored is {seq})")
-            if body.startswith(_CHECKPOINT):
-                checkpoint = _checkpoint(seq, body)
+            checkpoint = _checkpoint(seq, body)
+            if checkpoint is not None:
                 _check(checkpoint, seq, tree, previous, shard, public_key, audited)
                 previous = checkpoint.tree_size
             tree.append(body)
@@ -83,9 +82,9 @@ def audit_records(stored_records: StoredRecords, *, shard: str, public_key: str 
     return audited
 
 
-def _checkpoint(seq: int, body: bytes) -> M.CheckpointRecorded:
+def _checkpoint(seq: int, body: bytes) -> M.CheckpointRecorded | None:
     try:
-        return _decoder.decode(body)
+        return checkpoint_in(body)
     except msgspec.DecodeError as e:
         raise AuditFailed(f"record {seq} is a checkpoint that cannot be read: {e}") from None
 

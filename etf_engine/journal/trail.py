@@ -63,8 +63,8 @@ class AuditTrail:
     def _add(self, seq: int, body: bytes) -> None:
         if seq != self.tree.size + 1:
             raise AssertionError(f"the audit trail is at record {self.tree.size}; record {seq} cannot follow it")
-        if body.startswith(_CHECKPOINT_PREFIX):
-            checkpoint = _checkpoint_decoder.decode(body)
+        checkpoint = checkpoint_in(body)
+        if checkpoint is not None:
             self.checkpoints[checkpoint.tree_size] = checkpoint
         self.tree.append(body)
 
@@ -146,6 +146,12 @@ class AuditTrail:
             if from_size > size:
                 raise EngineError(OUT_OF_RANGE, f"from_size: {from_size} is beyond to_size {size}")
             return size, self.tree.consistency_proof(from_size, size), self.tree.root(from_size), self.tree.root(size)
+
+
+def checkpoint_in(body: bytes) -> M.CheckpointRecorded | None:
+    """The checkpoint a stored record is, or None for any other record (msgspec.DecodeError for a
+    checkpoint record that does not decode)."""
+    return _checkpoint_decoder.decode(body) if body.startswith(_CHECKPOINT_PREFIX) else None
 
 
 def _within(field: str, size: int, upto: int) -> None:
