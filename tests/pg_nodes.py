@@ -304,7 +304,8 @@ class ChildCall:
 class Router:
     """One dealer's way to the shard: a request goes to each running node in turn until one answers;
     no answer (etf_engine.client.RETRIED: a follower, a deposed, stopping or dead node) moves on, to the
-    leader first when the message names it. The request is the same every time, so a repeat is idempotent by its client_order_id."""
+    leader first when the message names it. The request is the same every time, so a repeat is idempotent
+    by its client_order_id."""
 
     def __init__(self, nodes: Sequence[Node], who: str, *, attempt_timeout: float = 3.0,
                  gate: Gate | None = None) -> None:
