@@ -83,19 +83,17 @@ Decisions where SPEC §21 leaves a choice:
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from fractions import Fraction
-from typing import Any
 
 import msgspec
 
 from etf_engine import calendar as cal_
 from etf_engine import model as M
 from etf_engine.errors import invalid
-from etf_engine.journal.records import JournalError
+from etf_engine.journal.records import check_stored
 from etf_engine.numbers import (
     ACCRUED_DP,
     FRACTION_DP,
@@ -273,11 +271,11 @@ class FundScan:
         for seq, crc, body in select(after, upto, needle(self.fund_id), sorted(self.keep & BY_BREAK)):
             kind = kind_of(body)
             if kind == "OrderRecorded" and kind not in self.keep:
-                head = _checked(where, seq, crc, body, _order_recorded).order
+                head = check_stored(where, seq, crc, body, _order_recorded).order
                 if head.fund_id == self.fund_id:
                     self.recorded[head.order_id] = head.status
             elif kind in BY_FUND and (kind in self.keep or kind == "StatementRecorded"):
-                event = _checked(where, seq, crc, body, _decoder)
+                event = check_stored(where, seq, crc, body, _decoder)
                 if fund_of(event) != self.fund_id:
                     continue
                 if isinstance(event, M.OrderRecorded):
@@ -287,21 +285,12 @@ class FundScan:
                 if kind in self.keep:
                     found.append(event)
             elif kind in BY_BREAK and kind in self.keep and _ref.decode(body).break_id in self.break_assets:
-                found.append(_checked(where, seq, crc, body, _decoder))
+                found.append(check_stored(where, seq, crc, body, _decoder))
         return found
 
     def accepted(self) -> list[str]:
         """The fund's orders recorded ACCEPTED in the stretch."""
         return [order_id for order_id, status in self.recorded.items() if status == M.ACCEPTED]
-
-
-def _checked(where: str, seq: int, crc: int, body: bytes, decoder: msgspec.json.Decoder) -> Any:
-    if zlib.crc32(body) != crc:
-        raise JournalError(f"{where}: record {seq} is damaged: checksum mismatch")
-    try:
-        return decoder.decode(body)
-    except msgspec.DecodeError as error:
-        raise JournalError(f"{where}: record {seq} is damaged: {error}") from error
 
 
 def closed_between(opening_open: Iterable[str], accepted: Iterable[str], closing_open: Iterable[str]) -> list[str]:
@@ -320,11 +309,11 @@ def day_records(select: Select, where: str, fund_id: str, after: int, upto: int,
     for seq, crc, body in select(after, upto, needle(fund_id), ("OrderSettled",)):
         kind = kind_of(body)
         if kind == "OrderRecorded":
-            head = _checked(where, seq, crc, body, _order_recorded).order
+            head = check_stored(where, seq, crc, body, _order_recorded).order
             if head.fund_id == fund_id:
                 recorded.append(head.order_id)
         elif kind == "OrderSettled":
-            ref = _checked(where, seq, crc, body, _ref)
+            ref = check_stored(where, seq, crc, body, _ref)
             if ref.at >= settled_from:
                 settled.append(ref.order_id)
     return recorded, settled

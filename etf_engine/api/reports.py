@@ -22,7 +22,7 @@ from etf_engine import model as M
 from etf_engine import reports as R
 from etf_engine.api import convert
 from etf_engine.api.auth import PARTICIPANT, current_principal
-from etf_engine.api.servicers import _check_fund
+from etf_engine.api.servicers import check_fund
 from etf_engine.calendar import next_dealing_day, parse_date
 from etf_engine.engine import LEADER, UNAVAILABLE, Engine
 from etf_engine.errors import NOT_FOUND, PERMISSION_DENIED, EngineError, invalid, quote
@@ -309,7 +309,7 @@ class ReportsServicer(rpc.ReportsServicer):
 
         def check(ledger: Ledger) -> None:
             if principal.role == PARTICIPANT:
-                _check_fund(ledger, principal, fund_id)
+                check_fund(ledger, principal, fund_id)
             elif participant_id:
                 try:
                     ledger.participant_funds(participant_id)

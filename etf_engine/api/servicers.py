@@ -61,7 +61,7 @@ def _participant_id(principal: Principal) -> str:
     return principal.participant_id
 
 
-def _check_fund(ledger: Ledger, principal: Principal, fund_id: str) -> None:
+def check_fund(ledger: Ledger, principal: Principal, fund_id: str) -> None:
     """A participant sees only the funds it is eligible for."""
     if principal.role != PARTICIPANT:
         return
@@ -380,7 +380,7 @@ class ValuationServicer(_Servicer, rpc.ValuationServicer):
     async def _nav(self, principal: Principal, fund_id: str) -> pb.Nav:
         def read(ledger: Ledger, now_ms: int) -> M.Nav:
             nav = ledger.get_nav(fund_id, now_ms)  # NOT_FOUND before PERMISSION_DENIED, as SubmitOrder does
-            _check_fund(ledger, principal, fund_id)
+            check_fund(ledger, principal, fund_id)
             return nav
 
         return convert.nav(await self.engine.read(read), self.engine.decimals)
@@ -411,9 +411,9 @@ class ValuationServicer(_Servicer, rpc.ValuationServicer):
                 # fund learns nothing of its dates.
                 if principal.role == PARTICIPANT:
                     ledger.get_nav(fund_id, now_ms)
-                    _check_fund(ledger, principal, fund_id)
+                    check_fund(ledger, principal, fund_id)
                 raise
-            _check_fund(ledger, principal, fund_id)  # NOT_FOUND before PERMISSION_DENIED, as GetNav
+            check_fund(ledger, principal, fund_id)  # NOT_FOUND before PERMISSION_DENIED, as GetNav
             return result
 
         return await self.engine.read(read)
@@ -441,7 +441,7 @@ class ValuationServicer(_Servicer, rpc.ValuationServicer):
 
         def read(ledger: Ledger, now_ms: int) -> M.Basket:
             result = ledger.get_basket(fund_id, now_ms)
-            _check_fund(ledger, principal, fund_id)
+            check_fund(ledger, principal, fund_id)
             return result
 
         return convert.basket(await self.engine.read(read), self.engine.decimals)

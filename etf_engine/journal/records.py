@@ -95,6 +95,11 @@ def decode_record(where: str, expected: int, seq: int, crc: int, body: bytes) ->
 def _checked(where: str, expected: int, seq: int, crc: int, body: bytes, decoder: msgspec.json.Decoder) -> Any:
     if seq != expected:
         raise JournalError(f"{where}: record {expected} is missing (the next one stored is {seq})")
+    return check_stored(where, seq, crc, body, decoder)
+
+
+def check_stored(where: str, seq: int, crc: int, body: bytes, decoder: msgspec.json.Decoder) -> Any:
+    """Record ``seq`` as ``decoder`` reads it, once its CRC holds; JournalError naming it otherwise."""
     if zlib.crc32(body) != crc:
         raise JournalError(f"{where}: record {seq} is damaged: checksum mismatch")
     try:
