@@ -10,8 +10,9 @@ the tree grown by each record of the commit before it.
 The trail follows the journal in one rule: before a commit's records are encoded, the tree covers every
 record before them. On a leader that keeps itself true, the commits feeding it; after a start or on a
 follower, ``catch_up`` reads the records it lacks from storage (the journal's ``stored_records``, a
-connection beside the writer's) — at start, every record once (benchmarks/audit.py). A commit that fails
-takes its leaves back out (``rollback``): the tree never holds a record the journal does not.
+connection beside the writer's) — at start, every record once (benchmarks/reports.py: 3.4-4.9 s for
+1,000,000 records). A commit that fails takes its leaves back out (``rollback``): the tree never holds a
+record the journal does not.
 """
 
 from __future__ import annotations
