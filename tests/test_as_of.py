@@ -46,8 +46,9 @@ from tests.test_service import FUND, FUND2, T0, TOKENS, Clock, Desk, config, loa
 from tests.test_service import desk as desk  # the fixtures: the sample fund on a server, on each backend
 from tests.test_service import journal as journal
 
-NOW = 1_767_225_600_000
+NOW = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 SECOND = 1000
+DAY = 86_400 * SECOND
 
 
 # == the journal's history ==========================================================================
@@ -64,6 +65,17 @@ def life() -> list[tuple[int, Any]]:
     def order(side: str, units: int, key: str, fund_id: str = "F-1") -> M.SubmitOrder:
         return M.SubmitOrder(participant_id="AP-1", request=M.OrderRequest(fund_id=fund_id, side=side, units=units,
                                                                           client_order_id=key))
+
+    def forward(fund_id: str) -> M.CreateFund:
+        return M.CreateFund(
+            fund_id=fund_id, name=fund_id, base_currency="HKD", creation_unit=100, creation_custodian_id="C-2",
+            custodian_priority=["C-2"], initial_shares_outstanding=1_000, calendar_id="UTC", dealing_cutoff="00:01",
+            pricing=M.FORWARD, management_fee_rate="0.01", assets=[M.FundAssetSpec(asset="BTC", staking_cap="0",
+                                                                                   liquidity_buffer="0")])
+
+    def strike(fund_id: str, day: str, at: int, btc: str) -> M.StrikeNav:
+        return M.StrikeNav(fund_id=fund_id, dealing_date=day,
+                           ticks=[M.PriceTick(asset="BTC", currency="HKD", price=btc, as_of_unix_ms=at)])
 
     def prices(at: int, eth: str, btc: str) -> M.PublishPrices:
         return M.PublishPrices(ticks=[M.PriceTick(asset="ETH", currency="HKD", price=eth, as_of_unix_ms=at),
@@ -98,6 +110,16 @@ def life() -> list[tuple[int, Any]]:
         (NOW + 80 * SECOND, M.SettleOrder(order_id="ORD-00000005")),
         (NOW + 200 * SECOND, M.SetCustodianLicence(custodian_id="C-1", licence_status="ACTIVE",
                                                    licence_expires_at=NOW // SECOND + 86_400)),
+        # F-3 is FORWARD on a UTC calendar (cut-off 00:01) with a fee: strikes on three days, a dealing day
+        # between them closed, so that history states hold official NAVs and PCFs, one of them moved
+        (NOW + 201 * SECOND, M.RegisterCalendar(calendar_id="UTC", time_zone="UTC", weekend_days=[])),
+        (NOW + 201 * SECOND, forward("F-3")),
+        (NOW + 201 * SECOND, M.AdjustHolding(fund_id="F-3", custodian_id="C-2", asset="BTC", delta="5")),
+        (NOW + DAY + 61 * SECOND, strike("F-3", "2026-01-02", NOW + DAY + 50 * SECOND, "505000")),
+        (NOW + DAY + 62 * SECOND, M.CloseDealingDay(calendar_id="UTC", date="2026-01-03", reason="typhoon")),
+        (NOW + 2 * DAY + 61 * SECOND, M.AdjustCash(fund_id="F-3", delta="7.00", reason="interest")),
+        (NOW + 3 * DAY + 61 * SECOND, strike("F-3", "2026-01-04", NOW + 3 * DAY + 50 * SECOND, "507000")),
+        (NOW + 4 * DAY + 61 * SECOND, strike("F-3", "2026-01-05", NOW + 4 * DAY + 50 * SECOND, "506000")),
     ]
 
 
@@ -178,7 +200,7 @@ def test_every_instant_reads_as_a_ledger_fed_the_commands_up_to_it(backend: Back
             view = reader.ledger_as_of(as_of, backend.last_seq())
             then = expected(timeline, as_of)
             assert view.as_of == as_of and view.at <= as_of
-            for fund_id in ("F-1", "F-2"):
+            for fund_id in ("F-1", "F-2", "F-3"):
                 assert figures(view.get_holdings, fund_id) == figures(
                     lambda f, then=then, t=as_of: then.get_holdings(f, t), fund_id)
                 assert figures(view.get_nav, fund_id) == figures(lambda f, then=then, t=as_of: then.get_nav(f, t),

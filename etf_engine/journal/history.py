@@ -7,11 +7,16 @@ costs time in proportion to every order ever recorded (a 300,000-order state is 
 ``every`` records: the canonical state (snapshot.py) right after that record, at its time, holding
 only the orders that were ACCEPTED then. An order that is settled, cancelled or rejected never
 changes again, and nothing a later record applies refers to it (settling, cancelling, deliveries,
-payouts, a closed day and a strike all act on ACCEPTED orders), so a ledger restored from such a
-state and replayed forward reads exactly as the full one for everything but the order history:
-holdings, NAV, basket, prices, tiers, official NAVs, PCFs, wallets, instructions and the open orders.
-The states stay as small as the open book, and a read as of any time restores the nearest one at or
-before it and replays at most ``every`` records (benchmarks/as_of.py).
+payouts, a closed day and a strike all act on ACCEPTED orders). Likewise for the official NAVs and PCFs of
+past dealing dates: a state keeps each fund's latest official NAV and the PCFs published for its dealing
+date or after (the ones a closed day may move), because applying a record never reads an older one (a
+strike's record carries its figures; only a StrikeNav *command* looks at the dates struck, and no command
+runs on these ledgers). So a ledger restored from such a state and replayed forward reads exactly as the
+full one for everything but the order history and the official NAV and PCF history: holdings, NAV,
+basket, prices, tiers, the latest official NAV, wallets, instructions, breaks and the open orders. The
+states stay as small as the open book (at a year of 100 funds' daily strikes the NAV and PCF history
+made them 14-28 MB), and a read as of any time restores the nearest one at or before it and replays at
+most ``every`` records (benchmarks/as_of.py, benchmarks/reports.py).
 
 A state is derived data: each is stored with its CRC, a damaged or unreadable one is passed over (with a
 warning) for the one before it, and the records are the truth. Backends store them (sqlite.py:
@@ -77,8 +82,15 @@ class HistoryStore(Protocol):
 
 
 def trimmed(state: LedgerState) -> LedgerState:
-    """``state`` with only its ACCEPTED orders (see the module's docstring for why that is enough)."""
-    return msgspec.structs.replace(state, orders=[o for o in state.orders if o.status == M.ACCEPTED])
+    """``state`` with only its ACCEPTED orders, each fund's latest official NAV and the PCFs published for
+    its dealing date or after (see the module's docstring for why that is enough)."""
+    latest: dict[str, str] = {}
+    for nav in state.official_navs:
+        latest[nav.fund_id] = max(latest.get(nav.fund_id, ""), nav.dealing_date)
+    return msgspec.structs.replace(
+        state, orders=[o for o in state.orders if o.status == M.ACCEPTED],
+        official_navs=[n for n in state.official_navs if n.dealing_date == latest[n.fund_id]],
+        pcfs=[p for p in state.pcfs if p.dealing_date >= latest.get(p.fund_id, "")])
 
 
 def encode_state(seq: int, at: int, state: LedgerState) -> tuple[bytes, int]:
