@@ -439,16 +439,18 @@ class Engine:
                                        "future yet")
 
         await self.read(check)  # released once every record it could have seen is durable
-        upto = getattr(self.journal, "last_seq", 0) if self.role == LEADER else self._followed_seq
+        upto = self.applied_seq()
         reader = self._as_of
         try:
             if reader is None:
-                reader = await asyncio.to_thread(self._as_of_reader)
+                reader = await asyncio.to_thread(self.history_reader)
             return await asyncio.to_thread(reader.ledger_as_of, as_of_ms, upto)
         except JournalError as e:
             raise EngineError(UNAVAILABLE, f"cannot read the journal as of {as_of_ms}: {e}") from e
 
-    def _as_of_reader(self) -> AsOfReader:
+    def history_reader(self) -> AsOfReader:
+        """The reader of the journal's history (made at the first use; a blocking call: on a worker thread).
+        FAILED_PRECONDITION for an engine without a journal."""
         history = getattr(self.journal, "history", None)
         if history is None:
             raise EngineError(FAILED_PRECONDITION, "this engine keeps no journal: there is no state of the past")
@@ -468,16 +470,18 @@ class Engine:
         journal sealed after it): it covers at least every record before the call."""
         trail = self._trail()
         await self.submit(lambda ledger, now_ms: (None, [M.CheckpointRecorded(at=now_ms)]))
-        return trail.checkpoint(0, self._applied_seq())
+        return trail.checkpoint(0, self.applied_seq())
 
-    def _applied_seq(self) -> int:
-        """The last record this node has applied and knows durable (a leader's commit under way is not)."""
-        return getattr(self.journal, "last_seq", 0) if self.role == LEADER else self._followed_seq
+    def applied_seq(self) -> int:
+        """The last record this node has applied and knows durable (a leader's commit under way is not; a
+        follower's journal may have read further than it applied)."""
+        committed = getattr(self.journal, "last_seq", 0)
+        return committed if self.role == LEADER else min(committed, self._followed_seq)
 
     async def audit(self, read: Callable[[AuditTrail, int], T]) -> T:
         """``read(trail, upto)`` on a worker thread, once the tree covers every record this node has applied
         (``upto``; a follower's tree grows from storage here)."""
-        trail, upto = self._trail(), self._applied_seq()
+        trail, upto = self._trail(), self.applied_seq()
 
         def run() -> T:
             trail.catch_up(self.journal.stored_records, upto)  # type: ignore[attr-defined]

@@ -24,7 +24,7 @@ from etf_engine.api import convert
 from etf_engine.api.auth import PARTICIPANT, current_principal
 from etf_engine.api.servicers import check_fund
 from etf_engine.calendar import next_dealing_day, parse_date
-from etf_engine.engine import LEADER, UNAVAILABLE, Engine
+from etf_engine.engine import UNAVAILABLE, Engine
 from etf_engine.errors import NOT_FOUND, PERMISSION_DENIED, EngineError, invalid, quote
 from etf_engine.journal.history import AsOfReader, LedgerAsOf
 from etf_engine.journal.records import JournalError
@@ -58,14 +58,8 @@ class ReportsServicer(rpc.ReportsServicer):
 
     async def _journal(self) -> AsOfReader:
         """The engine's reader of its journal's history store (made at the first read as of a time)."""
-        return await asyncio.to_thread(self.engine._as_of_reader)  # FAILED_PRECONDITION without a journal
+        return await asyncio.to_thread(self.engine.history_reader)  # FAILED_PRECONDITION without a journal
 
-    def _applied(self) -> int:
-        """The last record committed and applied here (a report looks up in the ledger the orders its records
-        name): the leader applies a record before it is journaled; a follower applies what it has read, which
-        may lag what its journal has read (as ``Engine.ledger_as_of`` counts it)."""
-        committed = getattr(self.engine.journal, "last_seq", 0)
-        return committed if self.engine.role == LEADER else min(committed, self.engine._followed_seq)
 
     async def _as_of(self, at: int) -> LedgerAsOf | None:
         """The state as of ``at`` (already clamped to now); None before 1970, where nothing was."""
@@ -83,7 +77,7 @@ class ReportsServicer(rpc.ReportsServicer):
 
     def _span_seqs(self, reader: AsOfReader, start: int, end: int) -> tuple[int, int]:
         """(after, upto): the records with start <= at <= end."""
-        upto = reader.last_seq_before(end + 1, self._applied())
+        upto = reader.last_seq_before(end + 1, self.engine.applied_seq())
         return reader.last_seq_before(start, upto), upto
 
     # -- R1 --------------------------------------------------------------------------------------------
