@@ -249,8 +249,8 @@ def cmd_prices_publish(args: argparse.Namespace) -> int:
 
 # == report: a report of a running server, as CSV or JSON =========================================
 # option -> the field of the report's request it sets (an option the report's request lacks is refused)
-REPORT_OPTIONS = {"--fund": "fund_id", "--date": "dealing_date", "--as-of": "as_of", "--from": "from_date",
-                  "--to": "to_date", "--closing-price": "closing_price", "--participant": "participant_id"}
+REPORT_OPTIONS = {"--fund": "fund_id", "--date": "dealing_date", "--as-of": "as_of", "--from": "from",
+                  "--to": "to", "--closing-price": "closing_price", "--participant": "participant_id"}
 REPORT_DATES = ("--date", "--from", "--to")
 
 

@@ -643,19 +643,19 @@ class EtfClient:
         return self.report("HoldingsReport", pb.HoldingsReportRequest(fund_id=fund_id, as_of=as_of))
 
     def roll_forward(self, fund_id: str, from_date: str, to_date: str) -> pb.RollForwardReply:
-        return self.report("RollForward", pb.RollForwardRequest(fund_id=fund_id, from_date=from_date, to_date=to_date))
+        return self.report("RollForward", pb.RollForwardRequest(fund_id=fund_id, **{"from": from_date, "to": to_date}))
 
     def staking_report(self, fund_id: str, from_date: str, to_date: str, as_of: int = 0) -> pb.StakingReportReply:
-        return self.report("StakingReport", pb.StakingReportRequest(fund_id=fund_id, from_date=from_date,
-                                                                     to_date=to_date, as_of=as_of))
+        return self.report("StakingReport", pb.StakingReportRequest(fund_id=fund_id, as_of=as_of,
+                                                                     **{"from": from_date, "to": to_date}))
 
     def break_report(self, fund_id: str, from_date: str, to_date: str) -> pb.BreakReportReply:
-        return self.report("BreakReport", pb.BreakReportRequest(fund_id=fund_id, from_date=from_date, to_date=to_date))
+        return self.report("BreakReport", pb.BreakReportRequest(fund_id=fund_id, **{"from": from_date, "to": to_date}))
 
     def participant_activity(self, fund_id: str, from_date: str, to_date: str,
                              participant_id: str = "") -> pb.ParticipantActivityReply:
         return self.report("ParticipantActivity", pb.ParticipantActivityRequest(
-            fund_id=fund_id, from_date=from_date, to_date=to_date, participant_id=participant_id))
+            fund_id=fund_id, participant_id=participant_id, **{"from": from_date, "to": to_date}))
 
     # ------------------------------------------------------------------ Diagnostics
     def ping(self) -> pb.PingReply:

@@ -593,7 +593,7 @@ def _reports(auditor: EtfClient, fund: str, opened: date, monday: date, out: Tex
         ("overdue orders", ", ".join(o.order_id for o in daily.overdue_orders) or "none"),
         ("closing price / premium (discount)", f"{daily.closing_price} / {daily.premium_discount}"),
     ], out)
-    print(f"\nRoll-forward of {fund}, {roll.from_date} (its first day) to {roll.to_date} (RollForward; etf-engine "
+    print(f"\nRoll-forward of {fund}, {getattr(roll, 'from')} (its first day) to {roll.to} (RollForward; etf-engine "
           "report roll-forward):\nopening + movements - closing = check, exactly", file=out)
     table(["item", "opening", "movements", "closing", "check"],
           [(b.item, figure(b.opening), ", ".join(_movement(m) for m in b.movements if Fraction(m.amount)) or "-",

@@ -20,7 +20,7 @@ The shapes, each a table an auditor loads as it is (one header, one kind of row 
   ``field`` the element's field path (a list inside an element is indexed in the path:
   ``legs[1].quantity``). Rows are in the reply's order. A pivot on (section, item) x field gives back
   each list as a table.
-- **RollForward** (R3), one line of the roll-forward a row: ``fund_id,from_date,to_date,item,kind,
+- **RollForward** (R3), one line of the roll-forward a row: ``fund_id,from,to,item,kind,
   amount,reason,break_id,at``: per item (an asset, ``CASH``, ``SHARES``) its ``opening`` row, a row per
   movement (``contributed``, ``redeemed``, ..., each adjustment its own with its reason and break id),
   then its ``closing`` and ``check`` rows. Summing ``amount`` over an item's opening and movements gives
@@ -79,8 +79,8 @@ def file_name(name: str, request: Message, reply: Message) -> str:
     time the report is as of (UTC, ``2025-06-16T080000Z``); only letters, digits, ``.``, ``_`` and ``-``."""
     asked = {f.name: v for f, v in request.ListFields()}
     when = asked.get("dealing_date", "")
-    if not when and ("from_date" in asked or "to_date" in asked):
-        when = f"{asked.get('from_date', '')}_{asked.get('to_date', '')}"
+    if not when and ("from" in asked or "to" in asked):
+        when = f"{asked.get('from', '')}_{asked.get('to', '')}"
     if not when and "as_of" in reply.DESCRIPTOR.fields_by_name:
         as_of = {f.name: v for f, v in reply.ListFields()}.get("as_of") or asked.get("as_of", 0)
         when = _utc(as_of) if as_of else "now"

@@ -15,13 +15,13 @@ Decisions where SPEC §21 leaves a choice:
 
 * **Days.** Dates are local dates of the fund's calendar as it is now (UTC for a fund without one): day D
   runs from local 00:00:00.000 to 23:59:59.999. A period needs both dates (INVALID_ARGUMENT naming the
-  missing one); ``from_date`` after ``to_date`` is INVALID_ARGUMENT naming ``from_date``. A time after the
+  missing one); ``from`` after ``to`` is INVALID_ARGUMENT naming ``from``. A time after the
   engine's now is read as now; one before the first record reads the empty ledger.
 * **Roll-forward (R3).** The balance of an asset is the fund's holdings, Σ over custodians of available +
   reserved + staked + unbonding; ``fee_payable`` is outside it (the in-kind fee leaves the balance when a
   strike moves it there; PayFee in kind then pays it out of fee_payable, not out of the balance).
-  ``opening`` = the balance as of (local start of from_date) − 1 ms, ``closing`` = as of the end of
-  to_date (or now); the movements are the records between those two states, each classified by what it
+  ``opening`` = the balance as of (local start of ``from``) − 1 ms, ``closing`` = as of the end of
+  ``to`` (or now); the movements are the records between those two states, each classified by what it
   does to the balance, as the ledgers apply it (etf_engine/reference):
 
   - assets: ``contributed`` (+ the deliverables of creations settled), ``redeemed`` (− the legs of
@@ -70,12 +70,12 @@ Decisions where SPEC §21 leaves a choice:
   ``percent_of_nav`` = exact value / exact NAV × 100, 4 dp (empty while a price is missing or the NAV is
   not positive). Receivable: each deliverable of an ACCEPTED creation; payable: each leg of an ACCEPTED
   redemption; ``settlement_date_ms`` is the local start of the order's settlement date (0 without one).
-* **Staking (R5).** Positions as of ``as_of`` (0: the end of to_date, or now if that is later); the lots
+* **Staking (R5).** Positions as of ``as_of`` (0: the end of ``to``, or now if that is later); the lots
   still unbonding then, by custodian and release time; rewards (gross, staking fee, net) and slashing of
   the records in the period.
-* **Breaks (R6).** The breaks as they stood at the end of to_date (or now): those open then, and those
+* **Breaks (R6).** The breaks as they stood at the end of ``to`` (or now): those open then, and those
   resolved within the period; their age is the number of dealing days d of the fund's calendar (every day
-  without one) with opened < d ≤ resolved (or to_date's end, or today), in local dates.
+  without one) with opened < d ≤ resolved (or ``to``'s end, or today), in local dates.
 * **Participant activity (R7).** The fund's orders recorded in the period (the local date they were
   submitted), with their status at the end of the period: per participant, side and status (only pairs
   with orders), and per participant and reason the rejections.
@@ -175,13 +175,13 @@ class Period:
 
 def period(from_date: str, to_date: str, days: Days) -> Period:
     """A report's period; INVALID_ARGUMENT naming the field that is missing or malformed, and naming
-    ``from_date`` when it is after ``to_date``."""
-    for name, text in (("from_date", from_date), ("to_date", to_date)):
+    ``from`` when it is after ``to`` (the request's names of the two dates, SPEC §21)."""
+    for name, text in (("from", from_date), ("to", to_date)):
         if not text:
-            raise invalid(name, "is required: a period needs both from_date and to_date")
-    first, last = cal_.parse_date(from_date, "from_date"), cal_.parse_date(to_date, "to_date")
+            raise invalid(name, "is required: a period needs both from and to")
+    first, last = cal_.parse_date(from_date, "from"), cal_.parse_date(to_date, "to")
     if first > last:
-        raise invalid("from_date", f"{first.isoformat()} is after to_date {last.isoformat()}")
+        raise invalid("from", f"{first.isoformat()} is after to {last.isoformat()}")
     return Period(first, last, days.start(first), days.end(last))
 
 

@@ -94,7 +94,7 @@ def web(desk: Desk, request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
 
 
 SUNDAY = "2025-06-15"  # T0's date in Hong Kong: the fund's creation, its opening adjustments, the first orders
-PERIOD = {"fund_id": FUND, "from_date": SUNDAY, "to_date": TUESDAY}
+PERIOD = {"fund_id": FUND, "from": SUNDAY, "to": TUESDAY}
 # (report NAME, its request's fields as a query, the file's name)
 CASES: list[tuple[str, dict[str, str], str]] = [
     ("daily", {"fund_id": FUND, "dealing_date": MONDAY}, f"daily-F1-{MONDAY}.csv"),
@@ -170,7 +170,7 @@ def test_head_is_get_without_the_body(web: httpx.Client) -> None:
 
 def test_both_spellings_of_a_field_and_form_encoding(desk: Desk, web: httpx.Client) -> None:
     snake = get(web, "/reports/roll-forward.csv", params=PERIOD)
-    camel = get(web, f"/reports/roll-forward.csv?fundId={FUND}&fromDate={SUNDAY}&toDate={TUESDAY}")
+    camel = get(web, f"/reports/roll-forward.csv?fundId={FUND}&from={SUNDAY}&to={TUESDAY}")
     assert (camel.status_code, camel.content) == (200, snake.content)
     spaced = get(web, "/reports/daily.csv?fund_id=F1&dealing_date=2025-06-16&closing_price=+13.70")
     assert spaced.status_code == 400 and "closing_price" in spaced.text  # "+" is a space: " 13.70", refused
@@ -196,7 +196,7 @@ LISTED = "daily.csv, holdings.csv, roll-forward.csv, staking.csv, breaks.csv, pa
     (DAILY, "ap-unregistered", 403, "PERMISSION_DENIED: role participant may not call DailyReport"),
     (DAILY, "ap1", 403, "PERMISSION_DENIED: role participant may not call DailyReport"),
     ("/reports/holdings.csv?fund_id=F1", "ap2", 403, "PERMISSION_DENIED: role participant may not call HoldingsReport"),
-    (f"/reports/participant-activity.csv?fund_id=F1&from_date={SUNDAY}&to_date={TUESDAY}&participant_id=AP-2",
+    (f"/reports/participant-activity.csv?fund_id=F1&from={SUNDAY}&to={TUESDAY}&participant_id=AP-2",
      "ap1", 403, "PERMISSION_DENIED"),
     # what is asked
     ("/reports/weekly.csv?fund_id=F1", "observer", 404, f"NOT_FOUND: no report 'weekly.csv'; the reports: {LISTED}"),
@@ -313,8 +313,8 @@ def test_reports_over_get_are_counted(desk: Desk, web: httpx.Client) -> None:
 
 
 # == etf-engine report ============================================================================
-OPTIONS = {"fund_id": "--fund", "dealing_date": "--date", "as_of": "--as-of", "from_date": "--from",
-           "to_date": "--to", "closing_price": "--closing-price", "participant_id": "--participant"}
+OPTIONS = {"fund_id": "--fund", "dealing_date": "--date", "as_of": "--as-of", "from": "--from",
+           "to": "--to", "closing_price": "--closing-price", "participant_id": "--participant"}
 ONE_EACH = {name: query for name, query, _file in reversed(CASES)}  # each report's first case
 
 

@@ -103,7 +103,7 @@ def test_every_field_of_every_reply_is_in_the_csv(reply_type: type[Message]) -> 
 def test_an_empty_reply_is_its_header() -> None:
     assert report_csv(pb.ParticipantActivityReply(fund_id="F1")) == \
         "section,fund_id,participant_id,side,status,count,units,reason\r\n"
-    assert report_csv(pb.RollForwardReply()) == "fund_id,from_date,to_date,item,kind,amount,reason,break_id,at\r\n"
+    assert report_csv(pb.RollForwardReply()) == "fund_id,from,to,item,kind,amount,reason,break_id,at\r\n"
     assert report_csv(pb.DailyReportReply()).startswith(
         "section,item,field,value\r\nsummary,,official_nav.fund_id,\r\n")
 
@@ -135,7 +135,7 @@ def test_holdings_lines_then_receivable_payable_and_fee_payable() -> None:
 
 
 def test_roll_forward_opening_movements_closing_and_check_per_item() -> None:
-    reply = pb.RollForwardReply(fund_id="F1", from_date="2025-06-16", to_date="2025-06-17", balances=[
+    reply = pb.RollForwardReply(fund_id="F1", **{"from": "2025-06-16", "to": "2025-06-17"}, balances=[
         pb.RollForwardBalance(item="BTC", opening="200", closing="205", check="0", movements=[
             pb.RollForwardMovement(kind="contributed", amount="5"),
             pb.RollForwardMovement(kind="redeemed", amount="0")]),
@@ -144,7 +144,7 @@ def test_roll_forward_opening_movements_closing_and_check_per_item() -> None:
             pb.RollForwardMovement(kind="adjustment", amount="-0.00", reason="=1+2", break_id="BRK-00000001")]),
     ])
     table = rows(report_csv(reply))
-    assert table[0] == ["fund_id", "from_date", "to_date", "item", "kind", "amount", "reason", "break_id", "at"]
+    assert table[0] == ["fund_id", "from", "to", "item", "kind", "amount", "reason", "break_id", "at"]
     period = ["F1", "2025-06-16", "2025-06-17"]
     assert table[1:] == [
         [*period, "BTC", "opening", "200", "", "", ""],
@@ -253,7 +253,7 @@ def test_an_enum_value_the_proto_does_not_name_is_its_number() -> None:
 def test_file_names() -> None:
     assert file_name("daily", pb.DailyReportRequest(fund_id="F1", dealing_date="2025-06-16"),
                      pb.DailyReportReply()) == "daily-F1-2025-06-16.csv"
-    period = pb.RollForwardRequest(fund_id="F1", from_date="2025-06-16", to_date="2025-06-17")
+    period = pb.RollForwardRequest(fund_id="F1", **{"from": "2025-06-16", "to": "2025-06-17"})
     assert file_name("roll-forward", period, pb.RollForwardReply()) == "roll-forward-F1-2025-06-16_2025-06-17.csv"
     assert file_name("holdings", pb.HoldingsReportRequest(fund_id="F1"),
                      pb.HoldingsReportReply(as_of=1_750_000_000_000)) == "holdings-F1-2025-06-15T150640Z.csv"
@@ -261,7 +261,7 @@ def test_file_names() -> None:
                      pb.HoldingsReportReply()) == "holdings-F1-2025-06-15T150640.007Z.csv"
     assert file_name("staking", pb.StakingReportRequest(fund_id="F1", as_of=1_750_000_000_000),
                      pb.StakingReportReply(as_of=1_750_000_000_000)) == "staking-F1-2025-06-15T150640Z.csv"
-    odd = pb.BreakReportRequest(fund_id='../"F 1"\r\n', from_date="2025-06-16", to_date="2025-06-17")
+    odd = pb.BreakReportRequest(fund_id='../"F 1"\r\n', **{"from": "2025-06-16", "to": "2025-06-17"})
     assert file_name("breaks", odd, pb.BreakReportReply()) == "breaks-..__F_1___-2025-06-16_2025-06-17.csv"
 
 

@@ -110,7 +110,7 @@ class Reports:
         return stub_method(request, metadata=self.metadata, timeout=30)
 
     def roll_forward(self, from_date: str, to_date: str, fund_id: str = FUND) -> pb.RollForwardReply:
-        return self.call("RollForward", fund_id=fund_id, from_date=from_date, to_date=to_date)
+        return self.call("RollForward", fund_id=fund_id, **{"from": from_date, "to": to_date})
 
     def daily(self, dealing_date: str, closing_price: str = "", fund_id: str = FUND) -> pb.DailyReportReply:
         return self.call("DailyReport", fund_id=fund_id, dealing_date=dealing_date, closing_price=closing_price)
@@ -119,14 +119,14 @@ class Reports:
         return self.call("HoldingsReport", fund_id=fund_id, as_of=as_of)
 
     def staking(self, from_date: str, to_date: str, as_of: int = 0, fund_id: str = FUND) -> pb.StakingReportReply:
-        return self.call("StakingReport", fund_id=fund_id, from_date=from_date, to_date=to_date, as_of=as_of)
+        return self.call("StakingReport", fund_id=fund_id, as_of=as_of, **{"from": from_date, "to": to_date})
 
     def breaks(self, from_date: str, to_date: str, fund_id: str = FUND) -> pb.BreakReportReply:
-        return self.call("BreakReport", fund_id=fund_id, from_date=from_date, to_date=to_date)
+        return self.call("BreakReport", fund_id=fund_id, **{"from": from_date, "to": to_date})
 
     def activity(self, from_date: str, to_date: str, participant_id: str = "",
                  fund_id: str = FUND) -> pb.ParticipantActivityReply:
-        return self.call("ParticipantActivity", fund_id=fund_id, from_date=from_date, to_date=to_date,
+        return self.call("ParticipantActivity", fund_id=fund_id, **{"from": from_date, "to": to_date},
                          participant_id=participant_id)
 
     def close(self) -> None:
@@ -292,7 +292,7 @@ def test_a_roll_forward_through_every_kind_of_movement(rolled: Any) -> None:
     assert (nav.cash, nav.shares_outstanding) == (got[2][3], 2_050_000)
     # The issuer reads the same report; the period's dates come back as asked.
     same = reports["issuer"].roll_forward(MON, WED)
-    assert (same.fund_id, same.from_date, same.to_date, view(same)) == (FUND, MON, WED, got)
+    assert (same.fund_id, getattr(same, "from"), same.to, view(same)) == (FUND, MON, WED, got)
 
 
 def test_periods_chain_and_one_day_holds_that_days_movements(rolled: Any) -> None:
@@ -586,9 +586,9 @@ def test_every_refusal_names_its_field(tmp_path: Path) -> None:
         periodic = {"RollForward": observer.roll_forward, "StakingReport": observer.staking,
                     "BreakReport": observer.breaks, "ParticipantActivity": observer.activity}
         for name, report in periodic.items():
-            for from_date, to_date, field in (("", MON, "from_date"), (MON, "", "to_date"),
-                                              ("2025-6-16", MON, "from_date"), (MON, "2025-02-30", "to_date"),
-                                              ("16/06/2025", MON, "from_date"), (TUE, MON, "from_date")):
+            for from_date, to_date, field in (("", MON, "from"), (MON, "", "to"),
+                                              ("2025-6-16", MON, "from"), (MON, "2025-02-30", "to"),
+                                              ("16/06/2025", MON, "from"), (TUE, MON, "from")):
                 details = refused(lambda r=report, a=from_date, b=to_date: r(a, b), Code.INVALID_ARGUMENT)
                 assert details.startswith(field), (name, from_date, to_date, details)
         assert "as_of" in refused(lambda: observer.staking(MON, MON, -5), Code.INVALID_ARGUMENT)

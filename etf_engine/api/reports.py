@@ -190,7 +190,7 @@ class ReportsServicer(rpc.ReportsServicer):
     async def RollForward(self, request: pb.RollForwardRequest, context: Context) -> pb.RollForwardReply:
         fund_id = request.fund_id
         terms, days = await self._fund(fund_id)
-        span = R.period(request.from_date, request.to_date, days)
+        span = R.period(getattr(request, "from"), request.to, days)
         now = self.engine.now_ms()
         opening = await self._as_of(min(span.start - 1, now))
         closing = await self._as_of(min(span.end, now))
@@ -218,7 +218,7 @@ class ReportsServicer(rpc.ReportsServicer):
             return format_quantity(value, decimals[item])
 
         return pb.RollForwardReply(
-            fund_id=fund_id, from_date=span.first.isoformat(), to_date=span.last.isoformat(),
+            fund_id=fund_id, **{"from": span.first.isoformat(), "to": span.last.isoformat()},
             balances=[pb.RollForwardBalance(
                 item=b.item, opening=amount(b.item, b.opening), closing=amount(b.item, b.closing),
                 check=amount(b.item, b.check),
@@ -230,7 +230,7 @@ class ReportsServicer(rpc.ReportsServicer):
     async def StakingReport(self, request: pb.StakingReportRequest, context: Context) -> pb.StakingReportReply:
         fund_id = request.fund_id
         terms, days = await self._fund(fund_id)
-        span = R.period(request.from_date, request.to_date, days)
+        span = R.period(getattr(request, "from"), request.to, days)
         if request.as_of < 0:
             raise invalid("as_of", f"{request.as_of} is negative: times are unix milliseconds")
         now = self.engine.now_ms()
@@ -269,7 +269,7 @@ class ReportsServicer(rpc.ReportsServicer):
     async def BreakReport(self, request: pb.BreakReportRequest, context: Context) -> pb.BreakReportReply:
         fund_id = request.fund_id
         _, days = await self._fund(fund_id)
-        span = R.period(request.from_date, request.to_date, days)
+        span = R.period(getattr(request, "from"), request.to, days)
         until = min(span.end, self.engine.now_ms())
         state = await self._as_of(until)
 
@@ -312,7 +312,7 @@ class ReportsServicer(rpc.ReportsServicer):
                                                  "found") from None
 
         _, days = await self._fund(fund_id, check)
-        span = R.period(request.from_date, request.to_date, days)
+        span = R.period(getattr(request, "from"), request.to, days)
         end = min(span.end, self.engine.now_ms())
         reader = await self._journal()
 

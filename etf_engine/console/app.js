@@ -482,9 +482,9 @@ function reportQuery(name) {
     const closing = $("#r-closing").value.trim();
     if (closing) query.closing_price = closing;
   } else if (name !== "holdings") {  // the period's reports (holdings: now)
-    query.from_date = $("#r-from").value;
-    query.to_date = $("#r-to").value;
-    if (!query.from_date || !query.to_date) throw new Error("choose the period (from and to)");
+    query.from = $("#r-from").value;
+    query.to = $("#r-to").value;
+    if (!query.from || !query.to) throw new Error("choose the period (from and to)");
   }
   return new URLSearchParams(query).toString();
 }
