@@ -99,6 +99,11 @@ class Metrics:
         self.orders = Counter("etf_engine_orders", "Orders decided, by fund, side, status and reject reason",
                               ["fund_id", "side", "status", "reason"], registry=self.registry)
         self._reading: Reading | None = None
+        # The labelled children by label values: ``labels()`` checks and looks its arguments up on every call
+        # (1.6 µs), the child's ``inc``/``observe`` alone costs a third of that.
+        self._order_counts: dict[tuple[str, str, str, str], Any] = {}
+        self._call_counts: dict[tuple[str, str, str], Any] = {}
+        self._call_seconds: dict[str, Any] = {}
         self.registry.register(_Gauges(self))
         engine.on_events.append(self._events)
         engine.on_commit.append(self._commit)
@@ -108,7 +113,11 @@ class Metrics:
         for event in events:
             if type(event) is M.OrderRecorded:
                 o = event.order
-                self.orders.labels(o.fund_id, o.side, o.status, o.reject_reason).inc()
+                key = (o.fund_id, o.side, o.status, o.reject_reason)
+                child = self._order_counts.get(key)
+                if child is None:
+                    child = self._order_counts[key] = self.orders.labels(*key)
+                child.inc()
 
     def _commit(self, seconds: float, events: int) -> None:
         self.commit_seconds.observe(seconds)
@@ -116,8 +125,15 @@ class Metrics:
 
     def call(self, method: str, code: str, protocol: str, seconds: float) -> None:
         """One RPC answered: ``method`` as "Service/Method", ``code`` a gRPC status name (OK, NOT_FOUND)."""
-        self.calls.labels(method, code, protocol).inc()
-        self.rpc_seconds.labels(method).observe(seconds)
+        key = (method, code, protocol)
+        count = self._call_counts.get(key)
+        if count is None:
+            count = self._call_counts[key] = self.calls.labels(*key)
+        count.inc()
+        histogram = self._call_seconds.get(method)
+        if histogram is None:
+            histogram = self._call_seconds[method] = self.rpc_seconds.labels(method)
+        histogram.observe(seconds)
 
     # -- a scrape ---------------------------------------------------------------------------------
     async def scrape(self) -> bytes:
