@@ -4,8 +4,9 @@ against a root an auditor kept.
 ``audit_records`` reads every stored record in order, exactly as stored, into a fresh Merkle tree
 (journal/merkle.py) and, at each checkpoint record, compares the checkpoint's root with the root of the
 records before it, and its signature (with the public key the auditor gives, else the one the
-checkpoint names). A byte changed in any checkpointed record changes every root from there on: the first
-checkpoint that disagrees names the range of records, since the checkpoint before it, where the change is.
+checkpoint names). A record whose bytes no longer match its CRC is named at once; one changed with its CRC
+mended changes every root from there on: the first checkpoint that disagrees names the range of records,
+since the checkpoint before it, where the change is.
 Records after the last checkpoint are counted, not vouched for.
 
 ``prove`` is for an auditor who kept an old (size, root): the server's latest checkpoint (its signature
@@ -16,6 +17,7 @@ side verifies.
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -69,9 +71,11 @@ def audit_records(stored_records: StoredRecords, *, shard: str, public_key: str 
         rows = stored_records(tree.size, PAGE)
         if not rows:
             break
-        for seq, _crc, body in rows:
+        for seq, crc, body in rows:
             if seq != tree.size + 1:
                 raise AuditFailed(f"record {tree.size + 1} is missing (the next stored is {seq})")
+            if zlib.crc32(body) != crc:  # a change that did not mend the CRC too: named exactly
+                raise AuditFailed(f"record {seq}: its bytes do not match its CRC: it was changed or damaged")
             checkpoint = _checkpoint(seq, body)
             if checkpoint is not None:
                 _check(checkpoint, seq, tree, previous, shard, public_key, audited)

@@ -5,6 +5,7 @@ late (a restart, a follower) catches up from storage to the same roots."""
 from __future__ import annotations
 
 import sqlite3
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import msgspec
 import pytest
 
 from etf_engine import model as M
+from etf_engine.audit import AuditFailed, audit_records
 from etf_engine.errors import NOT_FOUND, OUT_OF_RANGE, EngineError
 from etf_engine.journal import SqliteJournal
 from etf_engine.journal.merkle import MerkleTree
@@ -104,3 +106,21 @@ def test_a_trail_that_starts_late_catches_up_from_storage(journal: SqliteJournal
     with pytest.raises(EngineError) as missing:
         late.catch_up(journal.stored_records, 5)
     assert missing.value.code == NOT_FOUND and "record 5" in str(missing.value)
+
+
+def test_audit_names_a_record_changed_without_its_crc_and_a_range_when_the_crc_was_mended(journal: SqliteJournal,
+                                                                                        tmp_path: Path) -> None:
+    journal.trail = AuditTrail()
+    journal.append_sync([clock(1), clock(2), clock(3), M.CheckpointRecorded(at=4), clock(5)])
+    assert audit_records(journal.stored_records, shard="").checkpoints == 1
+    db = sqlite3.connect(tmp_path / "data" / "journal.sqlite3")
+    changed = db.execute("SELECT body FROM events WHERE seq = 2").fetchone()[0].replace(b"2", b"7")
+    db.execute("UPDATE events SET body = ? WHERE seq = 2", (changed,))
+    db.commit()
+    with pytest.raises(AuditFailed, match="^record 2: its bytes do not match its CRC"):
+        audit_records(journal.stored_records, shard="")
+    db.execute("UPDATE events SET crc = ? WHERE seq = 2", (zlib.crc32(changed),))
+    db.commit()
+    db.close()
+    with pytest.raises(AuditFailed, match=r"checkpoint at record 4 \(tree_size 3\).*a record among 1\.\.3"):
+        audit_records(journal.stored_records, shard="")
