@@ -27,6 +27,9 @@ from typing import Any
 import grpc
 import msgspec
 import pytest
+from playwright import sync_api as playwright_api
+from test_console import Session
+from test_console import browser as browser  # noqa: F401  (the fixture: one Chromium for the module)
 from test_http import metrics
 from test_service import FUND, FUND2, T0, TOKENS, Clock, Desk, config, load_sample, make_ledger, refused
 from test_service_dealing_day import MONDAY, MONDAY_CUTOFF, OFFICIAL, TUESDAY
@@ -468,9 +471,8 @@ def test_time_runs_on(desk: Desk) -> None:
 
 # == the console ======================================================================================
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is missing (.ci/run installs it)")
-def test_the_console_shows_accrued_fees_fee_payable_and_pending_instructions(desk: Desk) -> None:
-    from playwright import sync_api as playwright_api
-
+def test_the_console_shows_accrued_fees_fee_payable_and_pending_instructions(
+        desk: Desk, browser: playwright_api.Browser) -> None:
     desk.issuer.update_fund(FUND, fee_payment="IN_KIND", fee_asset="BTC", fee_custodian_id="C1")
     strike_monday(desk)  # 0.00831175 BTC taken in kind, 0.00025 left accrued (shown 0.00)
     desk.issuer.update_fund(FUND, fee_payment="CASH")
@@ -481,42 +483,36 @@ def test_the_console_shows_accrued_fees_fee_payable_and_pending_instructions(des
     assert accrued not in ("", "0.00")
     proposed = desk.issuer.pay_fee(FUND, "100.00")
     expect = playwright_api.expect
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=["--no-sandbox"])
+    session = Session(browser, desk.server.http_url, TOKENS["observer"])
+    page = session.page
+    try:
+        row = page.locator(f'#funds tr[data-fund="{FUND}"]')
+        expect(row.locator(".accrued")).to_have_text(figure_text(accrued), timeout=10_000)
+        expect(page.locator(f'#funds tr[data-fund="{FUND2}"] .accrued')).to_have_text("0.00")
+        pending = page.locator(f'#instructions tr[data-instruction="{proposed.instruction_id}"]')
+        expect(pending).to_contain_text("PayFee", timeout=10_000)
+        expect(pending).to_contain_text("amount 100.00")
+        expect(pending).to_contain_text("ops")
+        row.click()
+        expect(page.locator("#fee-payable")).to_have_text(
+            "Fee payable (taken in kind, not yet paid): 0.00831175 BTC", timeout=10_000)
+        # approved elsewhere: the list empties within its refresh (5 s)
+        desk.clients["issuer2"].approve_instruction(proposed.instruction_id)
+        expect(pending).to_have_count(0, timeout=10_000)
+        expect(page.locator("#instructions tbody")).to_contain_text("none pending")
+        accrued = desk.observer.get_nav(FUND).accrued_fees  # 100.00 less, live on the page (StreamNav)
+        expect(row.locator(".accrued")).to_have_text(figure_text(accrued), timeout=10_000)
+        # a participant is shown no instructions and calls no ListInstructions
+        participant = Session(browser, desk.server.http_url, TOKENS["ap1"])
         try:
-            page = browser.new_page()
-            page.goto(desk.server.http_url + "/")
-            page.fill("#token", TOKENS["observer"])
-            page.click("button[type=submit]")
-            row = page.locator(f'#funds tr[data-fund="{FUND}"]')
-            expect(row.locator(".accrued")).to_have_text(figure_text(accrued), timeout=10_000)
-            expect(page.locator(f'#funds tr[data-fund="{FUND2}"] .accrued')).to_have_text("0.00")
-            pending = page.locator(f'#instructions tr[data-instruction="{proposed.instruction_id}"]')
-            expect(pending).to_contain_text("PayFee", timeout=10_000)
-            expect(pending).to_contain_text("amount 100.00")
-            expect(pending).to_contain_text("ops")
-            row.click()
-            expect(page.locator("#fee-payable")).to_have_text(
-                "Fee payable (taken in kind, not yet paid): 0.00831175 BTC", timeout=10_000)
-            # approved elsewhere: the list empties within its refresh (5 s)
-            desk.clients["issuer2"].approve_instruction(proposed.instruction_id)
-            expect(pending).to_have_count(0, timeout=10_000)
-            expect(page.locator("#instructions tbody")).to_contain_text("none pending")
-            accrued = desk.observer.get_nav(FUND).accrued_fees  # 100.00 less, live on the page (StreamNav)
-            expect(row.locator(".accrued")).to_have_text(figure_text(accrued), timeout=10_000)
-            # a participant is shown no instructions and calls no ListInstructions
-            other = browser.new_page()
-            calls: list[str] = []
-            other.on("request", lambda r: calls.append(r.url))
-            other.goto(desk.server.http_url + "/")
-            other.fill("#token", TOKENS["ap1"])
-            other.click("button[type=submit]")
-            expect(other.locator(f'#funds tr[data-fund="{FUND}"] .accrued')).to_have_text(figure_text(accrued),
-                                                                                          timeout=10_000)
-            assert other.locator("#instructions-box").is_hidden()
-            assert not [u for u in calls if "ListInstructions" in u]
+            expect(participant.page.locator(f'#funds tr[data-fund="{FUND}"] .accrued')).to_have_text(
+                figure_text(accrued), timeout=10_000)
+            assert participant.page.locator("#instructions-box").is_hidden()
+            assert not [path for path in participant.requests if "ListInstructions" in path]
         finally:
-            browser.close()
+            participant.context.close()
+    finally:
+        session.context.close()
 
 
 def figure_text(text: str) -> str:

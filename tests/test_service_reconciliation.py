@@ -23,6 +23,9 @@ from typing import Any
 
 import grpc
 import pytest
+from playwright import sync_api as playwright_api
+from test_console import Session
+from test_console import browser as browser  # noqa: F401  (the fixture: one Chromium for the module)
 from test_http import metrics
 from test_service import FUND, FUND2, T0, TOKENS, Clock, Desk, config, load_sample, make_ledger
 from test_service import journal as journal  # noqa: F401  (the fixture: SQLite, and a PostgreSQL shard)
@@ -657,32 +660,26 @@ def test_four_eyes_may_list_record_statement(tmp_path: Path) -> None:
 
 # == the console ======================================================================================
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is missing (.ci/run installs it)")
-def test_the_console_shows_the_open_breaks_with_their_age(desk: Desk) -> None:
-    from playwright import sync_api as playwright_api
-
+def test_the_console_shows_the_open_breaks_with_their_age(desk: Desk, browser: playwright_api.Browser) -> None:
     timing_break(desk)
     desk.issuer.advance_clock(now(desk) + 3 * 3_600_000 + 120_000)  # 3 h 2 min on
     expect = playwright_api.expect
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.goto(desk.server.http_url + "/")
-            page.fill("#token", TOKENS["observer"])
-            page.click("button[type=submit]")
-            rows = page.locator("#breaks tr[data-break]")
-            expect(rows).to_have_count(2, timeout=10_000)
-            timing = page.locator('#breaks tr[data-break="BRK-00000001"]')
-            expect(timing).to_contain_text("TIMING")
-            expect(timing).to_contain_text("ORD-00000001 (0xbtc-1)")
-            expect(timing.locator("td.age")).to_have_text("3 h 2 min")
-            unexplained = page.locator('#breaks tr[data-break="BRK-00000002"]')
-            expect(unexplained).to_have_class("unexplained")
-            expect(unexplained).to_contain_text("STAKED")
-            expect(unexplained.locator("td.num").nth(2)).to_have_text("1")  # book - statement
-            # resolved elsewhere: the list follows within its refresh
-            second = desk.clients["issuer2"]
-            second.approve_instruction(desk.issuer.resolve_break("BRK-00000002", "0").instruction_id)
-            expect(rows).to_have_count(1, timeout=10_000)
-        finally:
-            browser.close()
+    session = Session(browser, desk.server.http_url, TOKENS["observer"])
+    page = session.page
+    try:
+        rows = page.locator("#breaks tr[data-break]")
+        expect(rows).to_have_count(2, timeout=10_000)
+        timing = page.locator('#breaks tr[data-break="BRK-00000001"]')
+        expect(timing).to_contain_text("TIMING")
+        expect(timing).to_contain_text("ORD-00000001 (0xbtc-1)")
+        expect(timing.locator("td.age")).to_have_text("3 h 2 min")
+        unexplained = page.locator('#breaks tr[data-break="BRK-00000002"]')
+        expect(unexplained).to_have_class("unexplained")
+        expect(unexplained).to_contain_text("STAKED")
+        expect(unexplained.locator("td.num").nth(2)).to_have_text("1")  # book - statement
+        # resolved elsewhere: the list follows within its refresh
+        second = desk.clients["issuer2"]
+        second.approve_instruction(desk.issuer.resolve_break("BRK-00000002", "0").instruction_id)
+        expect(rows).to_have_count(1, timeout=10_000)
+    finally:
+        session.context.close()

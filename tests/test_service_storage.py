@@ -23,6 +23,9 @@ from typing import Any
 
 import grpc
 import pytest
+from playwright import sync_api as playwright_api
+from test_console import Session
+from test_console import browser as browser  # noqa: F401  (the fixture: one Chromium for the module)
 from test_http import metrics
 from test_service import FUND, FUND2, TOKENS, Desk
 from test_service_books import connect, on_desk, records, serving_sample, unchanged
@@ -437,35 +440,29 @@ def test_apply_takes_min_cold_ratio_per_asset(desk: Desk, tmp_path: Path) -> Non
 
 # == the console ======================================================================================
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is missing (.ci/run installs it)")
-def test_the_console_shows_the_tiers_and_highlights_a_breach(desk: Desk) -> None:
-    from playwright import sync_api as playwright_api
-
+def test_the_console_shows_the_tiers_and_highlights_a_breach(desk: Desk, browser: playwright_api.Browser) -> None:
     desk.issuer.sweep(FUND, "C1", "BTC", "147", "HOT", "COLD")
     desk.issuer.set_storage_policy("C2", "0.98", 60)
     desk.issuer.advance_clock(desk.issuer.get_leader().now_unix_ms + 61_000)  # C2's hot is idle now
     expect = playwright_api.expect
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.goto(desk.server.http_url + "/")
-            page.fill("#token", TOKENS["observer"])
-            page.click("button[type=submit]")
-            page.locator(f'#funds tr[data-fund="{FUND}"]').click()
-            ok = page.locator('#holdings tr[data-custodian="C1"][data-asset="BTC"]')
-            expect(ok.locator("td.cold")).to_have_text("147", timeout=10_000)
-            expect(ok).to_contain_text("ok")
-            expect(ok).not_to_have_class("storage-breach")
-            bad = page.locator('#holdings tr[data-custodian="C1"][data-asset="ETH"]')
-            expect(bad).to_have_class("storage-breach")
-            expect(bad.locator(".breach-flag")).to_have_text("BREACH: cold below required")
-            expect(bad).to_contain_text("1,082.9")  # cold required
-            expect(bad).to_contain_text("1,105")  # all of it hot
-            idle = page.locator('#holdings tr[data-custodian="C2"][data-asset="BTC"]')
-            expect(idle.locator(".idle-flag")).to_have_text("IDLE in hot")
-            # swept elsewhere: the page reads the holdings again when the fund changes
-            desk.issuer.sweep(FUND, "C1", "ETH", "1082.9", "HOT", "COLD")
-            expect(bad).not_to_have_class("storage-breach", timeout=10_000)
-            expect(bad.locator(".breach-flag")).to_have_count(0)
-        finally:
-            browser.close()
+    session = Session(browser, desk.server.http_url, TOKENS["observer"])
+    page = session.page
+    try:
+        page.locator(f'#funds tr[data-fund="{FUND}"]').click()
+        ok = page.locator('#holdings tr[data-custodian="C1"][data-asset="BTC"]')
+        expect(ok.locator("td.cold")).to_have_text("147", timeout=10_000)
+        expect(ok).to_contain_text("ok")
+        expect(ok).not_to_have_class("storage-breach")
+        bad = page.locator('#holdings tr[data-custodian="C1"][data-asset="ETH"]')
+        expect(bad).to_have_class("storage-breach")
+        expect(bad.locator(".breach-flag")).to_have_text("BREACH: cold below required")
+        expect(bad).to_contain_text("1,082.9")  # cold required
+        expect(bad).to_contain_text("1,105")  # all of it hot
+        idle = page.locator('#holdings tr[data-custodian="C2"][data-asset="BTC"]')
+        expect(idle.locator(".idle-flag")).to_have_text("IDLE in hot")
+        # swept elsewhere: the page reads the holdings again when the fund changes
+        desk.issuer.sweep(FUND, "C1", "ETH", "1082.9", "HOT", "COLD")
+        expect(bad).not_to_have_class("storage-breach", timeout=10_000)
+        expect(bad.locator(".breach-flag")).to_have_count(0)
+    finally:
+        session.context.close()
