@@ -178,17 +178,20 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
                   lambda: pg_journal.last_seq)
 
 
-def journaled(backend: Backend, timeline: list[tuple[int, Any]]) -> None:
-    ledger = Ledger()
+def journaled(append: Callable[[list[M.Event]], None], timeline: list[tuple[int, Any]],
+              ledger: Ledger | None = None) -> Ledger:
+    """``timeline``'s commands executed by ``ledger`` (a new one by default), their events appended."""
+    ledger = Ledger() if ledger is None else ledger
     for at, command in timeline:
         _, events = ledger.execute(command, at)
-        backend.append(events)
+        append(events)
+    return ledger
 
 
 @pytest.mark.parametrize("every", [3, 1_000])  # states every 3 records; none at all (replay from the first)
 def test_every_instant_reads_as_a_ledger_fed_the_commands_up_to_it(backend: Backend, every: int) -> None:
     timeline = life()
-    journaled(backend, timeline)
+    journaled(backend.append, timeline)
     writer_store = backend.store()
     writer = HistoryWriter(writer_store, Ledger, every=every)
     assert writer.step() == backend.last_seq() // every
@@ -216,7 +219,7 @@ def test_every_instant_reads_as_a_ledger_fed_the_commands_up_to_it(backend: Back
 def test_the_edges_of_time(backend: Backend) -> None:
     """Derived figures are computed at as_of: the same state reads differently a millisecond apart."""
     timeline = life()
-    journaled(backend, timeline)
+    journaled(backend.append, timeline)
     reader = AsOfReader(backend.store(), Ledger)
     try:
         def read(as_of: int) -> tuple[M.Nav, M.Holdings]:
@@ -249,17 +252,12 @@ def test_the_edges_of_time(backend: Backend) -> None:
 def test_states_hold_the_open_book_and_a_restarted_writer_goes_on(tmp_path: Path) -> None:
     timeline = life()
     journal = SqliteJournal(tmp_path)
-    ledger = Ledger()
-    for at, command in timeline[:15]:
-        _, events = ledger.execute(command, at)
-        asyncio.run(journal.append(events))
+    ledger = journaled(journal.append_sync, timeline[:15])
     first = journal.last_seq
     store = SqliteHistory(tmp_path, writable=True)
     assert HistoryWriter(store, Ledger, every=4).step() == first // 4
     store.close()
-    for at, command in timeline[15:]:
-        _, events = ledger.execute(command, at)
-        asyncio.run(journal.append(events))
+    journaled(journal.append_sync, timeline[15:], ledger)
     store = SqliteHistory(tmp_path, writable=True)
     writer = HistoryWriter(store, Ledger, every=4)  # resumes from its last state
     assert writer.seq == first // 4 * 4
@@ -286,10 +284,7 @@ def test_a_damaged_state_or_one_of_another_journal_is_passed_over(tmp_path: Path
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     timeline = life()
     journal = SqliteJournal(tmp_path)
-    ledger = Ledger()
-    for at, command in timeline:
-        _, events = ledger.execute(command, at)
-        asyncio.run(journal.append(events))
+    journaled(journal.append_sync, timeline)
     store = SqliteHistory(tmp_path, writable=True)
     HistoryWriter(store, Ledger, every=3).step()
     store.close()
@@ -487,10 +482,7 @@ def test_a_damaged_history_file_stops_neither_the_checkpointer_nor_the_reads(tmp
 
     timeline = life()
     journal = SqliteJournal(tmp_path)
-    ledger = Ledger()
-    for at, command in timeline:
-        _, events = ledger.execute(command, at)
-        asyncio.run(journal.append(events))
+    journaled(journal.append_sync, timeline)
     (tmp_path / HISTORY_NAME).write_bytes(b"not a database" * 100)
     checkpointer = Checkpointer(tmp_path, every=1, history_every=3)
     try:
