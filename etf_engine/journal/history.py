@@ -32,7 +32,6 @@ to the last one at or before the time asked for, and hands out a ``LedgerAsOf``.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import zlib
 from collections import OrderedDict
@@ -179,27 +178,14 @@ Row = tuple[int, int, bytes]  # a record as stored: (seq, crc, body)
 
 def select_records(store: HistoryStore, after: int, upto: int, needle: bytes, kinds: Sequence[str] = ()) -> list[Row]:
     """The records after seq ``after`` up to ``upto`` whose body holds ``needle`` in its first SELECT_PREFIX bytes,
-    or whose type is one of ``kinds``, as stored, in order: chosen by the database itself (a report reads one
-    fund's records of a year without carrying every body of the journal across). Not checked: the caller
-    checks the CRC of what it decodes. A store whose database this does not know is read whole and filtered
-    here (its records encoded again)."""
+    or whose type is one of ``kinds``, as stored, in order: chosen by the database itself, through the store's
+    ``select_records(after, upto, needle, heads)`` (a report reads one fund's records of a year without carrying
+    every body of the journal across). Not checked: the caller checks the CRC of what it decodes. A store
+    without that method is read whole and filtered here (its records encoded again)."""
     heads = [b'{"type":"' + kind.encode() + b'"' for kind in kinds]
-    journal = getattr(store, "_journal", None)  # SqliteHistory's read connection to the journal
-    if isinstance(journal, sqlite3.Connection):
-        sql = ("SELECT seq, crc, body FROM events WHERE seq > ? AND seq <= ? AND (instr(substr(body, 1, "
-               f"{SELECT_PREFIX}), ?) > 0{' OR substr(body, 1, ?) = ?' * len(heads)}) ORDER BY seq")
-        try:
-            return journal.execute(sql, (after, upto, needle, *(x for h in heads for x in (len(h), h)))).fetchall()
-        except sqlite3.DatabaseError as error:
-            raise JournalError(f"{store.name}: cannot read records after {after}: {error}") from error
-    query = getattr(store, "_query", None)  # PgHistory's, on its own connection
-    shard = getattr(store, "shard", None)
-    if query is not None and shard is not None:
-        rows = query("SELECT seq, crc, body FROM etf_events WHERE shard = %s AND seq > %s AND seq <= %s AND "
-                     f"(position(%s::bytea in substring(body from 1 for {SELECT_PREFIX})) > 0"
-                     + "".join(f" OR substring(body from 1 for {len(h)}) = %s::bytea" for h in heads)
-                     + ") ORDER BY seq", (shard, after, upto, needle, *heads))
-        return [(int(seq), int(crc), bytes(body)) for seq, crc, body in rows]
+    select = getattr(store, "select_records", None)  # the backends' own query (sqlite.py, postgres.py)
+    if select is not None:
+        return select(after, upto, needle, heads)
     found = []
     for seq, event in enumerate(store.records(after, upto), after + 1):
         body = _encoder.encode(event)

@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +37,7 @@ import msgspec
 import psycopg
 
 from etf_engine import model as M
-from etf_engine.journal.history import decode_state
+from etf_engine.journal.history import SELECT_PREFIX, Row, decode_state
 from etf_engine.journal.records import JournalError, Snapshot, _encoder, decode_record, encode_records
 from etf_engine.journal.trail import AuditTrail
 from etf_engine.snapshot import VERSION, LedgerState
@@ -435,6 +435,15 @@ class PgHistory:
             for seq, crc, body in rows:
                 after += 1
                 yield decode_record(self._journal_name, after, seq, crc, bytes(body))
+
+    def select_records(self, after: int, upto: int, needle: bytes, heads: Sequence[bytes]) -> list[Row]:
+        """history.select_records's query: the records whose first SELECT_PREFIX bytes hold ``needle`` or
+        that begin with one of ``heads``."""
+        rows = self._query("SELECT seq, crc, body FROM etf_events WHERE shard = %s AND seq > %s AND seq <= %s AND "
+                           f"(position(%s::bytea in substring(body from 1 for {SELECT_PREFIX})) > 0"
+                           + "".join(f" OR substring(body from 1 for {len(h)}) = %s::bytea" for h in heads)
+                           + ") ORDER BY seq", (self.shard, after, upto, needle, *heads))
+        return [(int(seq), int(crc), bytes(body)) for seq, crc, body in rows]
 
     def nearest(self, as_of: int, upto: int) -> tuple[int, int] | None:
         rows = self._query("SELECT seq, at FROM etf_history WHERE shard = %s AND seq <= %s AND at <= %s "

@@ -25,13 +25,13 @@ import os
 import resource
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from etf_engine import model as M
-from etf_engine.journal.history import decode_state
+from etf_engine.journal.history import SELECT_PREFIX, Row, decode_state
 from etf_engine.journal.records import (
     JournalError,
     Snapshot,
@@ -386,6 +386,17 @@ class SqliteHistory:
             for seq, crc, body in rows:
                 yield decode_record(self._journal_name, expected, seq, crc, body)
                 expected += 1
+
+    def select_records(self, after: int, upto: int, needle: bytes, heads: Sequence[bytes]) -> list[Row]:
+        """history.select_records's query: the records whose first SELECT_PREFIX bytes hold ``needle`` or
+        that begin with one of ``heads``."""
+        sql = ("SELECT seq, crc, body FROM events WHERE seq > ? AND seq <= ? AND (instr(substr(body, 1, "
+               f"{SELECT_PREFIX}), ?) > 0{' OR substr(body, 1, ?) = ?' * len(heads)}) ORDER BY seq")
+        try:
+            params = (after, upto, needle, *(x for h in heads for x in (len(h), h)))
+            return self._journal.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as error:
+            raise JournalError(f"{self._journal_name}: cannot read records after {after}: {error}") from error
 
     def nearest(self, as_of: int, upto: int) -> tuple[int, int] | None:
         db = self._db()
