@@ -80,6 +80,14 @@ def _check_order(principal: Principal, order: M.Order) -> None:
         raise EngineError(PERMISSION_DENIED, f"order_id: order {order.order_id} belongs to another participant")
 
 
+def _status_filter(names: dict[int, str], value: int, what: str) -> str:
+    """A List RPC's ``status`` filter: its name, "" for every status; INVALID_ARGUMENT for a number that is
+    not one (a filter is never passed on to be refused later, as a command's enum is)."""
+    if value and value not in names:
+        raise invalid("status", f"{value} is not {what}")
+    return convert.enum_name(names, value)
+
+
 def _order_seq(order_id: str) -> int:
     """Order ids are ORD-%08d (ledger.py); the number orders pages, also beyond 8 digits."""
     return int(order_id[4:])
@@ -265,9 +273,7 @@ class AdminServicer(_Servicer, rpc.AdminServicer):
         return pb.CheckpointReply(checkpoint=convert.checkpoint(await self.engine.checkpoint()))
 
     async def ListBreaks(self, request: pb.ListBreaksRequest, context: Context) -> pb.ListBreaksReply:
-        if request.status and request.status not in BREAK_STATUS_NAME:
-            raise invalid("status", f"{request.status} is not a break status")
-        fund_id, status = request.fund_id, convert.enum_name(BREAK_STATUS_NAME, request.status)
+        fund_id, status = request.fund_id, _status_filter(BREAK_STATUS_NAME, request.status, "a break status")
         found = await self.engine.read(lambda ledger, now_ms: ledger.list_breaks(fund_id, status))
         return self.reply(pb.ListBreaksReply, found)
 
@@ -279,9 +285,7 @@ class AdminServicer(_Servicer, rpc.AdminServicer):
     async def ListInstructions(
         self, request: pb.ListInstructionsRequest, context: Context
     ) -> pb.ListInstructionsReply:
-        if request.status and request.status not in INSTRUCTION_STATUS_NAME:
-            raise invalid("status", f"{request.status} is not an instruction status")
-        status = convert.enum_name(INSTRUCTION_STATUS_NAME, request.status)
+        status = _status_filter(INSTRUCTION_STATUS_NAME, request.status, "an instruction status")
         found = await self.engine.read(lambda ledger, now_ms: ledger.list_instructions(status))
         return self.reply(pb.ListInstructionsReply, found)
 
@@ -353,9 +357,7 @@ class DealingServicer(_Servicer, rpc.DealingServicer):
                 after = _order_seq(request.page_token)
             except ValueError:
                 raise invalid("page_token", f"{quote(request.page_token)} is not a token this server gave") from None
-        if request.status and request.status not in convert.STATUS_NAME:
-            raise invalid("status", f"{request.status} is not an order status")
-        status = convert.enum_name(convert.STATUS_NAME, request.status)
+        status = _status_filter(convert.STATUS_NAME, request.status, "an order status")
         owner = principal.participant_id if principal.role == PARTICIPANT else None
         fund_id = request.fund_id
 
