@@ -445,11 +445,6 @@ def cents(value: Fraction) -> int:
     return round_half_even(value.numerator * 10**MONEY_DP, value.denominator)
 
 
-def ratio(num: int, den: int, dp: int = FRACTION_DP) -> int | None:
-    """num/den rounded half-even to ``dp`` places (an integer of 10^-dp); None when den is 0."""
-    return None if den == 0 else round_half_even(num * 10**dp, den)
-
-
 class AssetRatios(msgspec.Struct, frozen=True):
     asset: str
     illiquid: int
