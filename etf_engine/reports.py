@@ -477,9 +477,9 @@ class DailyFigures(msgspec.Struct, frozen=True):
     premium_discount: int | None  # 1e-4; None without a closing price or without nav_per_share
 
 
-def exact_nav(nav: M.OfficialNav, decimals: Mapping[str, int], accrued: int) -> Fraction:
-    """The official NAV exactly: its lines at the official prices, its cash, less the exact accrued fee after
-    the strike (10^-ACCRUED_DP units, FundState.accrued_fees)."""
+def exact_nav(nav: M.OfficialNav | M.Nav, decimals: Mapping[str, int], accrued: int) -> Fraction:
+    """A NAV exactly: its lines at their prices (the official ones for an official NAV; every one priced), its
+    cash, less the exact accrued fee (10^-ACCRUED_DP units, FundState.accrued_fees)."""
     return sum((worth(line.quantity, decimals[line.asset], line.price) for line in nav.lines),
                Fraction(nav.cash, 10**MONEY_DP)) - Fraction(accrued, 10**ACCRUED_DP)
 
@@ -593,8 +593,7 @@ def holdings_figures(holdings: M.Holdings, nav: M.Nav, fund: FundState, decimals
     price = {line.asset: line.price for line in nav.lines}
     nav_exact: Fraction | None = None
     if all(p is not None for p in price.values()):
-        nav_exact = sum((worth(line.quantity, decimals[line.asset], line.price) for line in nav.lines if line.price),
-                        Fraction(fund.cash, 10**MONEY_DP)) - Fraction(fund.accrued_fees, 10**ACCRUED_DP)
+        nav_exact = exact_nav(nav, decimals, fund.accrued_fees)
 
     def line(custodian: str, asset: str, bucket: str, tier: str, quantity: int) -> HoldingLine:
         p = price.get(asset)
