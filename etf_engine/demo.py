@@ -85,8 +85,8 @@ def run_demo(out: TextIO, ledger_kind: str = "auto", keep: bool = False, http_li
             try:
                 now = int(time.time())
                 # -- the fund, as an issuer would load it ------------------------------------------
-                issuer.register_asset("BTC", 8, min_confirmations=2)
-                issuer.register_asset("ETH", 18, min_confirmations=12)
+                issuer.register_asset("BTC", DECIMALS["BTC"], min_confirmations=2)
+                issuer.register_asset("ETH", DECIMALS["ETH"], min_confirmations=12)
                 for cid, name, licence in (("HK-VATP-A", "Harbour Digital Custody Ltd", "BVX101"),
                                            ("HK-VATP-B", "Kowloon Virtual Asset Trust Ltd", "BVX202")):
                     issuer.register_custodian(cid, name, licence, "ACTIVE", now + 365 * 86_400)
@@ -261,9 +261,10 @@ class LivePrices:
 
 
 HOLIDAYS = ("2026-12-25", "2026-12-26", "2027-01-01")  # a few Hong Kong holidays, for the calendar's sake
+DECIMALS = {"BTC": 8, "ETH": 18}  # as act one registers the assets
 FORWARD_FUND = FUNDS[1]
 HKEX = calendar.Calendar("HKEX", "Asia/Hong_Kong", frozenset(map(date.fromisoformat, HOLIDAYS)),
-                         frozenset(calendar.DEFAULT_WEEKEND))  # as the second act registers it
+                         frozenset(calendar.DEFAULT_WEEKEND))  # the second act registers it
 CUTOFF = calendar.cutoff_seconds("16:00:00")
 
 
@@ -273,7 +274,7 @@ def _forward_act(issuer: EtfClient, dealer: EtfClient, auditor: EtfClient, out: 
     Returns the time the test clock was moved to."""
     fund = FORWARD_FUND
     print("\n== Act two: a forward-priced fund on the Hong Kong dealing calendar ==\n", file=out)
-    issuer.register_calendar("HKEX", "Asia/Hong_Kong", list(HOLIDAYS))
+    issuer.register_calendar(HKEX.calendar_id, HKEX.time_zone, list(HOLIDAYS))
     issuer.create_fund(
         fund, "Harbour Bitcoin ETF (forward priced)", "USD", 50_000, "HK-VATP-A", ["HK-VATP-A", "HK-VATP-B"],
         [FundAssetTerms("BTC", "0", "0", 0, "5")], creation_fee="1500.00", redemption_fee="1500.00",
@@ -391,7 +392,6 @@ FIXINGS = {1: "98120.00", 2: "97650.00", 3: "97400.00", 4: "97580.00", 5: "97850
 COLD_RATIO = "0.95"  # HK-VATP-A's storage policy
 NETWORK_FEE = "0.00042"  # BTC: what HK-VATP-A's statement is short of the book by
 CLOSING_PRICE = "9.80"  # the exchange's closing price of a HK-BTC-FWD share on the Monday (USD)
-DECIMALS = {"BTC": 8, "ETH": 18}
 WEEKDAYS = ("", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
