@@ -190,6 +190,28 @@ def _add_journal_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", metavar="S", help='the shard of --dsn (default "main")')
 
 
+def _journal_arguments_refused(args: argparse.Namespace, command: str, choices: str) -> bool:
+    """Whether the journal arguments of ``_add_journal_arguments`` are wrong (said on stderr): exactly one
+    of ``choices``, and --shard only with --dsn."""
+    if (args.data_dir is None) == (args.dsn is None):
+        print(f"etf-engine {command}: give exactly one of {choices}", file=sys.stderr)
+        return True
+    if args.dsn is None and args.shard is not None:
+        print(f"etf-engine {command}: --shard goes with --dsn, not --data-dir", file=sys.stderr)
+        return True
+    return False
+
+
+def _no_journal_in(data_dir: str, command: str) -> bool:
+    """Whether ``data_dir`` holds no journal (said on stderr)."""
+    from etf_engine.journal.sqlite import DB_NAME
+
+    if Path(data_dir, DB_NAME).exists():
+        return False
+    print(f"etf-engine {command}: no journal in {data_dir}", file=sys.stderr)
+    return True
+
+
 def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
     """--server and TLS as EtfClient takes them; the token comes from ETF_ENGINE_TOKEN."""
     parser.add_argument("--server", default=DEFAULT_LISTEN, metavar="HOST:PORT",
@@ -315,20 +337,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """Check every record and the snapshot without serving. It takes no lock (a running server may own
     the directory) and opens SQLite read-only: it changes nothing it reads. On a PostgreSQL shard
     (``--dsn``) it reads in one read-only transaction: no lease, no schema, a standby will do."""
-    if (args.data_dir is None) == (args.dsn is None):
-        print("etf-engine verify: give exactly one of --data-dir DIR or --dsn DSN", file=sys.stderr)
+    if _journal_arguments_refused(args, "verify", "--data-dir DIR or --dsn DSN"):
         return 2
     if args.dsn is not None:
         return _verify_shard(args.dsn, args.shard or "main")
-    if args.shard is not None:
-        print("etf-engine verify: --shard goes with --dsn, not --data-dir", file=sys.stderr)
-        return 2
 
     from etf_engine.journal import SqliteJournal
     from etf_engine.journal.verify import verify_journal
 
-    if not Path(args.data_dir, "journal.sqlite3").exists():
-        print(f"etf-engine verify: no journal in {args.data_dir}", file=sys.stderr)
+    if _no_journal_in(args.data_dir, "verify"):
         return 1
     try:
         journal = SqliteJournal(args.data_dir, lock=False, check=True)
@@ -394,12 +411,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     try:
         if args.prove is not None:
             return _audit_prove(args, public_key)
-        if (args.data_dir is None) == (args.dsn is None):
-            print("etf-engine audit: give exactly one of --data-dir DIR, --dsn DSN or --prove SIZE:ROOT",
-                  file=sys.stderr)
-            return 2
-        if args.dsn is None and args.shard is not None:
-            print("etf-engine audit: --shard goes with --dsn, not --data-dir", file=sys.stderr)
+        if _journal_arguments_refused(args, "audit", "--data-dir DIR, --dsn DSN or --prove SIZE:ROOT"):
             return 2
         return _audit_journal(args, public_key)
     except AuditFailed as e:
@@ -422,8 +434,7 @@ def _audit_journal(args: argparse.Namespace, public_key: str | None) -> int:
             from etf_engine.journal import SqliteJournal
 
             shard = ""
-            if not Path(args.data_dir, "journal.sqlite3").exists():
-                print(f"etf-engine audit: no journal in {args.data_dir}", file=sys.stderr)
+            if _no_journal_in(args.data_dir, "audit"):
                 return 1
             journal = SqliteJournal(args.data_dir, lock=False, check=False)
         try:
