@@ -222,12 +222,13 @@ def _add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--certificate-chain", metavar="PEM", help="mutual TLS: the client's certificate chain")
 
 
-def _server_client(args: argparse.Namespace, command: str) -> EtfClient | None:
-    """The client for --server, or None after saying why not (no token, a certificate not read)."""
+def _server_client(args: argparse.Namespace, command: str,
+                   whose: str = "an issuer's token (etf-engine init prints them)") -> EtfClient | None:
+    """The client for --server, or None after saying why not (no token: ``whose`` it should be; a
+    certificate not read)."""
     token = os.environ.get("ETF_ENGINE_TOKEN", "")
     if not token:
-        print(f"etf-engine {command}: set ETF_ENGINE_TOKEN to an issuer's token (etf-engine init prints them)",
-              file=sys.stderr)
+        print(f"etf-engine {command}: set ETF_ENGINE_TOKEN to {whose}", file=sys.stderr)
         return None
     if bool(args.private_key) != bool(args.certificate_chain):
         print(f"etf-engine {command}: --private-key and --certificate-chain go together", file=sys.stderr)
@@ -306,9 +307,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             return refuse(f"{option} is required for {args.name} (it takes {takes})")
     if "--from" in given and given["--from"] > given["--to"]:
         return refuse(f"--from {given['--from']} is after --to {given['--to']}")
-    if not os.environ.get("ETF_ENGINE_TOKEN"):
-        return refuse("set ETF_ENGINE_TOKEN to an issuer's or observer's token (a participant's: participant-activity)")
-    client = _server_client(args, "report")
+    client = _server_client(args, "report",
+                            "an issuer's or observer's token (a participant's: participant-activity)")
     if client is None:
         return 2
     with client:
@@ -457,7 +457,7 @@ def _audit_prove(args: argparse.Namespace, public_key: str | None) -> int:
         print(f"etf-engine audit: --prove: expected SIZE:ROOT (a tree size from 1 and its root in 64 hex digits), "
               f"got {args.prove[:100]!r}", file=sys.stderr)
         return 2
-    client = _server_client(args, "audit")
+    client = _server_client(args, "audit", "a token of any role (etf-engine init prints them)")
     if client is None:
         return 2
     with client:
