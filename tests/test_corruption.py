@@ -108,10 +108,11 @@ def offsets(pristine: Path, count: int) -> list[tuple[str, int]]:
     bytes of each file, the WAL weighted most (it holds the acknowledged commits SQLite could drop)."""
     rng = random.Random(20261203)
     sizes = {name: (pristine / name).stat().st_size for name in FILES}
-    assert sizes["journal.sqlite3-wal"] > HEADER_BYTES + 4 * (FRAME_HEADER_BYTES + 4096), sizes
-    cases = [("journal.sqlite3-wal", o) for o in (0, 5, 11, 15, 19, 23, 27, 31)]
     frame = FRAME_HEADER_BYTES + 4096
-    frames = (sizes["journal.sqlite3-wal"] - HEADER_BYTES) // frame
+    frames = len(wal_frames(pristine / "journal.sqlite3-wal"))
+    sizes["journal.sqlite3-wal"] = HEADER_BYTES + frames * frame  # the log, not the zeros after it
+    assert frames > 4, sizes
+    cases = [("journal.sqlite3-wal", o) for o in (0, 5, 11, 15, 19, 23, 27, 31)]
     for index in (0, frames // 2, frames - 1):  # first, middle and last frame: each field of its header
         base = HEADER_BYTES + index * frame
         cases += [("journal.sqlite3-wal", base + o) for o in (1, 6, 10, 14, 18, 22, 200)]
@@ -171,7 +172,7 @@ def test_verify_command_names_the_frame(crashed: tuple[Path, str, int], tmp_path
     case = copy_of(pristine, tmp_path / "case")
     wal = case / "journal.sqlite3-wal"
     data = bytearray(wal.read_bytes())
-    frames = (len(data) - HEADER_BYTES) // (FRAME_HEADER_BYTES + 4096)
+    frames = len(wal_frames(wal))
     middle = HEADER_BYTES + (frames // 2) * (FRAME_HEADER_BYTES + 4096) + 100
     data[middle] ^= 0x01
     wal.write_bytes(bytes(data))
@@ -184,10 +185,16 @@ def test_verify_command_names_the_frame(crashed: tuple[Path, str, int], tmp_path
 
 
 def wal_frames(wal: Path) -> list[tuple[int, int]]:
-    """(offset, commit size) of every complete frame of a WAL."""
+    """(offset, commit size) of every complete frame of a WAL's log: up to the first frame without the
+    header's salts (the zeros the journal writes the file out with, or an older generation's frames)."""
     data = wal.read_bytes()
     frame = FRAME_HEADER_BYTES + 4096
-    return [(o, int.from_bytes(data[o + 4:o + 8], "big")) for o in range(HEADER_BYTES, len(data) - frame + 1, frame)]
+    found = []
+    for o in range(HEADER_BYTES, len(data) - frame + 1, frame):
+        if data[o + 8:o + 16] != data[16:24]:
+            break
+        found.append((o, int.from_bytes(data[o + 4:o + 8], "big")))
+    return found
 
 
 def test_torn_tail_is_discarded_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

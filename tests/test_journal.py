@@ -201,11 +201,98 @@ def test_compiled_wal_checksum_equals_the_plain_one() -> None:
 
 
 def test_wal_of_a_live_journal_scans_clean(tmp_path: Path) -> None:
-    """SQLite's own WAL, read by our scanner: every frame checks, the last commit is where SQLite has it."""
-    from etf_engine.journal.wal import scan_wal
+    """SQLite's own WAL, read by our scanner: every frame checks, the last commit is where SQLite has it,
+    and the zeros the journal wrote out ahead of it (WAL_FRAMES) are no part of the log."""
+    from etf_engine.journal.sqlite import WAL_FRAMES
+    from etf_engine.journal.wal import FRAME_HEADER_BYTES, HEADER_BYTES, scan_wal
 
     journal = SqliteJournal(tmp_path)
     run_into(journal, Ledger(), commands())
-    scan = scan_wal(tmp_path / "journal.sqlite3-wal", 4096)
-    assert scan.committed_frames > len(commands()) and not scan.torn and scan.keep_bytes == scan.file_bytes
+    wal = tmp_path / "journal.sqlite3-wal"
+    scan = scan_wal(wal, 4096)
+    assert scan.committed_frames > len(commands()) and not scan.torn
+    assert scan.keep_bytes == HEADER_BYTES + scan.committed_frames * (FRAME_HEADER_BYTES + 4096)
+    assert scan.file_bytes == HEADER_BYTES + WAL_FRAMES * (FRAME_HEADER_BYTES + 4096)
+    assert wal.read_bytes()[scan.keep_bytes:] == bytes(scan.file_bytes - scan.keep_bytes)
+    journal.close()
+
+
+# -- the WAL written out ahead (sqlite.WAL_FRAMES) ----------------------------------------------------------
+def wal_layout(data_dir: Path) -> tuple[int, int]:
+    """(bytes of the WAL's log, bytes of the file)."""
+    from etf_engine.journal.wal import scan_wal
+
+    scan = scan_wal(data_dir / "journal.sqlite3-wal", 4096)
+    assert not scan.torn
+    return scan.keep_bytes, scan.file_bytes
+
+
+def test_the_wal_is_written_out_once_and_commits_overwrite_it(tmp_path: Path) -> None:
+    """After the first commit the WAL is WAL_FRAMES frames long, and the commits after it write over the
+    zeros instead of making the file longer (the cheaper fdatasync); the log reads back whole."""
+    from etf_engine.journal.sqlite import WAL_FRAMES
+    from etf_engine.journal.wal import FRAME_HEADER_BYTES, HEADER_BYTES
+
+    journal = SqliteJournal(tmp_path)
+    ledger = Ledger()
+    run_into(journal, ledger, commands()[:1])
+    first_log, size = wal_layout(tmp_path)
+    assert size == HEADER_BYTES + WAL_FRAMES * (FRAME_HEADER_BYTES + 4096) > first_log
+    for i in range(60):
+        journal.append_sync([M.ClockAdvanced(at=NOW + i, offset_ms=i)])
+    run_into(journal, ledger, commands()[1:])
+    log_bytes, later_size = wal_layout(tmp_path)
+    assert later_size == size and first_log < log_bytes < size
+    digest, records = state_digest(ledger.state(NOW)), journal.last_seq
+    journal.close()
+    journal = SqliteJournal(tmp_path, lock=False)
+    assert state_digest(recover(journal, Ledger()).state(NOW)) == digest and journal.last_seq == records
+    journal.close()
+
+
+def test_a_byte_changed_in_the_zeros_after_the_log_changes_nothing(tmp_path: Path) -> None:
+    """The zeros are no part of the log: SQLite and the WAL scan both stop at the first frame without the
+    header's salts, so a byte changed there loses nothing and is not damage."""
+    import shutil
+
+    live = tmp_path / "live"
+    journal = SqliteJournal(live)
+    ledger = Ledger()
+    run_into(journal, ledger, commands())
+    digest, records = state_digest(ledger.state(NOW)), journal.last_seq
+    crashed = tmp_path / "crashed"  # the files as a crash leaves them: the WAL not checkpointed
+    shutil.copytree(live, crashed, ignore=shutil.ignore_patterns("LOCK"))
+    journal.close()
+    log_bytes, size = wal_layout(crashed)
+    wal = crashed / "journal.sqlite3-wal"
+    data = bytearray(wal.read_bytes())
+    for offset in (log_bytes, log_bytes + 8, (log_bytes + size) // 2, size - 1):
+        data[offset] ^= 0x5A
+    wal.write_bytes(bytes(data))
+    owner = SqliteJournal(crashed)
+    assert owner.torn_tail_frames == 0 and owner.last_seq == records
+    assert state_digest(recover(owner, Ledger()).state(NOW)) == digest
+    owner.close()
+
+
+def test_a_wal_that_cannot_be_written_out_is_left_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    """No room for the zeros (here the sync of them fails): the journal takes them back and says so; the
+    commit stands and the ones after it make the file longer, as before."""
+    import os
+
+    def no_room(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    journal = SqliteJournal(tmp_path)
+    monkeypatch.setattr(os, "fdatasync", no_room)
+    with caplog.at_level("WARNING", logger="etf_engine.journal.sqlite"):
+        journal.append_sync([M.ClockAdvanced(at=NOW, offset_ms=1)])
+    monkeypatch.undo()
+    assert "could not write it out ahead (No space left on device)" in caplog.text
+    log_bytes, size = wal_layout(tmp_path)
+    assert log_bytes == size
+    journal.append_sync([M.ClockAdvanced(at=NOW + 1, offset_ms=2)])
+    assert wal_layout(tmp_path)[1] > size  # not tried again: the file grows with the log
+    assert [e.offset_ms for e in journal.replay()] == [1, 2]
     journal.close()

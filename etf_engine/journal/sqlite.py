@@ -41,7 +41,7 @@ from etf_engine.journal.records import (
     write_snapshot_file,
 )
 from etf_engine.journal.trail import AuditTrail
-from etf_engine.journal.wal import discard_torn_tail, scan_wal
+from etf_engine.journal.wal import FRAME_HEADER_BYTES, HEADER_BYTES, discard_torn_tail, scan_wal
 from etf_engine.snapshot import VERSION, LedgerState
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,11 @@ READ_ATTEMPTS = 3  # WAL scans by a reader (verify) while the WAL keeps changing
 # the loop holds the GIL, and every handback costs both threads a context switch (futex): about 7 µs of CPU
 # per order at 5 records a commit, measured (benchmarks/RESULTS.md, "The durable write path (issue 23)").
 INSERT_ROWS = 128
+# Frames the WAL is written out to before its first commits need them (see _pad_wal): SQLite checkpoints
+# it back into the database once it holds 1,000 pages (wal_autocheckpoint) and then writes it again from
+# its beginning, so past the first cycle no commit makes it longer; the margin is for the commit that
+# crosses the 1,000.
+WAL_FRAMES = 1_000 + 200
 _INSERT = "INSERT INTO events (seq, crc, body) VALUES "
 
 
@@ -89,6 +94,7 @@ class SqliteJournal:
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None  # StreamEvents' own read-only connection
         self._reader_lock = threading.Lock()
+        self._wal_padded = not lock  # a reader never writes the WAL
         self.torn_tail_frames = 0  # frames of an unacknowledged commit found after the last one (and cut if owner)
         self.trail: AuditTrail | None = None  # the server's journal: the Merkle tree and checkpoints (SPEC §21)
         check = lock if check is None else check
@@ -230,6 +236,32 @@ class SqliteJournal:
         self.last_seq += len(events)
         self.last_at = events[-1].at
         self.since_snapshot += len(events)
+        if not self._wal_padded:
+            self._pad_wal()
+
+    def _pad_wal(self) -> None:
+        """Write the WAL out with zeros to WAL_FRAMES frames, once, after the first commit has written its
+        header. A commit that makes the file longer has its size journaled by the file system before its
+        fdatasync returns, and costs 2-3 times one that overwrites blocks already there (benchmarks/
+        RESULTS.md): without this, every commit after a start paid that until the WAL's first checkpoint.
+        SQLite takes the first frame whose salts and checksum fail (zeros) as the end of the log, as it
+        does the older frames left behind when it starts the log again; so does wal.py."""
+        self._wal_padded = True
+        wal = self.dir / f"{DB_NAME}-wal"
+        frame = FRAME_HEADER_BYTES + self._db.execute("PRAGMA page_size").fetchone()[0]  # type: ignore[union-attr]
+        target = HEADER_BYTES + WAL_FRAMES * frame
+        with open(wal, "r+b", buffering=0) as file:
+            log_end = file.seek(0, os.SEEK_END)
+            if log_end < HEADER_BYTES or (log_end - HEADER_BYTES) % frame or log_end >= target:
+                return  # no header yet, a torn frame (never here: it was cut at the start), or long enough
+            try:
+                zeros, size = bytes(64 * frame), log_end
+                while size < target:
+                    size += file.write(zeros[:target - size])
+                os.fdatasync(file.fileno())
+            except OSError as error:  # no room: give back what was taken; the file grows as it did before
+                file.truncate(log_end)
+                log.warning("journal WAL %s: could not write it out ahead (%s)", wal, error.strerror or error)
 
     # -- reading -------------------------------------------------------------------------------
     def replay(self, after: int = 0) -> Iterator[M.Event]:
