@@ -7,6 +7,8 @@ Layout of a data directory:
   LOCK              held (flock) by the one process that owns the directory.
   history.sqlite3   table ``states(seq, at, crc, body)``: history states for reads as of a time
                     (history.py), written by the checkpointer; derived data, never the truth.
+  journal.sqlite3-wal  SQLite's WAL, written out with zeros to WAL_FRAMES frames after the first
+                    commit (``_pad_wal``), so that no commit has to make it longer.
 
 A commit returns only once SQLite has fsynced the WAL, so an acknowledged event survives a crash.
 Before SQLite opens the files, the owner reads every WAL frame (wal.py): SQLite would take a damaged
