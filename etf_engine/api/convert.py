@@ -380,7 +380,7 @@ def order(o: M.Order, decimals: Decimals) -> pb.Order:
         status=STATUS_VALUE[o.status],
         reject_reason=o.reject_reason,
         basket=basket(o.basket, decimals),
-        deliverables=[_line(d.asset, d.quantity, decimals[d.asset]) for d in o.deliverables],
+        deliverables=lines(o.deliverables, decimals),
         cash_amount=_text(o.cash_amount, format_money),
         fee=format_money(o.fee),
         created_at=o.created_at,
@@ -409,14 +409,14 @@ def order(o: M.Order, decimals: Decimals) -> pb.Order:
                                      recorded_at=p.recorded_at)
                            for p in o.payouts)
     if o.excess:
-        msg.excess.extend(_line(x.asset, x.quantity, decimals[x.asset]) for x in o.excess)
+        msg.excess.extend(lines(o.excess, decimals))
     return msg
 
 
 @lru_cache(maxsize=65_536)
 def _line(asset: str, quantity: int, asset_decimals: int) -> pb.Line:
-    """A deliverable's line; orders of one basket carry the same ones. Shared: a message handed to another
-    message's field is copied into it, so this one is never changed."""
+    """An asset's quantity as a Line; the orders of one basket carry the same ones. Shared: a message handed
+    to another message's field is copied into it, so this one is never changed."""
     return pb.Line(asset=asset, quantity=_format_quantity(quantity, asset_decimals))
 
 
@@ -437,7 +437,8 @@ def nav(n: M.Nav, decimals: Decimals) -> pb.Nav:
 
 
 def lines(items: Iterable[M.Line], decimals: Decimals) -> list[pb.Line]:
-    return [pb.Line(asset=x.asset, quantity=_quantity(x.quantity, x.asset, decimals)) for x in items]
+    """The Line messages of ``items``, each shared (``_line``): for a message's field, which copies them."""
+    return [_line(x.asset, x.quantity, decimals[x.asset]) for x in items]
 
 
 def tiers(t: M.HoldingTiers | None, asset: str, decimals: Decimals) -> pb.HoldingTiers | None:
