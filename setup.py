@@ -35,6 +35,8 @@ generate_protos()
 extensions = [
     Extension("etf_engine._core", ["ext/etf_engine/_core.pyx"], extra_compile_args=["-O2"]),
     Extension("etf_engine.journal._walsum", ["ext/etf_engine/_walsum.pyx"], extra_compile_args=["-O2"]),
+    Extension("etf_engine.journal._sqlite_writer", ["ext/etf_engine/_sqlite_writer.pyx"], libraries=["sqlite3"],
+              extra_compile_args=["-O2"]),
 ]
 
 setup(

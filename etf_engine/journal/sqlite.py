@@ -10,7 +10,10 @@ Layout of a data directory:
   journal.sqlite3-wal  SQLite's WAL, written out with zeros to WAL_FRAMES frames after the first
                     commit (``_pad_wal``), so that no commit has to make it longer.
 
-A commit returns only once SQLite has fsynced the WAL, so an acknowledged event survives a crash.
+A commit returns only once SQLite has fsynced the WAL, so an acknowledged event survives a crash. Commits
+go through a connection of their own, in C (``_sqlite_writer``): under light load on the loop's thread,
+under load on a writer thread that never holds the GIL (the loop encodes the records and hands their
+bytes over); the ``sqlite3`` connection beside it sets the file up and reads.
 Before SQLite opens the files, the owner reads every WAL frame (wal.py): SQLite would take a damaged
 frame as the end of the log and silently drop the commits after it. Then ``PRAGMA quick_check``
 walks every page of the database (damage that hides records without failing a CRC), and the records
@@ -21,18 +24,18 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import functools
 import logging
 import os
+import re
 import resource
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from etf_engine import model as M
+from etf_engine.journal._sqlite_writer import Writer, WriterError
 from etf_engine.journal.history import SELECT_PREFIX, Row, decode_state
 from etf_engine.journal.records import (
     JournalError,
@@ -52,18 +55,15 @@ DB_NAME = "journal.sqlite3"
 SNAPSHOT_NAME = "snapshot.bin"
 HISTORY_NAME = "history.sqlite3"
 READ_ATTEMPTS = 3  # WAL scans by a reader (verify) while the WAL keeps changing under it
-# Rows per INSERT statement. A commit of up to this many records is ONE statement in autocommit mode (its
-# own transaction, one fsync): the journal's thread then takes the GIL back once, after the fsync, instead
-# of after every row's step (executemany releases it around each) and after BEGIN and COMMIT. Under load
-# the loop holds the GIL, and every handback costs both threads a context switch (futex): about 7 µs of CPU
-# per order at 5 records a commit, measured (benchmarks/RESULTS.md, "The durable write path (issue 23)").
-INSERT_ROWS = 128
 # Frames the WAL is written out to before its first commits need them (see _pad_wal): SQLite checkpoints
 # it back into the database once it holds 1,000 pages (wal_autocheckpoint) and then writes it again from
 # its beginning, so past the first cycle no commit makes it longer; the margin is for the commit that
 # crosses the 1,000.
 WAL_FRAMES = 1_000 + 200
-_INSERT = "INSERT INTO events (seq, crc, body) VALUES "
+# SQLite's names of its result codes (SQLITE_FULL, SQLITE_IOERR_WRITE, ...), by value, for messages.
+_RESULT_NAMES = {value: name for name, value in vars(sqlite3).items() if re.fullmatch(
+    r"SQLITE_(ERROR|INTERNAL|PERM|ABORT|BUSY|LOCKED|NOMEM|READONLY|INTERRUPT|IOERR|CORRUPT|NOTFOUND|FULL|CANTOPEN"
+    r"|PROTOCOL|EMPTY|SCHEMA|TOOBIG|CONSTRAINT|MISMATCH|MISUSE|NOLFS|AUTH|FORMAT|RANGE|NOTADB)(_[A-Z_]+)?", name)}
 
 
 class DataDirInUse(JournalError):
@@ -92,7 +92,10 @@ class SqliteJournal:
         self.path = self.dir / DB_NAME
         self.name = f"journal {self.path}"  # how messages name it
         self._lock_file: Any = None
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: Writer | None = None  # the owner's connection that commits (see the module's doc)
+        self._thread: threading.Thread | None = None  # the writer's thread, started by the first append
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop watching its answers
+        self._answer: asyncio.Future[None] | None = None  # the answer of the commit under way on the thread
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None  # StreamEvents' own read-only connection
         self._reader_lock = threading.Lock()
@@ -168,19 +171,16 @@ class SqliteJournal:
     def _open(self, *, writable: bool) -> None:
         try:
             if writable:
-                # Room for the INSERT of every commit size up to INSERT_ROWS beside the other statements.
-                self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                           cached_statements=2 * INSERT_ROWS + 64)
+                self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=FULL")  # fsync the WAL on every commit
                 self._db.execute("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, "
                                  "crc INTEGER NOT NULL, body BLOB NOT NULL)")
-                self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+                self._writer = Writer(str(self.path))  # synchronous=FULL: fsyncs the WAL on every commit
             else:
                 self._db = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, isolation_level=None,
                                            check_same_thread=False)
                 self._db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-        except sqlite3.DatabaseError as error:
+        except (sqlite3.DatabaseError, WriterError) as error:
             raise JournalError(f"journal {self.path} is damaged or unreadable: {error}") from error
 
     def _check_database(self) -> None:
@@ -202,39 +202,72 @@ class SqliteJournal:
 
     # -- writing -------------------------------------------------------------------------------
     async def append(self, events: list[M.Event]) -> None:
-        """Make ``events`` durable, in one transaction and one fsync (group commit)."""
+        """Make ``events`` durable, in one transaction and one fsync (group commit), on the writer's
+        thread: the loop serves calls meanwhile."""
         if not events:
             return
         assert self._writer is not None, "a read-only journal cannot append"
-        await asyncio.get_running_loop().run_in_executor(self._writer, self.append_sync, events)
+        rows = encode_records(self.last_seq + 1, events, self)
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._watch(loop)
+        self._answer = answer = loop.create_future()
+        self._writer.send(rows)
+        try:
+            await answer
+        except WriterError as error:
+            self._failed(error)
+        self._appended(events)
 
     def append_sync(self, events: list[M.Event]) -> None:
-        db = self._db
-        assert db is not None
+        """``append`` on the calling thread (the GIL released during the INSERT and the fsync)."""
+        assert self._writer is not None, "a read-only journal cannot append"
         rows = encode_records(self.last_seq + 1, events, self)
         try:
-            # One parameter set of a statement of many rows: executemany steps it once.
-            if len(rows) <= INSERT_ROWS:  # one statement, its own transaction
-                db.executemany(_insert_sql(len(rows)), (_flat(rows),))
-            else:
-                db.execute("BEGIN IMMEDIATE")
-                tail = len(rows) % INSERT_ROWS
-                whole = range(0, len(rows) - tail, INSERT_ROWS)
-                db.executemany(_insert_sql(INSERT_ROWS), [_flat(rows[i:i + INSERT_ROWS]) for i in whole])
-                if tail:
-                    db.executemany(_insert_sql(tail), (_flat(rows[-tail:]),))
-                db.execute("COMMIT")
-        except sqlite3.Error as error:
-            if self.trail is not None:
-                self.trail.rollback(self.last_seq)
-            # SQLite may already have rolled back (it does on a full disk); a ROLLBACK then fails with
-            # "no transaction is active", which would hide the cause.
-            if db.in_transaction:
-                try:
-                    db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            raise JournalFailure(f"journal {self.path}: {describe_failure(error, self.dir)}") from error
+            self._writer.commit(rows)
+        except WriterError as error:
+            self._failed(error)
+        self._appended(events)
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Have ``loop`` read the writer thread's answers (started at the first append; a journal may
+        outlive a loop: tests run several in turn)."""
+        assert self._writer is not None
+        if self._thread is None:
+            self._writer.open_pipes()
+            self._thread = threading.Thread(target=self._writer.serve, name="journal", daemon=True)
+            self._thread.start()
+        self._unwatch()
+        loop.add_reader(self._writer.answers, self._answered)
+        self._loop = loop
+
+    def _unwatch(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._writer.answers)  # type: ignore[union-attr]
+        self._loop = None
+
+    def _answered(self) -> None:
+        """The writer's thread answered (its pipe is readable): the commit under way is durable, or failed."""
+        answer = self._answer
+        try:
+            if not self._writer.received():  # type: ignore[union-attr]
+                return
+        except WriterError as error:
+            self._answer = None
+            if answer is not None and not answer.done():
+                answer.set_exception(error)
+            return
+        self._answer = None
+        if answer is not None and not answer.done():
+            answer.set_result(None)
+
+    def _failed(self, error: WriterError) -> None:
+        """A commit SQLite refused: nothing of it is committed; its leaves leave the audit trail."""
+        if self.trail is not None:
+            self.trail.rollback(self.last_seq)
+        raise JournalFailure(f"journal {self.path}: {describe_failure(error, self.dir)}") from error
+
+    def _appended(self, events: list[M.Event]) -> None:
         self.last_seq += len(events)
         self.last_at = events[-1].at
         self.since_snapshot += len(events)
@@ -322,8 +355,13 @@ class SqliteJournal:
         self.since_snapshot = 0
 
     def close(self) -> None:
+        if self._thread is not None:  # after the commit under way, if any
+            self._writer.stop()  # type: ignore[union-attr]
+            self._thread.join()
+            self._thread = None
+            self._unwatch()
         if self._writer is not None:
-            self._writer.shutdown(wait=True)
+            self._writer.close()
             self._writer = None
         if self._db is not None:
             self._db.close()
@@ -335,15 +373,6 @@ class SqliteJournal:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
-
-
-@functools.cache
-def _insert_sql(rows: int) -> str:
-    return _INSERT + ",".join(["(?, ?, ?)"] * rows)
-
-
-def _flat(rows: list[tuple[int, int, bytes]]) -> list[int | bytes]:
-    return [value for row in rows for value in row]
 
 
 class SqliteHistory:
@@ -493,7 +522,8 @@ def _page_size(db_path: Path) -> int:
 
 def describe_failure(error: BaseException, data_dir: Path) -> str:
     """The cause of a failed write in words an operator acts on: disk full, file too large, I/O error."""
-    name = getattr(error, "sqlite_errorname", "") or type(error).__name__
+    name = getattr(error, "sqlite_errorname", "") or _RESULT_NAMES.get(getattr(error, "code", None), "") or \
+        type(error).__name__
     detail = f"{name}: {error}"
     try:
         stats = os.statvfs(data_dir)
