@@ -163,6 +163,70 @@ def test_connection_is_wal_and_full_sync(tmp_path: Path) -> None:
     journal.close()
 
 
+def _clock(i: int) -> M.ClockAdvanced:
+    return M.ClockAdvanced(at=NOW + i, offset_ms=i)
+
+
+def _taken(journal: SqliteJournal, seq: int) -> None:
+    """Write record ``seq`` beside the journal's writer, so that a commit holding that seq is refused."""
+    journal._db.execute("INSERT INTO events (seq, crc, body) VALUES (?, 0, x'00')", (seq,))
+
+
+def test_a_refused_commit_on_the_writer_thread_is_named_and_changes_nothing(tmp_path: Path) -> None:
+    """Under load commits go to the writer's thread: a commit SQLite refuses there comes back to the loop as
+    a JournalError naming SQLite's cause, nothing of it is committed, and the thread goes on committing."""
+    journal = SqliteJournal(tmp_path)
+
+    async def scenario() -> None:
+        await journal.append([_clock(1)])
+        _taken(journal, 3)
+        with pytest.raises(JournalError, match="SQLITE_CONSTRAINT.*UNIQUE"):
+            await journal.append([_clock(2), _clock(3)])
+        assert journal.last_seq == 1
+        assert journal._db.execute("SELECT seq FROM events").fetchall() == [(1,), (3,)]  # 3: written beside it
+        journal._db.execute("DELETE FROM events WHERE seq = 3")
+        await journal.append([_clock(2), _clock(3)])
+
+    asyncio.run(scenario())
+    assert [e.offset_ms for e in journal.replay()] == [1, 2, 3]
+    journal.close()
+
+
+def test_a_commit_of_many_statements_is_one_transaction(tmp_path: Path) -> None:
+    """A commit of more records than one INSERT holds (128) is BEGIN, INSERTs, COMMIT: refused in its third
+    statement, it leaves nothing of the first two behind; once the way is clear it commits whole."""
+    journal = SqliteJournal(tmp_path)
+    journal.append_sync([_clock(0)])
+    _taken(journal, 1 + 300)
+    events = [_clock(i) for i in range(1, 301)]
+    with pytest.raises(JournalError, match="UNIQUE"):
+        journal.append_sync(events)
+    assert journal.committed_seq() == 301 and journal.last_seq == 1
+    assert journal._db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 2
+    journal._db.execute("DELETE FROM events WHERE seq = 301")
+    journal.append_sync(events)
+    assert [e.offset_ms for e in journal.replay()] == list(range(301))
+    journal.close()
+
+
+def test_inline_commits_and_the_writer_thread_take_turns(tmp_path: Path) -> None:
+    """The engine commits on the loop's thread under light load and on the writer's under load, on the one
+    connection: in turns, every record lands once and in order, also across event loops."""
+    journal = SqliteJournal(tmp_path)
+
+    async def turns(start: int) -> None:
+        for i in range(start, start + 20, 2):
+            await journal.append([_clock(i)])
+            journal.append_sync([_clock(i + 1)])
+
+    asyncio.run(turns(0))
+    asyncio.run(turns(20))  # a second loop: the journal watches the thread's answers from it
+    journal.close()
+    reopened = SqliteJournal(tmp_path)
+    assert [e.offset_ms for e in reopened.replay()] == list(range(40))
+    reopened.close()
+
+
 def test_collector_paused_restores_what_it_found() -> None:
     import gc
 

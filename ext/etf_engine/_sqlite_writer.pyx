@@ -19,7 +19,7 @@ of ``INSERT_ROWS`` rows and COMMIT, rolled back if any of it fails.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.errno cimport EINTR, errno
 from libc.stdint cimport int64_t
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdlib cimport free, realloc
 from libc.string cimport strncpy
 from posix.unistd cimport close, read, write
 
@@ -46,8 +46,11 @@ cdef extern from "sqlite3.h" nogil:
     const char *sqlite3_errmsg(sqlite3 *db)
     const char *sqlite3_errstr(int code)
 
-DEF INSERT_ROWS = 128  # rows per INSERT statement (journal/sqlite.py explains the choice)
-DEF MESSAGE_BYTES = 512
+cdef enum:
+    # Rows per INSERT statement: a commit of up to this many records is ONE statement in autocommit mode, its
+    # own transaction and one fsync, stepped once (benchmarks/RESULTS.md, "The durable write path").
+    INSERT_ROWS = 128
+    MESSAGE_BYTES = 512  # SQLite's message of a failed commit, kept for the loop to read
 
 
 class WriterError(Exception):
