@@ -212,10 +212,11 @@ class SqliteJournal:
         if self._loop is not loop:
             self._watch(loop)
         self._answer = answer = loop.create_future()
-        self._writer.send(rows)
         try:
+            self._writer.send(rows)
             await answer
         except WriterError as error:
+            self._answer = None
             self._failed(error)
         self._appended(events)
 
