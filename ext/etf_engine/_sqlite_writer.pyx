@@ -26,7 +26,8 @@ from posix.unistd cimport close, read, write
 cdef extern from "sqlite3.h" nogil:
     ctypedef struct sqlite3
     ctypedef struct sqlite3_stmt
-    int SQLITE_OK, SQLITE_DONE, SQLITE_ROW, SQLITE_OPEN_READWRITE, SQLITE_OPEN_NOMUTEX
+    int SQLITE_OK, SQLITE_DONE, SQLITE_ROW, SQLITE_CANTOPEN, SQLITE_MISUSE
+    int SQLITE_OPEN_READWRITE, SQLITE_OPEN_NOMUTEX
     ctypedef void (*sqlite3_destructor_type)(void*)
     sqlite3_destructor_type SQLITE_STATIC
     int sqlite3_open_v2(const char *filename, sqlite3 **db, int flags, const char *vfs)
@@ -73,13 +74,13 @@ cdef class Writer:
     cdef sqlite3_stmt *finish
     cdef sqlite3_stmt *rollback
     # The commit under way: its rows, in C, and the Python bytes their bodies point into (kept alive).
+    # NOMUTEX: the loop's thread and the writer's use the connection in turns, never at once.
     cdef int64_t *seqs
     cdef int64_t *crcs
     cdef const char **bodies
     cdef int *sizes
     cdef Py_ssize_t count, capacity
     cdef object _held
-    cdef int code
     cdef char message[MESSAGE_BYTES]
     cdef int _requests_r, _requests_w, _answers_r, _answers_w
 
@@ -89,7 +90,7 @@ cdef class Writer:
         if sqlite3_open_v2(encoded, &self.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK:
             message = sqlite3_errmsg(self.db).decode("utf-8", "replace") if self.db != NULL else "out of memory"
             self._close_db()
-            raise WriterError(14, f"cannot open {path}: {message}")
+            raise WriterError(SQLITE_CANTOPEN, f"cannot open {path}: {message}")
         sqlite3_extended_result_codes(self.db, 1)
         for sql in (b"PRAGMA journal_mode=WAL", b"PRAGMA synchronous=FULL"):
             if sqlite3_exec(self.db, sql, NULL, NULL, NULL) != SQLITE_OK:
@@ -153,6 +154,8 @@ cdef class Writer:
         cdef bytes body
         if self._held is not None:  # the connection is one thread's at a time: the engine commits in turn
             raise RuntimeError("a commit is under way on the writer's thread")
+        if self.db == NULL:
+            raise WriterError(SQLITE_MISUSE, "the journal's writer is closed")
         if n > self.capacity:
             self._grow(n)
         for i in range(n):
