@@ -1,19 +1,24 @@
 """Prometheus metrics (SPEC §15), with prometheus-client: the counters and histograms move with the
 calls, the commits and the orders; the gauges are read from the ledger when ``/metrics`` is scraped,
-in one engine read, never on the order path.
+in one engine read, never on the order path. The orders' counter and the commits' histograms are on the
+engine's path, on the loop's thread alone: they are kept as plain numbers (``_Tally``) and shown at a
+scrape, where prometheus-client's would take a lock per increment (issue 23).
 
 One ``Metrics`` per server, on a registry of its own (several servers may share a process: tests).
 """
 
 from __future__ import annotations
 
+import time
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from etf_engine import model as M
 from etf_engine.engine import LEADER, Engine
@@ -92,19 +97,16 @@ class Metrics:
         self.calls = Counter("etf_engine_rpc_calls", "RPC calls by method, status code and protocol",
                              ["method", "code", "protocol"], registry=self.registry)
         self.rpc_seconds = Histogram("etf_engine_rpc_seconds", "RPC handling time", ["method"], registry=self.registry)
-        self.commit_seconds = Histogram("etf_engine_journal_commit_seconds", "One journal append (one fsync)",
-                                        registry=self.registry)
-        self.batch_events = Histogram("etf_engine_journal_batch_events", "Events per journal commit",
-                                      buckets=_BATCH_BUCKETS, registry=self.registry)
-        self.orders = Counter("etf_engine_orders", "Orders decided, by fund, side, status and reject reason",
-                              ["fund_id", "side", "status", "reason"], registry=self.registry)
+        self.commit_seconds = _Histogram(Histogram.DEFAULT_BUCKETS)
+        self.batch_events = _Histogram((*_BATCH_BUCKETS, float("inf")))
+        self._orders: dict[tuple[str, str, str, str], list[float]] = {}  # labels -> [count, created]
         self._reading: Reading | None = None
         # The labelled children by label values: ``labels()`` checks and looks its arguments up on every call
         # (1.6 µs), the child's ``inc``/``observe`` alone costs a third of that.
-        self._order_counts: dict[tuple[str, str, str, str], Any] = {}
         self._call_counts: dict[tuple[str, str, str], Any] = {}
         self._call_seconds: dict[str, Any] = {}
         self.registry.register(_Gauges(self))
+        self.registry.register(_Tally(self))
         engine.on_events.append(self._events)
         engine.on_commit.append(self._commit)
 
@@ -114,10 +116,11 @@ class Metrics:
             if type(event) is M.OrderRecorded:
                 o = event.order
                 key = (o.fund_id, o.side, o.status, o.reject_reason)
-                child = self._order_counts.get(key)
-                if child is None:
-                    child = self._order_counts[key] = self.orders.labels(*key)
-                child.inc()
+                count = self._orders.get(key)
+                if count is None:
+                    self._orders[key] = [1, time.time()]
+                else:
+                    count[0] += 1
 
     def _commit(self, seconds: float, events: int) -> None:
         self.commit_seconds.observe(seconds)
@@ -147,6 +150,51 @@ class Metrics:
     def leader_and_seq(self) -> tuple[int, int]:
         journal: Any = self.engine.journal
         return (1 if self.engine.role == LEADER else 0), int(getattr(journal, "last_seq", 0))
+
+
+class _Histogram:
+    """A histogram as plain numbers, observed from one thread: a bisect and two additions, where
+    prometheus-client's takes a lock for its sum and for its bucket. ``bounds`` end with +Inf."""
+
+    __slots__ = ("bounds", "counts", "sum", "created")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
+        self.sum = 0.0
+        self.created = time.time()
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # the first bucket whose bound is >= value ("le")
+        self.sum += value
+
+    def family(self, name: str, documentation: str) -> Metric:
+        """The histogram's samples as prometheus-client writes its own: cumulative buckets, count, sum, created."""
+        family = HistogramMetricFamily(name, documentation)
+        buckets, seen = [], 0
+        for bound, count in zip(self.bounds, list(self.counts), strict=True):
+            seen += count
+            buckets.append((floatToGoString(bound), seen))
+        family.add_metric([], buckets, self.sum)
+        family.add_sample(f"{name}_created", {}, self.created)
+        return family
+
+
+class _Tally(Collector):
+    """The counts kept on the engine's path (the orders, the commits), shown at a scrape."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        orders = CounterMetricFamily("etf_engine_orders", "Orders decided, by fund, side, status and reject reason",
+                                     labels=["fund_id", "side", "status", "reason"])
+        for key, (count, created) in list(m._orders.items()):
+            orders.add_metric(list(key), count, created=created)
+        yield orders
+        yield m.commit_seconds.family("etf_engine_journal_commit_seconds", "One journal append (one fsync)")
+        yield m.batch_events.family("etf_engine_journal_batch_events", "Events per journal commit")
 
 
 class _Gauges(Collector):
