@@ -249,18 +249,18 @@ class SqliteJournal:
 
     def _answered(self) -> None:
         """The writer's thread answered (its pipe is readable): the commit under way is durable, or failed."""
-        answer = self._answer
+        refused: WriterError | None = None
         try:
             if not self._writer.received():  # type: ignore[union-attr]
                 return
         except WriterError as error:
-            self._answer = None
-            if answer is not None and not answer.done():
-                answer.set_exception(error)
-            return
-        self._answer = None
+            refused = error
+        answer, self._answer = self._answer, None
         if answer is not None and not answer.done():
-            answer.set_result(None)
+            if refused is None:
+                answer.set_result(None)
+            else:
+                answer.set_exception(refused)
 
     def _failed(self, error: WriterError) -> None:
         """A commit SQLite refused: nothing of it is committed; its leaves leave the audit trail."""

@@ -54,6 +54,13 @@ cdef enum:
     MESSAGE_BYTES = 512  # SQLite's message of a failed commit, kept for the loop to read
 
 
+cdef struct Row:  # one record of the commit under way, its body pointing into a Python bytes object
+    int64_t seq
+    int64_t crc
+    const char *body
+    int size
+
+
 class WriterError(Exception):
     """A commit that failed: ``code`` is SQLite's extended result code, the message its own words."""
 
@@ -75,10 +82,7 @@ cdef class Writer:
     cdef sqlite3_stmt *rollback
     # The commit under way: its rows, in C, and the Python bytes their bodies point into (kept alive).
     # NOMUTEX: the loop's thread and the writer's use the connection in turns, never at once.
-    cdef int64_t *seqs
-    cdef int64_t *crcs
-    cdef const char **bodies
-    cdef int *sizes
+    cdef Row *rows
     cdef Py_ssize_t count, capacity
     cdef object _held
     cdef char message[MESSAGE_BYTES]
@@ -109,10 +113,7 @@ cdef class Writer:
 
     def __dealloc__(self):
         self._close_db()
-        free(self.seqs)
-        free(self.crcs)
-        free(self.bodies)
-        free(self.sizes)
+        free(self.rows)
         self._close_pipes()
 
     cdef void _close_db(self) noexcept:
@@ -149,22 +150,25 @@ cdef class Writer:
 
     # -- the commit ------------------------------------------------------------------------------------
     cdef _load(self, list rows):
-        """Take ``rows`` [(seq, crc, body)] into the C arrays, preparing the INSERTs their sizes need."""
+        """Take ``rows`` [(seq, crc, body)] into the C array, preparing the INSERTs their sizes need."""
         cdef Py_ssize_t n = len(rows), i, size
         cdef bytes body
+        cdef Row *grown
         if self._held is not None:  # the connection is one thread's at a time: the engine commits in turn
             raise RuntimeError("a commit is under way on the writer's thread")
         if self.db == NULL:
             raise WriterError(SQLITE_MISUSE, "the journal's writer is closed")
         if n > self.capacity:
-            self._grow(n)
+            grown = <Row*>realloc(self.rows, n * sizeof(Row))
+            if grown == NULL:
+                raise MemoryError()
+            self.rows, self.capacity = grown, n
         for i in range(n):
             seq, crc, body = rows[i]
             size = PyBytes_GET_SIZE(body)
             if size > 0x7fffffff:
                 raise ValueError(f"record {seq}: {size} bytes is more than SQLite binds")
-            self.seqs[i], self.crcs[i] = seq, crc
-            self.bodies[i], self.sizes[i] = PyBytes_AS_STRING(body), <int>size
+            self.rows[i] = Row(seq, crc, PyBytes_AS_STRING(body), <int>size)
         for size in (min(n, INSERT_ROWS), n % INSERT_ROWS):
             if size and self.inserts[size] == NULL:
                 sql = ("INSERT INTO events (seq, crc, body) VALUES " + ",".join(["(?, ?, ?)"] * size)).encode()
@@ -172,31 +176,14 @@ cdef class Writer:
         self.count = n
         self._held = rows
 
-    cdef _grow(self, Py_ssize_t n):
-        cdef int64_t *seqs = <int64_t*>realloc(self.seqs, n * sizeof(int64_t))
-        if seqs != NULL:
-            self.seqs = seqs
-        cdef int64_t *crcs = <int64_t*>realloc(self.crcs, n * sizeof(int64_t))
-        if crcs != NULL:
-            self.crcs = crcs
-        cdef const char **bodies = <const char**>realloc(self.bodies, n * sizeof(const char*))
-        if bodies != NULL:
-            self.bodies = bodies
-        cdef int *sizes = <int*>realloc(self.sizes, n * sizeof(int))
-        if sizes != NULL:
-            self.sizes = sizes
-        if seqs == NULL or crcs == NULL or bodies == NULL or sizes == NULL:
-            raise MemoryError()
-        self.capacity = n
-
     cdef int _insert(self, Py_ssize_t start, Py_ssize_t rows) noexcept nogil:
         cdef sqlite3_stmt *stmt = self.inserts[rows]
         cdef Py_ssize_t i
         cdef int rc, k = 1
         for i in range(start, start + rows):
-            sqlite3_bind_int64(stmt, k, self.seqs[i])
-            sqlite3_bind_int64(stmt, k + 1, self.crcs[i])
-            sqlite3_bind_blob(stmt, k + 2, self.bodies[i], self.sizes[i], SQLITE_STATIC)
+            sqlite3_bind_int64(stmt, k, self.rows[i].seq)
+            sqlite3_bind_int64(stmt, k + 1, self.rows[i].crc)
+            sqlite3_bind_blob(stmt, k + 2, self.rows[i].body, self.rows[i].size, SQLITE_STATIC)
             k += 3
         rc = sqlite3_step(stmt)
         sqlite3_reset(stmt)
