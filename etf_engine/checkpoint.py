@@ -10,7 +10,8 @@ writes a new snapshot. It reads only committed, fsynced records, so a snapshot i
 what the server acknowledged.
 
 It also writes the journal's history states (journal/history.py: a state every ``history_every``
-records, with the open book only, for reads as of a time), following every committed record with a
+records or, while the open book is larger, every as many records as it holds orders; with the open
+book only, for reads as of a time), following every committed record with a
 ledger of its own. On a PostgreSQL shard the leader runs it for that alone (``--shard``, the DSN in
 the environment, never on a command line that ``ps`` shows): the followers write the shard's snapshots.
 

@@ -275,6 +275,68 @@ def test_states_hold_the_open_book_and_a_restarted_writer_goes_on(tmp_path: Path
     journal.close()
 
 
+def open_orders(count: int, start: int = 0) -> list[tuple[int, Any]]:
+    """``count`` one-unit CREATE orders of F-1, a millisecond apart from NOW + 1 s: a record each, never settled."""
+    return [(NOW + SECOND + i, M.SubmitOrder(participant_id="AP-1", request=M.OrderRequest(
+        fund_id="F-1", side=M.CREATE, units=1, client_order_id=f"open-{i}"))) for i in range(start, start + count)]
+
+
+def test_the_next_state_waits_for_as_many_records_as_the_last_one_held_orders(tmp_path: Path) -> None:
+    """A state costs in proportion to the open book, so the next one comes max(every, its orders) records
+    later: with orders that never settle the writer's work stays in proportion to the records."""
+    timeline = life()[:9] + open_orders(40)  # records 1-10 set F-1 up, each later one is an order
+    journal = SqliteJournal(tmp_path)
+    journaled(journal.append_sync, timeline)
+    assert journal.last_seq == 50
+    store = SqliteHistory(tmp_path, writable=True)
+    assert HistoryWriter(store, Ledger, every=5).step() == 6
+    store.close()
+    held = {seq: len(SqliteHistory(tmp_path).load(seq).state.orders) for seq in _bodies(tmp_path)}
+    # 15 holds exactly `every` orders: 5 records to the next; 20 holds 10: 10 records; 30 holds 20.
+    assert held == {5: 0, 10: 0, 15: 5, 20: 10, 30: 20, 50: 40}
+    store = SqliteHistory(tmp_path, writable=True)
+    writer = HistoryWriter(store, Ledger, every=5)  # a restarted writer waits as long as the one before it
+    assert (writer.seq, writer.interval) == (50, 40)
+    journaled(journal.append_sync, open_orders(10, 40), expected(timeline, NOW + 10**9))
+    assert writer.step() == 0 and journal.last_seq == 60
+    store.close()
+    reader = AsOfReader(SqliteHistory(tmp_path), Ledger)  # reads replay the longer stretches, as exactly
+    try:
+        for as_of in (NOW + SECOND + 4, NOW + SECOND + 24, NOW + SECOND + 49):
+            view = reader.ledger_as_of(as_of, journal.last_seq)
+            assert view.state() == trimmed(expected(timeline + open_orders(10, 40), as_of).state(as_of))
+    finally:
+        reader.close()
+        journal.close()
+
+
+def test_the_writer_rebuilds_its_ledger_only_when_trimming_leaves_something_out(tmp_path: Path) -> None:
+    class Counting:  # a ledger type that counts its restores
+        restored = 0
+
+        def __call__(self) -> Ledger:
+            return Ledger()
+
+        def restore(self, state: Any) -> Ledger:
+            self.restored += 1
+            return Ledger.restore(state)
+
+    timeline = life()[:9] + open_orders(6)
+    journal = SqliteJournal(tmp_path)
+    ledger = journaled(journal.append_sync, timeline)
+    counting = Counting()
+    store = SqliteHistory(tmp_path, writable=True)
+    writer = HistoryWriter(store, counting, every=4)
+    assert writer.step() == 4 and counting.restored == 0  # states at 4 to 16, no order closed
+    settled = [(NOW + 2 * SECOND, M.SettleOrder(order_id="ORD-00000001"))]
+    journaled(journal.append_sync, settled + open_orders(5, 6), ledger)
+    assert writer.step() == 1 and counting.restored == 1  # the state at 22 leaves the settled order out
+    assert [o.order_id for o in writer.ledger.state(writer.at).orders] == [f"ORD-{i:08d}" for i in range(2, 12)]
+    store.close()
+    assert SqliteHistory(tmp_path).load(22).state == trimmed(ledger.state(writer.at))
+    journal.close()
+
+
 def _bodies(data_dir: Path) -> dict[int, bytes]:
     with sqlite3.connect(data_dir / HISTORY_NAME) as db:
         return dict(db.execute("SELECT seq, body FROM states ORDER BY seq").fetchall())

@@ -3,9 +3,9 @@
 A read as of a time answers with the state right after the last record at or before it. Replaying the
 journal from its first record for that costs a minute on a long journal; restoring a full snapshot
 costs time in proportion to every order ever recorded (a 300,000-order state is 290 MB of JSON and
-2 s to decode). So the journal keeps, beside its records, a **history state** at every multiple of
-``every`` records: the canonical state (snapshot.py) right after that record, at its time, holding
-only the orders that were ACCEPTED then. An order that is settled, cancelled or rejected never
+2 s to decode). So the journal keeps, beside its records, a **history state** every ``every`` records
+or more: the canonical state (snapshot.py) right after that record, at its time, holding only the
+orders that were ACCEPTED then. An order that is settled, cancelled or rejected never
 changes again, and nothing a later record applies refers to it (settling, cancelling, deliveries,
 payouts, a closed day and a strike all act on ACCEPTED orders). Likewise for the official NAVs and PCFs of
 past dealing dates: a state keeps each fund's latest official NAV and the PCFs published for its dealing
@@ -15,15 +15,23 @@ runs on these ledgers). So a ledger restored from such a state and replayed forw
 full one for everything but the order history and the official NAV and PCF history: holdings, NAV,
 basket, prices, tiers, the latest official NAV, wallets, instructions, breaks and the open orders. The
 states stay as small as the open book (at a year of 100 funds' daily strikes the NAV and PCF history
-made them 14-28 MB), and a read as of any time restores the nearest one at or before it and replays at
-most ``every`` records (benchmarks/as_of.py, benchmarks/reports.py).
+made them 14-28 MB), and a read as of any time restores the nearest one at or before it and replays the
+records after it (benchmarks/as_of.py, benchmarks/reports.py).
+
+The next state comes ``max(every, open orders in the last one)`` records after the last: a state costs
+time in proportion to the open book (building, encoding and storing it), so a fixed ``every`` made the
+writer's work grow with the square of a journal whose open book grows (orders accepted faster than they
+settle: 40,000 open orders made each state 37 MB and 0.1 s of CPU, every 10,000 records). Waiting for as
+many records as the last state held orders keeps it in proportion to the records, as the snapshots do
+(checkpoint.py); and a read replays at most that many records, whose cost is then of the order of
+restoring the state it starts from.
 
 A state is derived data: each is stored with its CRC, a damaged or unreadable one is passed over (with a
 warning) for the one before it, and the records are the truth. Backends store them (sqlite.py:
 ``history.sqlite3`` in the data directory; postgres.py: table ``etf_history``) behind ``HistoryStore``.
 
 ``HistoryWriter`` follows the journal with a ledger of its own, kept trimmed to the open book, and
-stores a state at every multiple of ``every``: the checkpointer process runs it beside the server
+stores the states: the checkpointer process runs it beside the server
 (checkpoint.py), so the writer's path never pays for it. ``AsOfReader`` answers the engine's
 ``ledger_as_of`` (engine.py): from the nearest state (or a recently built one) it replays the records up
 to the last one at or before the time asked for, and hands out a ``LedgerAsOf``.
@@ -46,7 +54,7 @@ from etf_engine.snapshot import VERSION, FundState, LedgerState
 
 log = logging.getLogger(__name__)
 
-HISTORY_EVERY = 10_000  # records between history states: a read as of a time replays at most this many
+HISTORY_EVERY = 10_000  # records between history states at least (more while the open book is larger)
 # ``select_records``: the bytes of a record's body searched for a needle (every record that names a fund names it
 # within them: ids are at most 64 characters), and the seqs a query covers (the lock is let go between them).
 SELECT_PREFIX = 512
@@ -92,6 +100,12 @@ def trimmed(state: LedgerState) -> LedgerState:
         pcfs=[p for p in state.pcfs if p.dealing_date >= latest.get(p.fund_id, "")])
 
 
+def _shed(state: LedgerState, kept: LedgerState) -> bool:
+    """Whether ``trimmed`` left out anything of ``state`` (it only ever drops orders, NAVs and PCFs)."""
+    return (len(kept.orders), len(kept.official_navs), len(kept.pcfs)) != (
+        len(state.orders), len(state.official_navs), len(state.pcfs))
+
+
 def encode_state(seq: int, at: int, state: LedgerState) -> tuple[bytes, int]:
     """(body, crc) of a history state: a snapshot's encoding (records.py), so it reads through the same
     versioned schema."""
@@ -130,11 +144,13 @@ def _apply(store: HistoryStore, ledger: Any, seq: int, event: M.Event) -> None:
 
 
 class HistoryWriter:
-    """Follows a journal and stores a history state at every multiple of ``every`` records."""
+    """Follows a journal and stores a history state ``interval`` records after the last one: ``every``, or as
+    many as the last state held orders if that is more (see the module's docstring)."""
 
     def __init__(self, store: HistoryStore, ledger_type: Any, *, every: int = HISTORY_EVERY) -> None:
         self.store, self.every, self._type = store, every, ledger_type
         self.seq, self.at = 0, 0  # the last record applied
+        self.interval = every
         self.ledger = ledger_type()
         upto = NEVER
         while (found := store.nearest(NEVER, upto)) is not None:
@@ -146,16 +162,17 @@ class HistoryWriter:
                 continue
             self.ledger = ledger_type.restore(snapshot.state)
             self.seq, self.at = snapshot.seq, snapshot.at
+            self.interval = max(every, len(snapshot.state.orders))
             break
 
     def step(self, stop: Callable[[], bool] = lambda: False) -> int:
-        """Store the state at each multiple of ``every`` the committed records have reached since the last
-        one; returns how many it stored. It reads records only once a whole stretch of ``every`` is
-        committed: beside a busy server it then reads seldom, and briefly. ``stop`` is asked between states
-        (a checkpointer told to stop while it writes the history of a long journal)."""
+        """Store each state the committed records have reached since the last one; returns how many it
+        stored. It reads records only once a whole ``interval`` is committed: beside a busy server it then
+        reads seldom, and briefly. ``stop`` is asked between states (a checkpointer told to stop while it
+        writes the history of a long journal)."""
         committed = self.store.committed_seq()
         stored = 0
-        while (upto := (self.seq // self.every + 1) * self.every) <= committed and not stop():
+        while (upto := self.seq + self.interval) <= committed and not stop():
             seq = self.seq
             for event in _checked_records(self.store, self.seq, upto):
                 seq += 1
@@ -163,11 +180,15 @@ class HistoryWriter:
                 self.at = event.at
             self.seq = upto
             with collector_paused():
-                state = trimmed(self.ledger.state(self.at))
+                full = self.ledger.state(self.at)
+                state = trimmed(full)
                 body, crc = encode_state(upto, self.at, state)
             self.store.write(upto, self.at, body, crc)
-            # Trimmed again: the closed orders of these records are not needed from here on either.
-            self.ledger = self._type.restore(state)
+            if _shed(full, state):
+                # Trimmed again: the closed orders of these records are not needed from here on either.
+                # (When nothing closed, restoring would rebuild the same ledger: as long as the open book.)
+                self.ledger = self._type.restore(state)
+            self.interval = max(self.every, len(state.orders))
             stored += 1
             log.info("%s: history state at record %d", self.store.name, upto)
         return stored
