@@ -23,6 +23,7 @@ parent is gone and exits.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -162,8 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     # The server's pid, given rather than read here: the server may be gone before this runs.
     parser.add_argument("--parent", type=int, default=os.getppid())
     args = parser.parse_args(argv)
-    # Lowest CPU priority: on a busy machine the server and its callers come first; the snapshot can wait.
+    # On a busy machine the server and its callers come first; the snapshot can wait. SCHED_IDLE gives it
+    # a core only when nothing else wants one (nice 19 still has a weight against the server's threads);
+    # nice 19 alone where that policy is not to be had.
     os.nice(19)
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -121,6 +121,18 @@ def test_stop_waits_for_the_process(tmp_path: Path) -> None:
     assert process.process.returncode is not None
 
 
+def test_it_runs_only_on_a_core_that_would_otherwise_idle(tmp_path: Path) -> None:
+    """SCHED_IDLE (and nice 19): the server and its callers come first."""
+    SqliteJournal(tmp_path).close()
+    process = CheckpointProcess(tmp_path)
+    try:
+        assert wait_for(lambda: os.sched_getscheduler(process.process.pid) == os.SCHED_IDLE)
+        assert os.getpriority(os.PRIO_PROCESS, process.process.pid) == 19
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the server's own policy is untouched
+    finally:
+        process.stop()
+
+
 def test_reads_only_committed_records(tmp_path: Path) -> None:
     journal = SqliteJournal(tmp_path)
     ledger = Ledger()
