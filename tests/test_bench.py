@@ -382,18 +382,19 @@ def test_rpcs_default_and_floor_first() -> None:
 
 
 def measured(rpc: str, latencies: list[int], *, errors: dict[str, int] | None = None, server: int | None = 0,
-             client: int = 0, first_error: str = "", lags: list[int] | None = None) -> bench_run.Measured:
+             client: int = 0, first_error: str = "", lags: list[int] | None = None,
+             checkpointer: int | None = 0) -> bench_run.Measured:
     return bench_run.Measured(rpc=rpc, load=("closed", 4, 0.0), batch=1, connections=2, latencies=latencies,
                               errors=errors or {}, first_error=first_error, seconds=2.0, server_cpu_ns=server,
-                              client_cpu_ns=client, lags=lags or [])
+                              client_cpu_ns=client, lags=lags or [], checkpointer_cpu_ns=checkpointer)
 
 
 def test_repeats_are_pooled_into_one_result() -> None:
     ms = 1_000_000
     pooled = bench_run.pool_results([
-        measured("GetNav", [1 * ms, 2 * ms, 3 * ms], server=600_000, client=300_000),
+        measured("GetNav", [1 * ms, 2 * ms, 3 * ms], server=600_000, client=300_000, checkpointer=50_000),
         measured("GetNav", [4 * ms, 5 * ms], errors={"UNAVAILABLE": 1}, server=400_000, client=200_000,
-                 first_error="UNAVAILABLE: gone"),
+                 first_error="UNAVAILABLE: gone", checkpointer=0),
     ])
     s = pooled.summary
     assert (pooled.rpc, pooled.load, pooled.connections) == ("GetNav", "closed 4", 2)
@@ -402,8 +403,10 @@ def test_repeats_are_pooled_into_one_result() -> None:
     assert s.calls_per_second == 1.25
     assert pooled.errors_by_code == {"UNAVAILABLE": 1} and pooled.first_error == "UNAVAILABLE: gone"
     assert (pooled.server_cpu_us, pooled.client_cpu_us) == (200.0, 100.0)  # (600 + 400) us CPU / 5 calls
-    unknown = bench_run.pool_results([measured("Ping", [ms], server=None), measured("Ping", [ms], server=5)])
-    assert unknown.server_cpu_us == 0.0  # one repeat with the server's CPU unknown: unknown
+    assert pooled.checkpointer_cpu_us == 10.0  # (50 + 0) us of the server's were its checkpointer's
+    unknown = bench_run.pool_results([measured("Ping", [ms], server=None, checkpointer=None),
+                                      measured("Ping", [ms], server=5, checkpointer=1)])
+    assert unknown.server_cpu_us == unknown.checkpointer_cpu_us == 0.0  # one repeat unknown: unknown
     assert (pooled.send_lag_p50, pooled.send_lag_p99) == (0.0, 0.0)  # closed loop: no due times
     late = bench_run.pool_results([measured("Ping", [ms] * 3, lags=[3 * ms, 1 * ms]),
                                    measured("Ping", [ms], lags=[2 * ms, 4 * ms])])
@@ -503,6 +506,7 @@ def test_full_run_measures_every_rpc_under_every_load(full_run: tuple[int, Path,
         assert 0 < s.p50 <= s.p90 <= s.p99 <= s.p999 <= s.max, where
         assert p.batch == (100 if p.rpc == "SubmitOrders" else 1), where
         assert s.items == s.calls * p.batch, where
+        assert 0 <= p.checkpointer_cpu_us <= p.server_cpu_us, where  # the server's CPU includes its checkpointer's
         assert p.connections == (min(p.clients, PROCESSES) if p.mode == "closed" else PROCESSES), where
         if p.mode == "open":  # every call due in the measured window is counted (errors are 0)
             assert abs(s.calls - p.rate * r.seconds) <= PROCESSES, where

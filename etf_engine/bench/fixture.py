@@ -88,18 +88,13 @@ class LocalServer:
                     return line
         raise RuntimeError(f"the bench server did not start; its log:\n{self.log_tail()}")
 
-    def cpu_ns(self) -> int:
-        """CPU time (user + system) used so far by the server and the processes it started (its
-        checkpointer): on a machine this small, a snapshot written beside the server is paid for by
-        the same cores."""
-        total = 0
-        for pid in [self.process.pid, *_children(self.process.pid)]:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-            except OSError:  # it has just exited
-                continue
-            total += int(fields[11]) + int(fields[12])
-        return total * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+    def cpu_ns(self) -> tuple[int, int]:
+        """CPU time (user + system) used so far by the server and the processes it started, and by the
+        latter alone (its checkpointer): on a machine this small, a snapshot or a history state written
+        beside the server is paid for by the same cores, so the first counts it, and the second shows it."""
+        own, children = _cpu_ticks(self.process.pid), sum(map(_cpu_ticks, _children(self.process.pid)))
+        tick_ns = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+        return (own + children) * tick_ns, children * tick_ns
 
     def log_tail(self, lines: int = 20) -> str:
         self._log.flush()
@@ -123,6 +118,15 @@ class LocalServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _cpu_ticks(pid: int) -> int:
+    """User + system clock ticks of process ``pid`` so far (0 if it has just exited)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
 
 
 def _children(pid: int) -> list[int]:

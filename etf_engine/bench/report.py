@@ -37,7 +37,8 @@ class PhaseResult(msgspec.Struct, frozen=True):
     summary: Summary
     errors_by_code: dict[str, int] = {}
     first_error: str = ""
-    server_cpu_us: float = 0.0  # server process CPU per call (0: not known, the server was given)
+    server_cpu_us: float = 0.0  # server CPU per call, its checkpointer's included (0: not known, the server was given)
+    checkpointer_cpu_us: float = 0.0  # of server_cpu_us, the checkpointer's
     client_cpu_us: float = 0.0  # client processes' CPU per call
     send_lag_p50: float = 0.0  # open loop: ms between a call's due time and its leaving the client
     send_lag_p99: float = 0.0
@@ -95,12 +96,12 @@ def rows(report: Report) -> list[list[str]]:
         out.append([p.rpc, p.load, str(p.batch), str(p.connections), f"{s.calls_per_second:,.0f}",
                     f"{s.items_per_second:,.0f}", _ms(s.p50), _ms(s.p90), _ms(s.p99), _ms(s.p999), _ms(s.max),
                     str(s.errors), ratio, delta, f"{p.server_cpu_us:.0f}" if p.server_cpu_us else "-",
-                    f"{p.client_cpu_us:.0f}"])
+                    f"{p.checkpointer_cpu_us:.0f}" if p.server_cpu_us else "-", f"{p.client_cpu_us:.0f}"])
     return out
 
 
 HEADERS = ["rpc", "load", "batch", "conns", "calls/s", "orders/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms",
-           "max ms", "errors", "x floor", "+p50 ms", "srv us/call", "cli us/call"]
+           "max ms", "errors", "x floor", "+p50 ms", "srv us/call", "ckpt us/call", "cli us/call"]
 
 
 def print_report(report: Report, out: TextIO) -> None:

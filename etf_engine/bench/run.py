@@ -166,6 +166,9 @@ class Progress:
         self.out.flush()
 
 
+CpuReader = Callable[[], tuple[int, int]]  # ns of CPU so far: (the server's, its checkpointer included; the latter's)
+
+
 @dataclass
 class Measured:
     """One phase's raw figures; repeats of a phase are pooled into one PhaseResult."""
@@ -181,6 +184,7 @@ class Measured:
     server_cpu_ns: int | None  # None: unknown (a server given by --target)
     client_cpu_ns: int
     lags: list[int]  # open loop: how late each measured call left the client, ns
+    checkpointer_cpu_ns: int | None = None  # of server_cpu_ns, the checkpointer's
 
 
 def merged(counts: Iterable[dict[str, int]]) -> dict[str, int]:
@@ -205,6 +209,7 @@ def pool_results(runs: list[Measured]) -> PhaseResult:
     errors = merged(run.errors for run in runs)
     calls = max(len(latencies), 1)
     server = [run.server_cpu_ns for run in runs]
+    checkpointer = [run.checkpointer_cpu_ns for run in runs]
     lags = sorted(x for run in runs for x in run.lags)
     mode, clients, rate = first.load
     return PhaseResult(
@@ -213,14 +218,16 @@ def pool_results(runs: list[Measured]) -> PhaseResult:
                           seconds=sum(run.seconds for run in runs)),
         errors_by_code=errors, first_error=first_text(run.first_error for run in runs),
         server_cpu_us=0.0 if None in server else sum(server) / calls / 1e3,  # type: ignore[arg-type]
+        checkpointer_cpu_us=0.0 if None in checkpointer else sum(checkpointer) / calls / 1e3,  # type: ignore[arg-type]
         client_cpu_us=sum(run.client_cpu_ns for run in runs) / calls / 1e3,
         send_lag_p50=percentile(lags, 50) / 1e6 if lags else 0.0,
         send_lag_p99=percentile(lags, 99) / 1e6 if lags else 0.0)
 
 
 def run_phase(pool: WorkerPool, args: argparse.Namespace, rpc: str, load: tuple[str, int, float], fund_id: str,
-              tag: str, progress: Progress, server_cpu_ns: Callable[[], int] | None = None) -> Measured:
-    """One phase; ``server_cpu_ns`` reads the server's CPU time when the bench started the server."""
+              tag: str, progress: Progress, server_cpu_ns: CpuReader | None = None) -> Measured:
+    """One phase; ``server_cpu_ns`` reads the server's CPU time, and its checkpointer's, when the bench
+    started the server."""
     mode, clients, rate = load
     batch = args.batch if rpc == "SubmitOrders" else 1
     if mode == "closed":
@@ -241,7 +248,7 @@ def run_phase(pool: WorkerPool, args: argparse.Namespace, rpc: str, load: tuple[
     title = f"{rpc}{f' x{batch}' if batch > 1 else ''}, {load_name(*load)}"
     pool.send(phases)
     total = (end - start) / 1e9
-    server_cpu: list[int] = []  # at the window's opening and closing
+    server_cpu: list[tuple[int, int]] = []  # at the window's opening and closing
     for mark in (measure, end):
         while (now := time.monotonic_ns()) < mark:
             progress.update(title, (now - start) / 1e9, total, pool.progress(), (now - measure) / 1e9)
@@ -253,15 +260,16 @@ def run_phase(pool: WorkerPool, args: argparse.Namespace, rpc: str, load: tuple[
         rpc=rpc, load=load, batch=batch, connections=used,
         latencies=[x for outcome in outcomes for x in memoryview(outcome.latencies).cast("q")],
         errors=merged(o.errors for o in outcomes), first_error=first_text(o.first_error for o in outcomes),
-        seconds=args.duration, server_cpu_ns=server_cpu[1] - server_cpu[0] if server_cpu else None,
+        seconds=args.duration, server_cpu_ns=server_cpu[1][0] - server_cpu[0][0] if server_cpu else None,
         client_cpu_ns=sum(o.cpu_ns for o in outcomes),
-        lags=[x for outcome in outcomes for x in memoryview(outcome.lags).cast("q")])
+        lags=[x for outcome in outcomes for x in memoryview(outcome.lags).cast("q")],
+        checkpointer_cpu_ns=server_cpu[1][1] - server_cpu[0][1] if server_cpu else None)
     progress.finish(title, pool_results([measured]))
     return measured
 
 
 @contextmanager
-def server(args: argparse.Namespace, out: TextIO) -> Iterator[tuple[str, str, str, Callable[[], int] | None]]:
+def server(args: argparse.Namespace, out: TextIO) -> Iterator[tuple[str, str, str, CpuReader | None]]:
     """(address, participant token, fund id, server CPU reader): the server given (its CPU unknown),
     or a local server loaded with a fund."""
     if args.target:
