@@ -6,7 +6,8 @@ read function; ``advance_clock``: the test clock's step). It runs at once, insid
 step: the loop is one thread, so operations never overlap and the ledger needs no lock, and no hop to
 a writer task is paid per call. Its events, stamped with the acting principal (the audit trail), join
 the unjournaled ones; one committer task appends everything unjournaled to the journal in ONE call
-(group commit: every command that ran while the previous fsync was under way shares the next one)
+(group commit: every command that ran while the previous fsync was under way shares the next one,
+and, while the loop keeps having handlers ready to run, those that run in the next GATHER_SECONDS)
 and then releases each caller whose reply depends only on durable events. A read or refusal that
 saw nothing unjournaled replies at once; otherwise it waits for the commit that covers what it saw,
 so that no reply ever shows state a crash could lose. Under light load (a lone small commit, nothing
@@ -60,7 +61,12 @@ T = TypeVar("T")
 UNAVAILABLE = "UNAVAILABLE"
 INTERNAL = "INTERNAL"
 LEADER, FOLLOWER = "LEADER", "FOLLOWER"
-GATHER_SECONDS = 0.001  # a commit waits at most this long for the handlers the loop is about to run
+# A commit waits at most this long for the handlers the loop is about to run, and only while there are
+# some: an idle loop commits at once. Under load every commit costs CPU on the same cores as the calls
+# (the fsync in the kernel, the thread's hand-over), so fewer and larger commits serve more calls: at
+# 64 clients 6-12 ms made commits of ~10 records instead of ~4 and SubmitOrder 10-20% faster than 1 ms
+# did, 4 ms not (benchmarks/RESULTS.md, issue 23).
+GATHER_SECONDS = 0.008
 INLINE_COMMIT_MAX = 1  # events a commit may hold and still be made on the loop's thread (see _inline_commit)
 
 # An operation runs on the loop's thread: (ledger, now_ms) -> (result, events it produced).

@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from etf_engine import engine as engine_module
 from etf_engine import model as M
 from etf_engine.api.server import BackgroundServer
 from etf_engine.cli import make_ledger
@@ -80,6 +81,35 @@ def test_group_commit_and_replies_wait_for_the_journal() -> None:
         assert [len(batch) for batch in journal.appends] == [1, 9]
         assert len(assets) == 10
         assert engine.decimals["A7"] == 7
+        await engine.stop()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("gather", [60.0, 0.0])
+def test_a_commit_takes_in_what_a_busy_loop_runs_and_an_idle_loop_commits_at_once(
+        monkeypatch: pytest.MonkeyPatch, gather: float) -> None:
+    """While the loop has handlers ready to run, the commit waits for their commands (up to GATHER_SECONDS):
+    fewer, larger commits under load. As soon as nothing is ready it commits, however long it may wait."""
+    monkeypatch.setattr(engine_module, "GATHER_SECONDS", gather)
+
+    async def scenario() -> None:
+        journal = GatedJournal()
+        engine = Engine(ledger(), journal, clock=lambda: T0)
+        await engine.start()
+
+        async def handler(i: int) -> None:  # a call whose command runs after i turns of the loop
+            await _settle_loop(i)
+            await engine.execute(M.RegisterAsset(symbol=f"A{i}", decimals=i % 19))
+
+        # Liveness, not a timing: with GATHER_SECONDS at a minute the commit must not wait for it.
+        await asyncio.wait_for(asyncio.gather(*(handler(i) for i in range(30))), timeout=30)
+        sizes = [len(batch) for batch in journal.appends]
+        assert sum(sizes) == 30
+        if gather:
+            assert sizes == [30]  # one commit: every command ran while the loop still had handlers ready
+        else:
+            assert len(sizes) >= 10  # no gathering: a commit as soon as the last one is done
         await engine.stop()
 
     asyncio.run(scenario())
