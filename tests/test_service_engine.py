@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -110,6 +111,43 @@ def test_a_commit_takes_in_what_a_busy_loop_runs_and_an_idle_loop_commits_at_onc
             assert sizes == [30]  # one commit: every command ran while the loop still had handlers ready
         else:
             assert len(sizes) >= 10  # no gathering: a commit as soon as the last one is done
+        await engine.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_lone_record_is_committed_inline_unless_the_last_commit_held_many(tmp_path: Path) -> None:
+    """Light load: a lone record is committed on the loop's thread. Right after a commit of many (load) a
+    lone record goes to the journal's thread, where the next ones can join it; after that, inline again."""
+    class Watched(SqliteJournal):
+        def __init__(self, data_dir: Path) -> None:
+            super().__init__(data_dir)
+            self.paths: list[tuple[str, int]] = []
+
+        def append_sync(self, events: list[M.Event]) -> None:
+            self.paths.append(("inline", len(events)))
+            super().append_sync(events)
+
+        async def append(self, events: list[M.Event]) -> None:
+            self.paths.append(("thread", len(events)))
+            await super().append(events)
+
+    async def scenario() -> None:
+        journal = Watched(tmp_path)
+        engine = Engine(ledger(), journal, clock=lambda: T0)
+        await engine.start()
+        asset = iter(range(100))
+
+        def register() -> Any:
+            i = next(asset)
+            return engine.execute(M.RegisterAsset(symbol=f"A{i}", decimals=i % 19))
+
+        await register()
+        await asyncio.gather(*(register() for _ in range(5)))  # five handlers ready at once: one commit
+        await register()
+        await register()
+        assert journal.paths == [("inline", 1), ("thread", 5), ("thread", 1), ("inline", 1)]
+        assert journal.last_seq == 8
         await engine.stop()
 
     asyncio.run(scenario())
