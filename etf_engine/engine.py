@@ -11,9 +11,9 @@ and, while the loop keeps having handlers ready to run, those that run in the ne
 and then releases each caller whose reply depends only on durable events. A read or refusal that
 saw nothing unjournaled replies at once; otherwise it waits for the commit that covers what it saw,
 so that no reply ever shows state a crash could lose. Under light load (a lone small commit after
-another, nothing else ready to run, a journal that can commit inline) the commit is made right there on the loop's
-thread: handing it to the journal's thread and back would cost more latency than holding the loop
-for one fsync. benchmarks/RESULTS.md has the figures against the writer task this replaced.
+another, nothing else ready to run, a journal that can commit inline) the commit is made right there
+on the loop's thread: handing it to the journal's thread and back would cost more latency than
+holding the loop for one fsync. benchmarks/RESULTS.md has the figures against the writer task this replaced.
 
 The engine halts for good when memory may be ahead of disk or another node leads: the journal
 failed, a command raised an unexpected error (it may have changed memory part-way), or ``halt`` was

@@ -16,6 +16,8 @@ INSERT in autocommit mode (its own transaction: one fsync); a larger one is BEGI
 of ``INSERT_ROWS`` rows and COMMIT, rolled back if any of it fails.
 """
 
+import os
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.errno cimport EINTR, errno
 from libc.stdint cimport int64_t
@@ -245,7 +247,6 @@ cdef class Writer:
     # -- the thread ------------------------------------------------------------------------------------
     def open_pipes(self) -> int:
         """Make the two pipes; the file descriptor the answers arrive on (watch it for reading)."""
-        import os
         self._requests_r, self._requests_w = os.pipe()
         self._answers_r, self._answers_w = os.pipe()
         os.set_blocking(self._answers_r, False)
@@ -276,7 +277,6 @@ cdef class Writer:
         """Hand ``rows`` to the thread; its answer comes on the answers pipe, read by ``received``."""
         cdef int64_t request = 1
         self._load(rows)
-        import os
         try:
             os.write(self._requests_w, (<char*>&request)[:sizeof(request)])
         except OSError as error:  # the thread is gone (stopped): nothing was handed over
