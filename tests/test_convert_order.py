@@ -1,4 +1,4 @@
-"""An order as the API sends it (convert.order): every field of the model reaches the reply, formatted as
+"""An order as the API sends it (convert.order, convert.order_fields inside a reply): every field of the model reaches the reply, formatted as
 SPEC §3 writes figures, whether the order's lists are empty or full; the expected messages are written out
 here field by field, not built by the code under test."""
 
@@ -30,8 +30,18 @@ def new_order(**fields: object) -> M.Order:
     return M.Order(**{**base, **fields})
 
 
-def test_an_order_without_lists_sends_none() -> None:
-    reply = convert.order(new_order(), DECIMALS)
+# An order alone (GetOrder's reply makes it from its fields too), and inside replies: by the generic
+# builder (SubmitOrder's, SettleOrder's) and from its fields in a list (ListOrders).
+WAYS = {
+    "alone": lambda o: convert.order(o, DECIMALS),
+    "in a reply": lambda o: convert.reply(pb.SubmitOrderReply, o, DECIMALS).order,
+    "in a list": lambda o: pb.ListOrdersReply(orders=[convert.order_fields(o, DECIMALS)]).orders[0],
+}
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_an_order_without_lists_sends_none(way: str) -> None:
+    reply = WAYS[way](new_order())
     assert reply == pb.Order(
         order_id="ORD-00000001", client_order_id="c-1", participant_id="AP-1", fund_id="F-1", side=pb.Side.CREATE,
         units=1, status=pb.OrderStatus.ACCEPTED, basket=EXPECTED_BASKET,
@@ -41,7 +51,8 @@ def test_an_order_without_lists_sends_none() -> None:
     assert not reply.payout_wallet_ids
 
 
-def test_every_field_of_a_full_order_reaches_the_reply() -> None:
+@pytest.mark.parametrize("way", WAYS)
+def test_every_field_of_a_full_order_reaches_the_reply(way: str) -> None:
     order = new_order(
         side=M.REDEEM, status=M.SETTLED, cash_amount=None, fee=250,
         legs=(M.Leg(custodian_id="C-1", asset="BTC", quantity=100_000_000, destination_address="bc1q"),
@@ -52,7 +63,7 @@ def test_every_field_of_a_full_order_reaches_the_reply() -> None:
                                confirmations=3, recorded_at=7),),
         payouts=(M.Payout(custodian_id="C-1", asset="BTC", quantity=25_000_000, tx_hash="tx-2", recorded_at=8),),
         excess=(M.Line(asset="ETH", quantity=1),), overdue=True, cancel_reason="because")
-    reply = convert.order(order, DECIMALS)
+    reply = WAYS[way](order)
     assert reply == pb.Order(
         order_id="ORD-00000001", client_order_id="c-1", participant_id="AP-1", fund_id="F-1", side=pb.Side.REDEEM,
         units=1, status=pb.OrderStatus.SETTLED, basket=EXPECTED_BASKET,

@@ -296,7 +296,7 @@ def _builder(message_type: type[Message]) -> Callable[[Any, Decimals], Message]:
 def _field_builder(field: FieldDescriptor) -> Callable[[Any, Decimals], Any] | None:
     if field.message_type is None:
         return None  # copied (an enum by its name)
-    make = _builder(GetMessageClass(field.message_type))
+    make = FIELD_FORMATTERS.get(field.message_type.full_name) or _builder(GetMessageClass(field.message_type))
     if field.is_repeated:
         return lambda items, decimals: [make(item, decimals) for item in items]
     return make
@@ -309,6 +309,7 @@ def _text(value: int | None, fmt: Callable[[int], str]) -> str:
 # Replies repeat the same figures (every order of a basket's lifetime carries the same lines), and
 # formatting one costs more than looking it up: about a third of an order's reply time before this.
 _format_quantity = lru_cache(maxsize=65_536)(format_quantity)
+_format_money = lru_cache(maxsize=65_536)(format_money)  # an order's fee and cash amount, the same way
 
 
 def _quantity(value: int, asset: str, decimals: Decimals) -> str:
@@ -368,49 +369,56 @@ def _basket(b: M.Basket, decimals: Decimals) -> pb.Basket:
 
 
 def order(o: M.Order, decimals: Decimals) -> pb.Order:
+    return pb.Order(**order_fields(o, decimals))
+
+
+def order_fields(o: M.Order, decimals: Decimals) -> dict[str, Any]:
+    """The Order message of ``o`` as its constructor's arguments. A message given to a field of another
+    is copied into it, a dict is built in place: an order inside a reply costs a third less this way
+    (SubmitOrder's and CheckOrder's replies, a page of ListOrders)."""
     # Only what an order holds is handed over: every empty list or default given to the constructor
     # costs it time (an order's reply took 9.6 µs, a third of it on fields a new order leaves empty).
-    msg = pb.Order(
-        order_id=o.order_id,
-        client_order_id=o.client_order_id,
-        participant_id=o.participant_id,
-        fund_id=o.fund_id,
-        side=SIDE_VALUE[o.side],
-        units=o.units,
-        status=STATUS_VALUE[o.status],
-        reject_reason=o.reject_reason,
-        basket=basket(o.basket, decimals),
-        deliverables=lines(o.deliverables, decimals),
-        cash_amount=_text(o.cash_amount, format_money),
-        fee=format_money(o.fee),
-        created_at=o.created_at,
-        updated_at=o.updated_at,
-        dealing_date=o.dealing_date,
-        settlement_date=o.settlement_date,
-        priced=o.priced,
-        official_nav_per_share=nav_per_share_text(o.official_nav_per_share),
-        overdue=o.overdue,
-        cancel_reason=o.cancel_reason,
-    )
+    fields: dict[str, Any] = {
+        "order_id": o.order_id,
+        "client_order_id": o.client_order_id,
+        "participant_id": o.participant_id,
+        "fund_id": o.fund_id,
+        "side": SIDE_VALUE[o.side],
+        "units": o.units,
+        "status": STATUS_VALUE[o.status],
+        "reject_reason": o.reject_reason,
+        "basket": basket(o.basket, decimals),
+        "deliverables": lines(o.deliverables, decimals),
+        "cash_amount": _text(o.cash_amount, _format_money),
+        "fee": _format_money(o.fee),
+        "created_at": o.created_at,
+        "updated_at": o.updated_at,
+        "dealing_date": o.dealing_date,
+        "settlement_date": o.settlement_date,
+        "priced": o.priced,
+        "official_nav_per_share": nav_per_share_text(o.official_nav_per_share),
+        "overdue": o.overdue,
+        "cancel_reason": o.cancel_reason,
+    }
     if o.legs:
-        msg.legs.extend(pb.Leg(custodian_id=leg.custodian_id, asset=leg.asset,
-                               quantity=_quantity(leg.quantity, leg.asset, decimals),
-                               destination_address=leg.destination_address) for leg in o.legs)
+        fields["legs"] = [pb.Leg(custodian_id=leg.custodian_id, asset=leg.asset,
+                                 quantity=_quantity(leg.quantity, leg.asset, decimals),
+                                 destination_address=leg.destination_address) for leg in o.legs]
     if o.payout_wallet_ids:
-        msg.payout_wallet_ids.extend(o.payout_wallet_ids)
+        fields["payout_wallet_ids"] = o.payout_wallet_ids
     if o.deliveries:
-        msg.deliveries.extend(pb.Delivery(asset=d.asset, quantity=_quantity(d.quantity, d.asset, decimals),
-                                          tx_hash=d.tx_hash, from_address=d.from_address,
-                                          confirmations=d.confirmations, recorded_at=d.recorded_at)
-                              for d in o.deliveries)
+        fields["deliveries"] = [pb.Delivery(asset=d.asset, quantity=_quantity(d.quantity, d.asset, decimals),
+                                            tx_hash=d.tx_hash, from_address=d.from_address,
+                                            confirmations=d.confirmations, recorded_at=d.recorded_at)
+                                for d in o.deliveries]
     if o.payouts:
-        msg.payouts.extend(pb.Payout(custodian_id=p.custodian_id, asset=p.asset,
-                                     quantity=_quantity(p.quantity, p.asset, decimals), tx_hash=p.tx_hash,
-                                     recorded_at=p.recorded_at)
-                           for p in o.payouts)
+        fields["payouts"] = [pb.Payout(custodian_id=p.custodian_id, asset=p.asset,
+                                       quantity=_quantity(p.quantity, p.asset, decimals), tx_hash=p.tx_hash,
+                                       recorded_at=p.recorded_at)
+                             for p in o.payouts]
     if o.excess:
-        msg.excess.extend(lines(o.excess, decimals))
-    return msg
+        fields["excess"] = lines(o.excess, decimals)
+    return fields
 
 
 @lru_cache(maxsize=65_536)
@@ -549,6 +557,8 @@ FORMATTERS: dict[str, Callable[[Any, Decimals], Message]] = {
     message.DESCRIPTOR.full_name: formatter for message, formatter in (
         (pb.Basket, basket), (pb.Order, order), (pb.Nav, nav), (pb.Holdings, holdings),
         (pb.OfficialNav, official_nav), (pb.Pcf, pcf), (pb.FundSummary, fund_summary), (pb.Break, break_record))}
+# A message inside another is made from its constructor's arguments where a formatter gives them (order_fields).
+FIELD_FORMATTERS: dict[str, Callable[[Any, Decimals], dict[str, Any]]] = {pb.Order.DESCRIPTOR.full_name: order_fields}
 
 
 # == StreamEvents: an event's JSON with its figures as on the wire ==================================

@@ -143,7 +143,7 @@ class ReportsServicer(rpc.ReportsServicer):
                                    liquidity_buffer=format_fraction(r.liquidity_buffer)) for r in figures.ratios],
             storage_breaches=official.storage_breaches,
             open_breaks=[convert.break_record(b, decimals) for b in figures.open_breaks],
-            overdue_orders=[convert.order(o, decimals) for o in figures.overdue_orders],
+            overdue_orders=[convert.order_fields(o, decimals) for o in figures.overdue_orders],
             closing_price=_text(closing_price, _fourth), premium_discount=_text(figures.premium_discount, _fourth))
 
     # -- R2 --------------------------------------------------------------------------------------------

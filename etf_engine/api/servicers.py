@@ -187,8 +187,9 @@ class _Servicer:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def order(self, o: M.Order) -> pb.Order:
-        return convert.order(o, self.engine.decimals)
+    def order(self, o: M.Order) -> dict[str, Any]:
+        """``o`` as the fields of an Order inside a reply (convert.order_fields)."""
+        return convert.order_fields(o, self.engine.decimals)
 
     def reply(self, message_type: type[R], value: Any) -> R:
         return convert.reply(message_type, value, self.engine.decimals)
