@@ -1,6 +1,6 @@
-"""An order as the API sends it (convert.order, convert.order_fields inside a reply): every field of the model reaches the reply, formatted as
-SPEC §3 writes figures, whether the order's lists are empty or full; the expected messages are written out
-here field by field, not built by the code under test."""
+"""An order as the API sends it (convert.order, convert.order_fields inside a reply): every field of the
+model reaches the reply, formatted as SPEC §3 writes figures, whether the order's lists are empty or full;
+the expected messages are written out here field by field, not built by the code under test."""
 
 from __future__ import annotations
 
