@@ -1,0 +1,128 @@
+"""The RPCs' own path in process, without gRPC: the request parsed from its bytes, the servicer (the
+caller admitted as the interceptor does, the command built, the engine, the journal), the reply built and
+serialized. What it reports is what SubmitOrder adds to the floor (Ping) on the server's thread, measured
+without the noise of a shared machine.
+
+- ``--callgrind`` (the figure to quote): instructions per call, counted by valgrind's callgrind, which
+  counts the same for the same code whatever else the machine runs. The script runs itself twice under
+  it, with ``--calls`` and three times as many, and divides the difference by the extra calls, so that
+  starting Python, the fund's set-up and the journal's opening cancel out.
+- without it: CPU time per call of the whole process (the journal's thread included), in µs; noisy.
+
+A durable journal is SQLite with the audit trail, as the server's; ``null`` keeps nothing. Its clients
+run ``--concurrency`` at once on one loop, so commits gather as a loaded server's do.
+
+Run: PYTHONPATH=. .venv/bin/python -m benchmarks.rpc_path [--callgrind] [--rpcs Ping,CheckOrder,SubmitOrder]
+     [--journal null,durable] [--calls 2000] [--concurrency 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks.conftest import NOW, load_fund
+from etf_engine import model as M
+from etf_engine._core import Ledger
+from etf_engine.api.auth import Principal, enter
+from etf_engine.api.metrics import Metrics
+from etf_engine.api.servicers import DealingServicer, DiagnosticsServicer
+from etf_engine.engine import Engine, NullJournal
+from etf_engine.journal import SqliteJournal
+from etf_engine.journal.trail import AuditTrail
+from etf_engine.v1 import engine_pb2 as pb
+
+RPCS = ("Ping", "CheckOrder", "SubmitOrder")
+DEALER = Principal(name="dealer", role="participant", token_sha256="", participant_id="AP-B")
+
+
+def _requests(rpc: str, calls: int) -> tuple[str, Callable[[bytes], Any], list[bytes]]:
+    """(method path, request parser, each call's request as the wire carries it)."""
+    if rpc == "Ping":
+        return "/etf_engine.v1.Diagnostics/Ping", pb.PingRequest.FromString, [b""] * calls
+    message = pb.CheckOrderRequest if rpc == "CheckOrder" else pb.SubmitOrderRequest
+    return (f"/etf_engine.v1.Dealing/{rpc}", message.FromString,
+            [message(fund_id="F-1", side=pb.Side.CREATE, units=1, client_order_id=f"{rpc[0]}-{i}").SerializeToString()
+             for i in range(calls)])
+
+
+async def measure(rpc: str, journal_kind: str, calls: int, concurrency: int, data_dir: str) -> float:
+    """CPU µs per call of ``rpc``, ``calls`` of them. The engine is left running: its snapshot at a stop is
+    not the path's, and would count in the difference of two runs (it grows with the orders)."""
+    ledger = Ledger()
+    load_fund(ledger)
+    ledger.execute(M.RegisterParticipant(participant_id="AP-B", name="bench", eligible_fund_ids=["F-1"],
+                                         max_units_per_order=10, max_units_per_day=10**12), NOW)
+    journal: SqliteJournal | NullJournal = NullJournal()
+    if journal_kind == "durable":
+        journal = SqliteJournal(data_dir)
+        journal.trail = AuditTrail()
+    engine = Engine(ledger, journal, clock=lambda: NOW)
+    Metrics(engine)
+    await engine.start()
+    engine.decimals.update({"BTC": 8, "ETH": 18, "SOL": 9})  # the fund was loaded into the ledger, not through it
+    servicer: Any = DiagnosticsServicer(lambda: pb.LeaderInfo(), engine.advance_clock) if rpc == "Ping" \
+        else DealingServicer(engine)
+    handler = getattr(servicer, rpc)
+    path, parse, requests = _requests(rpc, calls)
+    pending = iter(requests)
+
+    async def client() -> None:
+        for raw in pending:
+            enter(path, DEALER)
+            reply = await handler(parse(raw), None)
+            reply.SerializeToString()
+
+    started = time.process_time()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return (time.process_time() - started) / calls * 1e6
+
+
+def callgrind(rpc: str, journal_kind: str, calls: int, concurrency: int) -> int:
+    """Instructions per call: two runs under callgrind, ``calls`` and 3 × ``calls``, differenced."""
+    counted = []
+    for n in (calls, 3 * calls):
+        run = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m",
+             "benchmarks.rpc_path", "--rpcs", rpc, "--journal", journal_kind, "--calls", str(n),
+             "--concurrency", str(concurrency)], capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"})  # the same dicts' layouts, the same count
+        found = re.search(r"Collected : (\d+)", run.stderr)
+        if found is None:
+            raise RuntimeError(f"callgrind printed no count:\n{run.stderr[-2000:]}")
+        counted.append(int(found.group(1)))
+    return (counted[1] - counted[0]) // (2 * calls)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rpcs", default=",".join(RPCS))
+    parser.add_argument("--journal", default="null,durable", help="null, durable or both (SubmitOrder's)")
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--callgrind", action="store_true", help="instructions per call, under valgrind")
+    args = parser.parse_args()
+    for rpc in args.rpcs.split(","):
+        if rpc not in RPCS:
+            parser.error(f"--rpcs: {rpc!r} is not one of {', '.join(RPCS)}")
+        for journal_kind in args.journal.split(",") if rpc == "SubmitOrder" else ["null"]:
+            if args.callgrind:
+                figure = f"{callgrind(rpc, journal_kind, args.calls, args.concurrency):>9,} instructions per call"
+            else:
+                with tempfile.TemporaryDirectory() as data_dir:
+                    cpu = asyncio.run(measure(rpc, journal_kind, args.calls, args.concurrency, data_dir))
+                figure = f"{cpu:>9.1f} µs of CPU per call"
+            print(f"{rpc:12} {journal_kind:8} {figure}", flush=True)
+    os._exit(0)  # the journals' files are gone; nothing is left to close
+
+
+if __name__ == "__main__":
+    main()
