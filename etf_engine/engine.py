@@ -376,7 +376,7 @@ class Engine:
             future.set_exception(EngineError(INTERNAL, f"internal error: {type(e).__name__}"))
             return future
         if produced:
-            if self.trail is not None and any(type(event) is M.NavStruck for event in produced):
+            if self.trail is not None and M.NavStruck in map(type, produced):
                 produced = [*produced, M.CheckpointRecorded(at=now_ms)]  # SPEC §21: at every strike
             principal = acting_principal.get()
             if principal:

@@ -76,11 +76,14 @@ class AuditTrail:
         with self._lock:
             self.catch_up(stored_records, first_seq - 1)
             bodies = []
+            append = self.tree.append
             for seq, event in enumerate(events, first_seq):
                 if type(event) is M.CheckpointRecorded:
-                    event = self._seal(seq, event)
-                body = encode(event)
-                self._add(seq, body)
+                    body = encode(self._seal(seq, event))
+                    self._add(seq, body)
+                else:  # no checkpoint to look for in its body; catch_up left the tree at first_seq - 1
+                    body = encode(event)
+                    append(body)
                 bodies.append(body)
             return bodies
 
