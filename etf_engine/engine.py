@@ -595,9 +595,9 @@ class Engine:
 
     async def _gather(self) -> None:
         """Let the handlers the loop is about to run add their events to this commit first. A callback
-        looks at each turn of the loop whether anything is still ready, rather than the committer's own
-        task: a busy loop turns about five times per order, and a task's step costs several times a
-        callback's."""
+        looks at each turn of the loop whether anything is still ready, rather than a step of the
+        committer's task: a busy loop turns about five times per order, and a look is cheaper (a turn of
+        an otherwise idle loop: 3.1 µs with it, 3.75 with a task's ``sleep(0)``)."""
         loop = asyncio.get_running_loop()
         ready = getattr(loop, "_ready", None)
         if not ready:
