@@ -87,6 +87,41 @@ def test_group_commit_and_replies_wait_for_the_journal() -> None:
     asyncio.run(scenario())
 
 
+def test_a_read_with_nothing_to_wait_for_finishes_in_its_first_step() -> None:
+    """A read that can see nothing unjournaled answers at once (``Engine.read``'s shortcut): its coroutine
+    returns on its first step. With one command not yet durable it waits (the boundary: the shortcut must
+    not take it), and gets the state with that command in it once the command is durable."""
+    def step(coroutine: Any) -> Any:
+        try:
+            coroutine.send(None)
+        except StopIteration as finished:
+            return finished.value
+        coroutine.close()
+        return _SUSPENDED
+
+    async def scenario() -> None:
+        journal = GatedJournal()
+        engine = Engine(ledger(), journal, clock=lambda: T0)
+        await engine.start()
+        assets = lambda ledger, now_ms: [a.symbol for a in ledger.state(now_ms).assets]  # noqa: E731
+        assert step(engine.read(assets)) == []
+        journal.gate.clear()
+        pending = asyncio.ensure_future(engine.execute(M.RegisterAsset(symbol="BTC", decimals=8)))
+        await journal.waiting.wait()
+        assert step(engine.read(assets)) is _SUSPENDED
+        waiting = asyncio.ensure_future(engine.read(assets))
+        journal.gate.set()
+        await pending
+        assert await waiting == ["BTC"]
+        assert step(engine.read(assets)) == ["BTC"]
+        await engine.stop()
+
+    asyncio.run(scenario())
+
+
+_SUSPENDED = object()
+
+
 @pytest.mark.parametrize("gather", [60.0, 0.0])
 def test_a_commit_takes_in_what_a_busy_loop_runs_and_an_idle_loop_commits_at_once(
         monkeypatch: pytest.MonkeyPatch, gather: float) -> None:
