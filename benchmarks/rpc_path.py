@@ -29,15 +29,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.conftest import NOW, load_fund
-from etf_engine import model as M
-from etf_engine._core import Ledger
+from benchmarks.write_path import started_engine
 from etf_engine.api.auth import Principal, enter
-from etf_engine.api.metrics import Metrics
 from etf_engine.api.servicers import DealingServicer, DiagnosticsServicer
-from etf_engine.engine import Engine, NullJournal
-from etf_engine.journal import SqliteJournal
-from etf_engine.journal.trail import AuditTrail
 from etf_engine.v1 import engine_pb2 as pb
 
 RPCS = ("Ping", "CheckOrder", "SubmitOrder")
@@ -57,17 +51,7 @@ def _requests(rpc: str, calls: int) -> tuple[str, Callable[[bytes], Any], list[b
 async def measure(rpc: str, journal_kind: str, calls: int, concurrency: int, data_dir: str) -> float:
     """CPU µs per call of ``rpc``, ``calls`` of them. The engine is left running: its snapshot at a stop is
     not the path's, and would count in the difference of two runs (it grows with the orders)."""
-    ledger = Ledger()
-    load_fund(ledger)
-    ledger.execute(M.RegisterParticipant(participant_id="AP-B", name="bench", eligible_fund_ids=["F-1"],
-                                         max_units_per_order=10, max_units_per_day=10**12), NOW)
-    journal: SqliteJournal | NullJournal = NullJournal()
-    if journal_kind == "durable":
-        journal = SqliteJournal(data_dir)
-        journal.trail = AuditTrail()
-    engine = Engine(ledger, journal, clock=lambda: NOW)
-    Metrics(engine)
-    await engine.start()
+    engine = await started_engine(journal_kind, data_dir)
     engine.decimals.update({"BTC": 8, "ETH": 18, "SOL": 9})  # the fund was loaded into the ledger, not through it
     servicer: Any = DiagnosticsServicer(lambda: pb.LeaderInfo(), engine.advance_clock) if rpc == "Ping" \
         else DealingServicer(engine)

@@ -40,7 +40,10 @@ def threads() -> dict[int, tuple[int, int]]:
     return found
 
 
-async def measure(kind: str, clients: int, busy: int, seconds: float, data_dir: str) -> str:
+async def started_engine(kind: str, data_dir: str) -> Engine:
+    """The fund of benchmarks/conftest.py with dealer AP-B, behind a started engine with the server's
+    metrics; its journal SQLite with the audit trail, as the server's, for ``durable``, else one that keeps
+    nothing. (benchmarks/rpc_path.py starts the same.)"""
     ledger = Ledger()
     load_fund(ledger)
     ledger.execute(M.RegisterParticipant(participant_id="AP-B", name="bench", eligible_fund_ids=["F-1"],
@@ -53,6 +56,11 @@ async def measure(kind: str, clients: int, busy: int, seconds: float, data_dir: 
     engine = Engine(ledger, journal, clock=lambda: NOW)
     Metrics(engine)
     await engine.start()
+    return engine
+
+
+async def measure(kind: str, clients: int, busy: int, seconds: float, data_dir: str) -> str:
+    engine = await started_engine(kind, data_dir)
     commits = [0]
     engine.on_commit.append(lambda _seconds, _events: commits.__setitem__(0, commits[0] + 1))
     orders, reads = [0], [0]
