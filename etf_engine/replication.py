@@ -52,7 +52,7 @@ class ShardRole:
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """On the journal's own thread: its connection serves one statement at a time anyway."""
-        return await asyncio.get_running_loop().run_in_executor(self.journal._writer, fn, *args)
+        return await self.journal.in_writer(fn, *args)
 
     async def start(self) -> None:
         """Lead if the lease can be had, else follow; before the replay, so a leader's lease is renewed

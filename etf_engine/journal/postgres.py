@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import socket
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +101,63 @@ class Lease:
     expired: bool
 
 
+class WriterThread:
+    """The journal's one writer thread: runs what the loop hands it, in order, and wakes the loop once per
+    result. It stands where a ThreadPoolExecutor of one worker stood, whose hand-over and back cost a lone
+    client's commit about 45 µs more on this VM (benchmarks/RESULTS.md, issue 23): the executor's worker
+    goes on running Python after waking the loop (its bookkeeping), so the two threads passed the GIL to
+    and fro, and a result went through a concurrent future chained to the loop's. Here waking the loop is
+    the last thing before blocking on the queue again, which releases the GIL."""
+
+    def __init__(self, name: str) -> None:
+        self._requests: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any],
+                                                asyncio.AbstractEventLoop] | None] = queue.SimpleQueue()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the thread, after everything handed over before it; its result or exception."""
+        if self._stopped:
+            raise RuntimeError("the journal's writer thread has stopped")
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._requests.put((fn, args, future, loop))
+        return await future
+
+    def _serve(self) -> None:
+        while (request := self._requests.get()) is not None:
+            fn, args, future, loop = request
+            del request
+            if future.cancelled():  # given up before it started (a stop): never run, as an executor's
+                continue
+            try:
+                outcome = (fn(*args), None)
+            except BaseException as error:  # handed to the caller, as an executor does
+                outcome = (None, error)
+            del fn, args
+            try:
+                loop.call_soon_threadsafe(_settle, future, *outcome)
+            except RuntimeError:  # the loop is closed: nobody waits for it any more
+                pass
+            del future, loop, outcome
+
+    def stop(self) -> None:
+        """Stop once what was handed over has run; waits for it."""
+        self._stopped = True
+        self._requests.put(None)
+        self._thread.join()
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # cancelled meanwhile
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
 class PgJournal:
     """One shard's journal, for a leader (after ``take_lease``) or a follower (``poll``)."""
 
@@ -121,7 +178,7 @@ class PgJournal:
         self.last_at = 0
         self.since_snapshot = 0
         self.trail: AuditTrail | None = None  # a server's journal: the Merkle tree and checkpoints (SPEC §21)
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-journal")
+        self._writer = WriterThread("pg-journal")
         self._statement_started = 0.0  # monotonic time the writer's statement under way began, 0 if none
         self._timed_out = False
         self._closing = threading.Event()
@@ -225,7 +282,12 @@ class PgJournal:
     async def _in_writer(self, fn: Any, *args: Any) -> None:
         """``fn(*args, requested)`` on the writer's thread; ``requested`` is now, so the commit timeout
         also counts the time it waits behind the statement before it (a renewal the standby holds)."""
-        await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args, time.monotonic())
+        await self._writer.run(fn, *args, time.monotonic())
+
+    async def in_writer(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` on the writer's thread, in turn with the writer's statements: its connection serves
+        one statement at a time."""
+        return await self._writer.run(fn, *args)
 
     def _watch(self) -> None:
         """The watchdog's thread: a statement that has not returned within ``commit_timeout`` gets its
@@ -365,7 +427,7 @@ class PgJournal:
 
     def close(self) -> None:
         self._closing.set()  # the watchdog cuts what is still under way (a renewal waiting for a lost standby)
-        self._writer.shutdown(wait=True)
+        self._writer.stop()
         self._closed.set()
         self._db.close()
         with self._reader_lock:
