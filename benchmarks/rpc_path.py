@@ -8,12 +8,16 @@ without the noise of a shared machine.
   it, with ``--calls`` and three times as many, and divides the difference by the extra calls, so that
   starting Python, the fund's set-up and the journal's opening cancel out.
 - without it: CPU time per call of the whole process (the journal's thread included), in µs; noisy.
+- ``--gap MS``: one call at a time, the process asleep for MS before each (as a server with one client
+  in a closed loop sleeps between its calls); the median time of a call and of its commit, in µs. With
+  ``--journal-thread`` a lone record's commit goes to the journal's thread, as under load, instead of
+  being made on the loop's (what the hand-over there and back costs a lone client).
 
 A durable journal is SQLite with the audit trail, as the server's; ``null`` keeps nothing. Its clients
 run ``--concurrency`` at once on one loop, so commits gather as a loaded server's do.
 
-Run: PYTHONPATH=. .venv/bin/python -m benchmarks.rpc_path [--callgrind] [--rpcs Ping,CheckOrder,SubmitOrder]
-     [--journal null,durable] [--calls 2000] [--concurrency 64]
+Run: PYTHONPATH=. .venv/bin/python -m benchmarks.rpc_path [--callgrind | --gap MS [--journal-thread]]
+     [--rpcs Ping,CheckOrder,SubmitOrder] [--journal null,durable] [--calls 2000] [--concurrency 64]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import argparse
 import asyncio
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks.write_path import started_engine
+from etf_engine import engine as engine_module
 from etf_engine.api.auth import Principal, enter
 from etf_engine.api.servicers import DealingServicer, DiagnosticsServicer
 from etf_engine.v1 import engine_pb2 as pb
@@ -48,14 +54,19 @@ def _requests(rpc: str, calls: int) -> tuple[str, Callable[[bytes], Any], list[b
              for i in range(calls)])
 
 
-async def measure(rpc: str, journal_kind: str, calls: int, concurrency: int, data_dir: str) -> float:
-    """CPU µs per call of ``rpc``, ``calls`` of them. The engine is left running: its snapshot at a stop is
-    not the path's, and would count in the difference of two runs (it grows with the orders)."""
+async def _served(rpc: str, journal_kind: str, data_dir: str) -> tuple[Any, Callable[..., Any]]:
+    """A started engine (left running: its snapshot at a stop is not the path's, and would count in the
+    difference of two runs, growing with the orders) and the servicer's handler of ``rpc``."""
     engine = await started_engine(journal_kind, data_dir)
     engine.decimals.update({"BTC": 8, "ETH": 18, "SOL": 9})  # the fund was loaded into the ledger, not through it
     servicer: Any = DiagnosticsServicer(lambda: pb.LeaderInfo(), engine.advance_clock) if rpc == "Ping" \
         else DealingServicer(engine)
-    handler = getattr(servicer, rpc)
+    return engine, getattr(servicer, rpc)
+
+
+async def measure(rpc: str, journal_kind: str, calls: int, concurrency: int, data_dir: str) -> float:
+    """CPU µs per call of ``rpc``, ``calls`` of them, ``concurrency`` at once."""
+    _, handler = await _served(rpc, journal_kind, data_dir)
     path, parse, requests = _requests(rpc, calls)
     pending = iter(requests)
 
@@ -68,6 +79,26 @@ async def measure(rpc: str, journal_kind: str, calls: int, concurrency: int, dat
     started = time.process_time()
     await asyncio.gather(*(client() for _ in range(concurrency)))
     return (time.process_time() - started) / calls * 1e6
+
+
+async def paced(rpc: str, journal_kind: str, calls: int, gap: float, data_dir: str) -> tuple[float, float | None]:
+    """Medians in µs of a call of ``rpc`` and of its commit (None without one), one call at a time, each
+    after ``gap`` seconds asleep; the first fifth of the calls warm up and are left out."""
+    engine, handler = await _served(rpc, journal_kind, data_dir)
+    commits: list[float] = []
+    engine.on_commit.append(lambda seconds, _events: commits.append(seconds))
+    path, parse, requests = _requests(rpc, calls)
+    took = []
+    for raw in requests:
+        time.sleep(gap)  # not asyncio.sleep: the process sleeps, as a lone client's server does between calls
+        started = time.perf_counter()
+        enter(path, DEALER)
+        reply = await handler(parse(raw), None)
+        reply.SerializeToString()
+        took.append(time.perf_counter() - started)
+    warm = calls // 5
+    return (statistics.median(took[warm:]) * 1e6,
+            statistics.median(commits[warm:]) * 1e6 if len(commits) == calls else None)
 
 
 def callgrind(rpc: str, journal_kind: str, calls: int, concurrency: int) -> int:
@@ -93,13 +124,27 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--callgrind", action="store_true", help="instructions per call, under valgrind")
+    parser.add_argument("--gap", type=float, metavar="MS",
+                        help="one call at a time, MS asleep before each: the median call and commit")
+    parser.add_argument("--journal-thread", action="store_true",
+                        help="with --gap: a lone record committed on the journal's thread, not the loop's")
     args = parser.parse_args()
+    if args.gap is not None and (args.callgrind or args.gap < 0):
+        parser.error("--gap: a number of milliseconds, 0 or more, without --callgrind")
+    if args.journal_thread:
+        if args.gap is None:
+            parser.error("--journal-thread goes with --gap")
+        engine_module.INLINE_COMMIT_MAX = 0  # no commit is small enough for the loop's thread
     for rpc in args.rpcs.split(","):
         if rpc not in RPCS:
             parser.error(f"--rpcs: {rpc!r} is not one of {', '.join(RPCS)}")
         for journal_kind in args.journal.split(",") if rpc == "SubmitOrder" else ["null"]:
             if args.callgrind:
                 figure = f"{callgrind(rpc, journal_kind, args.calls, args.concurrency):>9,} instructions per call"
+            elif args.gap is not None:
+                with tempfile.TemporaryDirectory() as data_dir:
+                    call, commit = asyncio.run(paced(rpc, journal_kind, args.calls, args.gap / 1e3, data_dir))
+                figure = f"{call:>9.1f} µs per call" + (f", {commit:.1f} of it its commit" if commit else "")
             else:
                 with tempfile.TemporaryDirectory() as data_dir:
                     cpu = asyncio.run(measure(rpc, journal_kind, args.calls, args.concurrency, data_dir))
