@@ -13,11 +13,14 @@ without the noise of a shared machine.
   ``--journal-thread`` a lone record's commit goes to the journal's thread, as under load, instead of
   being made on the loop's (what the hand-over there and back costs a lone client).
 
-A durable journal is SQLite with the audit trail, as the server's; ``null`` keeps nothing. Its clients
-run ``--concurrency`` at once on one loop, so commits gather as a loaded server's do.
+A durable journal is SQLite with the audit trail, as the server's; ``postgres`` is a fresh shard of the
+database ``--dsn`` names (a primary with a synchronous standby, as tests/pg_cluster.py starts); ``null``
+keeps nothing. Its clients run ``--concurrency`` at once on one loop, so commits gather as a loaded
+server's do.
 
 Run: PYTHONPATH=. .venv/bin/python -m benchmarks.rpc_path [--callgrind | --gap MS [--journal-thread]]
-     [--rpcs Ping,CheckOrder,SubmitOrder] [--journal null,durable] [--calls 2000] [--concurrency 64]
+     [--rpcs Ping,CheckOrder,SubmitOrder] [--journal null,durable,postgres --dsn DSN] [--calls 2000]
+     [--concurrency 64]
 """
 
 from __future__ import annotations
@@ -54,10 +57,10 @@ def _requests(rpc: str, calls: int) -> tuple[str, Callable[[bytes], Any], list[b
              for i in range(calls)])
 
 
-async def _served(rpc: str, journal_kind: str, data_dir: str) -> tuple[Any, Callable[..., Any]]:
+async def _served(rpc: str, journal_kind: str, data_dir: str, dsn: str = "") -> tuple[Any, Callable[..., Any]]:
     """A started engine (left running: its snapshot at a stop is not the path's, and would count in the
     difference of two runs, growing with the orders) and the servicer's handler of ``rpc``."""
-    engine = await started_engine(journal_kind, data_dir)
+    engine = await started_engine(journal_kind, data_dir, dsn)
     engine.decimals.update({"BTC": 8, "ETH": 18, "SOL": 9})  # the fund was loaded into the ledger, not through it
     servicer: Any = DiagnosticsServicer(lambda: pb.LeaderInfo(), engine.advance_clock) if rpc == "Ping" \
         else DealingServicer(engine)
@@ -81,10 +84,11 @@ async def measure(rpc: str, journal_kind: str, calls: int, concurrency: int, dat
     return (time.process_time() - started) / calls * 1e6
 
 
-async def paced(rpc: str, journal_kind: str, calls: int, gap: float, data_dir: str) -> tuple[float, float | None]:
+async def paced(rpc: str, journal_kind: str, calls: int, gap: float, data_dir: str,
+                dsn: str = "") -> tuple[float, float | None]:
     """Medians in µs of a call of ``rpc`` and of its commit (None without one), one call at a time, each
     after ``gap`` seconds asleep; the first fifth of the calls warm up and are left out."""
-    engine, handler = await _served(rpc, journal_kind, data_dir)
+    engine, handler = await _served(rpc, journal_kind, data_dir, dsn)
     commits: list[float] = []
     engine.on_commit.append(lambda seconds, _events: commits.append(seconds))
     path, parse, requests = _requests(rpc, calls)
@@ -120,7 +124,9 @@ def callgrind(rpc: str, journal_kind: str, calls: int, concurrency: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rpcs", default=",".join(RPCS))
-    parser.add_argument("--journal", default="null,durable", help="null, durable or both (SubmitOrder's)")
+    parser.add_argument("--journal", default="null,durable",
+                        help="SubmitOrder's: null, durable, postgres (with --dsn), comma-separated")
+    parser.add_argument("--dsn", default="", help="the PostgreSQL database of --journal postgres")
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--callgrind", action="store_true", help="instructions per call, under valgrind")
@@ -131,6 +137,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.gap is not None and (args.callgrind or args.gap < 0):
         parser.error("--gap: a number of milliseconds, 0 or more, without --callgrind")
+    kinds = args.journal.split(",")
+    if any(kind not in ("null", "durable", "postgres") for kind in kinds):
+        parser.error(f"--journal: {args.journal!r}: each one of null, durable, postgres")
+    if "postgres" in kinds and (not args.dsn or args.callgrind):
+        parser.error("--journal postgres needs --dsn, and no --callgrind (it would not count PostgreSQL's own work)")
     if args.journal_thread:
         if args.gap is None:
             parser.error("--journal-thread goes with --gap")
@@ -138,12 +149,13 @@ def main() -> None:
     for rpc in args.rpcs.split(","):
         if rpc not in RPCS:
             parser.error(f"--rpcs: {rpc!r} is not one of {', '.join(RPCS)}")
-        for journal_kind in args.journal.split(",") if rpc == "SubmitOrder" else ["null"]:
+        for journal_kind in kinds if rpc == "SubmitOrder" else ["null"]:
             if args.callgrind:
                 figure = f"{callgrind(rpc, journal_kind, args.calls, args.concurrency):>9,} instructions per call"
             elif args.gap is not None:
                 with tempfile.TemporaryDirectory() as data_dir:
-                    call, commit = asyncio.run(paced(rpc, journal_kind, args.calls, args.gap / 1e3, data_dir))
+                    call, commit = asyncio.run(paced(rpc, journal_kind, args.calls, args.gap / 1e3, data_dir,
+                                                     args.dsn))
                 figure = f"{call:>9.1f} µs per call" + (f", {commit:.1f} of it its commit" if commit else "")
             else:
                 with tempfile.TemporaryDirectory() as data_dir:

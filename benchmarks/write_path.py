@@ -17,6 +17,7 @@ import os
 import re
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from benchmarks.conftest import NOW, load_fund
@@ -25,6 +26,7 @@ from etf_engine._core import Ledger
 from etf_engine.api.metrics import Metrics
 from etf_engine.engine import Engine, NullJournal
 from etf_engine.journal import SqliteJournal
+from etf_engine.journal.postgres import PgJournal
 from etf_engine.journal.trail import AuditTrail
 
 TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
@@ -40,17 +42,24 @@ def threads() -> dict[int, tuple[int, int]]:
     return found
 
 
-async def started_engine(kind: str, data_dir: str) -> Engine:
+async def started_engine(kind: str, data_dir: str, dsn: str = "") -> Engine:
     """The fund of benchmarks/conftest.py with dealer AP-B, behind a started engine with the server's
-    metrics; its journal SQLite with the audit trail, as the server's, for ``durable``, else one that keeps
+    metrics; its journal, with the audit trail as the server's: SQLite in ``data_dir`` for ``durable``, a
+    fresh shard of the PostgreSQL database ``dsn`` for ``postgres`` (the lease taken), else one that keeps
     nothing. (benchmarks/rpc_path.py starts the same.)"""
     ledger = Ledger()
     load_fund(ledger)
     ledger.execute(M.RegisterParticipant(participant_id="AP-B", name="bench", eligible_fund_ids=["F-1"],
                                          max_units_per_order=10, max_units_per_day=10**12), NOW)
+    journal: SqliteJournal | PgJournal | NullJournal
     if kind == "durable":
-        journal: SqliteJournal | NullJournal = SqliteJournal(data_dir)
+        journal = SqliteJournal(data_dir)
         journal.trail = AuditTrail()
+    elif kind == "postgres":
+        journal = PgJournal(dsn, f"bench-{uuid.uuid4().hex[:12]}", node_name="bench")
+        if not journal.take_lease():
+            raise RuntimeError("a fresh shard's lease was taken by another node")
+        journal.trail = AuditTrail(journal.shard)
     else:
         journal = NullJournal()
     engine = Engine(ledger, journal, clock=lambda: NOW)
