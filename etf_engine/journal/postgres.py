@@ -128,19 +128,17 @@ class WriterThread:
     def _serve(self) -> None:
         while (request := self._requests.get()) is not None:
             fn, args, future, loop = request
-            del request
             if future.cancelled():  # given up before it started (a stop): never run, as an executor's
                 continue
             try:
                 outcome = (fn(*args), None)
             except BaseException as error:  # handed to the caller, as an executor does
                 outcome = (None, error)
-            del fn, args
             try:
                 loop.call_soon_threadsafe(_settle, future, *outcome)
             except RuntimeError:  # the loop is closed: nobody waits for it any more
                 pass
-            del future, loop, outcome
+            del request, fn, args, future, loop, outcome  # nothing of a call held while waiting for the next
 
     def stop(self) -> None:
         """Stop once what was handed over has run; waits for it."""
