@@ -46,7 +46,7 @@ async def started_engine(kind: str, data_dir: str, dsn: str = "") -> Engine:
     """The fund of benchmarks/conftest.py with dealer AP-B, behind a started engine with the server's
     metrics; its journal, with the audit trail as the server's: SQLite in ``data_dir`` for ``durable``, a
     fresh shard of the PostgreSQL database ``dsn`` for ``postgres`` (the lease taken), else one that keeps
-    nothing. (benchmarks/rpc_path.py starts the same.)"""
+    nothing. (benchmarks/rpc_path.py starts its engine with it too.)"""
     ledger = Ledger()
     load_fund(ledger)
     ledger.execute(M.RegisterParticipant(participant_id="AP-B", name="bench", eligible_fund_ids=["F-1"],

@@ -278,9 +278,9 @@ class PgJournal:
             await self._in_writer(self.append_sync, events)
 
     async def _in_writer(self, fn: Any, *args: Any) -> None:
-        """``fn(*args, requested)`` on the writer's thread; ``requested`` is now, so the commit timeout
-        also counts the time it waits behind the statement before it (a renewal the standby holds)."""
-        await self._writer.run(fn, *args, time.monotonic())
+        """``in_writer`` of ``fn(*args, requested)``; ``requested`` is now, so the commit timeout also counts
+        the time it waits behind the statement before it (a renewal the standby holds)."""
+        await self.in_writer(fn, *args, time.monotonic())
 
     async def in_writer(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on the writer's thread, in turn with the writer's statements: its connection serves
